@@ -26,9 +26,16 @@ let package = Package(
             exclude: ["generated/api.txt"],
             swiftSettings: swiftSettings
         ),
+        // Greedy generation through the raw bindings; the Swift side of the token equality test.
+        .executableTarget(
+            name: "raw-generate",
+            dependencies: ["LlamaRaw"],
+            path: "Examples/raw-generate",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "LlamaRawTests",
-            dependencies: ["LlamaRaw"],
+            dependencies: ["LlamaRaw", "raw-generate"],
             exclude: ["Native"],
             swiftSettings: swiftSettings
         ),

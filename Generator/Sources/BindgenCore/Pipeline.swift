@@ -14,6 +14,12 @@ public struct OutputLayout: Sendable {
     public var cModule: String
     public var headerName: String { (cHeader as NSString).lastPathComponent }
 
+    public init(cHeader: String, swiftFolder: String, cModule: String) {
+        self.cHeader = cHeader
+        self.swiftFolder = swiftFolder
+        self.cModule = cModule
+    }
+
     public static let package = OutputLayout(
         cHeader: "Sources/CLlama/include/generated/llama_cpp_types.h",
         swiftFolder: "Sources/LlamaRaw/generated",

@@ -116,7 +116,9 @@ public struct LibrarySet: Sendable {
 /// The symbol table and wrappers.
 public func emitSwiftSymbols(_ module: APIModule, libraries: LibrarySet, options: SwiftEmitterOptions,
                              diagnostics: inout Diagnostics) -> String {
-    var out = [options.banner, "public import \(options.cModule)", ""]
+    let functions = module.functions
+    // An import that no public declaration uses is a warning; a module without functions has none.
+    var out = [options.banner, "\(functions.isEmpty ? "" : "public ")import \(options.cModule)", ""]
     out += ["/// A library of the llama.cpp distribution that exports functions of the bound headers.",
             "public enum LlamaLibraryID: String, CaseIterable, Sendable {"]
     for l in libraries.libraries {
@@ -161,7 +163,6 @@ public func emitSwiftSymbols(_ module: APIModule, libraries: LibrarySet, options
             "    /// The declaring header and line in the pinned llama.cpp source tree.",
             "    public let declaration: String", "}", ""]
 
-    let functions = module.functions
     out += ["extension LlamaSymbols {", "    /// Every bound function, in header order.",
             "    public static let specs: [LlamaSymbolSpec] = ["]
     for f in functions {
@@ -277,7 +278,9 @@ public func emitSwiftLayout(_ module: APIModule, options: SwiftEmitterOptions) -
         guard let subject = layoutSubject(d) else { continue }
         let t = subject.swiftName
         let direct = subject.record.fields.compactMap { f -> String? in
+            // Swift imports neither bitfields nor flexible array members as stored properties.
             guard let n = f.name, f.bitWidth == nil else { return nil }
+            if case .array(_, count: nil) = f.type { return nil }
             return ".init(name: \(swiftStringLiteral(n)), offset: \(f.offsetBits / 8), "
                 + "swiftOffset: MemoryLayout<\(t)>.offset(of: \\\(t).\(swiftIdentifier(n))))"
         }

@@ -1,0 +1,72 @@
+# swift-llama-cpp: set-up, generation and tests. Everything fetched or built lands in a cache
+# outside git ($(LLAMA_DEV_CACHE)); each fetch is a no-op when its cache entry is valid.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+LLVM_DIR ?= /usr/lib/llvm-14
+export LLVM_DIR
+LLAMA_DEV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swift-llama-cpp/dev
+export LLAMA_DEV_CACHE
+FETCH := $(PYTHON) tools/fetch.py
+BINDGEN := Generator/.build/debug/llama-bindgen
+PROMPT ?= The three primary colors are
+TOKENS ?= 64
+
+# The cache paths of the pinned libraries and model, exported for the tests and examples.
+$(foreach v,$(shell $(FETCH) paths),$(eval export $(v)))
+export LLAMA_HEADERS := $(CURDIR)/headers/pinned
+
+GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
+
+.PHONY: help headers llama model generator regenerate check-generated check-standalone \
+        test test-generator test-package run
+
+help:
+	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
+	@echo "make test         everything CI runs: generated code check, generator goldens, package tests"
+	@echo "make headers      fetch the pinned llama.cpp source and place its verified headers in headers/pinned"
+	@echo "make llama        build the pinned llama.cpp shared libraries, packed like the official release"
+	@echo "make model        fetch and verify SmolLM2-135M-Instruct (Q4_1)"
+	@echo "make regenerate   regenerate the bindings from the pinned headers"
+	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
+
+headers:
+	$(FETCH) headers
+
+llama:
+	$(FETCH) llama
+
+model:
+	$(FETCH) model
+
+generator:
+	swift build --package-path Generator --product llama-bindgen
+
+regenerate: headers generator
+	$(BINDGEN) generate --output . --report
+
+check-generated: headers generator
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BINDGEN) generate --output "$$tmp" && \
+	for d in $(GENERATED); do \
+	  diff -ru "$$d" "$$tmp/$$d" || { echo "error: $$d differs from a fresh generation: run make regenerate and commit" >&2; exit 1; }; \
+	done && echo "generated code is up to date"
+
+# The root package must not need libclang or llama.cpp to build or link.
+check-standalone:
+	swift build --product raw-generate
+	@! grep -qE 'unsafeFlags|"Generator' Package.swift || { echo "error: the root package refers to the generator or libclang" >&2; exit 1; }
+	@! ldd .build/debug/raw-generate | grep -E "libclang|libllama|libggml" || { echo "error: raw-generate links llama.cpp or libclang" >&2; exit 1; }
+	@echo "the root package builds and links without libclang and llama.cpp"
+
+test-generator: generator
+	swift test --package-path Generator
+
+test-package: llama model headers
+	swift test
+
+test: check-generated check-standalone test-generator test-package
+
+run: llama model
+	@swift build --product raw-generate >&2
+	@.build/debug/raw-generate --prompt "$(PROMPT)" -n $(TOKENS)

