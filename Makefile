@@ -18,7 +18,7 @@ export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
-.PHONY: help headers llama model generator regenerate check-generated check-standalone \
+.PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
         test test-generator test-package run
 
 help:
@@ -30,16 +30,19 @@ help:
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
 
+deps:
+	@tools/install-deps.sh
+
 headers:
 	$(FETCH) headers
 
-llama:
+llama: deps
 	$(FETCH) llama
 
 model:
 	$(FETCH) model
 
-generator:
+generator: deps
 	swift build --package-path Generator --product llama-bindgen
 
 regenerate: headers generator

@@ -28,11 +28,29 @@ struct LoaderTests {
         return result
     }
 
+    /// The file-backed mappings of this process: address range and file name.
+    func memoryMaps() throws -> [(range: Range<UInt>, file: String)] {
+        try String(contentsOfFile: "/proc/self/maps", encoding: .utf8).split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count >= 6, parts[5].hasPrefix("/") else { return nil }
+            let bounds = parts[0].split(separator: "-").compactMap { UInt($0, radix: 16) }
+            guard bounds.count == 2 else { return nil }
+            return (bounds[0]..<bounds[1], URL(fileURLWithPath: String(parts[5])).lastPathComponent)
+        }
+    }
+
+    /// The library file whose mapping holds the address: what `dladdr` tells, read from /proc.
+    func mappedFile(containing p: UnsafeMutableRawPointer, in maps: [(range: Range<UInt>, file: String)]) -> String? {
+        let address = UInt(bitPattern: p)
+        return maps.first { $0.range.contains(address) }?.file
+    }
+
     @Test("every bound function resolves, from the library the manifest names")
     func symbolsComeFromTheirLibrary() throws {
         let libraries = try TestEnvironment.libraries.get()
         let handles = handles(in: libraries.directory)
         #expect(handles.count == LlamaLibraryID.allCases.count, "every library of the release is loaded")
+        let maps = try memoryMaps()
         var absent: Set<String> = []
         var wrongLibrary: [String] = []
         _ = try LlamaSymbols { spec in
@@ -40,9 +58,7 @@ struct LoaderTests {
                 absent.insert(spec.name)
                 return nil
             }
-            var info = Dl_info()
-            if dladdr(p, &info) != 0, let file = info.dli_fname {
-                let base = URL(fileURLWithPath: String(cString: file)).lastPathComponent
+            if let base = mappedFile(containing: p, in: maps) {
                 let expected = spec.library == .ggmlCpu ? "libggml-cpu" : "lib\(spec.library.rawValue).so"
                 if !base.hasPrefix(expected) { wrongLibrary.append("\(spec.name): in \(base), expected \(expected)") }
             }

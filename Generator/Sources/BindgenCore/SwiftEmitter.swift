@@ -173,36 +173,36 @@ public func emitSwiftSymbols(_ module: APIModule, libraries: LibrarySet, options
     out += ["    ]", "}", ""]
 
     // The table.
-    out += ["/// The resolved llama.cpp functions: one typed C function pointer each.",
+    out += ["/// The resolved llama.cpp functions: one C function pointer each, called through its typed",
+            "/// `<name>_fn` type from the generated C declarations.",
+            "///",
+            "/// The pointers are stored untyped: a stored property of an imported C function-pointer type",
+            "/// crashes Swift 6.3's module deserializer when another module lays out this class.",
             "///",
             "/// Required symbols are always present; optional ones (from optional libraries) may be",
             "/// absent, and their wrappers throw ``LlamaSymbolError/unavailable(name:library:)``.",
             "public final class LlamaSymbols: @unchecked Sendable {"]
     for f in functions {
-        let type = functionPointerTypeName(f.name)
         let optional = libraries.isRequired(f.library) ? "" : "?"
-        out.append("    @usableFromInline let _\(f.name): \(type)\(optional)")
+        out.append("    private let _\(f.name): UnsafeMutableRawPointer\(optional)")
     }
     out += ["",
             "    /// Resolves every symbol with `resolve`; throws once, naming every missing required symbol.",
             "    public init(resolve: (LlamaSymbolSpec) -> UnsafeMutableRawPointer?) throws(LlamaSymbolError) {",
             "        var missing: [LlamaSymbolSpec] = []",
             "        var index = 0",
-            "        func required<T>(_: T.Type) -> T {",
+            "        func optional() -> UnsafeMutableRawPointer? {",
             "            let spec = LlamaSymbols.specs[index]",
             "            index += 1",
-            "            if let p = resolve(spec) { return unsafeBitCast(p, to: T.self) }",
-            "            missing.append(spec)",
-            "            return unsafeBitCast(LlamaSymbols.placeholder, to: T.self)",
+            "            return resolve(spec)",
             "        }",
-            "        func optional<T>(_: T.Type) -> T? {",
-            "            let spec = LlamaSymbols.specs[index]",
-            "            index += 1",
-            "            return resolve(spec).map { unsafeBitCast($0, to: T.self) }",
+            "        func required() -> UnsafeMutableRawPointer {",
+            "            if let p = optional() { return p }",
+            "            missing.append(LlamaSymbols.specs[index - 1])",
+            "            return LlamaSymbols.placeholder",
             "        }"]
     for f in functions {
-        let how = libraries.isRequired(f.library) ? "required" : "optional"
-        out.append("        _\(f.name) = \(how)(\(functionPointerTypeName(f.name)).self)")
+        out.append("        _\(f.name) = \(libraries.isRequired(f.library) ? "required" : "optional")()")
     }
     out += ["        if !missing.isEmpty { throw .missingRequired(missing) }",
             "    }", "",
@@ -240,18 +240,18 @@ private func wrapper(_ f: Function, required: Bool) throws -> [String] {
     if let message = f.deprecation {
         lines.append("    @available(*, deprecated\(message.isEmpty ? "" : ", message: \(swiftStringLiteral(message))"))")
     }
-    lines.append("    @inlinable")
+
     let signature = "public func \(f.name)(\(params.joined(separator: ", ")))"
     let returns = result == "Void" ? "" : " -> \(result)"
     if required {
         lines.append("    \(signature)\(returns) {")
-        lines.append("        _\(f.name)(\(args))")
+        lines.append("        unsafeBitCast(_\(f.name), to: \(functionPointerTypeName(f.name)).self)(\(args))")
     } else {
         lines.append("    \(signature) throws(LlamaSymbolError)\(returns) {")
-        lines.append("        guard let function = _\(f.name) else {")
+        lines.append("        guard let pointer = _\(f.name) else {")
         lines.append("            throw .unavailable(name: \(swiftStringLiteral(f.name)), library: .\(swiftLibraryCase(f.library)))")
         lines.append("        }")
-        lines.append("        return function(\(args))")
+        lines.append("        return unsafeBitCast(pointer, to: \(functionPointerTypeName(f.name)).self)(\(args))")
     }
     lines.append("    }")
     return lines

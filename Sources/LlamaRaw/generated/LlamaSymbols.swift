@@ -1072,2052 +1072,2054 @@ extension LlamaSymbols {
     ]
 }
 
-/// The resolved llama.cpp functions: one typed C function pointer each.
+/// The resolved llama.cpp functions: one C function pointer each, called through its typed
+/// `<name>_fn` type from the generated C declarations.
+///
+/// The pointers are stored untyped: a stored property of an imported C function-pointer type
+/// crashes Swift 6.3's module deserializer when another module lays out this class.
 ///
 /// Required symbols are always present; optional ones (from optional libraries) may be
 /// absent, and their wrappers throw ``LlamaSymbolError/unavailable(name:library:)``.
 public final class LlamaSymbols: @unchecked Sendable {
-    @usableFromInline let _ggml_set_abort_callback: ggml_set_abort_callback_fn
-    @usableFromInline let _ggml_status_to_string: ggml_status_to_string_fn
-    @usableFromInline let _ggml_fp16_to_fp32: ggml_fp16_to_fp32_fn
-    @usableFromInline let _ggml_fp32_to_fp16: ggml_fp32_to_fp16_fn
-    @usableFromInline let _ggml_fp16_to_fp32_row: ggml_fp16_to_fp32_row_fn
-    @usableFromInline let _ggml_fp32_to_fp16_row: ggml_fp32_to_fp16_row_fn
-    @usableFromInline let _ggml_fp32_to_bf16: ggml_fp32_to_bf16_fn
-    @usableFromInline let _ggml_bf16_to_fp32: ggml_bf16_to_fp32_fn
-    @usableFromInline let _ggml_bf16_to_fp32_row: ggml_bf16_to_fp32_row_fn
-    @usableFromInline let _ggml_fp32_to_bf16_row_ref: ggml_fp32_to_bf16_row_ref_fn
-    @usableFromInline let _ggml_fp32_to_bf16_row: ggml_fp32_to_bf16_row_fn
-    @usableFromInline let _ggml_guid_matches: ggml_guid_matches_fn
-    @usableFromInline let _ggml_version: ggml_version_fn
-    @usableFromInline let _ggml_commit: ggml_commit_fn
-    @usableFromInline let _ggml_time_init: ggml_time_init_fn
-    @usableFromInline let _ggml_time_ms: ggml_time_ms_fn
-    @usableFromInline let _ggml_time_us: ggml_time_us_fn
-    @usableFromInline let _ggml_cycles: ggml_cycles_fn
-    @usableFromInline let _ggml_cycles_per_ms: ggml_cycles_per_ms_fn
-    @usableFromInline let _ggml_fopen: ggml_fopen_fn
-    @usableFromInline let _ggml_print_object: ggml_print_object_fn
-    @usableFromInline let _ggml_print_objects: ggml_print_objects_fn
-    @usableFromInline let _ggml_nelements: ggml_nelements_fn
-    @usableFromInline let _ggml_nrows: ggml_nrows_fn
-    @usableFromInline let _ggml_nbytes: ggml_nbytes_fn
-    @usableFromInline let _ggml_nbytes_pad: ggml_nbytes_pad_fn
-    @usableFromInline let _ggml_blck_size: ggml_blck_size_fn
-    @usableFromInline let _ggml_type_size: ggml_type_size_fn
-    @usableFromInline let _ggml_row_size: ggml_row_size_fn
-    @usableFromInline let _ggml_type_sizef: ggml_type_sizef_fn
-    @usableFromInline let _ggml_type_name: ggml_type_name_fn
-    @usableFromInline let _ggml_op_name: ggml_op_name_fn
-    @usableFromInline let _ggml_op_symbol: ggml_op_symbol_fn
-    @usableFromInline let _ggml_unary_op_name: ggml_unary_op_name_fn
-    @usableFromInline let _ggml_glu_op_name: ggml_glu_op_name_fn
-    @usableFromInline let _ggml_op_desc: ggml_op_desc_fn
-    @usableFromInline let _ggml_element_size: ggml_element_size_fn
-    @usableFromInline let _ggml_is_quantized: ggml_is_quantized_fn
-    @usableFromInline let _ggml_ftype_to_ggml_type: ggml_ftype_to_ggml_type_fn
-    @usableFromInline let _ggml_is_transposed: ggml_is_transposed_fn
-    @usableFromInline let _ggml_is_permuted: ggml_is_permuted_fn
-    @usableFromInline let _ggml_is_empty: ggml_is_empty_fn
-    @usableFromInline let _ggml_is_view: ggml_is_view_fn
-    @usableFromInline let _ggml_is_scalar: ggml_is_scalar_fn
-    @usableFromInline let _ggml_is_vector: ggml_is_vector_fn
-    @usableFromInline let _ggml_is_matrix: ggml_is_matrix_fn
-    @usableFromInline let _ggml_is_3d: ggml_is_3d_fn
-    @usableFromInline let _ggml_n_dims: ggml_n_dims_fn
-    @usableFromInline let _ggml_is_contiguous: ggml_is_contiguous_fn
-    @usableFromInline let _ggml_is_contiguous_0: ggml_is_contiguous_0_fn
-    @usableFromInline let _ggml_is_contiguous_1: ggml_is_contiguous_1_fn
-    @usableFromInline let _ggml_is_contiguous_2: ggml_is_contiguous_2_fn
-    @usableFromInline let _ggml_is_contiguous_to_1: ggml_is_contiguous_to_1_fn
-    @usableFromInline let _ggml_is_contiguous_to_2: ggml_is_contiguous_to_2_fn
-    @usableFromInline let _ggml_is_contiguous_to_3: ggml_is_contiguous_to_3_fn
-    @usableFromInline let _ggml_is_contiguously_allocated: ggml_is_contiguously_allocated_fn
-    @usableFromInline let _ggml_is_contiguous_channels: ggml_is_contiguous_channels_fn
-    @usableFromInline let _ggml_is_contiguous_rows: ggml_is_contiguous_rows_fn
-    @usableFromInline let _ggml_are_same_shape: ggml_are_same_shape_fn
-    @usableFromInline let _ggml_are_same_stride: ggml_are_same_stride_fn
-    @usableFromInline let _ggml_can_repeat: ggml_can_repeat_fn
-    @usableFromInline let _ggml_tensor_overhead: ggml_tensor_overhead_fn
-    @usableFromInline let _ggml_validate_row_data: ggml_validate_row_data_fn
-    @usableFromInline let _ggml_init: ggml_init_fn
-    @usableFromInline let _ggml_reset: ggml_reset_fn
-    @usableFromInline let _ggml_free: ggml_free_fn
-    @usableFromInline let _ggml_used_mem: ggml_used_mem_fn
-    @usableFromInline let _ggml_get_no_alloc: ggml_get_no_alloc_fn
-    @usableFromInline let _ggml_set_no_alloc: ggml_set_no_alloc_fn
-    @usableFromInline let _ggml_get_mem_buffer: ggml_get_mem_buffer_fn
-    @usableFromInline let _ggml_get_mem_size: ggml_get_mem_size_fn
-    @usableFromInline let _ggml_get_max_tensor_size: ggml_get_max_tensor_size_fn
-    @usableFromInline let _ggml_new_tensor: ggml_new_tensor_fn
-    @usableFromInline let _ggml_new_tensor_1d: ggml_new_tensor_1d_fn
-    @usableFromInline let _ggml_new_tensor_2d: ggml_new_tensor_2d_fn
-    @usableFromInline let _ggml_new_tensor_3d: ggml_new_tensor_3d_fn
-    @usableFromInline let _ggml_new_tensor_4d: ggml_new_tensor_4d_fn
-    @usableFromInline let _ggml_new_buffer: ggml_new_buffer_fn
-    @usableFromInline let _ggml_dup_tensor: ggml_dup_tensor_fn
-    @usableFromInline let _ggml_view_tensor: ggml_view_tensor_fn
-    @usableFromInline let _ggml_get_first_tensor: ggml_get_first_tensor_fn
-    @usableFromInline let _ggml_get_next_tensor: ggml_get_next_tensor_fn
-    @usableFromInline let _ggml_get_tensor: ggml_get_tensor_fn
-    @usableFromInline let _ggml_unravel_index: ggml_unravel_index_fn
-    @usableFromInline let _ggml_get_unary_op: ggml_get_unary_op_fn
-    @usableFromInline let _ggml_get_glu_op: ggml_get_glu_op_fn
-    @usableFromInline let _ggml_get_data: ggml_get_data_fn
-    @usableFromInline let _ggml_get_data_f32: ggml_get_data_f32_fn
-    @usableFromInline let _ggml_get_name: ggml_get_name_fn
-    @usableFromInline let _ggml_set_name: ggml_set_name_fn
-    @usableFromInline let _ggml_set_input: ggml_set_input_fn
-    @usableFromInline let _ggml_set_output: ggml_set_output_fn
-    @usableFromInline let _ggml_set_param: ggml_set_param_fn
-    @usableFromInline let _ggml_set_loss: ggml_set_loss_fn
-    @usableFromInline let _ggml_dup: ggml_dup_fn
-    @usableFromInline let _ggml_dup_inplace: ggml_dup_inplace_fn
-    @usableFromInline let _ggml_add: ggml_add_fn
-    @usableFromInline let _ggml_add_inplace: ggml_add_inplace_fn
-    @usableFromInline let _ggml_add_cast: ggml_add_cast_fn
-    @usableFromInline let _ggml_add_id: ggml_add_id_fn
-    @usableFromInline let _ggml_add1: ggml_add1_fn
-    @usableFromInline let _ggml_add1_inplace: ggml_add1_inplace_fn
-    @usableFromInline let _ggml_acc: ggml_acc_fn
-    @usableFromInline let _ggml_acc_inplace: ggml_acc_inplace_fn
-    @usableFromInline let _ggml_sub: ggml_sub_fn
-    @usableFromInline let _ggml_sub_inplace: ggml_sub_inplace_fn
-    @usableFromInline let _ggml_mul: ggml_mul_fn
-    @usableFromInline let _ggml_mul_inplace: ggml_mul_inplace_fn
-    @usableFromInline let _ggml_div: ggml_div_fn
-    @usableFromInline let _ggml_div_inplace: ggml_div_inplace_fn
-    @usableFromInline let _ggml_sqr: ggml_sqr_fn
-    @usableFromInline let _ggml_sqr_inplace: ggml_sqr_inplace_fn
-    @usableFromInline let _ggml_sqrt: ggml_sqrt_fn
-    @usableFromInline let _ggml_sqrt_inplace: ggml_sqrt_inplace_fn
-    @usableFromInline let _ggml_log: ggml_log_fn
-    @usableFromInline let _ggml_log_inplace: ggml_log_inplace_fn
-    @usableFromInline let _ggml_expm1: ggml_expm1_fn
-    @usableFromInline let _ggml_expm1_inplace: ggml_expm1_inplace_fn
-    @usableFromInline let _ggml_softplus: ggml_softplus_fn
-    @usableFromInline let _ggml_softplus_inplace: ggml_softplus_inplace_fn
-    @usableFromInline let _ggml_sin: ggml_sin_fn
-    @usableFromInline let _ggml_sin_inplace: ggml_sin_inplace_fn
-    @usableFromInline let _ggml_cos: ggml_cos_fn
-    @usableFromInline let _ggml_cos_inplace: ggml_cos_inplace_fn
-    @usableFromInline let _ggml_sum: ggml_sum_fn
-    @usableFromInline let _ggml_sum_rows: ggml_sum_rows_fn
-    @usableFromInline let _ggml_cumsum: ggml_cumsum_fn
-    @usableFromInline let _ggml_mean: ggml_mean_fn
-    @usableFromInline let _ggml_argmax: ggml_argmax_fn
-    @usableFromInline let _ggml_count_equal: ggml_count_equal_fn
-    @usableFromInline let _ggml_repeat: ggml_repeat_fn
-    @usableFromInline let _ggml_repeat_4d: ggml_repeat_4d_fn
-    @usableFromInline let _ggml_repeat_back: ggml_repeat_back_fn
-    @usableFromInline let _ggml_concat: ggml_concat_fn
-    @usableFromInline let _ggml_abs: ggml_abs_fn
-    @usableFromInline let _ggml_abs_inplace: ggml_abs_inplace_fn
-    @usableFromInline let _ggml_sgn: ggml_sgn_fn
-    @usableFromInline let _ggml_sgn_inplace: ggml_sgn_inplace_fn
-    @usableFromInline let _ggml_neg: ggml_neg_fn
-    @usableFromInline let _ggml_neg_inplace: ggml_neg_inplace_fn
-    @usableFromInline let _ggml_step: ggml_step_fn
-    @usableFromInline let _ggml_step_inplace: ggml_step_inplace_fn
-    @usableFromInline let _ggml_tanh: ggml_tanh_fn
-    @usableFromInline let _ggml_tanh_inplace: ggml_tanh_inplace_fn
-    @usableFromInline let _ggml_elu: ggml_elu_fn
-    @usableFromInline let _ggml_elu_inplace: ggml_elu_inplace_fn
-    @usableFromInline let _ggml_relu: ggml_relu_fn
-    @usableFromInline let _ggml_leaky_relu: ggml_leaky_relu_fn
-    @usableFromInline let _ggml_relu_inplace: ggml_relu_inplace_fn
-    @usableFromInline let _ggml_sigmoid: ggml_sigmoid_fn
-    @usableFromInline let _ggml_sigmoid_inplace: ggml_sigmoid_inplace_fn
-    @usableFromInline let _ggml_gelu: ggml_gelu_fn
-    @usableFromInline let _ggml_gelu_inplace: ggml_gelu_inplace_fn
-    @usableFromInline let _ggml_gelu_erf: ggml_gelu_erf_fn
-    @usableFromInline let _ggml_gelu_erf_inplace: ggml_gelu_erf_inplace_fn
-    @usableFromInline let _ggml_gelu_quick: ggml_gelu_quick_fn
-    @usableFromInline let _ggml_gelu_quick_inplace: ggml_gelu_quick_inplace_fn
-    @usableFromInline let _ggml_silu: ggml_silu_fn
-    @usableFromInline let _ggml_silu_inplace: ggml_silu_inplace_fn
-    @usableFromInline let _ggml_silu_back: ggml_silu_back_fn
-    @usableFromInline let _ggml_hardswish: ggml_hardswish_fn
-    @usableFromInline let _ggml_hardsigmoid: ggml_hardsigmoid_fn
-    @usableFromInline let _ggml_exp: ggml_exp_fn
-    @usableFromInline let _ggml_exp_inplace: ggml_exp_inplace_fn
-    @usableFromInline let _ggml_floor: ggml_floor_fn
-    @usableFromInline let _ggml_floor_inplace: ggml_floor_inplace_fn
-    @usableFromInline let _ggml_ceil: ggml_ceil_fn
-    @usableFromInline let _ggml_ceil_inplace: ggml_ceil_inplace_fn
-    @usableFromInline let _ggml_round: ggml_round_fn
-    @usableFromInline let _ggml_round_inplace: ggml_round_inplace_fn
-    @usableFromInline let _ggml_trunc: ggml_trunc_fn
-    @usableFromInline let _ggml_trunc_inplace: ggml_trunc_inplace_fn
-    @usableFromInline let _ggml_xielu: ggml_xielu_fn
-    @usableFromInline let _ggml_glu: ggml_glu_fn
-    @usableFromInline let _ggml_reglu: ggml_reglu_fn
-    @usableFromInline let _ggml_reglu_swapped: ggml_reglu_swapped_fn
-    @usableFromInline let _ggml_geglu: ggml_geglu_fn
-    @usableFromInline let _ggml_geglu_swapped: ggml_geglu_swapped_fn
-    @usableFromInline let _ggml_swiglu: ggml_swiglu_fn
-    @usableFromInline let _ggml_swiglu_swapped: ggml_swiglu_swapped_fn
-    @usableFromInline let _ggml_geglu_erf: ggml_geglu_erf_fn
-    @usableFromInline let _ggml_geglu_erf_swapped: ggml_geglu_erf_swapped_fn
-    @usableFromInline let _ggml_geglu_quick: ggml_geglu_quick_fn
-    @usableFromInline let _ggml_geglu_quick_swapped: ggml_geglu_quick_swapped_fn
-    @usableFromInline let _ggml_glu_split: ggml_glu_split_fn
-    @usableFromInline let _ggml_reglu_split: ggml_reglu_split_fn
-    @usableFromInline let _ggml_geglu_split: ggml_geglu_split_fn
-    @usableFromInline let _ggml_swiglu_split: ggml_swiglu_split_fn
-    @usableFromInline let _ggml_geglu_erf_split: ggml_geglu_erf_split_fn
-    @usableFromInline let _ggml_geglu_quick_split: ggml_geglu_quick_split_fn
-    @usableFromInline let _ggml_swiglu_oai: ggml_swiglu_oai_fn
-    @usableFromInline let _ggml_swiglu_clamp: ggml_swiglu_clamp_fn
-    @usableFromInline let _ggml_norm: ggml_norm_fn
-    @usableFromInline let _ggml_norm_inplace: ggml_norm_inplace_fn
-    @usableFromInline let _ggml_rms_norm: ggml_rms_norm_fn
-    @usableFromInline let _ggml_rms_norm_inplace: ggml_rms_norm_inplace_fn
-    @usableFromInline let _ggml_group_norm: ggml_group_norm_fn
-    @usableFromInline let _ggml_group_norm_inplace: ggml_group_norm_inplace_fn
-    @usableFromInline let _ggml_l2_norm: ggml_l2_norm_fn
-    @usableFromInline let _ggml_l2_norm_inplace: ggml_l2_norm_inplace_fn
-    @usableFromInline let _ggml_rms_norm_back: ggml_rms_norm_back_fn
-    @usableFromInline let _ggml_prec_set_acc: ggml_prec_set_acc_fn
-    @usableFromInline let _ggml_prec_set_src: ggml_prec_set_src_fn
-    @usableFromInline let _ggml_mul_mat: ggml_mul_mat_fn
-    @usableFromInline let _ggml_mul_mat_set_prec: ggml_mul_mat_set_prec_fn
-    @usableFromInline let _ggml_mul_mat_set_hint: ggml_mul_mat_set_hint_fn
-    @usableFromInline let _ggml_mul_mat_id: ggml_mul_mat_id_fn
-    @usableFromInline let _ggml_out_prod: ggml_out_prod_fn
-    @usableFromInline let _ggml_scale: ggml_scale_fn
-    @usableFromInline let _ggml_scale_inplace: ggml_scale_inplace_fn
-    @usableFromInline let _ggml_scale_bias: ggml_scale_bias_fn
-    @usableFromInline let _ggml_scale_bias_inplace: ggml_scale_bias_inplace_fn
-    @usableFromInline let _ggml_set: ggml_set_fn
-    @usableFromInline let _ggml_set_inplace: ggml_set_inplace_fn
-    @usableFromInline let _ggml_set_1d: ggml_set_1d_fn
-    @usableFromInline let _ggml_set_1d_inplace: ggml_set_1d_inplace_fn
-    @usableFromInline let _ggml_set_2d: ggml_set_2d_fn
-    @usableFromInline let _ggml_set_2d_inplace: ggml_set_2d_inplace_fn
-    @usableFromInline let _ggml_cpy: ggml_cpy_fn
-    @usableFromInline let _ggml_cast: ggml_cast_fn
-    @usableFromInline let _ggml_cont: ggml_cont_fn
-    @usableFromInline let _ggml_cont_1d: ggml_cont_1d_fn
-    @usableFromInline let _ggml_cont_2d: ggml_cont_2d_fn
-    @usableFromInline let _ggml_cont_3d: ggml_cont_3d_fn
-    @usableFromInline let _ggml_cont_4d: ggml_cont_4d_fn
-    @usableFromInline let _ggml_reshape: ggml_reshape_fn
-    @usableFromInline let _ggml_reshape_1d: ggml_reshape_1d_fn
-    @usableFromInline let _ggml_reshape_2d: ggml_reshape_2d_fn
-    @usableFromInline let _ggml_reshape_3d: ggml_reshape_3d_fn
-    @usableFromInline let _ggml_reshape_4d: ggml_reshape_4d_fn
-    @usableFromInline let _ggml_view_1d: ggml_view_1d_fn
-    @usableFromInline let _ggml_view_2d: ggml_view_2d_fn
-    @usableFromInline let _ggml_view_3d: ggml_view_3d_fn
-    @usableFromInline let _ggml_view_4d: ggml_view_4d_fn
-    @usableFromInline let _ggml_permute: ggml_permute_fn
-    @usableFromInline let _ggml_transpose: ggml_transpose_fn
-    @usableFromInline let _ggml_get_rows: ggml_get_rows_fn
-    @usableFromInline let _ggml_get_rows_back: ggml_get_rows_back_fn
-    @usableFromInline let _ggml_set_rows: ggml_set_rows_fn
-    @usableFromInline let _ggml_diag: ggml_diag_fn
-    @usableFromInline let _ggml_diag_mask_inf: ggml_diag_mask_inf_fn
-    @usableFromInline let _ggml_diag_mask_inf_inplace: ggml_diag_mask_inf_inplace_fn
-    @usableFromInline let _ggml_diag_mask_zero: ggml_diag_mask_zero_fn
-    @usableFromInline let _ggml_diag_mask_zero_inplace: ggml_diag_mask_zero_inplace_fn
-    @usableFromInline let _ggml_clamp: ggml_clamp_fn
-    @usableFromInline let _ggml_clamp_inplace: ggml_clamp_inplace_fn
-    @usableFromInline let _ggml_soft_max: ggml_soft_max_fn
-    @usableFromInline let _ggml_soft_max_inplace: ggml_soft_max_inplace_fn
-    @usableFromInline let _ggml_soft_max_ext: ggml_soft_max_ext_fn
-    @usableFromInline let _ggml_soft_max_ext_inplace: ggml_soft_max_ext_inplace_fn
-    @usableFromInline let _ggml_soft_max_add_sinks: ggml_soft_max_add_sinks_fn
-    @usableFromInline let _ggml_soft_max_ext_back: ggml_soft_max_ext_back_fn
-    @usableFromInline let _ggml_soft_max_ext_back_inplace: ggml_soft_max_ext_back_inplace_fn
-    @usableFromInline let _ggml_rope: ggml_rope_fn
-    @usableFromInline let _ggml_rope_inplace: ggml_rope_inplace_fn
-    @usableFromInline let _ggml_rope_ext: ggml_rope_ext_fn
-    @usableFromInline let _ggml_rope_multi: ggml_rope_multi_fn
-    @usableFromInline let _ggml_rope_ext_inplace: ggml_rope_ext_inplace_fn
-    @usableFromInline let _ggml_rope_multi_inplace: ggml_rope_multi_inplace_fn
-    @usableFromInline let _ggml_rope_custom: ggml_rope_custom_fn
-    @usableFromInline let _ggml_rope_custom_inplace: ggml_rope_custom_inplace_fn
-    @usableFromInline let _ggml_rope_yarn_corr_dims: ggml_rope_yarn_corr_dims_fn
-    @usableFromInline let _ggml_rope_ext_back: ggml_rope_ext_back_fn
-    @usableFromInline let _ggml_rope_multi_back: ggml_rope_multi_back_fn
-    @usableFromInline let _ggml_rope_set_offset: ggml_rope_set_offset_fn
-    @usableFromInline let _ggml_im2col: ggml_im2col_fn
-    @usableFromInline let _ggml_im2col_back: ggml_im2col_back_fn
-    @usableFromInline let _ggml_col2im_1d: ggml_col2im_1d_fn
-    @usableFromInline let _ggml_conv_1d: ggml_conv_1d_fn
-    @usableFromInline let _ggml_conv_1d_ph: ggml_conv_1d_ph_fn
-    @usableFromInline let _ggml_conv_1d_dw: ggml_conv_1d_dw_fn
-    @usableFromInline let _ggml_conv_1d_dw_ph: ggml_conv_1d_dw_ph_fn
-    @usableFromInline let _ggml_conv_transpose_1d: ggml_conv_transpose_1d_fn
-    @usableFromInline let _ggml_conv_2d: ggml_conv_2d_fn
-    @usableFromInline let _ggml_im2col_3d: ggml_im2col_3d_fn
-    @usableFromInline let _ggml_conv_3d: ggml_conv_3d_fn
-    @usableFromInline let _ggml_conv_2d_sk_p0: ggml_conv_2d_sk_p0_fn
-    @usableFromInline let _ggml_conv_2d_s1_ph: ggml_conv_2d_s1_ph_fn
-    @usableFromInline let _ggml_conv_2d_dw: ggml_conv_2d_dw_fn
-    @usableFromInline let _ggml_conv_2d_dw_direct: ggml_conv_2d_dw_direct_fn
-    @usableFromInline let _ggml_conv_transpose_2d_p0: ggml_conv_transpose_2d_p0_fn
-    @usableFromInline let _ggml_conv_2d_direct: ggml_conv_2d_direct_fn
-    @usableFromInline let _ggml_conv_3d_direct: ggml_conv_3d_direct_fn
-    @usableFromInline let _ggml_pool_1d: ggml_pool_1d_fn
-    @usableFromInline let _ggml_pool_2d: ggml_pool_2d_fn
-    @usableFromInline let _ggml_pool_2d_back: ggml_pool_2d_back_fn
-    @usableFromInline let _ggml_upscale: ggml_upscale_fn
-    @usableFromInline let _ggml_upscale_ext: ggml_upscale_ext_fn
-    @usableFromInline let _ggml_interpolate: ggml_interpolate_fn
-    @usableFromInline let _ggml_pad: ggml_pad_fn
-    @usableFromInline let _ggml_pad_circular: ggml_pad_circular_fn
-    @usableFromInline let _ggml_pad_ext: ggml_pad_ext_fn
-    @usableFromInline let _ggml_pad_ext_circular: ggml_pad_ext_circular_fn
-    @usableFromInline let _ggml_pad_reflect_1d: ggml_pad_reflect_1d_fn
-    @usableFromInline let _ggml_roll: ggml_roll_fn
-    @usableFromInline let _ggml_tri: ggml_tri_fn
-    @usableFromInline let _ggml_fill: ggml_fill_fn
-    @usableFromInline let _ggml_fill_inplace: ggml_fill_inplace_fn
-    @usableFromInline let _ggml_timestep_embedding: ggml_timestep_embedding_fn
-    @usableFromInline let _ggml_argsort: ggml_argsort_fn
-    @usableFromInline let _ggml_argsort_top_k: ggml_argsort_top_k_fn
-    @usableFromInline let _ggml_top_k: ggml_top_k_fn
-    @usableFromInline let _ggml_arange: ggml_arange_fn
-    @usableFromInline let _ggml_flash_attn_ext: ggml_flash_attn_ext_fn
-    @usableFromInline let _ggml_flash_attn_ext_set_prec: ggml_flash_attn_ext_set_prec_fn
-    @usableFromInline let _ggml_flash_attn_ext_get_prec: ggml_flash_attn_ext_get_prec_fn
-    @usableFromInline let _ggml_flash_attn_ext_set_n_kv_max: ggml_flash_attn_ext_set_n_kv_max_fn
-    @usableFromInline let _ggml_flash_attn_ext_add_sinks: ggml_flash_attn_ext_add_sinks_fn
-    @usableFromInline let _ggml_flash_attn_back: ggml_flash_attn_back_fn
-    @usableFromInline let _ggml_ssm_conv: ggml_ssm_conv_fn
-    @usableFromInline let _ggml_ssm_scan: ggml_ssm_scan_fn
-    @usableFromInline let _ggml_win_part: ggml_win_part_fn
-    @usableFromInline let _ggml_win_unpart: ggml_win_unpart_fn
-    @usableFromInline let _ggml_unary: ggml_unary_fn
-    @usableFromInline let _ggml_unary_inplace: ggml_unary_inplace_fn
-    @usableFromInline let _ggml_get_rel_pos: ggml_get_rel_pos_fn
-    @usableFromInline let _ggml_add_rel_pos: ggml_add_rel_pos_fn
-    @usableFromInline let _ggml_add_rel_pos_inplace: ggml_add_rel_pos_inplace_fn
-    @usableFromInline let _ggml_rwkv_wkv6: ggml_rwkv_wkv6_fn
-    @usableFromInline let _ggml_gated_linear_attn: ggml_gated_linear_attn_fn
-    @usableFromInline let _ggml_rwkv_wkv7: ggml_rwkv_wkv7_fn
-    @usableFromInline let _ggml_solve_tri: ggml_solve_tri_fn
-    @usableFromInline let _ggml_gated_delta_net: ggml_gated_delta_net_fn
-    @usableFromInline let _ggml_lightning_indexer: ggml_lightning_indexer_fn
-    @usableFromInline let _ggml_dsv4_hc_comb: ggml_dsv4_hc_comb_fn
-    @usableFromInline let _ggml_dsv4_hc_pre: ggml_dsv4_hc_pre_fn
-    @usableFromInline let _ggml_dsv4_hc_pre_gated: ggml_dsv4_hc_pre_gated_fn
-    @usableFromInline let _ggml_dsv4_hc_post: ggml_dsv4_hc_post_fn
-    @usableFromInline let _ggml_map_custom1: ggml_map_custom1_fn
-    @usableFromInline let _ggml_map_custom1_inplace: ggml_map_custom1_inplace_fn
-    @usableFromInline let _ggml_map_custom2: ggml_map_custom2_fn
-    @usableFromInline let _ggml_map_custom2_inplace: ggml_map_custom2_inplace_fn
-    @usableFromInline let _ggml_map_custom3: ggml_map_custom3_fn
-    @usableFromInline let _ggml_map_custom3_inplace: ggml_map_custom3_inplace_fn
-    @usableFromInline let _ggml_custom_4d: ggml_custom_4d_fn
-    @usableFromInline let _ggml_custom_inplace: ggml_custom_inplace_fn
-    @usableFromInline let _ggml_cross_entropy_loss: ggml_cross_entropy_loss_fn
-    @usableFromInline let _ggml_cross_entropy_loss_back: ggml_cross_entropy_loss_back_fn
-    @usableFromInline let _ggml_opt_step_adamw: ggml_opt_step_adamw_fn
-    @usableFromInline let _ggml_opt_step_sgd: ggml_opt_step_sgd_fn
-    @usableFromInline let _ggml_build_forward_select: ggml_build_forward_select_fn
-    @usableFromInline let _ggml_build_forward_expand: ggml_build_forward_expand_fn
-    @usableFromInline let _ggml_build_forward_order: ggml_build_forward_order_fn
-    @usableFromInline let _ggml_build_backward_expand: ggml_build_backward_expand_fn
-    @usableFromInline let _ggml_new_graph: ggml_new_graph_fn
-    @usableFromInline let _ggml_new_graph_custom: ggml_new_graph_custom_fn
-    @usableFromInline let _ggml_graph_dup: ggml_graph_dup_fn
-    @usableFromInline let _ggml_graph_cpy: ggml_graph_cpy_fn
-    @usableFromInline let _ggml_graph_reset: ggml_graph_reset_fn
-    @usableFromInline let _ggml_graph_clear: ggml_graph_clear_fn
-    @usableFromInline let _ggml_graph_size: ggml_graph_size_fn
-    @usableFromInline let _ggml_graph_node: ggml_graph_node_fn
-    @usableFromInline let _ggml_graph_nodes: ggml_graph_nodes_fn
-    @usableFromInline let _ggml_graph_n_nodes: ggml_graph_n_nodes_fn
-    @usableFromInline let _ggml_graph_add_node: ggml_graph_add_node_fn
-    @usableFromInline let _ggml_graph_overhead: ggml_graph_overhead_fn
-    @usableFromInline let _ggml_graph_overhead_custom: ggml_graph_overhead_custom_fn
-    @usableFromInline let _ggml_graph_get_tensor: ggml_graph_get_tensor_fn
-    @usableFromInline let _ggml_graph_get_grad: ggml_graph_get_grad_fn
-    @usableFromInline let _ggml_graph_get_grad_acc: ggml_graph_get_grad_acc_fn
-    @usableFromInline let _ggml_graph_print: ggml_graph_print_fn
-    @usableFromInline let _ggml_graph_dump_dot: ggml_graph_dump_dot_fn
-    @usableFromInline let _ggml_log_get: ggml_log_get_fn
-    @usableFromInline let _ggml_log_set: ggml_log_set_fn
-    @usableFromInline let _ggml_set_zero: ggml_set_zero_fn
-    @usableFromInline let _ggml_quantize_init: ggml_quantize_init_fn
-    @usableFromInline let _ggml_quantize_free: ggml_quantize_free_fn
-    @usableFromInline let _ggml_quantize_requires_imatrix: ggml_quantize_requires_imatrix_fn
-    @usableFromInline let _ggml_quantize_chunk: ggml_quantize_chunk_fn
-    @usableFromInline let _ggml_get_type_traits: ggml_get_type_traits_fn
-    @usableFromInline let _ggml_threadpool_params_default: ggml_threadpool_params_default_fn
-    @usableFromInline let _ggml_threadpool_params_init: ggml_threadpool_params_init_fn
-    @usableFromInline let _ggml_threadpool_params_match: ggml_threadpool_params_match_fn
-    @usableFromInline let _ggml_tallocr_new: ggml_tallocr_new_fn
-    @usableFromInline let _ggml_tallocr_alloc: ggml_tallocr_alloc_fn
-    @usableFromInline let _ggml_gallocr_new: ggml_gallocr_new_fn
-    @usableFromInline let _ggml_gallocr_new_n: ggml_gallocr_new_n_fn
-    @usableFromInline let _ggml_gallocr_free: ggml_gallocr_free_fn
-    @usableFromInline let _ggml_gallocr_reserve: ggml_gallocr_reserve_fn
-    @usableFromInline let _ggml_gallocr_reserve_n_size: ggml_gallocr_reserve_n_size_fn
-    @usableFromInline let _ggml_gallocr_reserve_n: ggml_gallocr_reserve_n_fn
-    @usableFromInline let _ggml_gallocr_alloc_graph: ggml_gallocr_alloc_graph_fn
-    @usableFromInline let _ggml_gallocr_get_buffer_size: ggml_gallocr_get_buffer_size_fn
-    @usableFromInline let _ggml_backend_alloc_ctx_tensors_from_buft_size: ggml_backend_alloc_ctx_tensors_from_buft_size_fn
-    @usableFromInline let _ggml_backend_alloc_ctx_tensors_from_buft: ggml_backend_alloc_ctx_tensors_from_buft_fn
-    @usableFromInline let _ggml_backend_alloc_ctx_tensors: ggml_backend_alloc_ctx_tensors_fn
-    @usableFromInline let _ggml_backend_buft_name: ggml_backend_buft_name_fn
-    @usableFromInline let _ggml_backend_buft_alloc_buffer: ggml_backend_buft_alloc_buffer_fn
-    @usableFromInline let _ggml_backend_buft_alloc_buffer_n: ggml_backend_buft_alloc_buffer_n_fn
-    @usableFromInline let _ggml_backend_buft_get_alignment: ggml_backend_buft_get_alignment_fn
-    @usableFromInline let _ggml_backend_buft_get_max_size: ggml_backend_buft_get_max_size_fn
-    @usableFromInline let _ggml_backend_buft_get_alloc_size: ggml_backend_buft_get_alloc_size_fn
-    @usableFromInline let _ggml_backend_buft_get_alloc_size_n: ggml_backend_buft_get_alloc_size_n_fn
-    @usableFromInline let _ggml_backend_buft_is_host: ggml_backend_buft_is_host_fn
-    @usableFromInline let _ggml_backend_buft_get_device: ggml_backend_buft_get_device_fn
-    @usableFromInline let _ggml_backend_buffer_name: ggml_backend_buffer_name_fn
-    @usableFromInline let _ggml_backend_buffer_free: ggml_backend_buffer_free_fn
-    @usableFromInline let _ggml_backend_buffer_get_base: ggml_backend_buffer_get_base_fn
-    @usableFromInline let _ggml_backend_buffer_get_size: ggml_backend_buffer_get_size_fn
-    @usableFromInline let _ggml_backend_buffer_init_tensor: ggml_backend_buffer_init_tensor_fn
-    @usableFromInline let _ggml_backend_buffer_get_alignment: ggml_backend_buffer_get_alignment_fn
-    @usableFromInline let _ggml_backend_buffer_get_max_size: ggml_backend_buffer_get_max_size_fn
-    @usableFromInline let _ggml_backend_buffer_get_alloc_size: ggml_backend_buffer_get_alloc_size_fn
-    @usableFromInline let _ggml_backend_buffer_clear: ggml_backend_buffer_clear_fn
-    @usableFromInline let _ggml_backend_buffer_is_host: ggml_backend_buffer_is_host_fn
-    @usableFromInline let _ggml_backend_buffer_set_usage: ggml_backend_buffer_set_usage_fn
-    @usableFromInline let _ggml_backend_buffer_get_usage: ggml_backend_buffer_get_usage_fn
-    @usableFromInline let _ggml_backend_buffer_get_type: ggml_backend_buffer_get_type_fn
-    @usableFromInline let _ggml_backend_buffer_reset: ggml_backend_buffer_reset_fn
-    @usableFromInline let _ggml_backend_tensor_copy: ggml_backend_tensor_copy_fn
-    @usableFromInline let _ggml_backend_guid: ggml_backend_guid_fn
-    @usableFromInline let _ggml_backend_name: ggml_backend_name_fn
-    @usableFromInline let _ggml_backend_free: ggml_backend_free_fn
-    @usableFromInline let _ggml_backend_get_default_buffer_type: ggml_backend_get_default_buffer_type_fn
-    @usableFromInline let _ggml_backend_alloc_buffer: ggml_backend_alloc_buffer_fn
-    @usableFromInline let _ggml_backend_get_alignment: ggml_backend_get_alignment_fn
-    @usableFromInline let _ggml_backend_get_max_size: ggml_backend_get_max_size_fn
-    @usableFromInline let _ggml_backend_tensor_set_async: ggml_backend_tensor_set_async_fn
-    @usableFromInline let _ggml_backend_tensor_get_async: ggml_backend_tensor_get_async_fn
-    @usableFromInline let _ggml_backend_tensor_set_2d_async: ggml_backend_tensor_set_2d_async_fn
-    @usableFromInline let _ggml_backend_tensor_get_2d_async: ggml_backend_tensor_get_2d_async_fn
-    @usableFromInline let _ggml_backend_tensor_set: ggml_backend_tensor_set_fn
-    @usableFromInline let _ggml_backend_tensor_get: ggml_backend_tensor_get_fn
-    @usableFromInline let _ggml_backend_tensor_set_2d: ggml_backend_tensor_set_2d_fn
-    @usableFromInline let _ggml_backend_tensor_get_2d: ggml_backend_tensor_get_2d_fn
-    @usableFromInline let _ggml_backend_tensor_memset: ggml_backend_tensor_memset_fn
-    @usableFromInline let _ggml_backend_synchronize: ggml_backend_synchronize_fn
-    @usableFromInline let _ggml_backend_graph_plan_create: ggml_backend_graph_plan_create_fn
-    @usableFromInline let _ggml_backend_graph_plan_free: ggml_backend_graph_plan_free_fn
-    @usableFromInline let _ggml_backend_graph_plan_compute: ggml_backend_graph_plan_compute_fn
-    @usableFromInline let _ggml_backend_graph_compute: ggml_backend_graph_compute_fn
-    @usableFromInline let _ggml_backend_graph_compute_async: ggml_backend_graph_compute_async_fn
-    @usableFromInline let _ggml_backend_supports_op: ggml_backend_supports_op_fn
-    @usableFromInline let _ggml_backend_supports_buft: ggml_backend_supports_buft_fn
-    @usableFromInline let _ggml_backend_offload_op: ggml_backend_offload_op_fn
-    @usableFromInline let _ggml_backend_tensor_copy_async: ggml_backend_tensor_copy_async_fn
-    @usableFromInline let _ggml_backend_get_device: ggml_backend_get_device_fn
-    @usableFromInline let _ggml_backend_event_new: ggml_backend_event_new_fn
-    @usableFromInline let _ggml_backend_event_free: ggml_backend_event_free_fn
-    @usableFromInline let _ggml_backend_event_record: ggml_backend_event_record_fn
-    @usableFromInline let _ggml_backend_event_synchronize: ggml_backend_event_synchronize_fn
-    @usableFromInline let _ggml_backend_event_wait: ggml_backend_event_wait_fn
-    @usableFromInline let _ggml_backend_dev_name: ggml_backend_dev_name_fn
-    @usableFromInline let _ggml_backend_dev_description: ggml_backend_dev_description_fn
-    @usableFromInline let _ggml_backend_dev_memory: ggml_backend_dev_memory_fn
-    @usableFromInline let _ggml_backend_dev_type: ggml_backend_dev_type_fn
-    @usableFromInline let _ggml_backend_dev_get_props: ggml_backend_dev_get_props_fn
-    @usableFromInline let _ggml_backend_dev_backend_reg: ggml_backend_dev_backend_reg_fn
-    @usableFromInline let _ggml_backend_dev_init: ggml_backend_dev_init_fn
-    @usableFromInline let _ggml_backend_dev_buffer_type: ggml_backend_dev_buffer_type_fn
-    @usableFromInline let _ggml_backend_dev_host_buffer_type: ggml_backend_dev_host_buffer_type_fn
-    @usableFromInline let _ggml_backend_dev_buffer_from_host_ptr: ggml_backend_dev_buffer_from_host_ptr_fn
-    @usableFromInline let _ggml_backend_dev_supports_op: ggml_backend_dev_supports_op_fn
-    @usableFromInline let _ggml_backend_dev_supports_buft: ggml_backend_dev_supports_buft_fn
-    @usableFromInline let _ggml_backend_dev_offload_op: ggml_backend_dev_offload_op_fn
-    @usableFromInline let _ggml_backend_reg_name: ggml_backend_reg_name_fn
-    @usableFromInline let _ggml_backend_reg_dev_count: ggml_backend_reg_dev_count_fn
-    @usableFromInline let _ggml_backend_reg_dev_get: ggml_backend_reg_dev_get_fn
-    @usableFromInline let _ggml_backend_reg_get_proc_address: ggml_backend_reg_get_proc_address_fn
-    @usableFromInline let _ggml_backend_register: ggml_backend_register_fn
-    @usableFromInline let _ggml_backend_device_register: ggml_backend_device_register_fn
-    @usableFromInline let _ggml_backend_reg_count: ggml_backend_reg_count_fn
-    @usableFromInline let _ggml_backend_reg_get: ggml_backend_reg_get_fn
-    @usableFromInline let _ggml_backend_reg_by_name: ggml_backend_reg_by_name_fn
-    @usableFromInline let _ggml_backend_dev_count: ggml_backend_dev_count_fn
-    @usableFromInline let _ggml_backend_dev_get: ggml_backend_dev_get_fn
-    @usableFromInline let _ggml_backend_dev_by_name: ggml_backend_dev_by_name_fn
-    @usableFromInline let _ggml_backend_dev_by_type: ggml_backend_dev_by_type_fn
-    @usableFromInline let _ggml_backend_init_by_name: ggml_backend_init_by_name_fn
-    @usableFromInline let _ggml_backend_init_by_type: ggml_backend_init_by_type_fn
-    @usableFromInline let _ggml_backend_init_best: ggml_backend_init_best_fn
-    @usableFromInline let _ggml_backend_load: ggml_backend_load_fn
-    @usableFromInline let _ggml_backend_unload: ggml_backend_unload_fn
-    @usableFromInline let _ggml_backend_load_all: ggml_backend_load_all_fn
-    @usableFromInline let _ggml_backend_load_all_from_path: ggml_backend_load_all_from_path_fn
-    @usableFromInline let _ggml_backend_sched_new: ggml_backend_sched_new_fn
-    @usableFromInline let _ggml_backend_sched_free: ggml_backend_sched_free_fn
-    @usableFromInline let _ggml_backend_sched_reserve_size: ggml_backend_sched_reserve_size_fn
-    @usableFromInline let _ggml_backend_sched_reserve: ggml_backend_sched_reserve_fn
-    @usableFromInline let _ggml_backend_sched_get_n_backends: ggml_backend_sched_get_n_backends_fn
-    @usableFromInline let _ggml_backend_sched_get_backend: ggml_backend_sched_get_backend_fn
-    @usableFromInline let _ggml_backend_sched_get_n_splits: ggml_backend_sched_get_n_splits_fn
-    @usableFromInline let _ggml_backend_sched_get_n_copies: ggml_backend_sched_get_n_copies_fn
-    @usableFromInline let _ggml_backend_sched_get_buffer_type: ggml_backend_sched_get_buffer_type_fn
-    @usableFromInline let _ggml_backend_sched_get_buffer_size: ggml_backend_sched_get_buffer_size_fn
-    @usableFromInline let _ggml_backend_sched_set_tensor_backend: ggml_backend_sched_set_tensor_backend_fn
-    @usableFromInline let _ggml_backend_sched_get_tensor_backend: ggml_backend_sched_get_tensor_backend_fn
-    @usableFromInline let _ggml_backend_sched_split_graph: ggml_backend_sched_split_graph_fn
-    @usableFromInline let _ggml_backend_sched_alloc_graph: ggml_backend_sched_alloc_graph_fn
-    @usableFromInline let _ggml_backend_sched_graph_compute: ggml_backend_sched_graph_compute_fn
-    @usableFromInline let _ggml_backend_sched_graph_compute_async: ggml_backend_sched_graph_compute_async_fn
-    @usableFromInline let _ggml_backend_sched_synchronize: ggml_backend_sched_synchronize_fn
-    @usableFromInline let _ggml_backend_sched_reset: ggml_backend_sched_reset_fn
-    @usableFromInline let _ggml_backend_sched_set_eval_callback: ggml_backend_sched_set_eval_callback_fn
-    @usableFromInline let _ggml_backend_meta_split_axis_name: ggml_backend_meta_split_axis_name_fn
-    @usableFromInline let _ggml_backend_meta_device: ggml_backend_meta_device_fn
-    @usableFromInline let _ggml_backend_graph_copy: ggml_backend_graph_copy_fn
-    @usableFromInline let _ggml_backend_graph_copy_free: ggml_backend_graph_copy_free_fn
-    @usableFromInline let _ggml_backend_compare_graph_backend: ggml_backend_compare_graph_backend_fn
-    @usableFromInline let _ggml_backend_tensor_alloc: ggml_backend_tensor_alloc_fn
-    @usableFromInline let _ggml_backend_view_init: ggml_backend_view_init_fn
-    @usableFromInline let _ggml_backend_cpu_buffer_from_ptr: ggml_backend_cpu_buffer_from_ptr_fn
-    @usableFromInline let _ggml_backend_cpu_buffer_type: ggml_backend_cpu_buffer_type_fn
-    @usableFromInline let _ggml_numa_init: ggml_numa_init_fn?
-    @usableFromInline let _ggml_is_numa: ggml_is_numa_fn?
-    @usableFromInline let _ggml_new_i32: ggml_new_i32_fn?
-    @usableFromInline let _ggml_new_f32: ggml_new_f32_fn?
-    @usableFromInline let _ggml_set_i32: ggml_set_i32_fn?
-    @usableFromInline let _ggml_set_f32: ggml_set_f32_fn?
-    @usableFromInline let _ggml_get_i32_1d: ggml_get_i32_1d_fn?
-    @usableFromInline let _ggml_set_i32_1d: ggml_set_i32_1d_fn?
-    @usableFromInline let _ggml_get_i32_nd: ggml_get_i32_nd_fn?
-    @usableFromInline let _ggml_set_i32_nd: ggml_set_i32_nd_fn?
-    @usableFromInline let _ggml_get_f32_1d: ggml_get_f32_1d_fn?
-    @usableFromInline let _ggml_set_f32_1d: ggml_set_f32_1d_fn?
-    @usableFromInline let _ggml_get_f32_nd: ggml_get_f32_nd_fn?
-    @usableFromInline let _ggml_set_f32_nd: ggml_set_f32_nd_fn?
-    @usableFromInline let _ggml_threadpool_new: ggml_threadpool_new_fn?
-    @usableFromInline let _ggml_threadpool_free: ggml_threadpool_free_fn?
-    @usableFromInline let _ggml_threadpool_get_n_threads: ggml_threadpool_get_n_threads_fn?
-    @usableFromInline let _ggml_threadpool_pause: ggml_threadpool_pause_fn?
-    @usableFromInline let _ggml_threadpool_resume: ggml_threadpool_resume_fn?
-    @usableFromInline let _ggml_graph_plan: ggml_graph_plan_fn?
-    @usableFromInline let _ggml_graph_compute: ggml_graph_compute_fn?
-    @usableFromInline let _ggml_graph_compute_with_ctx: ggml_graph_compute_with_ctx_fn?
-    @usableFromInline let _ggml_cpu_has_sse3: ggml_cpu_has_sse3_fn?
-    @usableFromInline let _ggml_cpu_has_ssse3: ggml_cpu_has_ssse3_fn?
-    @usableFromInline let _ggml_cpu_has_avx: ggml_cpu_has_avx_fn?
-    @usableFromInline let _ggml_cpu_has_avx_vnni: ggml_cpu_has_avx_vnni_fn?
-    @usableFromInline let _ggml_cpu_has_avx2: ggml_cpu_has_avx2_fn?
-    @usableFromInline let _ggml_cpu_has_bmi2: ggml_cpu_has_bmi2_fn?
-    @usableFromInline let _ggml_cpu_has_f16c: ggml_cpu_has_f16c_fn?
-    @usableFromInline let _ggml_cpu_has_fma: ggml_cpu_has_fma_fn?
-    @usableFromInline let _ggml_cpu_has_avx512: ggml_cpu_has_avx512_fn?
-    @usableFromInline let _ggml_cpu_has_avx512_vbmi: ggml_cpu_has_avx512_vbmi_fn?
-    @usableFromInline let _ggml_cpu_has_avx512_vnni: ggml_cpu_has_avx512_vnni_fn?
-    @usableFromInline let _ggml_cpu_has_avx512_bf16: ggml_cpu_has_avx512_bf16_fn?
-    @usableFromInline let _ggml_cpu_has_amx_int8: ggml_cpu_has_amx_int8_fn?
-    @usableFromInline let _ggml_cpu_has_neon: ggml_cpu_has_neon_fn?
-    @usableFromInline let _ggml_cpu_has_arm_fma: ggml_cpu_has_arm_fma_fn?
-    @usableFromInline let _ggml_cpu_has_fp16_va: ggml_cpu_has_fp16_va_fn?
-    @usableFromInline let _ggml_cpu_has_dotprod: ggml_cpu_has_dotprod_fn?
-    @usableFromInline let _ggml_cpu_has_matmul_int8: ggml_cpu_has_matmul_int8_fn?
-    @usableFromInline let _ggml_cpu_has_sve: ggml_cpu_has_sve_fn?
-    @usableFromInline let _ggml_cpu_get_sve_cnt: ggml_cpu_get_sve_cnt_fn?
-    @usableFromInline let _ggml_cpu_has_sme: ggml_cpu_has_sme_fn?
-    @usableFromInline let _ggml_cpu_has_sme2: ggml_cpu_has_sme2_fn?
-    @usableFromInline let _ggml_cpu_has_riscv_v: ggml_cpu_has_riscv_v_fn?
-    @usableFromInline let _ggml_cpu_get_rvv_vlen: ggml_cpu_get_rvv_vlen_fn?
-    @usableFromInline let _ggml_cpu_has_vsx: ggml_cpu_has_vsx_fn?
-    @usableFromInline let _ggml_cpu_has_vxe: ggml_cpu_has_vxe_fn?
-    @usableFromInline let _ggml_cpu_has_wasm_simd: ggml_cpu_has_wasm_simd_fn?
-    @usableFromInline let _ggml_cpu_has_llamafile: ggml_cpu_has_llamafile_fn?
-    @usableFromInline let _ggml_get_type_traits_cpu: ggml_get_type_traits_cpu_fn?
-    @usableFromInline let _ggml_cpu_init: ggml_cpu_init_fn?
-    @usableFromInline let _ggml_backend_cpu_init: ggml_backend_cpu_init_fn?
-    @usableFromInline let _ggml_backend_is_cpu: ggml_backend_is_cpu_fn?
-    @usableFromInline let _ggml_backend_cpu_set_n_threads: ggml_backend_cpu_set_n_threads_fn?
-    @usableFromInline let _ggml_backend_cpu_set_threadpool: ggml_backend_cpu_set_threadpool_fn?
-    @usableFromInline let _ggml_backend_cpu_set_abort_callback: ggml_backend_cpu_set_abort_callback_fn?
-    @usableFromInline let _ggml_backend_cpu_set_use_ref: ggml_backend_cpu_set_use_ref_fn?
-    @usableFromInline let _ggml_backend_cpu_reg: ggml_backend_cpu_reg_fn?
-    @usableFromInline let _ggml_cpu_fp32_to_fp32: ggml_cpu_fp32_to_fp32_fn?
-    @usableFromInline let _ggml_cpu_fp32_to_i32: ggml_cpu_fp32_to_i32_fn?
-    @usableFromInline let _ggml_cpu_fp32_to_fp16: ggml_cpu_fp32_to_fp16_fn?
-    @usableFromInline let _ggml_cpu_fp16_to_fp32: ggml_cpu_fp16_to_fp32_fn?
-    @usableFromInline let _ggml_cpu_fp32_to_bf16: ggml_cpu_fp32_to_bf16_fn?
-    @usableFromInline let _ggml_cpu_bf16_to_fp32: ggml_cpu_bf16_to_fp32_fn?
-    @usableFromInline let _ggml_opt_dataset_init: ggml_opt_dataset_init_fn
-    @usableFromInline let _ggml_opt_dataset_free: ggml_opt_dataset_free_fn
-    @usableFromInline let _ggml_opt_dataset_ndata: ggml_opt_dataset_ndata_fn
-    @usableFromInline let _ggml_opt_dataset_data: ggml_opt_dataset_data_fn
-    @usableFromInline let _ggml_opt_dataset_labels: ggml_opt_dataset_labels_fn
-    @usableFromInline let _ggml_opt_dataset_shuffle: ggml_opt_dataset_shuffle_fn
-    @usableFromInline let _ggml_opt_dataset_get_batch: ggml_opt_dataset_get_batch_fn
-    @usableFromInline let _ggml_opt_dataset_get_batch_host: ggml_opt_dataset_get_batch_host_fn
-    @usableFromInline let _ggml_opt_get_default_optimizer_params: ggml_opt_get_default_optimizer_params_fn
-    @usableFromInline let _ggml_opt_get_constant_optimizer_params: ggml_opt_get_constant_optimizer_params_fn
-    @usableFromInline let _ggml_opt_default_params: ggml_opt_default_params_fn
-    @usableFromInline let _ggml_opt_init: ggml_opt_init_fn
-    @usableFromInline let _ggml_opt_free: ggml_opt_free_fn
-    @usableFromInline let _ggml_opt_reset: ggml_opt_reset_fn
-    @usableFromInline let _ggml_opt_static_graphs: ggml_opt_static_graphs_fn
-    @usableFromInline let _ggml_opt_inputs: ggml_opt_inputs_fn
-    @usableFromInline let _ggml_opt_outputs: ggml_opt_outputs_fn
-    @usableFromInline let _ggml_opt_labels: ggml_opt_labels_fn
-    @usableFromInline let _ggml_opt_loss: ggml_opt_loss_fn
-    @usableFromInline let _ggml_opt_pred: ggml_opt_pred_fn
-    @usableFromInline let _ggml_opt_ncorrect: ggml_opt_ncorrect_fn
-    @usableFromInline let _ggml_opt_grad_acc: ggml_opt_grad_acc_fn
-    @usableFromInline let _ggml_opt_context_optimizer_type: ggml_opt_context_optimizer_type_fn
-    @usableFromInline let _ggml_opt_optimizer_name: ggml_opt_optimizer_name_fn
-    @usableFromInline let _ggml_opt_result_init: ggml_opt_result_init_fn
-    @usableFromInline let _ggml_opt_result_free: ggml_opt_result_free_fn
-    @usableFromInline let _ggml_opt_result_reset: ggml_opt_result_reset_fn
-    @usableFromInline let _ggml_opt_result_ndata: ggml_opt_result_ndata_fn
-    @usableFromInline let _ggml_opt_result_loss: ggml_opt_result_loss_fn
-    @usableFromInline let _ggml_opt_result_pred: ggml_opt_result_pred_fn
-    @usableFromInline let _ggml_opt_result_accuracy: ggml_opt_result_accuracy_fn
-    @usableFromInline let _ggml_opt_prepare_alloc: ggml_opt_prepare_alloc_fn
-    @usableFromInline let _ggml_opt_alloc: ggml_opt_alloc_fn
-    @usableFromInline let _ggml_opt_eval: ggml_opt_eval_fn
-    @usableFromInline let _ggml_opt_epoch: ggml_opt_epoch_fn
-    @usableFromInline let _ggml_opt_epoch_callback_progress_bar: ggml_opt_epoch_callback_progress_bar_fn
-    @usableFromInline let _ggml_opt_fit: ggml_opt_fit_fn
-    @usableFromInline let _ggml_backend_rpc_init: ggml_backend_rpc_init_fn?
-    @usableFromInline let _ggml_backend_is_rpc: ggml_backend_is_rpc_fn?
-    @usableFromInline let _ggml_backend_rpc_buffer_type: ggml_backend_rpc_buffer_type_fn?
-    @usableFromInline let _ggml_backend_rpc_get_device_memory: ggml_backend_rpc_get_device_memory_fn?
-    @usableFromInline let _ggml_backend_rpc_start_server: ggml_backend_rpc_start_server_fn?
-    @usableFromInline let _ggml_backend_rpc_reg: ggml_backend_rpc_reg_fn?
-    @usableFromInline let _ggml_backend_rpc_add_server: ggml_backend_rpc_add_server_fn?
-    @usableFromInline let _gguf_init_empty: gguf_init_empty_fn
-    @usableFromInline let _gguf_init_from_file_ptr: gguf_init_from_file_ptr_fn
-    @usableFromInline let _gguf_init_from_file: gguf_init_from_file_fn
-    @usableFromInline let _gguf_init_from_buffer: gguf_init_from_buffer_fn
-    @usableFromInline let _gguf_init_from_callback: gguf_init_from_callback_fn
-    @usableFromInline let _gguf_free: gguf_free_fn
-    @usableFromInline let _gguf_type_name: gguf_type_name_fn
-    @usableFromInline let _gguf_get_version: gguf_get_version_fn
-    @usableFromInline let _gguf_get_alignment: gguf_get_alignment_fn
-    @usableFromInline let _gguf_get_data_offset: gguf_get_data_offset_fn
-    @usableFromInline let _gguf_get_n_kv: gguf_get_n_kv_fn
-    @usableFromInline let _gguf_find_key: gguf_find_key_fn
-    @usableFromInline let _gguf_get_key: gguf_get_key_fn
-    @usableFromInline let _gguf_get_kv_type: gguf_get_kv_type_fn
-    @usableFromInline let _gguf_get_arr_type: gguf_get_arr_type_fn
-    @usableFromInline let _gguf_get_val_u8: gguf_get_val_u8_fn
-    @usableFromInline let _gguf_get_val_i8: gguf_get_val_i8_fn
-    @usableFromInline let _gguf_get_val_u16: gguf_get_val_u16_fn
-    @usableFromInline let _gguf_get_val_i16: gguf_get_val_i16_fn
-    @usableFromInline let _gguf_get_val_u32: gguf_get_val_u32_fn
-    @usableFromInline let _gguf_get_val_i32: gguf_get_val_i32_fn
-    @usableFromInline let _gguf_get_val_f32: gguf_get_val_f32_fn
-    @usableFromInline let _gguf_get_val_u64: gguf_get_val_u64_fn
-    @usableFromInline let _gguf_get_val_i64: gguf_get_val_i64_fn
-    @usableFromInline let _gguf_get_val_f64: gguf_get_val_f64_fn
-    @usableFromInline let _gguf_get_val_bool: gguf_get_val_bool_fn
-    @usableFromInline let _gguf_get_val_str: gguf_get_val_str_fn
-    @usableFromInline let _gguf_get_val_data: gguf_get_val_data_fn
-    @usableFromInline let _gguf_get_arr_n: gguf_get_arr_n_fn
-    @usableFromInline let _gguf_get_arr_data: gguf_get_arr_data_fn
-    @usableFromInline let _gguf_get_arr_str: gguf_get_arr_str_fn
-    @usableFromInline let _gguf_get_n_tensors: gguf_get_n_tensors_fn
-    @usableFromInline let _gguf_find_tensor: gguf_find_tensor_fn
-    @usableFromInline let _gguf_get_tensor_offset: gguf_get_tensor_offset_fn
-    @usableFromInline let _gguf_get_tensor_name: gguf_get_tensor_name_fn
-    @usableFromInline let _gguf_get_tensor_ne: gguf_get_tensor_ne_fn
-    @usableFromInline let _gguf_get_tensor_type: gguf_get_tensor_type_fn
-    @usableFromInline let _gguf_get_tensor_size: gguf_get_tensor_size_fn
-    @usableFromInline let _gguf_remove_key: gguf_remove_key_fn
-    @usableFromInline let _gguf_set_val_u8: gguf_set_val_u8_fn
-    @usableFromInline let _gguf_set_val_i8: gguf_set_val_i8_fn
-    @usableFromInline let _gguf_set_val_u16: gguf_set_val_u16_fn
-    @usableFromInline let _gguf_set_val_i16: gguf_set_val_i16_fn
-    @usableFromInline let _gguf_set_val_u32: gguf_set_val_u32_fn
-    @usableFromInline let _gguf_set_val_i32: gguf_set_val_i32_fn
-    @usableFromInline let _gguf_set_val_f32: gguf_set_val_f32_fn
-    @usableFromInline let _gguf_set_val_u64: gguf_set_val_u64_fn
-    @usableFromInline let _gguf_set_val_i64: gguf_set_val_i64_fn
-    @usableFromInline let _gguf_set_val_f64: gguf_set_val_f64_fn
-    @usableFromInline let _gguf_set_val_bool: gguf_set_val_bool_fn
-    @usableFromInline let _gguf_set_val_str: gguf_set_val_str_fn
-    @usableFromInline let _gguf_set_arr_data: gguf_set_arr_data_fn
-    @usableFromInline let _gguf_set_arr_str: gguf_set_arr_str_fn
-    @usableFromInline let _gguf_set_kv: gguf_set_kv_fn
-    @usableFromInline let _gguf_add_tensor: gguf_add_tensor_fn
-    @usableFromInline let _gguf_set_tensor_type: gguf_set_tensor_type_fn
-    @usableFromInline let _gguf_set_tensor_data: gguf_set_tensor_data_fn
-    @usableFromInline let _gguf_write_to_file_ptr: gguf_write_to_file_ptr_fn
-    @usableFromInline let _gguf_write_to_file: gguf_write_to_file_fn
-    @usableFromInline let _gguf_get_meta_size: gguf_get_meta_size_fn
-    @usableFromInline let _gguf_get_meta_data: gguf_get_meta_data_fn
-    @usableFromInline let _llama_ftype_name: llama_ftype_name_fn
-    @usableFromInline let _llama_flash_attn_type_name: llama_flash_attn_type_name_fn
-    @usableFromInline let _llama_load_mode_name: llama_load_mode_name_fn
-    @usableFromInline let _llama_load_mode_from_str: llama_load_mode_from_str_fn
-    @usableFromInline let _llama_version: llama_version_fn
-    @usableFromInline let _llama_model_default_params: llama_model_default_params_fn
-    @usableFromInline let _llama_context_default_params: llama_context_default_params_fn
-    @usableFromInline let _llama_sampler_chain_default_params: llama_sampler_chain_default_params_fn
-    @usableFromInline let _llama_model_quantize_default_params: llama_model_quantize_default_params_fn
-    @usableFromInline let _llama_backend_init: llama_backend_init_fn
-    @usableFromInline let _llama_backend_free: llama_backend_free_fn
-    @usableFromInline let _llama_numa_init: llama_numa_init_fn
-    @usableFromInline let _llama_attach_threadpool: llama_attach_threadpool_fn
-    @usableFromInline let _llama_detach_threadpool: llama_detach_threadpool_fn
-    @usableFromInline let _llama_model_init_from_user: llama_model_init_from_user_fn
-    @usableFromInline let _llama_load_model_from_file: llama_load_model_from_file_fn
-    @usableFromInline let _llama_model_load_from_file: llama_model_load_from_file_fn
-    @usableFromInline let _llama_model_load_from_file_ptr: llama_model_load_from_file_ptr_fn
-    @usableFromInline let _llama_model_load_from_splits: llama_model_load_from_splits_fn
-    @usableFromInline let _llama_model_save_to_file: llama_model_save_to_file_fn
-    @usableFromInline let _llama_free_model: llama_free_model_fn
-    @usableFromInline let _llama_model_free: llama_model_free_fn
-    @usableFromInline let _llama_init_from_model: llama_init_from_model_fn
-    @usableFromInline let _llama_new_context_with_model: llama_new_context_with_model_fn
-    @usableFromInline let _llama_free: llama_free_fn
-    @usableFromInline let _llama_time_us: llama_time_us_fn
-    @usableFromInline let _llama_max_devices: llama_max_devices_fn
-    @usableFromInline let _llama_max_parallel_sequences: llama_max_parallel_sequences_fn
-    @usableFromInline let _llama_max_tensor_buft_overrides: llama_max_tensor_buft_overrides_fn
-    @usableFromInline let _llama_supports_mmap: llama_supports_mmap_fn
-    @usableFromInline let _llama_supports_mlock: llama_supports_mlock_fn
-    @usableFromInline let _llama_supports_gpu_offload: llama_supports_gpu_offload_fn
-    @usableFromInline let _llama_supports_rpc: llama_supports_rpc_fn
-    @usableFromInline let _llama_n_ctx: llama_n_ctx_fn
-    @usableFromInline let _llama_n_ctx_seq: llama_n_ctx_seq_fn
-    @usableFromInline let _llama_n_batch: llama_n_batch_fn
-    @usableFromInline let _llama_n_ubatch: llama_n_ubatch_fn
-    @usableFromInline let _llama_n_seq_max: llama_n_seq_max_fn
-    @usableFromInline let _llama_n_rs_seq: llama_n_rs_seq_fn
-    @usableFromInline let _llama_n_ctx_train: llama_n_ctx_train_fn
-    @usableFromInline let _llama_n_embd: llama_n_embd_fn
-    @usableFromInline let _llama_n_layer: llama_n_layer_fn
-    @usableFromInline let _llama_n_head: llama_n_head_fn
-    @usableFromInline let _llama_n_vocab: llama_n_vocab_fn
-    @usableFromInline let _llama_get_model: llama_get_model_fn
-    @usableFromInline let _llama_get_memory: llama_get_memory_fn
-    @usableFromInline let _llama_pooling_type: llama_pooling_type_fn
-    @usableFromInline let _llama_model_get_vocab: llama_model_get_vocab_fn
-    @usableFromInline let _llama_model_rope_type: llama_model_rope_type_fn
-    @usableFromInline let _llama_model_n_ctx_train: llama_model_n_ctx_train_fn
-    @usableFromInline let _llama_model_n_embd: llama_model_n_embd_fn
-    @usableFromInline let _llama_model_n_embd_inp: llama_model_n_embd_inp_fn
-    @usableFromInline let _llama_model_n_embd_out: llama_model_n_embd_out_fn
-    @usableFromInline let _llama_model_n_layer: llama_model_n_layer_fn
-    @usableFromInline let _llama_model_n_layer_nextn: llama_model_n_layer_nextn_fn
-    @usableFromInline let _llama_model_n_head: llama_model_n_head_fn
-    @usableFromInline let _llama_model_n_head_kv: llama_model_n_head_kv_fn
-    @usableFromInline let _llama_model_n_swa: llama_model_n_swa_fn
-    @usableFromInline let _llama_model_rope_freq_scale_train: llama_model_rope_freq_scale_train_fn
-    @usableFromInline let _llama_model_n_cls_out: llama_model_n_cls_out_fn
-    @usableFromInline let _llama_model_cls_label: llama_model_cls_label_fn
-    @usableFromInline let _llama_vocab_type: llama_vocab_type_fn
-    @usableFromInline let _llama_vocab_n_tokens: llama_vocab_n_tokens_fn
-    @usableFromInline let _llama_model_meta_val_str: llama_model_meta_val_str_fn
-    @usableFromInline let _llama_model_meta_count: llama_model_meta_count_fn
-    @usableFromInline let _llama_model_meta_key_str: llama_model_meta_key_str_fn
-    @usableFromInline let _llama_model_meta_key_by_index: llama_model_meta_key_by_index_fn
-    @usableFromInline let _llama_model_meta_val_str_by_index: llama_model_meta_val_str_by_index_fn
-    @usableFromInline let _llama_model_desc: llama_model_desc_fn
-    @usableFromInline let _llama_model_ftype: llama_model_ftype_fn
-    @usableFromInline let _llama_model_size: llama_model_size_fn
-    @usableFromInline let _llama_model_chat_template: llama_model_chat_template_fn
-    @usableFromInline let _llama_model_n_params: llama_model_n_params_fn
-    @usableFromInline let _llama_model_has_encoder: llama_model_has_encoder_fn
-    @usableFromInline let _llama_model_has_decoder: llama_model_has_decoder_fn
-    @usableFromInline let _llama_model_decoder_start_token: llama_model_decoder_start_token_fn
-    @usableFromInline let _llama_model_is_recurrent: llama_model_is_recurrent_fn
-    @usableFromInline let _llama_model_is_hybrid: llama_model_is_hybrid_fn
-    @usableFromInline let _llama_model_is_diffusion: llama_model_is_diffusion_fn
-    @usableFromInline let _llama_model_quantize: llama_model_quantize_fn
-    @usableFromInline let _llama_adapter_lora_init: llama_adapter_lora_init_fn
-    @usableFromInline let _llama_adapter_lora_init_from_file_ptr: llama_adapter_lora_init_from_file_ptr_fn
-    @usableFromInline let _llama_adapter_meta_val_str: llama_adapter_meta_val_str_fn
-    @usableFromInline let _llama_adapter_meta_count: llama_adapter_meta_count_fn
-    @usableFromInline let _llama_adapter_meta_key_by_index: llama_adapter_meta_key_by_index_fn
-    @usableFromInline let _llama_adapter_meta_val_str_by_index: llama_adapter_meta_val_str_by_index_fn
-    @usableFromInline let _llama_adapter_lora_free: llama_adapter_lora_free_fn
-    @usableFromInline let _llama_adapter_get_alora_n_invocation_tokens: llama_adapter_get_alora_n_invocation_tokens_fn
-    @usableFromInline let _llama_adapter_get_alora_invocation_tokens: llama_adapter_get_alora_invocation_tokens_fn
-    @usableFromInline let _llama_set_adapters_lora: llama_set_adapters_lora_fn
-    @usableFromInline let _llama_set_adapter_cvec: llama_set_adapter_cvec_fn
-    @usableFromInline let _llama_memory_clear: llama_memory_clear_fn
-    @usableFromInline let _llama_memory_seq_rm: llama_memory_seq_rm_fn
-    @usableFromInline let _llama_memory_seq_cp: llama_memory_seq_cp_fn
-    @usableFromInline let _llama_memory_seq_keep: llama_memory_seq_keep_fn
-    @usableFromInline let _llama_memory_seq_add: llama_memory_seq_add_fn
-    @usableFromInline let _llama_memory_seq_div: llama_memory_seq_div_fn
-    @usableFromInline let _llama_memory_seq_pos_min: llama_memory_seq_pos_min_fn
-    @usableFromInline let _llama_memory_seq_pos_max: llama_memory_seq_pos_max_fn
-    @usableFromInline let _llama_memory_can_shift: llama_memory_can_shift_fn
-    @usableFromInline let _llama_state_get_size: llama_state_get_size_fn
-    @usableFromInline let _llama_get_state_size: llama_get_state_size_fn
-    @usableFromInline let _llama_state_get_data: llama_state_get_data_fn
-    @usableFromInline let _llama_copy_state_data: llama_copy_state_data_fn
-    @usableFromInline let _llama_state_set_data: llama_state_set_data_fn
-    @usableFromInline let _llama_set_state_data: llama_set_state_data_fn
-    @usableFromInline let _llama_state_load_file: llama_state_load_file_fn
-    @usableFromInline let _llama_load_session_file: llama_load_session_file_fn
-    @usableFromInline let _llama_state_save_file: llama_state_save_file_fn
-    @usableFromInline let _llama_save_session_file: llama_save_session_file_fn
-    @usableFromInline let _llama_state_seq_get_size: llama_state_seq_get_size_fn
-    @usableFromInline let _llama_state_seq_get_data: llama_state_seq_get_data_fn
-    @usableFromInline let _llama_state_seq_set_data: llama_state_seq_set_data_fn
-    @usableFromInline let _llama_state_seq_save_file: llama_state_seq_save_file_fn
-    @usableFromInline let _llama_state_seq_load_file: llama_state_seq_load_file_fn
-    @usableFromInline let _llama_state_seq_get_size_ext: llama_state_seq_get_size_ext_fn
-    @usableFromInline let _llama_state_seq_get_data_ext: llama_state_seq_get_data_ext_fn
-    @usableFromInline let _llama_state_seq_set_data_ext: llama_state_seq_set_data_ext_fn
-    @usableFromInline let _llama_batch_get_one: llama_batch_get_one_fn
-    @usableFromInline let _llama_batch_init: llama_batch_init_fn
-    @usableFromInline let _llama_batch_free: llama_batch_free_fn
-    @usableFromInline let _llama_encode: llama_encode_fn
-    @usableFromInline let _llama_decode: llama_decode_fn
-    @usableFromInline let _llama_batch_ext_init: llama_batch_ext_init_fn
-    @usableFromInline let _llama_batch_ext_free: llama_batch_ext_free_fn
-    @usableFromInline let _llama_batch_ext_clear: llama_batch_ext_clear_fn
-    @usableFromInline let _llama_batch_ext_add: llama_batch_ext_add_fn
-    @usableFromInline let _llama_batch_ext_add_token: llama_batch_ext_add_token_fn
-    @usableFromInline let _llama_batch_ext_add_embd: llama_batch_ext_add_embd_fn
-    @usableFromInline let _llama_batch_ext_add_seq: llama_batch_ext_add_seq_fn
-    @usableFromInline let _llama_batch_ext_set_embd_token: llama_batch_ext_set_embd_token_fn
-    @usableFromInline let _llama_batch_ext_set_embd_state: llama_batch_ext_set_embd_state_fn
-    @usableFromInline let _llama_batch_ext_set_output_embd: llama_batch_ext_set_output_embd_fn
-    @usableFromInline let _llama_batch_ext_set_output_logits: llama_batch_ext_set_output_logits_fn
-    @usableFromInline let _llama_batch_ext_set_pos: llama_batch_ext_set_pos_fn
-    @usableFromInline let _llama_process: llama_process_fn
-    @usableFromInline let _llama_set_n_threads: llama_set_n_threads_fn
-    @usableFromInline let _llama_n_threads: llama_n_threads_fn
-    @usableFromInline let _llama_n_threads_batch: llama_n_threads_batch_fn
-    @usableFromInline let _llama_set_embeddings: llama_set_embeddings_fn
-    @usableFromInline let _llama_set_causal_attn: llama_set_causal_attn_fn
-    @usableFromInline let _llama_get_causal_attn: llama_get_causal_attn_fn
-    @usableFromInline let _llama_set_warmup: llama_set_warmup_fn
-    @usableFromInline let _llama_set_abort_callback: llama_set_abort_callback_fn
-    @usableFromInline let _llama_synchronize: llama_synchronize_fn
-    @usableFromInline let _llama_get_logits: llama_get_logits_fn
-    @usableFromInline let _llama_get_logits_ith: llama_get_logits_ith_fn
-    @usableFromInline let _llama_get_embeddings: llama_get_embeddings_fn
-    @usableFromInline let _llama_get_embeddings_ith: llama_get_embeddings_ith_fn
-    @usableFromInline let _llama_get_embeddings_seq: llama_get_embeddings_seq_fn
-    @usableFromInline let _llama_get_sampled_token_ith: llama_get_sampled_token_ith_fn
-    @usableFromInline let _llama_get_sampled_probs_ith: llama_get_sampled_probs_ith_fn
-    @usableFromInline let _llama_get_sampled_probs_count_ith: llama_get_sampled_probs_count_ith_fn
-    @usableFromInline let _llama_get_sampled_logits_ith: llama_get_sampled_logits_ith_fn
-    @usableFromInline let _llama_get_sampled_logits_count_ith: llama_get_sampled_logits_count_ith_fn
-    @usableFromInline let _llama_get_sampled_candidates_ith: llama_get_sampled_candidates_ith_fn
-    @usableFromInline let _llama_get_sampled_candidates_count_ith: llama_get_sampled_candidates_count_ith_fn
-    @usableFromInline let _llama_vocab_get_text: llama_vocab_get_text_fn
-    @usableFromInline let _llama_vocab_get_score: llama_vocab_get_score_fn
-    @usableFromInline let _llama_vocab_get_attr: llama_vocab_get_attr_fn
-    @usableFromInline let _llama_vocab_is_eog: llama_vocab_is_eog_fn
-    @usableFromInline let _llama_vocab_is_control: llama_vocab_is_control_fn
-    @usableFromInline let _llama_vocab_bos: llama_vocab_bos_fn
-    @usableFromInline let _llama_vocab_eos: llama_vocab_eos_fn
-    @usableFromInline let _llama_vocab_eot: llama_vocab_eot_fn
-    @usableFromInline let _llama_vocab_sep: llama_vocab_sep_fn
-    @usableFromInline let _llama_vocab_nl: llama_vocab_nl_fn
-    @usableFromInline let _llama_vocab_pad: llama_vocab_pad_fn
-    @usableFromInline let _llama_vocab_mask: llama_vocab_mask_fn
-    @usableFromInline let _llama_vocab_get_add_bos: llama_vocab_get_add_bos_fn
-    @usableFromInline let _llama_vocab_get_add_eos: llama_vocab_get_add_eos_fn
-    @usableFromInline let _llama_vocab_get_add_sep: llama_vocab_get_add_sep_fn
-    @usableFromInline let _llama_vocab_get_suppress_tokens: llama_vocab_get_suppress_tokens_fn
-    @usableFromInline let _llama_vocab_fim_pre: llama_vocab_fim_pre_fn
-    @usableFromInline let _llama_vocab_fim_suf: llama_vocab_fim_suf_fn
-    @usableFromInline let _llama_vocab_fim_mid: llama_vocab_fim_mid_fn
-    @usableFromInline let _llama_vocab_fim_pad: llama_vocab_fim_pad_fn
-    @usableFromInline let _llama_vocab_fim_rep: llama_vocab_fim_rep_fn
-    @usableFromInline let _llama_vocab_fim_sep: llama_vocab_fim_sep_fn
-    @usableFromInline let _llama_token_get_text: llama_token_get_text_fn
-    @usableFromInline let _llama_token_get_score: llama_token_get_score_fn
-    @usableFromInline let _llama_token_get_attr: llama_token_get_attr_fn
-    @usableFromInline let _llama_token_is_eog: llama_token_is_eog_fn
-    @usableFromInline let _llama_token_is_control: llama_token_is_control_fn
-    @usableFromInline let _llama_token_bos: llama_token_bos_fn
-    @usableFromInline let _llama_token_eos: llama_token_eos_fn
-    @usableFromInline let _llama_token_eot: llama_token_eot_fn
-    @usableFromInline let _llama_token_cls: llama_token_cls_fn
-    @usableFromInline let _llama_token_sep: llama_token_sep_fn
-    @usableFromInline let _llama_token_nl: llama_token_nl_fn
-    @usableFromInline let _llama_token_pad: llama_token_pad_fn
-    @usableFromInline let _llama_add_bos_token: llama_add_bos_token_fn
-    @usableFromInline let _llama_add_eos_token: llama_add_eos_token_fn
-    @usableFromInline let _llama_token_fim_pre: llama_token_fim_pre_fn
-    @usableFromInline let _llama_token_fim_suf: llama_token_fim_suf_fn
-    @usableFromInline let _llama_token_fim_mid: llama_token_fim_mid_fn
-    @usableFromInline let _llama_token_fim_pad: llama_token_fim_pad_fn
-    @usableFromInline let _llama_token_fim_rep: llama_token_fim_rep_fn
-    @usableFromInline let _llama_token_fim_sep: llama_token_fim_sep_fn
-    @usableFromInline let _llama_vocab_cls: llama_vocab_cls_fn
-    @usableFromInline let _llama_tokenize: llama_tokenize_fn
-    @usableFromInline let _llama_token_to_piece: llama_token_to_piece_fn
-    @usableFromInline let _llama_detokenize: llama_detokenize_fn
-    @usableFromInline let _llama_chat_apply_template: llama_chat_apply_template_fn
-    @usableFromInline let _llama_chat_builtin_templates: llama_chat_builtin_templates_fn
-    @usableFromInline let _llama_set_sampler: llama_set_sampler_fn
-    @usableFromInline let _llama_sampler_init: llama_sampler_init_fn
-    @usableFromInline let _llama_sampler_name: llama_sampler_name_fn
-    @usableFromInline let _llama_sampler_accept: llama_sampler_accept_fn
-    @usableFromInline let _llama_sampler_apply: llama_sampler_apply_fn
-    @usableFromInline let _llama_sampler_reset: llama_sampler_reset_fn
-    @usableFromInline let _llama_sampler_clone: llama_sampler_clone_fn
-    @usableFromInline let _llama_sampler_copy: llama_sampler_copy_fn
-    @usableFromInline let _llama_sampler_free: llama_sampler_free_fn
-    @usableFromInline let _llama_sampler_chain_init: llama_sampler_chain_init_fn
-    @usableFromInline let _llama_sampler_chain_add: llama_sampler_chain_add_fn
-    @usableFromInline let _llama_sampler_chain_get: llama_sampler_chain_get_fn
-    @usableFromInline let _llama_sampler_chain_n: llama_sampler_chain_n_fn
-    @usableFromInline let _llama_sampler_chain_remove: llama_sampler_chain_remove_fn
-    @usableFromInline let _llama_sampler_init_greedy: llama_sampler_init_greedy_fn
-    @usableFromInline let _llama_sampler_init_dist: llama_sampler_init_dist_fn
-    @usableFromInline let _llama_sampler_init_top_k: llama_sampler_init_top_k_fn
-    @usableFromInline let _llama_sampler_init_top_p: llama_sampler_init_top_p_fn
-    @usableFromInline let _llama_sampler_init_min_p: llama_sampler_init_min_p_fn
-    @usableFromInline let _llama_sampler_init_typical: llama_sampler_init_typical_fn
-    @usableFromInline let _llama_sampler_init_temp: llama_sampler_init_temp_fn
-    @usableFromInline let _llama_sampler_init_temp_ext: llama_sampler_init_temp_ext_fn
-    @usableFromInline let _llama_sampler_init_xtc: llama_sampler_init_xtc_fn
-    @usableFromInline let _llama_sampler_init_top_n_sigma: llama_sampler_init_top_n_sigma_fn
-    @usableFromInline let _llama_sampler_init_mirostat: llama_sampler_init_mirostat_fn
-    @usableFromInline let _llama_sampler_init_mirostat_v2: llama_sampler_init_mirostat_v2_fn
-    @usableFromInline let _llama_sampler_init_grammar: llama_sampler_init_grammar_fn
-    @usableFromInline let _llama_sampler_init_grammar_lazy: llama_sampler_init_grammar_lazy_fn
-    @usableFromInline let _llama_sampler_init_grammar_lazy_patterns: llama_sampler_init_grammar_lazy_patterns_fn
-    @usableFromInline let _llama_sampler_init_penalties: llama_sampler_init_penalties_fn
-    @usableFromInline let _llama_sampler_init_dry: llama_sampler_init_dry_fn
-    @usableFromInline let _llama_sampler_init_adaptive_p: llama_sampler_init_adaptive_p_fn
-    @usableFromInline let _llama_sampler_init_logit_bias: llama_sampler_init_logit_bias_fn
-    @usableFromInline let _llama_sampler_init_infill: llama_sampler_init_infill_fn
-    @usableFromInline let _llama_sampler_get_seed: llama_sampler_get_seed_fn
-    @usableFromInline let _llama_sampler_sample: llama_sampler_sample_fn
-    @usableFromInline let _llama_split_path: llama_split_path_fn
-    @usableFromInline let _llama_split_prefix: llama_split_prefix_fn
-    @usableFromInline let _llama_print_system_info: llama_print_system_info_fn
-    @usableFromInline let _llama_log_get: llama_log_get_fn
-    @usableFromInline let _llama_log_set: llama_log_set_fn
-    @usableFromInline let _llama_perf_context: llama_perf_context_fn
-    @usableFromInline let _llama_perf_context_print: llama_perf_context_print_fn
-    @usableFromInline let _llama_perf_context_reset: llama_perf_context_reset_fn
-    @usableFromInline let _llama_perf_sampler: llama_perf_sampler_fn
-    @usableFromInline let _llama_perf_sampler_print: llama_perf_sampler_print_fn
-    @usableFromInline let _llama_perf_sampler_reset: llama_perf_sampler_reset_fn
-    @usableFromInline let _llama_opt_param_filter_all: llama_opt_param_filter_all_fn
-    @usableFromInline let _llama_opt_init: llama_opt_init_fn
-    @usableFromInline let _llama_opt_epoch: llama_opt_epoch_fn
-    @usableFromInline let _mtmd_default_marker: mtmd_default_marker_fn?
-    @usableFromInline let _mtmd_context_params_default: mtmd_context_params_default_fn?
-    @usableFromInline let _mtmd_init_from_file: mtmd_init_from_file_fn?
-    @usableFromInline let _mtmd_free: mtmd_free_fn?
-    @usableFromInline let _mtmd_decode_use_non_causal: mtmd_decode_use_non_causal_fn?
-    @usableFromInline let _mtmd_decode_use_mrope: mtmd_decode_use_mrope_fn?
-    @usableFromInline let _mtmd_support_vision: mtmd_support_vision_fn?
-    @usableFromInline let _mtmd_support_audio: mtmd_support_audio_fn?
-    @usableFromInline let _mtmd_get_audio_sample_rate: mtmd_get_audio_sample_rate_fn?
-    @usableFromInline let _mtmd_get_marker: mtmd_get_marker_fn?
-    @usableFromInline let _mtmd_bitmap_init: mtmd_bitmap_init_fn?
-    @usableFromInline let _mtmd_bitmap_init_from_audio: mtmd_bitmap_init_from_audio_fn?
-    @usableFromInline let _mtmd_bitmap_get_nx: mtmd_bitmap_get_nx_fn?
-    @usableFromInline let _mtmd_bitmap_get_ny: mtmd_bitmap_get_ny_fn?
-    @usableFromInline let _mtmd_bitmap_get_data: mtmd_bitmap_get_data_fn?
-    @usableFromInline let _mtmd_bitmap_get_n_bytes: mtmd_bitmap_get_n_bytes_fn?
-    @usableFromInline let _mtmd_bitmap_is_audio: mtmd_bitmap_is_audio_fn?
-    @usableFromInline let _mtmd_bitmap_free: mtmd_bitmap_free_fn?
-    @usableFromInline let _mtmd_bitmap_get_id: mtmd_bitmap_get_id_fn?
-    @usableFromInline let _mtmd_bitmap_set_id: mtmd_bitmap_set_id_fn?
-    @usableFromInline let _mtmd_bitmap_set_mergeable: mtmd_bitmap_set_mergeable_fn?
-    @usableFromInline let _mtmd_bitmap_init_lazy: mtmd_bitmap_init_lazy_fn?
-    @usableFromInline let _mtmd_input_chunks_init: mtmd_input_chunks_init_fn?
-    @usableFromInline let _mtmd_input_chunks_size: mtmd_input_chunks_size_fn?
-    @usableFromInline let _mtmd_input_chunks_get: mtmd_input_chunks_get_fn?
-    @usableFromInline let _mtmd_input_chunks_free: mtmd_input_chunks_free_fn?
-    @usableFromInline let _mtmd_input_chunk_get_type: mtmd_input_chunk_get_type_fn?
-    @usableFromInline let _mtmd_input_chunk_get_tokens_text: mtmd_input_chunk_get_tokens_text_fn?
-    @usableFromInline let _mtmd_input_chunk_get_tokens_image: mtmd_input_chunk_get_tokens_image_fn?
-    @usableFromInline let _mtmd_input_chunk_get_n_tokens: mtmd_input_chunk_get_n_tokens_fn?
-    @usableFromInline let _mtmd_input_chunk_get_id: mtmd_input_chunk_get_id_fn?
-    @usableFromInline let _mtmd_input_chunk_get_n_pos: mtmd_input_chunk_get_n_pos_fn?
-    @usableFromInline let _mtmd_input_chunk_copy: mtmd_input_chunk_copy_fn?
-    @usableFromInline let _mtmd_input_chunk_free: mtmd_input_chunk_free_fn?
-    @usableFromInline let _mtmd_input_chunk_get_placeholder: mtmd_input_chunk_get_placeholder_fn?
-    @usableFromInline let _mtmd_input_chunk_save: mtmd_input_chunk_save_fn?
-    @usableFromInline let _mtmd_input_chunk_load: mtmd_input_chunk_load_fn?
-    @usableFromInline let _mtmd_image_tokens_get_n_tokens: mtmd_image_tokens_get_n_tokens_fn?
-    @usableFromInline let _mtmd_image_tokens_get_id: mtmd_image_tokens_get_id_fn?
-    @usableFromInline let _mtmd_image_tokens_get_n_pos: mtmd_image_tokens_get_n_pos_fn?
-    @usableFromInline let _mtmd_image_tokens_get_nx: mtmd_image_tokens_get_nx_fn?
-    @usableFromInline let _mtmd_image_tokens_get_ny: mtmd_image_tokens_get_ny_fn?
-    @usableFromInline let _mtmd_image_tokens_get_decoder_pos: mtmd_image_tokens_get_decoder_pos_fn?
-    @usableFromInline let _mtmd_tokenize: mtmd_tokenize_fn?
-    @usableFromInline let _mtmd_tokenize_from_parts: mtmd_tokenize_from_parts_fn?
-    @usableFromInline let _mtmd_encode: mtmd_encode_fn?
-    @usableFromInline let _mtmd_encode_chunk: mtmd_encode_chunk_fn?
-    @usableFromInline let _mtmd_get_output_embd: mtmd_get_output_embd_fn?
-    @usableFromInline let _mtmd_batch_init: mtmd_batch_init_fn?
-    @usableFromInline let _mtmd_batch_free: mtmd_batch_free_fn?
-    @usableFromInline let _mtmd_batch_add_chunk: mtmd_batch_add_chunk_fn?
-    @usableFromInline let _mtmd_batch_encode: mtmd_batch_encode_fn?
-    @usableFromInline let _mtmd_batch_get_output_embd: mtmd_batch_get_output_embd_fn?
-    @usableFromInline let _mtmd_log_set: mtmd_log_set_fn?
-    @usableFromInline let _mtmd_get_cap_from_file: mtmd_get_cap_from_file_fn?
-    @usableFromInline let _mtmd_gen_audio_get_info: mtmd_gen_audio_get_info_fn?
-    @usableFromInline let _mtmd_gen_inp_default: mtmd_gen_inp_default_fn?
-    @usableFromInline let _mtmd_gen_audio_process: mtmd_gen_audio_process_fn?
-    @usableFromInline let _mtmd_test_create_input_chunks: mtmd_test_create_input_chunks_fn?
-    @usableFromInline let _mtmd_helper_video_init_params_default: mtmd_helper_video_init_params_default_fn?
-    @usableFromInline let _mtmd_helper_init_opt_default: mtmd_helper_init_opt_default_fn?
-    @usableFromInline let _mtmd_helper_log_set: mtmd_helper_log_set_fn?
-    @usableFromInline let _mtmd_helper_support_video: mtmd_helper_support_video_fn?
-    @usableFromInline let _mtmd_helper_bitmap_init_from_file: mtmd_helper_bitmap_init_from_file_fn?
-    @usableFromInline let _mtmd_helper_bitmap_init_from_buf: mtmd_helper_bitmap_init_from_buf_fn?
-    @usableFromInline let _mtmd_helper_get_n_tokens: mtmd_helper_get_n_tokens_fn?
-    @usableFromInline let _mtmd_helper_get_n_pos: mtmd_helper_get_n_pos_fn?
-    @usableFromInline let _mtmd_helper_image_get_decoder_pos: mtmd_helper_image_get_decoder_pos_fn?
-    @usableFromInline let _mtmd_helper_eval_chunks: mtmd_helper_eval_chunks_fn?
-    @usableFromInline let _mtmd_helper_eval_chunk_single: mtmd_helper_eval_chunk_single_fn?
-    @usableFromInline let _mtmd_helper_decode_image_chunk: mtmd_helper_decode_image_chunk_fn?
-    @usableFromInline let _mtmd_helper_video_init: mtmd_helper_video_init_fn?
-    @usableFromInline let _mtmd_helper_video_init_from_buf: mtmd_helper_video_init_from_buf_fn?
-    @usableFromInline let _mtmd_helper_video_free: mtmd_helper_video_free_fn?
-    @usableFromInline let _mtmd_helper_video_get_info: mtmd_helper_video_get_info_fn?
-    @usableFromInline let _mtmd_helper_video_read_next: mtmd_helper_video_read_next_fn?
-    @usableFromInline let _mtmd_helper_model_can_chat: mtmd_helper_model_can_chat_fn?
-    @usableFromInline let _mtmd_helper_gen_audio_init: mtmd_helper_gen_audio_init_fn?
-    @usableFromInline let _mtmd_helper_gen_audio_free: mtmd_helper_gen_audio_free_fn?
-    @usableFromInline let _mtmd_helper_gen_audio_reset: mtmd_helper_gen_audio_reset_fn?
-    @usableFromInline let _mtmd_helper_gen_audio_set_input: mtmd_helper_gen_audio_set_input_fn?
-    @usableFromInline let _mtmd_helper_gen_audio_step_prompt: mtmd_helper_gen_audio_step_prompt_fn?
-    @usableFromInline let _mtmd_helper_gen_audio_step_gen: mtmd_helper_gen_audio_step_gen_fn?
-    @usableFromInline let _mtmd_helper_gen_audio_get_output: mtmd_helper_gen_audio_get_output_fn?
+    private let _ggml_set_abort_callback: UnsafeMutableRawPointer
+    private let _ggml_status_to_string: UnsafeMutableRawPointer
+    private let _ggml_fp16_to_fp32: UnsafeMutableRawPointer
+    private let _ggml_fp32_to_fp16: UnsafeMutableRawPointer
+    private let _ggml_fp16_to_fp32_row: UnsafeMutableRawPointer
+    private let _ggml_fp32_to_fp16_row: UnsafeMutableRawPointer
+    private let _ggml_fp32_to_bf16: UnsafeMutableRawPointer
+    private let _ggml_bf16_to_fp32: UnsafeMutableRawPointer
+    private let _ggml_bf16_to_fp32_row: UnsafeMutableRawPointer
+    private let _ggml_fp32_to_bf16_row_ref: UnsafeMutableRawPointer
+    private let _ggml_fp32_to_bf16_row: UnsafeMutableRawPointer
+    private let _ggml_guid_matches: UnsafeMutableRawPointer
+    private let _ggml_version: UnsafeMutableRawPointer
+    private let _ggml_commit: UnsafeMutableRawPointer
+    private let _ggml_time_init: UnsafeMutableRawPointer
+    private let _ggml_time_ms: UnsafeMutableRawPointer
+    private let _ggml_time_us: UnsafeMutableRawPointer
+    private let _ggml_cycles: UnsafeMutableRawPointer
+    private let _ggml_cycles_per_ms: UnsafeMutableRawPointer
+    private let _ggml_fopen: UnsafeMutableRawPointer
+    private let _ggml_print_object: UnsafeMutableRawPointer
+    private let _ggml_print_objects: UnsafeMutableRawPointer
+    private let _ggml_nelements: UnsafeMutableRawPointer
+    private let _ggml_nrows: UnsafeMutableRawPointer
+    private let _ggml_nbytes: UnsafeMutableRawPointer
+    private let _ggml_nbytes_pad: UnsafeMutableRawPointer
+    private let _ggml_blck_size: UnsafeMutableRawPointer
+    private let _ggml_type_size: UnsafeMutableRawPointer
+    private let _ggml_row_size: UnsafeMutableRawPointer
+    private let _ggml_type_sizef: UnsafeMutableRawPointer
+    private let _ggml_type_name: UnsafeMutableRawPointer
+    private let _ggml_op_name: UnsafeMutableRawPointer
+    private let _ggml_op_symbol: UnsafeMutableRawPointer
+    private let _ggml_unary_op_name: UnsafeMutableRawPointer
+    private let _ggml_glu_op_name: UnsafeMutableRawPointer
+    private let _ggml_op_desc: UnsafeMutableRawPointer
+    private let _ggml_element_size: UnsafeMutableRawPointer
+    private let _ggml_is_quantized: UnsafeMutableRawPointer
+    private let _ggml_ftype_to_ggml_type: UnsafeMutableRawPointer
+    private let _ggml_is_transposed: UnsafeMutableRawPointer
+    private let _ggml_is_permuted: UnsafeMutableRawPointer
+    private let _ggml_is_empty: UnsafeMutableRawPointer
+    private let _ggml_is_view: UnsafeMutableRawPointer
+    private let _ggml_is_scalar: UnsafeMutableRawPointer
+    private let _ggml_is_vector: UnsafeMutableRawPointer
+    private let _ggml_is_matrix: UnsafeMutableRawPointer
+    private let _ggml_is_3d: UnsafeMutableRawPointer
+    private let _ggml_n_dims: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_0: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_1: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_2: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_to_1: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_to_2: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_to_3: UnsafeMutableRawPointer
+    private let _ggml_is_contiguously_allocated: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_channels: UnsafeMutableRawPointer
+    private let _ggml_is_contiguous_rows: UnsafeMutableRawPointer
+    private let _ggml_are_same_shape: UnsafeMutableRawPointer
+    private let _ggml_are_same_stride: UnsafeMutableRawPointer
+    private let _ggml_can_repeat: UnsafeMutableRawPointer
+    private let _ggml_tensor_overhead: UnsafeMutableRawPointer
+    private let _ggml_validate_row_data: UnsafeMutableRawPointer
+    private let _ggml_init: UnsafeMutableRawPointer
+    private let _ggml_reset: UnsafeMutableRawPointer
+    private let _ggml_free: UnsafeMutableRawPointer
+    private let _ggml_used_mem: UnsafeMutableRawPointer
+    private let _ggml_get_no_alloc: UnsafeMutableRawPointer
+    private let _ggml_set_no_alloc: UnsafeMutableRawPointer
+    private let _ggml_get_mem_buffer: UnsafeMutableRawPointer
+    private let _ggml_get_mem_size: UnsafeMutableRawPointer
+    private let _ggml_get_max_tensor_size: UnsafeMutableRawPointer
+    private let _ggml_new_tensor: UnsafeMutableRawPointer
+    private let _ggml_new_tensor_1d: UnsafeMutableRawPointer
+    private let _ggml_new_tensor_2d: UnsafeMutableRawPointer
+    private let _ggml_new_tensor_3d: UnsafeMutableRawPointer
+    private let _ggml_new_tensor_4d: UnsafeMutableRawPointer
+    private let _ggml_new_buffer: UnsafeMutableRawPointer
+    private let _ggml_dup_tensor: UnsafeMutableRawPointer
+    private let _ggml_view_tensor: UnsafeMutableRawPointer
+    private let _ggml_get_first_tensor: UnsafeMutableRawPointer
+    private let _ggml_get_next_tensor: UnsafeMutableRawPointer
+    private let _ggml_get_tensor: UnsafeMutableRawPointer
+    private let _ggml_unravel_index: UnsafeMutableRawPointer
+    private let _ggml_get_unary_op: UnsafeMutableRawPointer
+    private let _ggml_get_glu_op: UnsafeMutableRawPointer
+    private let _ggml_get_data: UnsafeMutableRawPointer
+    private let _ggml_get_data_f32: UnsafeMutableRawPointer
+    private let _ggml_get_name: UnsafeMutableRawPointer
+    private let _ggml_set_name: UnsafeMutableRawPointer
+    private let _ggml_set_input: UnsafeMutableRawPointer
+    private let _ggml_set_output: UnsafeMutableRawPointer
+    private let _ggml_set_param: UnsafeMutableRawPointer
+    private let _ggml_set_loss: UnsafeMutableRawPointer
+    private let _ggml_dup: UnsafeMutableRawPointer
+    private let _ggml_dup_inplace: UnsafeMutableRawPointer
+    private let _ggml_add: UnsafeMutableRawPointer
+    private let _ggml_add_inplace: UnsafeMutableRawPointer
+    private let _ggml_add_cast: UnsafeMutableRawPointer
+    private let _ggml_add_id: UnsafeMutableRawPointer
+    private let _ggml_add1: UnsafeMutableRawPointer
+    private let _ggml_add1_inplace: UnsafeMutableRawPointer
+    private let _ggml_acc: UnsafeMutableRawPointer
+    private let _ggml_acc_inplace: UnsafeMutableRawPointer
+    private let _ggml_sub: UnsafeMutableRawPointer
+    private let _ggml_sub_inplace: UnsafeMutableRawPointer
+    private let _ggml_mul: UnsafeMutableRawPointer
+    private let _ggml_mul_inplace: UnsafeMutableRawPointer
+    private let _ggml_div: UnsafeMutableRawPointer
+    private let _ggml_div_inplace: UnsafeMutableRawPointer
+    private let _ggml_sqr: UnsafeMutableRawPointer
+    private let _ggml_sqr_inplace: UnsafeMutableRawPointer
+    private let _ggml_sqrt: UnsafeMutableRawPointer
+    private let _ggml_sqrt_inplace: UnsafeMutableRawPointer
+    private let _ggml_log: UnsafeMutableRawPointer
+    private let _ggml_log_inplace: UnsafeMutableRawPointer
+    private let _ggml_expm1: UnsafeMutableRawPointer
+    private let _ggml_expm1_inplace: UnsafeMutableRawPointer
+    private let _ggml_softplus: UnsafeMutableRawPointer
+    private let _ggml_softplus_inplace: UnsafeMutableRawPointer
+    private let _ggml_sin: UnsafeMutableRawPointer
+    private let _ggml_sin_inplace: UnsafeMutableRawPointer
+    private let _ggml_cos: UnsafeMutableRawPointer
+    private let _ggml_cos_inplace: UnsafeMutableRawPointer
+    private let _ggml_sum: UnsafeMutableRawPointer
+    private let _ggml_sum_rows: UnsafeMutableRawPointer
+    private let _ggml_cumsum: UnsafeMutableRawPointer
+    private let _ggml_mean: UnsafeMutableRawPointer
+    private let _ggml_argmax: UnsafeMutableRawPointer
+    private let _ggml_count_equal: UnsafeMutableRawPointer
+    private let _ggml_repeat: UnsafeMutableRawPointer
+    private let _ggml_repeat_4d: UnsafeMutableRawPointer
+    private let _ggml_repeat_back: UnsafeMutableRawPointer
+    private let _ggml_concat: UnsafeMutableRawPointer
+    private let _ggml_abs: UnsafeMutableRawPointer
+    private let _ggml_abs_inplace: UnsafeMutableRawPointer
+    private let _ggml_sgn: UnsafeMutableRawPointer
+    private let _ggml_sgn_inplace: UnsafeMutableRawPointer
+    private let _ggml_neg: UnsafeMutableRawPointer
+    private let _ggml_neg_inplace: UnsafeMutableRawPointer
+    private let _ggml_step: UnsafeMutableRawPointer
+    private let _ggml_step_inplace: UnsafeMutableRawPointer
+    private let _ggml_tanh: UnsafeMutableRawPointer
+    private let _ggml_tanh_inplace: UnsafeMutableRawPointer
+    private let _ggml_elu: UnsafeMutableRawPointer
+    private let _ggml_elu_inplace: UnsafeMutableRawPointer
+    private let _ggml_relu: UnsafeMutableRawPointer
+    private let _ggml_leaky_relu: UnsafeMutableRawPointer
+    private let _ggml_relu_inplace: UnsafeMutableRawPointer
+    private let _ggml_sigmoid: UnsafeMutableRawPointer
+    private let _ggml_sigmoid_inplace: UnsafeMutableRawPointer
+    private let _ggml_gelu: UnsafeMutableRawPointer
+    private let _ggml_gelu_inplace: UnsafeMutableRawPointer
+    private let _ggml_gelu_erf: UnsafeMutableRawPointer
+    private let _ggml_gelu_erf_inplace: UnsafeMutableRawPointer
+    private let _ggml_gelu_quick: UnsafeMutableRawPointer
+    private let _ggml_gelu_quick_inplace: UnsafeMutableRawPointer
+    private let _ggml_silu: UnsafeMutableRawPointer
+    private let _ggml_silu_inplace: UnsafeMutableRawPointer
+    private let _ggml_silu_back: UnsafeMutableRawPointer
+    private let _ggml_hardswish: UnsafeMutableRawPointer
+    private let _ggml_hardsigmoid: UnsafeMutableRawPointer
+    private let _ggml_exp: UnsafeMutableRawPointer
+    private let _ggml_exp_inplace: UnsafeMutableRawPointer
+    private let _ggml_floor: UnsafeMutableRawPointer
+    private let _ggml_floor_inplace: UnsafeMutableRawPointer
+    private let _ggml_ceil: UnsafeMutableRawPointer
+    private let _ggml_ceil_inplace: UnsafeMutableRawPointer
+    private let _ggml_round: UnsafeMutableRawPointer
+    private let _ggml_round_inplace: UnsafeMutableRawPointer
+    private let _ggml_trunc: UnsafeMutableRawPointer
+    private let _ggml_trunc_inplace: UnsafeMutableRawPointer
+    private let _ggml_xielu: UnsafeMutableRawPointer
+    private let _ggml_glu: UnsafeMutableRawPointer
+    private let _ggml_reglu: UnsafeMutableRawPointer
+    private let _ggml_reglu_swapped: UnsafeMutableRawPointer
+    private let _ggml_geglu: UnsafeMutableRawPointer
+    private let _ggml_geglu_swapped: UnsafeMutableRawPointer
+    private let _ggml_swiglu: UnsafeMutableRawPointer
+    private let _ggml_swiglu_swapped: UnsafeMutableRawPointer
+    private let _ggml_geglu_erf: UnsafeMutableRawPointer
+    private let _ggml_geglu_erf_swapped: UnsafeMutableRawPointer
+    private let _ggml_geglu_quick: UnsafeMutableRawPointer
+    private let _ggml_geglu_quick_swapped: UnsafeMutableRawPointer
+    private let _ggml_glu_split: UnsafeMutableRawPointer
+    private let _ggml_reglu_split: UnsafeMutableRawPointer
+    private let _ggml_geglu_split: UnsafeMutableRawPointer
+    private let _ggml_swiglu_split: UnsafeMutableRawPointer
+    private let _ggml_geglu_erf_split: UnsafeMutableRawPointer
+    private let _ggml_geglu_quick_split: UnsafeMutableRawPointer
+    private let _ggml_swiglu_oai: UnsafeMutableRawPointer
+    private let _ggml_swiglu_clamp: UnsafeMutableRawPointer
+    private let _ggml_norm: UnsafeMutableRawPointer
+    private let _ggml_norm_inplace: UnsafeMutableRawPointer
+    private let _ggml_rms_norm: UnsafeMutableRawPointer
+    private let _ggml_rms_norm_inplace: UnsafeMutableRawPointer
+    private let _ggml_group_norm: UnsafeMutableRawPointer
+    private let _ggml_group_norm_inplace: UnsafeMutableRawPointer
+    private let _ggml_l2_norm: UnsafeMutableRawPointer
+    private let _ggml_l2_norm_inplace: UnsafeMutableRawPointer
+    private let _ggml_rms_norm_back: UnsafeMutableRawPointer
+    private let _ggml_prec_set_acc: UnsafeMutableRawPointer
+    private let _ggml_prec_set_src: UnsafeMutableRawPointer
+    private let _ggml_mul_mat: UnsafeMutableRawPointer
+    private let _ggml_mul_mat_set_prec: UnsafeMutableRawPointer
+    private let _ggml_mul_mat_set_hint: UnsafeMutableRawPointer
+    private let _ggml_mul_mat_id: UnsafeMutableRawPointer
+    private let _ggml_out_prod: UnsafeMutableRawPointer
+    private let _ggml_scale: UnsafeMutableRawPointer
+    private let _ggml_scale_inplace: UnsafeMutableRawPointer
+    private let _ggml_scale_bias: UnsafeMutableRawPointer
+    private let _ggml_scale_bias_inplace: UnsafeMutableRawPointer
+    private let _ggml_set: UnsafeMutableRawPointer
+    private let _ggml_set_inplace: UnsafeMutableRawPointer
+    private let _ggml_set_1d: UnsafeMutableRawPointer
+    private let _ggml_set_1d_inplace: UnsafeMutableRawPointer
+    private let _ggml_set_2d: UnsafeMutableRawPointer
+    private let _ggml_set_2d_inplace: UnsafeMutableRawPointer
+    private let _ggml_cpy: UnsafeMutableRawPointer
+    private let _ggml_cast: UnsafeMutableRawPointer
+    private let _ggml_cont: UnsafeMutableRawPointer
+    private let _ggml_cont_1d: UnsafeMutableRawPointer
+    private let _ggml_cont_2d: UnsafeMutableRawPointer
+    private let _ggml_cont_3d: UnsafeMutableRawPointer
+    private let _ggml_cont_4d: UnsafeMutableRawPointer
+    private let _ggml_reshape: UnsafeMutableRawPointer
+    private let _ggml_reshape_1d: UnsafeMutableRawPointer
+    private let _ggml_reshape_2d: UnsafeMutableRawPointer
+    private let _ggml_reshape_3d: UnsafeMutableRawPointer
+    private let _ggml_reshape_4d: UnsafeMutableRawPointer
+    private let _ggml_view_1d: UnsafeMutableRawPointer
+    private let _ggml_view_2d: UnsafeMutableRawPointer
+    private let _ggml_view_3d: UnsafeMutableRawPointer
+    private let _ggml_view_4d: UnsafeMutableRawPointer
+    private let _ggml_permute: UnsafeMutableRawPointer
+    private let _ggml_transpose: UnsafeMutableRawPointer
+    private let _ggml_get_rows: UnsafeMutableRawPointer
+    private let _ggml_get_rows_back: UnsafeMutableRawPointer
+    private let _ggml_set_rows: UnsafeMutableRawPointer
+    private let _ggml_diag: UnsafeMutableRawPointer
+    private let _ggml_diag_mask_inf: UnsafeMutableRawPointer
+    private let _ggml_diag_mask_inf_inplace: UnsafeMutableRawPointer
+    private let _ggml_diag_mask_zero: UnsafeMutableRawPointer
+    private let _ggml_diag_mask_zero_inplace: UnsafeMutableRawPointer
+    private let _ggml_clamp: UnsafeMutableRawPointer
+    private let _ggml_clamp_inplace: UnsafeMutableRawPointer
+    private let _ggml_soft_max: UnsafeMutableRawPointer
+    private let _ggml_soft_max_inplace: UnsafeMutableRawPointer
+    private let _ggml_soft_max_ext: UnsafeMutableRawPointer
+    private let _ggml_soft_max_ext_inplace: UnsafeMutableRawPointer
+    private let _ggml_soft_max_add_sinks: UnsafeMutableRawPointer
+    private let _ggml_soft_max_ext_back: UnsafeMutableRawPointer
+    private let _ggml_soft_max_ext_back_inplace: UnsafeMutableRawPointer
+    private let _ggml_rope: UnsafeMutableRawPointer
+    private let _ggml_rope_inplace: UnsafeMutableRawPointer
+    private let _ggml_rope_ext: UnsafeMutableRawPointer
+    private let _ggml_rope_multi: UnsafeMutableRawPointer
+    private let _ggml_rope_ext_inplace: UnsafeMutableRawPointer
+    private let _ggml_rope_multi_inplace: UnsafeMutableRawPointer
+    private let _ggml_rope_custom: UnsafeMutableRawPointer
+    private let _ggml_rope_custom_inplace: UnsafeMutableRawPointer
+    private let _ggml_rope_yarn_corr_dims: UnsafeMutableRawPointer
+    private let _ggml_rope_ext_back: UnsafeMutableRawPointer
+    private let _ggml_rope_multi_back: UnsafeMutableRawPointer
+    private let _ggml_rope_set_offset: UnsafeMutableRawPointer
+    private let _ggml_im2col: UnsafeMutableRawPointer
+    private let _ggml_im2col_back: UnsafeMutableRawPointer
+    private let _ggml_col2im_1d: UnsafeMutableRawPointer
+    private let _ggml_conv_1d: UnsafeMutableRawPointer
+    private let _ggml_conv_1d_ph: UnsafeMutableRawPointer
+    private let _ggml_conv_1d_dw: UnsafeMutableRawPointer
+    private let _ggml_conv_1d_dw_ph: UnsafeMutableRawPointer
+    private let _ggml_conv_transpose_1d: UnsafeMutableRawPointer
+    private let _ggml_conv_2d: UnsafeMutableRawPointer
+    private let _ggml_im2col_3d: UnsafeMutableRawPointer
+    private let _ggml_conv_3d: UnsafeMutableRawPointer
+    private let _ggml_conv_2d_sk_p0: UnsafeMutableRawPointer
+    private let _ggml_conv_2d_s1_ph: UnsafeMutableRawPointer
+    private let _ggml_conv_2d_dw: UnsafeMutableRawPointer
+    private let _ggml_conv_2d_dw_direct: UnsafeMutableRawPointer
+    private let _ggml_conv_transpose_2d_p0: UnsafeMutableRawPointer
+    private let _ggml_conv_2d_direct: UnsafeMutableRawPointer
+    private let _ggml_conv_3d_direct: UnsafeMutableRawPointer
+    private let _ggml_pool_1d: UnsafeMutableRawPointer
+    private let _ggml_pool_2d: UnsafeMutableRawPointer
+    private let _ggml_pool_2d_back: UnsafeMutableRawPointer
+    private let _ggml_upscale: UnsafeMutableRawPointer
+    private let _ggml_upscale_ext: UnsafeMutableRawPointer
+    private let _ggml_interpolate: UnsafeMutableRawPointer
+    private let _ggml_pad: UnsafeMutableRawPointer
+    private let _ggml_pad_circular: UnsafeMutableRawPointer
+    private let _ggml_pad_ext: UnsafeMutableRawPointer
+    private let _ggml_pad_ext_circular: UnsafeMutableRawPointer
+    private let _ggml_pad_reflect_1d: UnsafeMutableRawPointer
+    private let _ggml_roll: UnsafeMutableRawPointer
+    private let _ggml_tri: UnsafeMutableRawPointer
+    private let _ggml_fill: UnsafeMutableRawPointer
+    private let _ggml_fill_inplace: UnsafeMutableRawPointer
+    private let _ggml_timestep_embedding: UnsafeMutableRawPointer
+    private let _ggml_argsort: UnsafeMutableRawPointer
+    private let _ggml_argsort_top_k: UnsafeMutableRawPointer
+    private let _ggml_top_k: UnsafeMutableRawPointer
+    private let _ggml_arange: UnsafeMutableRawPointer
+    private let _ggml_flash_attn_ext: UnsafeMutableRawPointer
+    private let _ggml_flash_attn_ext_set_prec: UnsafeMutableRawPointer
+    private let _ggml_flash_attn_ext_get_prec: UnsafeMutableRawPointer
+    private let _ggml_flash_attn_ext_set_n_kv_max: UnsafeMutableRawPointer
+    private let _ggml_flash_attn_ext_add_sinks: UnsafeMutableRawPointer
+    private let _ggml_flash_attn_back: UnsafeMutableRawPointer
+    private let _ggml_ssm_conv: UnsafeMutableRawPointer
+    private let _ggml_ssm_scan: UnsafeMutableRawPointer
+    private let _ggml_win_part: UnsafeMutableRawPointer
+    private let _ggml_win_unpart: UnsafeMutableRawPointer
+    private let _ggml_unary: UnsafeMutableRawPointer
+    private let _ggml_unary_inplace: UnsafeMutableRawPointer
+    private let _ggml_get_rel_pos: UnsafeMutableRawPointer
+    private let _ggml_add_rel_pos: UnsafeMutableRawPointer
+    private let _ggml_add_rel_pos_inplace: UnsafeMutableRawPointer
+    private let _ggml_rwkv_wkv6: UnsafeMutableRawPointer
+    private let _ggml_gated_linear_attn: UnsafeMutableRawPointer
+    private let _ggml_rwkv_wkv7: UnsafeMutableRawPointer
+    private let _ggml_solve_tri: UnsafeMutableRawPointer
+    private let _ggml_gated_delta_net: UnsafeMutableRawPointer
+    private let _ggml_lightning_indexer: UnsafeMutableRawPointer
+    private let _ggml_dsv4_hc_comb: UnsafeMutableRawPointer
+    private let _ggml_dsv4_hc_pre: UnsafeMutableRawPointer
+    private let _ggml_dsv4_hc_pre_gated: UnsafeMutableRawPointer
+    private let _ggml_dsv4_hc_post: UnsafeMutableRawPointer
+    private let _ggml_map_custom1: UnsafeMutableRawPointer
+    private let _ggml_map_custom1_inplace: UnsafeMutableRawPointer
+    private let _ggml_map_custom2: UnsafeMutableRawPointer
+    private let _ggml_map_custom2_inplace: UnsafeMutableRawPointer
+    private let _ggml_map_custom3: UnsafeMutableRawPointer
+    private let _ggml_map_custom3_inplace: UnsafeMutableRawPointer
+    private let _ggml_custom_4d: UnsafeMutableRawPointer
+    private let _ggml_custom_inplace: UnsafeMutableRawPointer
+    private let _ggml_cross_entropy_loss: UnsafeMutableRawPointer
+    private let _ggml_cross_entropy_loss_back: UnsafeMutableRawPointer
+    private let _ggml_opt_step_adamw: UnsafeMutableRawPointer
+    private let _ggml_opt_step_sgd: UnsafeMutableRawPointer
+    private let _ggml_build_forward_select: UnsafeMutableRawPointer
+    private let _ggml_build_forward_expand: UnsafeMutableRawPointer
+    private let _ggml_build_forward_order: UnsafeMutableRawPointer
+    private let _ggml_build_backward_expand: UnsafeMutableRawPointer
+    private let _ggml_new_graph: UnsafeMutableRawPointer
+    private let _ggml_new_graph_custom: UnsafeMutableRawPointer
+    private let _ggml_graph_dup: UnsafeMutableRawPointer
+    private let _ggml_graph_cpy: UnsafeMutableRawPointer
+    private let _ggml_graph_reset: UnsafeMutableRawPointer
+    private let _ggml_graph_clear: UnsafeMutableRawPointer
+    private let _ggml_graph_size: UnsafeMutableRawPointer
+    private let _ggml_graph_node: UnsafeMutableRawPointer
+    private let _ggml_graph_nodes: UnsafeMutableRawPointer
+    private let _ggml_graph_n_nodes: UnsafeMutableRawPointer
+    private let _ggml_graph_add_node: UnsafeMutableRawPointer
+    private let _ggml_graph_overhead: UnsafeMutableRawPointer
+    private let _ggml_graph_overhead_custom: UnsafeMutableRawPointer
+    private let _ggml_graph_get_tensor: UnsafeMutableRawPointer
+    private let _ggml_graph_get_grad: UnsafeMutableRawPointer
+    private let _ggml_graph_get_grad_acc: UnsafeMutableRawPointer
+    private let _ggml_graph_print: UnsafeMutableRawPointer
+    private let _ggml_graph_dump_dot: UnsafeMutableRawPointer
+    private let _ggml_log_get: UnsafeMutableRawPointer
+    private let _ggml_log_set: UnsafeMutableRawPointer
+    private let _ggml_set_zero: UnsafeMutableRawPointer
+    private let _ggml_quantize_init: UnsafeMutableRawPointer
+    private let _ggml_quantize_free: UnsafeMutableRawPointer
+    private let _ggml_quantize_requires_imatrix: UnsafeMutableRawPointer
+    private let _ggml_quantize_chunk: UnsafeMutableRawPointer
+    private let _ggml_get_type_traits: UnsafeMutableRawPointer
+    private let _ggml_threadpool_params_default: UnsafeMutableRawPointer
+    private let _ggml_threadpool_params_init: UnsafeMutableRawPointer
+    private let _ggml_threadpool_params_match: UnsafeMutableRawPointer
+    private let _ggml_tallocr_new: UnsafeMutableRawPointer
+    private let _ggml_tallocr_alloc: UnsafeMutableRawPointer
+    private let _ggml_gallocr_new: UnsafeMutableRawPointer
+    private let _ggml_gallocr_new_n: UnsafeMutableRawPointer
+    private let _ggml_gallocr_free: UnsafeMutableRawPointer
+    private let _ggml_gallocr_reserve: UnsafeMutableRawPointer
+    private let _ggml_gallocr_reserve_n_size: UnsafeMutableRawPointer
+    private let _ggml_gallocr_reserve_n: UnsafeMutableRawPointer
+    private let _ggml_gallocr_alloc_graph: UnsafeMutableRawPointer
+    private let _ggml_gallocr_get_buffer_size: UnsafeMutableRawPointer
+    private let _ggml_backend_alloc_ctx_tensors_from_buft_size: UnsafeMutableRawPointer
+    private let _ggml_backend_alloc_ctx_tensors_from_buft: UnsafeMutableRawPointer
+    private let _ggml_backend_alloc_ctx_tensors: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_name: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_alloc_buffer: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_alloc_buffer_n: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_get_alignment: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_get_max_size: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_get_alloc_size: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_get_alloc_size_n: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_is_host: UnsafeMutableRawPointer
+    private let _ggml_backend_buft_get_device: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_name: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_free: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_get_base: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_get_size: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_init_tensor: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_get_alignment: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_get_max_size: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_get_alloc_size: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_clear: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_is_host: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_set_usage: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_get_usage: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_get_type: UnsafeMutableRawPointer
+    private let _ggml_backend_buffer_reset: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_copy: UnsafeMutableRawPointer
+    private let _ggml_backend_guid: UnsafeMutableRawPointer
+    private let _ggml_backend_name: UnsafeMutableRawPointer
+    private let _ggml_backend_free: UnsafeMutableRawPointer
+    private let _ggml_backend_get_default_buffer_type: UnsafeMutableRawPointer
+    private let _ggml_backend_alloc_buffer: UnsafeMutableRawPointer
+    private let _ggml_backend_get_alignment: UnsafeMutableRawPointer
+    private let _ggml_backend_get_max_size: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_set_async: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_get_async: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_set_2d_async: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_get_2d_async: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_set: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_get: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_set_2d: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_get_2d: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_memset: UnsafeMutableRawPointer
+    private let _ggml_backend_synchronize: UnsafeMutableRawPointer
+    private let _ggml_backend_graph_plan_create: UnsafeMutableRawPointer
+    private let _ggml_backend_graph_plan_free: UnsafeMutableRawPointer
+    private let _ggml_backend_graph_plan_compute: UnsafeMutableRawPointer
+    private let _ggml_backend_graph_compute: UnsafeMutableRawPointer
+    private let _ggml_backend_graph_compute_async: UnsafeMutableRawPointer
+    private let _ggml_backend_supports_op: UnsafeMutableRawPointer
+    private let _ggml_backend_supports_buft: UnsafeMutableRawPointer
+    private let _ggml_backend_offload_op: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_copy_async: UnsafeMutableRawPointer
+    private let _ggml_backend_get_device: UnsafeMutableRawPointer
+    private let _ggml_backend_event_new: UnsafeMutableRawPointer
+    private let _ggml_backend_event_free: UnsafeMutableRawPointer
+    private let _ggml_backend_event_record: UnsafeMutableRawPointer
+    private let _ggml_backend_event_synchronize: UnsafeMutableRawPointer
+    private let _ggml_backend_event_wait: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_name: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_description: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_memory: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_type: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_get_props: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_backend_reg: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_init: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_buffer_type: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_host_buffer_type: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_buffer_from_host_ptr: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_supports_op: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_supports_buft: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_offload_op: UnsafeMutableRawPointer
+    private let _ggml_backend_reg_name: UnsafeMutableRawPointer
+    private let _ggml_backend_reg_dev_count: UnsafeMutableRawPointer
+    private let _ggml_backend_reg_dev_get: UnsafeMutableRawPointer
+    private let _ggml_backend_reg_get_proc_address: UnsafeMutableRawPointer
+    private let _ggml_backend_register: UnsafeMutableRawPointer
+    private let _ggml_backend_device_register: UnsafeMutableRawPointer
+    private let _ggml_backend_reg_count: UnsafeMutableRawPointer
+    private let _ggml_backend_reg_get: UnsafeMutableRawPointer
+    private let _ggml_backend_reg_by_name: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_count: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_get: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_by_name: UnsafeMutableRawPointer
+    private let _ggml_backend_dev_by_type: UnsafeMutableRawPointer
+    private let _ggml_backend_init_by_name: UnsafeMutableRawPointer
+    private let _ggml_backend_init_by_type: UnsafeMutableRawPointer
+    private let _ggml_backend_init_best: UnsafeMutableRawPointer
+    private let _ggml_backend_load: UnsafeMutableRawPointer
+    private let _ggml_backend_unload: UnsafeMutableRawPointer
+    private let _ggml_backend_load_all: UnsafeMutableRawPointer
+    private let _ggml_backend_load_all_from_path: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_new: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_free: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_reserve_size: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_reserve: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_get_n_backends: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_get_backend: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_get_n_splits: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_get_n_copies: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_get_buffer_type: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_get_buffer_size: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_set_tensor_backend: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_get_tensor_backend: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_split_graph: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_alloc_graph: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_graph_compute: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_graph_compute_async: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_synchronize: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_reset: UnsafeMutableRawPointer
+    private let _ggml_backend_sched_set_eval_callback: UnsafeMutableRawPointer
+    private let _ggml_backend_meta_split_axis_name: UnsafeMutableRawPointer
+    private let _ggml_backend_meta_device: UnsafeMutableRawPointer
+    private let _ggml_backend_graph_copy: UnsafeMutableRawPointer
+    private let _ggml_backend_graph_copy_free: UnsafeMutableRawPointer
+    private let _ggml_backend_compare_graph_backend: UnsafeMutableRawPointer
+    private let _ggml_backend_tensor_alloc: UnsafeMutableRawPointer
+    private let _ggml_backend_view_init: UnsafeMutableRawPointer
+    private let _ggml_backend_cpu_buffer_from_ptr: UnsafeMutableRawPointer
+    private let _ggml_backend_cpu_buffer_type: UnsafeMutableRawPointer
+    private let _ggml_numa_init: UnsafeMutableRawPointer?
+    private let _ggml_is_numa: UnsafeMutableRawPointer?
+    private let _ggml_new_i32: UnsafeMutableRawPointer?
+    private let _ggml_new_f32: UnsafeMutableRawPointer?
+    private let _ggml_set_i32: UnsafeMutableRawPointer?
+    private let _ggml_set_f32: UnsafeMutableRawPointer?
+    private let _ggml_get_i32_1d: UnsafeMutableRawPointer?
+    private let _ggml_set_i32_1d: UnsafeMutableRawPointer?
+    private let _ggml_get_i32_nd: UnsafeMutableRawPointer?
+    private let _ggml_set_i32_nd: UnsafeMutableRawPointer?
+    private let _ggml_get_f32_1d: UnsafeMutableRawPointer?
+    private let _ggml_set_f32_1d: UnsafeMutableRawPointer?
+    private let _ggml_get_f32_nd: UnsafeMutableRawPointer?
+    private let _ggml_set_f32_nd: UnsafeMutableRawPointer?
+    private let _ggml_threadpool_new: UnsafeMutableRawPointer?
+    private let _ggml_threadpool_free: UnsafeMutableRawPointer?
+    private let _ggml_threadpool_get_n_threads: UnsafeMutableRawPointer?
+    private let _ggml_threadpool_pause: UnsafeMutableRawPointer?
+    private let _ggml_threadpool_resume: UnsafeMutableRawPointer?
+    private let _ggml_graph_plan: UnsafeMutableRawPointer?
+    private let _ggml_graph_compute: UnsafeMutableRawPointer?
+    private let _ggml_graph_compute_with_ctx: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_sse3: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_ssse3: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_avx: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_avx_vnni: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_avx2: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_bmi2: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_f16c: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_fma: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_avx512: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_avx512_vbmi: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_avx512_vnni: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_avx512_bf16: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_amx_int8: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_neon: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_arm_fma: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_fp16_va: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_dotprod: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_matmul_int8: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_sve: UnsafeMutableRawPointer?
+    private let _ggml_cpu_get_sve_cnt: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_sme: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_sme2: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_riscv_v: UnsafeMutableRawPointer?
+    private let _ggml_cpu_get_rvv_vlen: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_vsx: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_vxe: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_wasm_simd: UnsafeMutableRawPointer?
+    private let _ggml_cpu_has_llamafile: UnsafeMutableRawPointer?
+    private let _ggml_get_type_traits_cpu: UnsafeMutableRawPointer?
+    private let _ggml_cpu_init: UnsafeMutableRawPointer?
+    private let _ggml_backend_cpu_init: UnsafeMutableRawPointer?
+    private let _ggml_backend_is_cpu: UnsafeMutableRawPointer?
+    private let _ggml_backend_cpu_set_n_threads: UnsafeMutableRawPointer?
+    private let _ggml_backend_cpu_set_threadpool: UnsafeMutableRawPointer?
+    private let _ggml_backend_cpu_set_abort_callback: UnsafeMutableRawPointer?
+    private let _ggml_backend_cpu_set_use_ref: UnsafeMutableRawPointer?
+    private let _ggml_backend_cpu_reg: UnsafeMutableRawPointer?
+    private let _ggml_cpu_fp32_to_fp32: UnsafeMutableRawPointer?
+    private let _ggml_cpu_fp32_to_i32: UnsafeMutableRawPointer?
+    private let _ggml_cpu_fp32_to_fp16: UnsafeMutableRawPointer?
+    private let _ggml_cpu_fp16_to_fp32: UnsafeMutableRawPointer?
+    private let _ggml_cpu_fp32_to_bf16: UnsafeMutableRawPointer?
+    private let _ggml_cpu_bf16_to_fp32: UnsafeMutableRawPointer?
+    private let _ggml_opt_dataset_init: UnsafeMutableRawPointer
+    private let _ggml_opt_dataset_free: UnsafeMutableRawPointer
+    private let _ggml_opt_dataset_ndata: UnsafeMutableRawPointer
+    private let _ggml_opt_dataset_data: UnsafeMutableRawPointer
+    private let _ggml_opt_dataset_labels: UnsafeMutableRawPointer
+    private let _ggml_opt_dataset_shuffle: UnsafeMutableRawPointer
+    private let _ggml_opt_dataset_get_batch: UnsafeMutableRawPointer
+    private let _ggml_opt_dataset_get_batch_host: UnsafeMutableRawPointer
+    private let _ggml_opt_get_default_optimizer_params: UnsafeMutableRawPointer
+    private let _ggml_opt_get_constant_optimizer_params: UnsafeMutableRawPointer
+    private let _ggml_opt_default_params: UnsafeMutableRawPointer
+    private let _ggml_opt_init: UnsafeMutableRawPointer
+    private let _ggml_opt_free: UnsafeMutableRawPointer
+    private let _ggml_opt_reset: UnsafeMutableRawPointer
+    private let _ggml_opt_static_graphs: UnsafeMutableRawPointer
+    private let _ggml_opt_inputs: UnsafeMutableRawPointer
+    private let _ggml_opt_outputs: UnsafeMutableRawPointer
+    private let _ggml_opt_labels: UnsafeMutableRawPointer
+    private let _ggml_opt_loss: UnsafeMutableRawPointer
+    private let _ggml_opt_pred: UnsafeMutableRawPointer
+    private let _ggml_opt_ncorrect: UnsafeMutableRawPointer
+    private let _ggml_opt_grad_acc: UnsafeMutableRawPointer
+    private let _ggml_opt_context_optimizer_type: UnsafeMutableRawPointer
+    private let _ggml_opt_optimizer_name: UnsafeMutableRawPointer
+    private let _ggml_opt_result_init: UnsafeMutableRawPointer
+    private let _ggml_opt_result_free: UnsafeMutableRawPointer
+    private let _ggml_opt_result_reset: UnsafeMutableRawPointer
+    private let _ggml_opt_result_ndata: UnsafeMutableRawPointer
+    private let _ggml_opt_result_loss: UnsafeMutableRawPointer
+    private let _ggml_opt_result_pred: UnsafeMutableRawPointer
+    private let _ggml_opt_result_accuracy: UnsafeMutableRawPointer
+    private let _ggml_opt_prepare_alloc: UnsafeMutableRawPointer
+    private let _ggml_opt_alloc: UnsafeMutableRawPointer
+    private let _ggml_opt_eval: UnsafeMutableRawPointer
+    private let _ggml_opt_epoch: UnsafeMutableRawPointer
+    private let _ggml_opt_epoch_callback_progress_bar: UnsafeMutableRawPointer
+    private let _ggml_opt_fit: UnsafeMutableRawPointer
+    private let _ggml_backend_rpc_init: UnsafeMutableRawPointer?
+    private let _ggml_backend_is_rpc: UnsafeMutableRawPointer?
+    private let _ggml_backend_rpc_buffer_type: UnsafeMutableRawPointer?
+    private let _ggml_backend_rpc_get_device_memory: UnsafeMutableRawPointer?
+    private let _ggml_backend_rpc_start_server: UnsafeMutableRawPointer?
+    private let _ggml_backend_rpc_reg: UnsafeMutableRawPointer?
+    private let _ggml_backend_rpc_add_server: UnsafeMutableRawPointer?
+    private let _gguf_init_empty: UnsafeMutableRawPointer
+    private let _gguf_init_from_file_ptr: UnsafeMutableRawPointer
+    private let _gguf_init_from_file: UnsafeMutableRawPointer
+    private let _gguf_init_from_buffer: UnsafeMutableRawPointer
+    private let _gguf_init_from_callback: UnsafeMutableRawPointer
+    private let _gguf_free: UnsafeMutableRawPointer
+    private let _gguf_type_name: UnsafeMutableRawPointer
+    private let _gguf_get_version: UnsafeMutableRawPointer
+    private let _gguf_get_alignment: UnsafeMutableRawPointer
+    private let _gguf_get_data_offset: UnsafeMutableRawPointer
+    private let _gguf_get_n_kv: UnsafeMutableRawPointer
+    private let _gguf_find_key: UnsafeMutableRawPointer
+    private let _gguf_get_key: UnsafeMutableRawPointer
+    private let _gguf_get_kv_type: UnsafeMutableRawPointer
+    private let _gguf_get_arr_type: UnsafeMutableRawPointer
+    private let _gguf_get_val_u8: UnsafeMutableRawPointer
+    private let _gguf_get_val_i8: UnsafeMutableRawPointer
+    private let _gguf_get_val_u16: UnsafeMutableRawPointer
+    private let _gguf_get_val_i16: UnsafeMutableRawPointer
+    private let _gguf_get_val_u32: UnsafeMutableRawPointer
+    private let _gguf_get_val_i32: UnsafeMutableRawPointer
+    private let _gguf_get_val_f32: UnsafeMutableRawPointer
+    private let _gguf_get_val_u64: UnsafeMutableRawPointer
+    private let _gguf_get_val_i64: UnsafeMutableRawPointer
+    private let _gguf_get_val_f64: UnsafeMutableRawPointer
+    private let _gguf_get_val_bool: UnsafeMutableRawPointer
+    private let _gguf_get_val_str: UnsafeMutableRawPointer
+    private let _gguf_get_val_data: UnsafeMutableRawPointer
+    private let _gguf_get_arr_n: UnsafeMutableRawPointer
+    private let _gguf_get_arr_data: UnsafeMutableRawPointer
+    private let _gguf_get_arr_str: UnsafeMutableRawPointer
+    private let _gguf_get_n_tensors: UnsafeMutableRawPointer
+    private let _gguf_find_tensor: UnsafeMutableRawPointer
+    private let _gguf_get_tensor_offset: UnsafeMutableRawPointer
+    private let _gguf_get_tensor_name: UnsafeMutableRawPointer
+    private let _gguf_get_tensor_ne: UnsafeMutableRawPointer
+    private let _gguf_get_tensor_type: UnsafeMutableRawPointer
+    private let _gguf_get_tensor_size: UnsafeMutableRawPointer
+    private let _gguf_remove_key: UnsafeMutableRawPointer
+    private let _gguf_set_val_u8: UnsafeMutableRawPointer
+    private let _gguf_set_val_i8: UnsafeMutableRawPointer
+    private let _gguf_set_val_u16: UnsafeMutableRawPointer
+    private let _gguf_set_val_i16: UnsafeMutableRawPointer
+    private let _gguf_set_val_u32: UnsafeMutableRawPointer
+    private let _gguf_set_val_i32: UnsafeMutableRawPointer
+    private let _gguf_set_val_f32: UnsafeMutableRawPointer
+    private let _gguf_set_val_u64: UnsafeMutableRawPointer
+    private let _gguf_set_val_i64: UnsafeMutableRawPointer
+    private let _gguf_set_val_f64: UnsafeMutableRawPointer
+    private let _gguf_set_val_bool: UnsafeMutableRawPointer
+    private let _gguf_set_val_str: UnsafeMutableRawPointer
+    private let _gguf_set_arr_data: UnsafeMutableRawPointer
+    private let _gguf_set_arr_str: UnsafeMutableRawPointer
+    private let _gguf_set_kv: UnsafeMutableRawPointer
+    private let _gguf_add_tensor: UnsafeMutableRawPointer
+    private let _gguf_set_tensor_type: UnsafeMutableRawPointer
+    private let _gguf_set_tensor_data: UnsafeMutableRawPointer
+    private let _gguf_write_to_file_ptr: UnsafeMutableRawPointer
+    private let _gguf_write_to_file: UnsafeMutableRawPointer
+    private let _gguf_get_meta_size: UnsafeMutableRawPointer
+    private let _gguf_get_meta_data: UnsafeMutableRawPointer
+    private let _llama_ftype_name: UnsafeMutableRawPointer
+    private let _llama_flash_attn_type_name: UnsafeMutableRawPointer
+    private let _llama_load_mode_name: UnsafeMutableRawPointer
+    private let _llama_load_mode_from_str: UnsafeMutableRawPointer
+    private let _llama_version: UnsafeMutableRawPointer
+    private let _llama_model_default_params: UnsafeMutableRawPointer
+    private let _llama_context_default_params: UnsafeMutableRawPointer
+    private let _llama_sampler_chain_default_params: UnsafeMutableRawPointer
+    private let _llama_model_quantize_default_params: UnsafeMutableRawPointer
+    private let _llama_backend_init: UnsafeMutableRawPointer
+    private let _llama_backend_free: UnsafeMutableRawPointer
+    private let _llama_numa_init: UnsafeMutableRawPointer
+    private let _llama_attach_threadpool: UnsafeMutableRawPointer
+    private let _llama_detach_threadpool: UnsafeMutableRawPointer
+    private let _llama_model_init_from_user: UnsafeMutableRawPointer
+    private let _llama_load_model_from_file: UnsafeMutableRawPointer
+    private let _llama_model_load_from_file: UnsafeMutableRawPointer
+    private let _llama_model_load_from_file_ptr: UnsafeMutableRawPointer
+    private let _llama_model_load_from_splits: UnsafeMutableRawPointer
+    private let _llama_model_save_to_file: UnsafeMutableRawPointer
+    private let _llama_free_model: UnsafeMutableRawPointer
+    private let _llama_model_free: UnsafeMutableRawPointer
+    private let _llama_init_from_model: UnsafeMutableRawPointer
+    private let _llama_new_context_with_model: UnsafeMutableRawPointer
+    private let _llama_free: UnsafeMutableRawPointer
+    private let _llama_time_us: UnsafeMutableRawPointer
+    private let _llama_max_devices: UnsafeMutableRawPointer
+    private let _llama_max_parallel_sequences: UnsafeMutableRawPointer
+    private let _llama_max_tensor_buft_overrides: UnsafeMutableRawPointer
+    private let _llama_supports_mmap: UnsafeMutableRawPointer
+    private let _llama_supports_mlock: UnsafeMutableRawPointer
+    private let _llama_supports_gpu_offload: UnsafeMutableRawPointer
+    private let _llama_supports_rpc: UnsafeMutableRawPointer
+    private let _llama_n_ctx: UnsafeMutableRawPointer
+    private let _llama_n_ctx_seq: UnsafeMutableRawPointer
+    private let _llama_n_batch: UnsafeMutableRawPointer
+    private let _llama_n_ubatch: UnsafeMutableRawPointer
+    private let _llama_n_seq_max: UnsafeMutableRawPointer
+    private let _llama_n_rs_seq: UnsafeMutableRawPointer
+    private let _llama_n_ctx_train: UnsafeMutableRawPointer
+    private let _llama_n_embd: UnsafeMutableRawPointer
+    private let _llama_n_layer: UnsafeMutableRawPointer
+    private let _llama_n_head: UnsafeMutableRawPointer
+    private let _llama_n_vocab: UnsafeMutableRawPointer
+    private let _llama_get_model: UnsafeMutableRawPointer
+    private let _llama_get_memory: UnsafeMutableRawPointer
+    private let _llama_pooling_type: UnsafeMutableRawPointer
+    private let _llama_model_get_vocab: UnsafeMutableRawPointer
+    private let _llama_model_rope_type: UnsafeMutableRawPointer
+    private let _llama_model_n_ctx_train: UnsafeMutableRawPointer
+    private let _llama_model_n_embd: UnsafeMutableRawPointer
+    private let _llama_model_n_embd_inp: UnsafeMutableRawPointer
+    private let _llama_model_n_embd_out: UnsafeMutableRawPointer
+    private let _llama_model_n_layer: UnsafeMutableRawPointer
+    private let _llama_model_n_layer_nextn: UnsafeMutableRawPointer
+    private let _llama_model_n_head: UnsafeMutableRawPointer
+    private let _llama_model_n_head_kv: UnsafeMutableRawPointer
+    private let _llama_model_n_swa: UnsafeMutableRawPointer
+    private let _llama_model_rope_freq_scale_train: UnsafeMutableRawPointer
+    private let _llama_model_n_cls_out: UnsafeMutableRawPointer
+    private let _llama_model_cls_label: UnsafeMutableRawPointer
+    private let _llama_vocab_type: UnsafeMutableRawPointer
+    private let _llama_vocab_n_tokens: UnsafeMutableRawPointer
+    private let _llama_model_meta_val_str: UnsafeMutableRawPointer
+    private let _llama_model_meta_count: UnsafeMutableRawPointer
+    private let _llama_model_meta_key_str: UnsafeMutableRawPointer
+    private let _llama_model_meta_key_by_index: UnsafeMutableRawPointer
+    private let _llama_model_meta_val_str_by_index: UnsafeMutableRawPointer
+    private let _llama_model_desc: UnsafeMutableRawPointer
+    private let _llama_model_ftype: UnsafeMutableRawPointer
+    private let _llama_model_size: UnsafeMutableRawPointer
+    private let _llama_model_chat_template: UnsafeMutableRawPointer
+    private let _llama_model_n_params: UnsafeMutableRawPointer
+    private let _llama_model_has_encoder: UnsafeMutableRawPointer
+    private let _llama_model_has_decoder: UnsafeMutableRawPointer
+    private let _llama_model_decoder_start_token: UnsafeMutableRawPointer
+    private let _llama_model_is_recurrent: UnsafeMutableRawPointer
+    private let _llama_model_is_hybrid: UnsafeMutableRawPointer
+    private let _llama_model_is_diffusion: UnsafeMutableRawPointer
+    private let _llama_model_quantize: UnsafeMutableRawPointer
+    private let _llama_adapter_lora_init: UnsafeMutableRawPointer
+    private let _llama_adapter_lora_init_from_file_ptr: UnsafeMutableRawPointer
+    private let _llama_adapter_meta_val_str: UnsafeMutableRawPointer
+    private let _llama_adapter_meta_count: UnsafeMutableRawPointer
+    private let _llama_adapter_meta_key_by_index: UnsafeMutableRawPointer
+    private let _llama_adapter_meta_val_str_by_index: UnsafeMutableRawPointer
+    private let _llama_adapter_lora_free: UnsafeMutableRawPointer
+    private let _llama_adapter_get_alora_n_invocation_tokens: UnsafeMutableRawPointer
+    private let _llama_adapter_get_alora_invocation_tokens: UnsafeMutableRawPointer
+    private let _llama_set_adapters_lora: UnsafeMutableRawPointer
+    private let _llama_set_adapter_cvec: UnsafeMutableRawPointer
+    private let _llama_memory_clear: UnsafeMutableRawPointer
+    private let _llama_memory_seq_rm: UnsafeMutableRawPointer
+    private let _llama_memory_seq_cp: UnsafeMutableRawPointer
+    private let _llama_memory_seq_keep: UnsafeMutableRawPointer
+    private let _llama_memory_seq_add: UnsafeMutableRawPointer
+    private let _llama_memory_seq_div: UnsafeMutableRawPointer
+    private let _llama_memory_seq_pos_min: UnsafeMutableRawPointer
+    private let _llama_memory_seq_pos_max: UnsafeMutableRawPointer
+    private let _llama_memory_can_shift: UnsafeMutableRawPointer
+    private let _llama_state_get_size: UnsafeMutableRawPointer
+    private let _llama_get_state_size: UnsafeMutableRawPointer
+    private let _llama_state_get_data: UnsafeMutableRawPointer
+    private let _llama_copy_state_data: UnsafeMutableRawPointer
+    private let _llama_state_set_data: UnsafeMutableRawPointer
+    private let _llama_set_state_data: UnsafeMutableRawPointer
+    private let _llama_state_load_file: UnsafeMutableRawPointer
+    private let _llama_load_session_file: UnsafeMutableRawPointer
+    private let _llama_state_save_file: UnsafeMutableRawPointer
+    private let _llama_save_session_file: UnsafeMutableRawPointer
+    private let _llama_state_seq_get_size: UnsafeMutableRawPointer
+    private let _llama_state_seq_get_data: UnsafeMutableRawPointer
+    private let _llama_state_seq_set_data: UnsafeMutableRawPointer
+    private let _llama_state_seq_save_file: UnsafeMutableRawPointer
+    private let _llama_state_seq_load_file: UnsafeMutableRawPointer
+    private let _llama_state_seq_get_size_ext: UnsafeMutableRawPointer
+    private let _llama_state_seq_get_data_ext: UnsafeMutableRawPointer
+    private let _llama_state_seq_set_data_ext: UnsafeMutableRawPointer
+    private let _llama_batch_get_one: UnsafeMutableRawPointer
+    private let _llama_batch_init: UnsafeMutableRawPointer
+    private let _llama_batch_free: UnsafeMutableRawPointer
+    private let _llama_encode: UnsafeMutableRawPointer
+    private let _llama_decode: UnsafeMutableRawPointer
+    private let _llama_batch_ext_init: UnsafeMutableRawPointer
+    private let _llama_batch_ext_free: UnsafeMutableRawPointer
+    private let _llama_batch_ext_clear: UnsafeMutableRawPointer
+    private let _llama_batch_ext_add: UnsafeMutableRawPointer
+    private let _llama_batch_ext_add_token: UnsafeMutableRawPointer
+    private let _llama_batch_ext_add_embd: UnsafeMutableRawPointer
+    private let _llama_batch_ext_add_seq: UnsafeMutableRawPointer
+    private let _llama_batch_ext_set_embd_token: UnsafeMutableRawPointer
+    private let _llama_batch_ext_set_embd_state: UnsafeMutableRawPointer
+    private let _llama_batch_ext_set_output_embd: UnsafeMutableRawPointer
+    private let _llama_batch_ext_set_output_logits: UnsafeMutableRawPointer
+    private let _llama_batch_ext_set_pos: UnsafeMutableRawPointer
+    private let _llama_process: UnsafeMutableRawPointer
+    private let _llama_set_n_threads: UnsafeMutableRawPointer
+    private let _llama_n_threads: UnsafeMutableRawPointer
+    private let _llama_n_threads_batch: UnsafeMutableRawPointer
+    private let _llama_set_embeddings: UnsafeMutableRawPointer
+    private let _llama_set_causal_attn: UnsafeMutableRawPointer
+    private let _llama_get_causal_attn: UnsafeMutableRawPointer
+    private let _llama_set_warmup: UnsafeMutableRawPointer
+    private let _llama_set_abort_callback: UnsafeMutableRawPointer
+    private let _llama_synchronize: UnsafeMutableRawPointer
+    private let _llama_get_logits: UnsafeMutableRawPointer
+    private let _llama_get_logits_ith: UnsafeMutableRawPointer
+    private let _llama_get_embeddings: UnsafeMutableRawPointer
+    private let _llama_get_embeddings_ith: UnsafeMutableRawPointer
+    private let _llama_get_embeddings_seq: UnsafeMutableRawPointer
+    private let _llama_get_sampled_token_ith: UnsafeMutableRawPointer
+    private let _llama_get_sampled_probs_ith: UnsafeMutableRawPointer
+    private let _llama_get_sampled_probs_count_ith: UnsafeMutableRawPointer
+    private let _llama_get_sampled_logits_ith: UnsafeMutableRawPointer
+    private let _llama_get_sampled_logits_count_ith: UnsafeMutableRawPointer
+    private let _llama_get_sampled_candidates_ith: UnsafeMutableRawPointer
+    private let _llama_get_sampled_candidates_count_ith: UnsafeMutableRawPointer
+    private let _llama_vocab_get_text: UnsafeMutableRawPointer
+    private let _llama_vocab_get_score: UnsafeMutableRawPointer
+    private let _llama_vocab_get_attr: UnsafeMutableRawPointer
+    private let _llama_vocab_is_eog: UnsafeMutableRawPointer
+    private let _llama_vocab_is_control: UnsafeMutableRawPointer
+    private let _llama_vocab_bos: UnsafeMutableRawPointer
+    private let _llama_vocab_eos: UnsafeMutableRawPointer
+    private let _llama_vocab_eot: UnsafeMutableRawPointer
+    private let _llama_vocab_sep: UnsafeMutableRawPointer
+    private let _llama_vocab_nl: UnsafeMutableRawPointer
+    private let _llama_vocab_pad: UnsafeMutableRawPointer
+    private let _llama_vocab_mask: UnsafeMutableRawPointer
+    private let _llama_vocab_get_add_bos: UnsafeMutableRawPointer
+    private let _llama_vocab_get_add_eos: UnsafeMutableRawPointer
+    private let _llama_vocab_get_add_sep: UnsafeMutableRawPointer
+    private let _llama_vocab_get_suppress_tokens: UnsafeMutableRawPointer
+    private let _llama_vocab_fim_pre: UnsafeMutableRawPointer
+    private let _llama_vocab_fim_suf: UnsafeMutableRawPointer
+    private let _llama_vocab_fim_mid: UnsafeMutableRawPointer
+    private let _llama_vocab_fim_pad: UnsafeMutableRawPointer
+    private let _llama_vocab_fim_rep: UnsafeMutableRawPointer
+    private let _llama_vocab_fim_sep: UnsafeMutableRawPointer
+    private let _llama_token_get_text: UnsafeMutableRawPointer
+    private let _llama_token_get_score: UnsafeMutableRawPointer
+    private let _llama_token_get_attr: UnsafeMutableRawPointer
+    private let _llama_token_is_eog: UnsafeMutableRawPointer
+    private let _llama_token_is_control: UnsafeMutableRawPointer
+    private let _llama_token_bos: UnsafeMutableRawPointer
+    private let _llama_token_eos: UnsafeMutableRawPointer
+    private let _llama_token_eot: UnsafeMutableRawPointer
+    private let _llama_token_cls: UnsafeMutableRawPointer
+    private let _llama_token_sep: UnsafeMutableRawPointer
+    private let _llama_token_nl: UnsafeMutableRawPointer
+    private let _llama_token_pad: UnsafeMutableRawPointer
+    private let _llama_add_bos_token: UnsafeMutableRawPointer
+    private let _llama_add_eos_token: UnsafeMutableRawPointer
+    private let _llama_token_fim_pre: UnsafeMutableRawPointer
+    private let _llama_token_fim_suf: UnsafeMutableRawPointer
+    private let _llama_token_fim_mid: UnsafeMutableRawPointer
+    private let _llama_token_fim_pad: UnsafeMutableRawPointer
+    private let _llama_token_fim_rep: UnsafeMutableRawPointer
+    private let _llama_token_fim_sep: UnsafeMutableRawPointer
+    private let _llama_vocab_cls: UnsafeMutableRawPointer
+    private let _llama_tokenize: UnsafeMutableRawPointer
+    private let _llama_token_to_piece: UnsafeMutableRawPointer
+    private let _llama_detokenize: UnsafeMutableRawPointer
+    private let _llama_chat_apply_template: UnsafeMutableRawPointer
+    private let _llama_chat_builtin_templates: UnsafeMutableRawPointer
+    private let _llama_set_sampler: UnsafeMutableRawPointer
+    private let _llama_sampler_init: UnsafeMutableRawPointer
+    private let _llama_sampler_name: UnsafeMutableRawPointer
+    private let _llama_sampler_accept: UnsafeMutableRawPointer
+    private let _llama_sampler_apply: UnsafeMutableRawPointer
+    private let _llama_sampler_reset: UnsafeMutableRawPointer
+    private let _llama_sampler_clone: UnsafeMutableRawPointer
+    private let _llama_sampler_copy: UnsafeMutableRawPointer
+    private let _llama_sampler_free: UnsafeMutableRawPointer
+    private let _llama_sampler_chain_init: UnsafeMutableRawPointer
+    private let _llama_sampler_chain_add: UnsafeMutableRawPointer
+    private let _llama_sampler_chain_get: UnsafeMutableRawPointer
+    private let _llama_sampler_chain_n: UnsafeMutableRawPointer
+    private let _llama_sampler_chain_remove: UnsafeMutableRawPointer
+    private let _llama_sampler_init_greedy: UnsafeMutableRawPointer
+    private let _llama_sampler_init_dist: UnsafeMutableRawPointer
+    private let _llama_sampler_init_top_k: UnsafeMutableRawPointer
+    private let _llama_sampler_init_top_p: UnsafeMutableRawPointer
+    private let _llama_sampler_init_min_p: UnsafeMutableRawPointer
+    private let _llama_sampler_init_typical: UnsafeMutableRawPointer
+    private let _llama_sampler_init_temp: UnsafeMutableRawPointer
+    private let _llama_sampler_init_temp_ext: UnsafeMutableRawPointer
+    private let _llama_sampler_init_xtc: UnsafeMutableRawPointer
+    private let _llama_sampler_init_top_n_sigma: UnsafeMutableRawPointer
+    private let _llama_sampler_init_mirostat: UnsafeMutableRawPointer
+    private let _llama_sampler_init_mirostat_v2: UnsafeMutableRawPointer
+    private let _llama_sampler_init_grammar: UnsafeMutableRawPointer
+    private let _llama_sampler_init_grammar_lazy: UnsafeMutableRawPointer
+    private let _llama_sampler_init_grammar_lazy_patterns: UnsafeMutableRawPointer
+    private let _llama_sampler_init_penalties: UnsafeMutableRawPointer
+    private let _llama_sampler_init_dry: UnsafeMutableRawPointer
+    private let _llama_sampler_init_adaptive_p: UnsafeMutableRawPointer
+    private let _llama_sampler_init_logit_bias: UnsafeMutableRawPointer
+    private let _llama_sampler_init_infill: UnsafeMutableRawPointer
+    private let _llama_sampler_get_seed: UnsafeMutableRawPointer
+    private let _llama_sampler_sample: UnsafeMutableRawPointer
+    private let _llama_split_path: UnsafeMutableRawPointer
+    private let _llama_split_prefix: UnsafeMutableRawPointer
+    private let _llama_print_system_info: UnsafeMutableRawPointer
+    private let _llama_log_get: UnsafeMutableRawPointer
+    private let _llama_log_set: UnsafeMutableRawPointer
+    private let _llama_perf_context: UnsafeMutableRawPointer
+    private let _llama_perf_context_print: UnsafeMutableRawPointer
+    private let _llama_perf_context_reset: UnsafeMutableRawPointer
+    private let _llama_perf_sampler: UnsafeMutableRawPointer
+    private let _llama_perf_sampler_print: UnsafeMutableRawPointer
+    private let _llama_perf_sampler_reset: UnsafeMutableRawPointer
+    private let _llama_opt_param_filter_all: UnsafeMutableRawPointer
+    private let _llama_opt_init: UnsafeMutableRawPointer
+    private let _llama_opt_epoch: UnsafeMutableRawPointer
+    private let _mtmd_default_marker: UnsafeMutableRawPointer?
+    private let _mtmd_context_params_default: UnsafeMutableRawPointer?
+    private let _mtmd_init_from_file: UnsafeMutableRawPointer?
+    private let _mtmd_free: UnsafeMutableRawPointer?
+    private let _mtmd_decode_use_non_causal: UnsafeMutableRawPointer?
+    private let _mtmd_decode_use_mrope: UnsafeMutableRawPointer?
+    private let _mtmd_support_vision: UnsafeMutableRawPointer?
+    private let _mtmd_support_audio: UnsafeMutableRawPointer?
+    private let _mtmd_get_audio_sample_rate: UnsafeMutableRawPointer?
+    private let _mtmd_get_marker: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_init: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_init_from_audio: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_get_nx: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_get_ny: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_get_data: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_get_n_bytes: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_is_audio: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_free: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_get_id: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_set_id: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_set_mergeable: UnsafeMutableRawPointer?
+    private let _mtmd_bitmap_init_lazy: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunks_init: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunks_size: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunks_get: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunks_free: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_get_type: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_get_tokens_text: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_get_tokens_image: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_get_n_tokens: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_get_id: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_get_n_pos: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_copy: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_free: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_get_placeholder: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_save: UnsafeMutableRawPointer?
+    private let _mtmd_input_chunk_load: UnsafeMutableRawPointer?
+    private let _mtmd_image_tokens_get_n_tokens: UnsafeMutableRawPointer?
+    private let _mtmd_image_tokens_get_id: UnsafeMutableRawPointer?
+    private let _mtmd_image_tokens_get_n_pos: UnsafeMutableRawPointer?
+    private let _mtmd_image_tokens_get_nx: UnsafeMutableRawPointer?
+    private let _mtmd_image_tokens_get_ny: UnsafeMutableRawPointer?
+    private let _mtmd_image_tokens_get_decoder_pos: UnsafeMutableRawPointer?
+    private let _mtmd_tokenize: UnsafeMutableRawPointer?
+    private let _mtmd_tokenize_from_parts: UnsafeMutableRawPointer?
+    private let _mtmd_encode: UnsafeMutableRawPointer?
+    private let _mtmd_encode_chunk: UnsafeMutableRawPointer?
+    private let _mtmd_get_output_embd: UnsafeMutableRawPointer?
+    private let _mtmd_batch_init: UnsafeMutableRawPointer?
+    private let _mtmd_batch_free: UnsafeMutableRawPointer?
+    private let _mtmd_batch_add_chunk: UnsafeMutableRawPointer?
+    private let _mtmd_batch_encode: UnsafeMutableRawPointer?
+    private let _mtmd_batch_get_output_embd: UnsafeMutableRawPointer?
+    private let _mtmd_log_set: UnsafeMutableRawPointer?
+    private let _mtmd_get_cap_from_file: UnsafeMutableRawPointer?
+    private let _mtmd_gen_audio_get_info: UnsafeMutableRawPointer?
+    private let _mtmd_gen_inp_default: UnsafeMutableRawPointer?
+    private let _mtmd_gen_audio_process: UnsafeMutableRawPointer?
+    private let _mtmd_test_create_input_chunks: UnsafeMutableRawPointer?
+    private let _mtmd_helper_video_init_params_default: UnsafeMutableRawPointer?
+    private let _mtmd_helper_init_opt_default: UnsafeMutableRawPointer?
+    private let _mtmd_helper_log_set: UnsafeMutableRawPointer?
+    private let _mtmd_helper_support_video: UnsafeMutableRawPointer?
+    private let _mtmd_helper_bitmap_init_from_file: UnsafeMutableRawPointer?
+    private let _mtmd_helper_bitmap_init_from_buf: UnsafeMutableRawPointer?
+    private let _mtmd_helper_get_n_tokens: UnsafeMutableRawPointer?
+    private let _mtmd_helper_get_n_pos: UnsafeMutableRawPointer?
+    private let _mtmd_helper_image_get_decoder_pos: UnsafeMutableRawPointer?
+    private let _mtmd_helper_eval_chunks: UnsafeMutableRawPointer?
+    private let _mtmd_helper_eval_chunk_single: UnsafeMutableRawPointer?
+    private let _mtmd_helper_decode_image_chunk: UnsafeMutableRawPointer?
+    private let _mtmd_helper_video_init: UnsafeMutableRawPointer?
+    private let _mtmd_helper_video_init_from_buf: UnsafeMutableRawPointer?
+    private let _mtmd_helper_video_free: UnsafeMutableRawPointer?
+    private let _mtmd_helper_video_get_info: UnsafeMutableRawPointer?
+    private let _mtmd_helper_video_read_next: UnsafeMutableRawPointer?
+    private let _mtmd_helper_model_can_chat: UnsafeMutableRawPointer?
+    private let _mtmd_helper_gen_audio_init: UnsafeMutableRawPointer?
+    private let _mtmd_helper_gen_audio_free: UnsafeMutableRawPointer?
+    private let _mtmd_helper_gen_audio_reset: UnsafeMutableRawPointer?
+    private let _mtmd_helper_gen_audio_set_input: UnsafeMutableRawPointer?
+    private let _mtmd_helper_gen_audio_step_prompt: UnsafeMutableRawPointer?
+    private let _mtmd_helper_gen_audio_step_gen: UnsafeMutableRawPointer?
+    private let _mtmd_helper_gen_audio_get_output: UnsafeMutableRawPointer?
 
     /// Resolves every symbol with `resolve`; throws once, naming every missing required symbol.
     public init(resolve: (LlamaSymbolSpec) -> UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
         var missing: [LlamaSymbolSpec] = []
         var index = 0
-        func required<T>(_: T.Type) -> T {
+        func optional() -> UnsafeMutableRawPointer? {
             let spec = LlamaSymbols.specs[index]
             index += 1
-            if let p = resolve(spec) { return unsafeBitCast(p, to: T.self) }
-            missing.append(spec)
-            return unsafeBitCast(LlamaSymbols.placeholder, to: T.self)
+            return resolve(spec)
         }
-        func optional<T>(_: T.Type) -> T? {
-            let spec = LlamaSymbols.specs[index]
-            index += 1
-            return resolve(spec).map { unsafeBitCast($0, to: T.self) }
+        func required() -> UnsafeMutableRawPointer {
+            if let p = optional() { return p }
+            missing.append(LlamaSymbols.specs[index - 1])
+            return LlamaSymbols.placeholder
         }
-        _ggml_set_abort_callback = required(ggml_set_abort_callback_fn.self)
-        _ggml_status_to_string = required(ggml_status_to_string_fn.self)
-        _ggml_fp16_to_fp32 = required(ggml_fp16_to_fp32_fn.self)
-        _ggml_fp32_to_fp16 = required(ggml_fp32_to_fp16_fn.self)
-        _ggml_fp16_to_fp32_row = required(ggml_fp16_to_fp32_row_fn.self)
-        _ggml_fp32_to_fp16_row = required(ggml_fp32_to_fp16_row_fn.self)
-        _ggml_fp32_to_bf16 = required(ggml_fp32_to_bf16_fn.self)
-        _ggml_bf16_to_fp32 = required(ggml_bf16_to_fp32_fn.self)
-        _ggml_bf16_to_fp32_row = required(ggml_bf16_to_fp32_row_fn.self)
-        _ggml_fp32_to_bf16_row_ref = required(ggml_fp32_to_bf16_row_ref_fn.self)
-        _ggml_fp32_to_bf16_row = required(ggml_fp32_to_bf16_row_fn.self)
-        _ggml_guid_matches = required(ggml_guid_matches_fn.self)
-        _ggml_version = required(ggml_version_fn.self)
-        _ggml_commit = required(ggml_commit_fn.self)
-        _ggml_time_init = required(ggml_time_init_fn.self)
-        _ggml_time_ms = required(ggml_time_ms_fn.self)
-        _ggml_time_us = required(ggml_time_us_fn.self)
-        _ggml_cycles = required(ggml_cycles_fn.self)
-        _ggml_cycles_per_ms = required(ggml_cycles_per_ms_fn.self)
-        _ggml_fopen = required(ggml_fopen_fn.self)
-        _ggml_print_object = required(ggml_print_object_fn.self)
-        _ggml_print_objects = required(ggml_print_objects_fn.self)
-        _ggml_nelements = required(ggml_nelements_fn.self)
-        _ggml_nrows = required(ggml_nrows_fn.self)
-        _ggml_nbytes = required(ggml_nbytes_fn.self)
-        _ggml_nbytes_pad = required(ggml_nbytes_pad_fn.self)
-        _ggml_blck_size = required(ggml_blck_size_fn.self)
-        _ggml_type_size = required(ggml_type_size_fn.self)
-        _ggml_row_size = required(ggml_row_size_fn.self)
-        _ggml_type_sizef = required(ggml_type_sizef_fn.self)
-        _ggml_type_name = required(ggml_type_name_fn.self)
-        _ggml_op_name = required(ggml_op_name_fn.self)
-        _ggml_op_symbol = required(ggml_op_symbol_fn.self)
-        _ggml_unary_op_name = required(ggml_unary_op_name_fn.self)
-        _ggml_glu_op_name = required(ggml_glu_op_name_fn.self)
-        _ggml_op_desc = required(ggml_op_desc_fn.self)
-        _ggml_element_size = required(ggml_element_size_fn.self)
-        _ggml_is_quantized = required(ggml_is_quantized_fn.self)
-        _ggml_ftype_to_ggml_type = required(ggml_ftype_to_ggml_type_fn.self)
-        _ggml_is_transposed = required(ggml_is_transposed_fn.self)
-        _ggml_is_permuted = required(ggml_is_permuted_fn.self)
-        _ggml_is_empty = required(ggml_is_empty_fn.self)
-        _ggml_is_view = required(ggml_is_view_fn.self)
-        _ggml_is_scalar = required(ggml_is_scalar_fn.self)
-        _ggml_is_vector = required(ggml_is_vector_fn.self)
-        _ggml_is_matrix = required(ggml_is_matrix_fn.self)
-        _ggml_is_3d = required(ggml_is_3d_fn.self)
-        _ggml_n_dims = required(ggml_n_dims_fn.self)
-        _ggml_is_contiguous = required(ggml_is_contiguous_fn.self)
-        _ggml_is_contiguous_0 = required(ggml_is_contiguous_0_fn.self)
-        _ggml_is_contiguous_1 = required(ggml_is_contiguous_1_fn.self)
-        _ggml_is_contiguous_2 = required(ggml_is_contiguous_2_fn.self)
-        _ggml_is_contiguous_to_1 = required(ggml_is_contiguous_to_1_fn.self)
-        _ggml_is_contiguous_to_2 = required(ggml_is_contiguous_to_2_fn.self)
-        _ggml_is_contiguous_to_3 = required(ggml_is_contiguous_to_3_fn.self)
-        _ggml_is_contiguously_allocated = required(ggml_is_contiguously_allocated_fn.self)
-        _ggml_is_contiguous_channels = required(ggml_is_contiguous_channels_fn.self)
-        _ggml_is_contiguous_rows = required(ggml_is_contiguous_rows_fn.self)
-        _ggml_are_same_shape = required(ggml_are_same_shape_fn.self)
-        _ggml_are_same_stride = required(ggml_are_same_stride_fn.self)
-        _ggml_can_repeat = required(ggml_can_repeat_fn.self)
-        _ggml_tensor_overhead = required(ggml_tensor_overhead_fn.self)
-        _ggml_validate_row_data = required(ggml_validate_row_data_fn.self)
-        _ggml_init = required(ggml_init_fn.self)
-        _ggml_reset = required(ggml_reset_fn.self)
-        _ggml_free = required(ggml_free_fn.self)
-        _ggml_used_mem = required(ggml_used_mem_fn.self)
-        _ggml_get_no_alloc = required(ggml_get_no_alloc_fn.self)
-        _ggml_set_no_alloc = required(ggml_set_no_alloc_fn.self)
-        _ggml_get_mem_buffer = required(ggml_get_mem_buffer_fn.self)
-        _ggml_get_mem_size = required(ggml_get_mem_size_fn.self)
-        _ggml_get_max_tensor_size = required(ggml_get_max_tensor_size_fn.self)
-        _ggml_new_tensor = required(ggml_new_tensor_fn.self)
-        _ggml_new_tensor_1d = required(ggml_new_tensor_1d_fn.self)
-        _ggml_new_tensor_2d = required(ggml_new_tensor_2d_fn.self)
-        _ggml_new_tensor_3d = required(ggml_new_tensor_3d_fn.self)
-        _ggml_new_tensor_4d = required(ggml_new_tensor_4d_fn.self)
-        _ggml_new_buffer = required(ggml_new_buffer_fn.self)
-        _ggml_dup_tensor = required(ggml_dup_tensor_fn.self)
-        _ggml_view_tensor = required(ggml_view_tensor_fn.self)
-        _ggml_get_first_tensor = required(ggml_get_first_tensor_fn.self)
-        _ggml_get_next_tensor = required(ggml_get_next_tensor_fn.self)
-        _ggml_get_tensor = required(ggml_get_tensor_fn.self)
-        _ggml_unravel_index = required(ggml_unravel_index_fn.self)
-        _ggml_get_unary_op = required(ggml_get_unary_op_fn.self)
-        _ggml_get_glu_op = required(ggml_get_glu_op_fn.self)
-        _ggml_get_data = required(ggml_get_data_fn.self)
-        _ggml_get_data_f32 = required(ggml_get_data_f32_fn.self)
-        _ggml_get_name = required(ggml_get_name_fn.self)
-        _ggml_set_name = required(ggml_set_name_fn.self)
-        _ggml_set_input = required(ggml_set_input_fn.self)
-        _ggml_set_output = required(ggml_set_output_fn.self)
-        _ggml_set_param = required(ggml_set_param_fn.self)
-        _ggml_set_loss = required(ggml_set_loss_fn.self)
-        _ggml_dup = required(ggml_dup_fn.self)
-        _ggml_dup_inplace = required(ggml_dup_inplace_fn.self)
-        _ggml_add = required(ggml_add_fn.self)
-        _ggml_add_inplace = required(ggml_add_inplace_fn.self)
-        _ggml_add_cast = required(ggml_add_cast_fn.self)
-        _ggml_add_id = required(ggml_add_id_fn.self)
-        _ggml_add1 = required(ggml_add1_fn.self)
-        _ggml_add1_inplace = required(ggml_add1_inplace_fn.self)
-        _ggml_acc = required(ggml_acc_fn.self)
-        _ggml_acc_inplace = required(ggml_acc_inplace_fn.self)
-        _ggml_sub = required(ggml_sub_fn.self)
-        _ggml_sub_inplace = required(ggml_sub_inplace_fn.self)
-        _ggml_mul = required(ggml_mul_fn.self)
-        _ggml_mul_inplace = required(ggml_mul_inplace_fn.self)
-        _ggml_div = required(ggml_div_fn.self)
-        _ggml_div_inplace = required(ggml_div_inplace_fn.self)
-        _ggml_sqr = required(ggml_sqr_fn.self)
-        _ggml_sqr_inplace = required(ggml_sqr_inplace_fn.self)
-        _ggml_sqrt = required(ggml_sqrt_fn.self)
-        _ggml_sqrt_inplace = required(ggml_sqrt_inplace_fn.self)
-        _ggml_log = required(ggml_log_fn.self)
-        _ggml_log_inplace = required(ggml_log_inplace_fn.self)
-        _ggml_expm1 = required(ggml_expm1_fn.self)
-        _ggml_expm1_inplace = required(ggml_expm1_inplace_fn.self)
-        _ggml_softplus = required(ggml_softplus_fn.self)
-        _ggml_softplus_inplace = required(ggml_softplus_inplace_fn.self)
-        _ggml_sin = required(ggml_sin_fn.self)
-        _ggml_sin_inplace = required(ggml_sin_inplace_fn.self)
-        _ggml_cos = required(ggml_cos_fn.self)
-        _ggml_cos_inplace = required(ggml_cos_inplace_fn.self)
-        _ggml_sum = required(ggml_sum_fn.self)
-        _ggml_sum_rows = required(ggml_sum_rows_fn.self)
-        _ggml_cumsum = required(ggml_cumsum_fn.self)
-        _ggml_mean = required(ggml_mean_fn.self)
-        _ggml_argmax = required(ggml_argmax_fn.self)
-        _ggml_count_equal = required(ggml_count_equal_fn.self)
-        _ggml_repeat = required(ggml_repeat_fn.self)
-        _ggml_repeat_4d = required(ggml_repeat_4d_fn.self)
-        _ggml_repeat_back = required(ggml_repeat_back_fn.self)
-        _ggml_concat = required(ggml_concat_fn.self)
-        _ggml_abs = required(ggml_abs_fn.self)
-        _ggml_abs_inplace = required(ggml_abs_inplace_fn.self)
-        _ggml_sgn = required(ggml_sgn_fn.self)
-        _ggml_sgn_inplace = required(ggml_sgn_inplace_fn.self)
-        _ggml_neg = required(ggml_neg_fn.self)
-        _ggml_neg_inplace = required(ggml_neg_inplace_fn.self)
-        _ggml_step = required(ggml_step_fn.self)
-        _ggml_step_inplace = required(ggml_step_inplace_fn.self)
-        _ggml_tanh = required(ggml_tanh_fn.self)
-        _ggml_tanh_inplace = required(ggml_tanh_inplace_fn.self)
-        _ggml_elu = required(ggml_elu_fn.self)
-        _ggml_elu_inplace = required(ggml_elu_inplace_fn.self)
-        _ggml_relu = required(ggml_relu_fn.self)
-        _ggml_leaky_relu = required(ggml_leaky_relu_fn.self)
-        _ggml_relu_inplace = required(ggml_relu_inplace_fn.self)
-        _ggml_sigmoid = required(ggml_sigmoid_fn.self)
-        _ggml_sigmoid_inplace = required(ggml_sigmoid_inplace_fn.self)
-        _ggml_gelu = required(ggml_gelu_fn.self)
-        _ggml_gelu_inplace = required(ggml_gelu_inplace_fn.self)
-        _ggml_gelu_erf = required(ggml_gelu_erf_fn.self)
-        _ggml_gelu_erf_inplace = required(ggml_gelu_erf_inplace_fn.self)
-        _ggml_gelu_quick = required(ggml_gelu_quick_fn.self)
-        _ggml_gelu_quick_inplace = required(ggml_gelu_quick_inplace_fn.self)
-        _ggml_silu = required(ggml_silu_fn.self)
-        _ggml_silu_inplace = required(ggml_silu_inplace_fn.self)
-        _ggml_silu_back = required(ggml_silu_back_fn.self)
-        _ggml_hardswish = required(ggml_hardswish_fn.self)
-        _ggml_hardsigmoid = required(ggml_hardsigmoid_fn.self)
-        _ggml_exp = required(ggml_exp_fn.self)
-        _ggml_exp_inplace = required(ggml_exp_inplace_fn.self)
-        _ggml_floor = required(ggml_floor_fn.self)
-        _ggml_floor_inplace = required(ggml_floor_inplace_fn.self)
-        _ggml_ceil = required(ggml_ceil_fn.self)
-        _ggml_ceil_inplace = required(ggml_ceil_inplace_fn.self)
-        _ggml_round = required(ggml_round_fn.self)
-        _ggml_round_inplace = required(ggml_round_inplace_fn.self)
-        _ggml_trunc = required(ggml_trunc_fn.self)
-        _ggml_trunc_inplace = required(ggml_trunc_inplace_fn.self)
-        _ggml_xielu = required(ggml_xielu_fn.self)
-        _ggml_glu = required(ggml_glu_fn.self)
-        _ggml_reglu = required(ggml_reglu_fn.self)
-        _ggml_reglu_swapped = required(ggml_reglu_swapped_fn.self)
-        _ggml_geglu = required(ggml_geglu_fn.self)
-        _ggml_geglu_swapped = required(ggml_geglu_swapped_fn.self)
-        _ggml_swiglu = required(ggml_swiglu_fn.self)
-        _ggml_swiglu_swapped = required(ggml_swiglu_swapped_fn.self)
-        _ggml_geglu_erf = required(ggml_geglu_erf_fn.self)
-        _ggml_geglu_erf_swapped = required(ggml_geglu_erf_swapped_fn.self)
-        _ggml_geglu_quick = required(ggml_geglu_quick_fn.self)
-        _ggml_geglu_quick_swapped = required(ggml_geglu_quick_swapped_fn.self)
-        _ggml_glu_split = required(ggml_glu_split_fn.self)
-        _ggml_reglu_split = required(ggml_reglu_split_fn.self)
-        _ggml_geglu_split = required(ggml_geglu_split_fn.self)
-        _ggml_swiglu_split = required(ggml_swiglu_split_fn.self)
-        _ggml_geglu_erf_split = required(ggml_geglu_erf_split_fn.self)
-        _ggml_geglu_quick_split = required(ggml_geglu_quick_split_fn.self)
-        _ggml_swiglu_oai = required(ggml_swiglu_oai_fn.self)
-        _ggml_swiglu_clamp = required(ggml_swiglu_clamp_fn.self)
-        _ggml_norm = required(ggml_norm_fn.self)
-        _ggml_norm_inplace = required(ggml_norm_inplace_fn.self)
-        _ggml_rms_norm = required(ggml_rms_norm_fn.self)
-        _ggml_rms_norm_inplace = required(ggml_rms_norm_inplace_fn.self)
-        _ggml_group_norm = required(ggml_group_norm_fn.self)
-        _ggml_group_norm_inplace = required(ggml_group_norm_inplace_fn.self)
-        _ggml_l2_norm = required(ggml_l2_norm_fn.self)
-        _ggml_l2_norm_inplace = required(ggml_l2_norm_inplace_fn.self)
-        _ggml_rms_norm_back = required(ggml_rms_norm_back_fn.self)
-        _ggml_prec_set_acc = required(ggml_prec_set_acc_fn.self)
-        _ggml_prec_set_src = required(ggml_prec_set_src_fn.self)
-        _ggml_mul_mat = required(ggml_mul_mat_fn.self)
-        _ggml_mul_mat_set_prec = required(ggml_mul_mat_set_prec_fn.self)
-        _ggml_mul_mat_set_hint = required(ggml_mul_mat_set_hint_fn.self)
-        _ggml_mul_mat_id = required(ggml_mul_mat_id_fn.self)
-        _ggml_out_prod = required(ggml_out_prod_fn.self)
-        _ggml_scale = required(ggml_scale_fn.self)
-        _ggml_scale_inplace = required(ggml_scale_inplace_fn.self)
-        _ggml_scale_bias = required(ggml_scale_bias_fn.self)
-        _ggml_scale_bias_inplace = required(ggml_scale_bias_inplace_fn.self)
-        _ggml_set = required(ggml_set_fn.self)
-        _ggml_set_inplace = required(ggml_set_inplace_fn.self)
-        _ggml_set_1d = required(ggml_set_1d_fn.self)
-        _ggml_set_1d_inplace = required(ggml_set_1d_inplace_fn.self)
-        _ggml_set_2d = required(ggml_set_2d_fn.self)
-        _ggml_set_2d_inplace = required(ggml_set_2d_inplace_fn.self)
-        _ggml_cpy = required(ggml_cpy_fn.self)
-        _ggml_cast = required(ggml_cast_fn.self)
-        _ggml_cont = required(ggml_cont_fn.self)
-        _ggml_cont_1d = required(ggml_cont_1d_fn.self)
-        _ggml_cont_2d = required(ggml_cont_2d_fn.self)
-        _ggml_cont_3d = required(ggml_cont_3d_fn.self)
-        _ggml_cont_4d = required(ggml_cont_4d_fn.self)
-        _ggml_reshape = required(ggml_reshape_fn.self)
-        _ggml_reshape_1d = required(ggml_reshape_1d_fn.self)
-        _ggml_reshape_2d = required(ggml_reshape_2d_fn.self)
-        _ggml_reshape_3d = required(ggml_reshape_3d_fn.self)
-        _ggml_reshape_4d = required(ggml_reshape_4d_fn.self)
-        _ggml_view_1d = required(ggml_view_1d_fn.self)
-        _ggml_view_2d = required(ggml_view_2d_fn.self)
-        _ggml_view_3d = required(ggml_view_3d_fn.self)
-        _ggml_view_4d = required(ggml_view_4d_fn.self)
-        _ggml_permute = required(ggml_permute_fn.self)
-        _ggml_transpose = required(ggml_transpose_fn.self)
-        _ggml_get_rows = required(ggml_get_rows_fn.self)
-        _ggml_get_rows_back = required(ggml_get_rows_back_fn.self)
-        _ggml_set_rows = required(ggml_set_rows_fn.self)
-        _ggml_diag = required(ggml_diag_fn.self)
-        _ggml_diag_mask_inf = required(ggml_diag_mask_inf_fn.self)
-        _ggml_diag_mask_inf_inplace = required(ggml_diag_mask_inf_inplace_fn.self)
-        _ggml_diag_mask_zero = required(ggml_diag_mask_zero_fn.self)
-        _ggml_diag_mask_zero_inplace = required(ggml_diag_mask_zero_inplace_fn.self)
-        _ggml_clamp = required(ggml_clamp_fn.self)
-        _ggml_clamp_inplace = required(ggml_clamp_inplace_fn.self)
-        _ggml_soft_max = required(ggml_soft_max_fn.self)
-        _ggml_soft_max_inplace = required(ggml_soft_max_inplace_fn.self)
-        _ggml_soft_max_ext = required(ggml_soft_max_ext_fn.self)
-        _ggml_soft_max_ext_inplace = required(ggml_soft_max_ext_inplace_fn.self)
-        _ggml_soft_max_add_sinks = required(ggml_soft_max_add_sinks_fn.self)
-        _ggml_soft_max_ext_back = required(ggml_soft_max_ext_back_fn.self)
-        _ggml_soft_max_ext_back_inplace = required(ggml_soft_max_ext_back_inplace_fn.self)
-        _ggml_rope = required(ggml_rope_fn.self)
-        _ggml_rope_inplace = required(ggml_rope_inplace_fn.self)
-        _ggml_rope_ext = required(ggml_rope_ext_fn.self)
-        _ggml_rope_multi = required(ggml_rope_multi_fn.self)
-        _ggml_rope_ext_inplace = required(ggml_rope_ext_inplace_fn.self)
-        _ggml_rope_multi_inplace = required(ggml_rope_multi_inplace_fn.self)
-        _ggml_rope_custom = required(ggml_rope_custom_fn.self)
-        _ggml_rope_custom_inplace = required(ggml_rope_custom_inplace_fn.self)
-        _ggml_rope_yarn_corr_dims = required(ggml_rope_yarn_corr_dims_fn.self)
-        _ggml_rope_ext_back = required(ggml_rope_ext_back_fn.self)
-        _ggml_rope_multi_back = required(ggml_rope_multi_back_fn.self)
-        _ggml_rope_set_offset = required(ggml_rope_set_offset_fn.self)
-        _ggml_im2col = required(ggml_im2col_fn.self)
-        _ggml_im2col_back = required(ggml_im2col_back_fn.self)
-        _ggml_col2im_1d = required(ggml_col2im_1d_fn.self)
-        _ggml_conv_1d = required(ggml_conv_1d_fn.self)
-        _ggml_conv_1d_ph = required(ggml_conv_1d_ph_fn.self)
-        _ggml_conv_1d_dw = required(ggml_conv_1d_dw_fn.self)
-        _ggml_conv_1d_dw_ph = required(ggml_conv_1d_dw_ph_fn.self)
-        _ggml_conv_transpose_1d = required(ggml_conv_transpose_1d_fn.self)
-        _ggml_conv_2d = required(ggml_conv_2d_fn.self)
-        _ggml_im2col_3d = required(ggml_im2col_3d_fn.self)
-        _ggml_conv_3d = required(ggml_conv_3d_fn.self)
-        _ggml_conv_2d_sk_p0 = required(ggml_conv_2d_sk_p0_fn.self)
-        _ggml_conv_2d_s1_ph = required(ggml_conv_2d_s1_ph_fn.self)
-        _ggml_conv_2d_dw = required(ggml_conv_2d_dw_fn.self)
-        _ggml_conv_2d_dw_direct = required(ggml_conv_2d_dw_direct_fn.self)
-        _ggml_conv_transpose_2d_p0 = required(ggml_conv_transpose_2d_p0_fn.self)
-        _ggml_conv_2d_direct = required(ggml_conv_2d_direct_fn.self)
-        _ggml_conv_3d_direct = required(ggml_conv_3d_direct_fn.self)
-        _ggml_pool_1d = required(ggml_pool_1d_fn.self)
-        _ggml_pool_2d = required(ggml_pool_2d_fn.self)
-        _ggml_pool_2d_back = required(ggml_pool_2d_back_fn.self)
-        _ggml_upscale = required(ggml_upscale_fn.self)
-        _ggml_upscale_ext = required(ggml_upscale_ext_fn.self)
-        _ggml_interpolate = required(ggml_interpolate_fn.self)
-        _ggml_pad = required(ggml_pad_fn.self)
-        _ggml_pad_circular = required(ggml_pad_circular_fn.self)
-        _ggml_pad_ext = required(ggml_pad_ext_fn.self)
-        _ggml_pad_ext_circular = required(ggml_pad_ext_circular_fn.self)
-        _ggml_pad_reflect_1d = required(ggml_pad_reflect_1d_fn.self)
-        _ggml_roll = required(ggml_roll_fn.self)
-        _ggml_tri = required(ggml_tri_fn.self)
-        _ggml_fill = required(ggml_fill_fn.self)
-        _ggml_fill_inplace = required(ggml_fill_inplace_fn.self)
-        _ggml_timestep_embedding = required(ggml_timestep_embedding_fn.self)
-        _ggml_argsort = required(ggml_argsort_fn.self)
-        _ggml_argsort_top_k = required(ggml_argsort_top_k_fn.self)
-        _ggml_top_k = required(ggml_top_k_fn.self)
-        _ggml_arange = required(ggml_arange_fn.self)
-        _ggml_flash_attn_ext = required(ggml_flash_attn_ext_fn.self)
-        _ggml_flash_attn_ext_set_prec = required(ggml_flash_attn_ext_set_prec_fn.self)
-        _ggml_flash_attn_ext_get_prec = required(ggml_flash_attn_ext_get_prec_fn.self)
-        _ggml_flash_attn_ext_set_n_kv_max = required(ggml_flash_attn_ext_set_n_kv_max_fn.self)
-        _ggml_flash_attn_ext_add_sinks = required(ggml_flash_attn_ext_add_sinks_fn.self)
-        _ggml_flash_attn_back = required(ggml_flash_attn_back_fn.self)
-        _ggml_ssm_conv = required(ggml_ssm_conv_fn.self)
-        _ggml_ssm_scan = required(ggml_ssm_scan_fn.self)
-        _ggml_win_part = required(ggml_win_part_fn.self)
-        _ggml_win_unpart = required(ggml_win_unpart_fn.self)
-        _ggml_unary = required(ggml_unary_fn.self)
-        _ggml_unary_inplace = required(ggml_unary_inplace_fn.self)
-        _ggml_get_rel_pos = required(ggml_get_rel_pos_fn.self)
-        _ggml_add_rel_pos = required(ggml_add_rel_pos_fn.self)
-        _ggml_add_rel_pos_inplace = required(ggml_add_rel_pos_inplace_fn.self)
-        _ggml_rwkv_wkv6 = required(ggml_rwkv_wkv6_fn.self)
-        _ggml_gated_linear_attn = required(ggml_gated_linear_attn_fn.self)
-        _ggml_rwkv_wkv7 = required(ggml_rwkv_wkv7_fn.self)
-        _ggml_solve_tri = required(ggml_solve_tri_fn.self)
-        _ggml_gated_delta_net = required(ggml_gated_delta_net_fn.self)
-        _ggml_lightning_indexer = required(ggml_lightning_indexer_fn.self)
-        _ggml_dsv4_hc_comb = required(ggml_dsv4_hc_comb_fn.self)
-        _ggml_dsv4_hc_pre = required(ggml_dsv4_hc_pre_fn.self)
-        _ggml_dsv4_hc_pre_gated = required(ggml_dsv4_hc_pre_gated_fn.self)
-        _ggml_dsv4_hc_post = required(ggml_dsv4_hc_post_fn.self)
-        _ggml_map_custom1 = required(ggml_map_custom1_fn.self)
-        _ggml_map_custom1_inplace = required(ggml_map_custom1_inplace_fn.self)
-        _ggml_map_custom2 = required(ggml_map_custom2_fn.self)
-        _ggml_map_custom2_inplace = required(ggml_map_custom2_inplace_fn.self)
-        _ggml_map_custom3 = required(ggml_map_custom3_fn.self)
-        _ggml_map_custom3_inplace = required(ggml_map_custom3_inplace_fn.self)
-        _ggml_custom_4d = required(ggml_custom_4d_fn.self)
-        _ggml_custom_inplace = required(ggml_custom_inplace_fn.self)
-        _ggml_cross_entropy_loss = required(ggml_cross_entropy_loss_fn.self)
-        _ggml_cross_entropy_loss_back = required(ggml_cross_entropy_loss_back_fn.self)
-        _ggml_opt_step_adamw = required(ggml_opt_step_adamw_fn.self)
-        _ggml_opt_step_sgd = required(ggml_opt_step_sgd_fn.self)
-        _ggml_build_forward_select = required(ggml_build_forward_select_fn.self)
-        _ggml_build_forward_expand = required(ggml_build_forward_expand_fn.self)
-        _ggml_build_forward_order = required(ggml_build_forward_order_fn.self)
-        _ggml_build_backward_expand = required(ggml_build_backward_expand_fn.self)
-        _ggml_new_graph = required(ggml_new_graph_fn.self)
-        _ggml_new_graph_custom = required(ggml_new_graph_custom_fn.self)
-        _ggml_graph_dup = required(ggml_graph_dup_fn.self)
-        _ggml_graph_cpy = required(ggml_graph_cpy_fn.self)
-        _ggml_graph_reset = required(ggml_graph_reset_fn.self)
-        _ggml_graph_clear = required(ggml_graph_clear_fn.self)
-        _ggml_graph_size = required(ggml_graph_size_fn.self)
-        _ggml_graph_node = required(ggml_graph_node_fn.self)
-        _ggml_graph_nodes = required(ggml_graph_nodes_fn.self)
-        _ggml_graph_n_nodes = required(ggml_graph_n_nodes_fn.self)
-        _ggml_graph_add_node = required(ggml_graph_add_node_fn.self)
-        _ggml_graph_overhead = required(ggml_graph_overhead_fn.self)
-        _ggml_graph_overhead_custom = required(ggml_graph_overhead_custom_fn.self)
-        _ggml_graph_get_tensor = required(ggml_graph_get_tensor_fn.self)
-        _ggml_graph_get_grad = required(ggml_graph_get_grad_fn.self)
-        _ggml_graph_get_grad_acc = required(ggml_graph_get_grad_acc_fn.self)
-        _ggml_graph_print = required(ggml_graph_print_fn.self)
-        _ggml_graph_dump_dot = required(ggml_graph_dump_dot_fn.self)
-        _ggml_log_get = required(ggml_log_get_fn.self)
-        _ggml_log_set = required(ggml_log_set_fn.self)
-        _ggml_set_zero = required(ggml_set_zero_fn.self)
-        _ggml_quantize_init = required(ggml_quantize_init_fn.self)
-        _ggml_quantize_free = required(ggml_quantize_free_fn.self)
-        _ggml_quantize_requires_imatrix = required(ggml_quantize_requires_imatrix_fn.self)
-        _ggml_quantize_chunk = required(ggml_quantize_chunk_fn.self)
-        _ggml_get_type_traits = required(ggml_get_type_traits_fn.self)
-        _ggml_threadpool_params_default = required(ggml_threadpool_params_default_fn.self)
-        _ggml_threadpool_params_init = required(ggml_threadpool_params_init_fn.self)
-        _ggml_threadpool_params_match = required(ggml_threadpool_params_match_fn.self)
-        _ggml_tallocr_new = required(ggml_tallocr_new_fn.self)
-        _ggml_tallocr_alloc = required(ggml_tallocr_alloc_fn.self)
-        _ggml_gallocr_new = required(ggml_gallocr_new_fn.self)
-        _ggml_gallocr_new_n = required(ggml_gallocr_new_n_fn.self)
-        _ggml_gallocr_free = required(ggml_gallocr_free_fn.self)
-        _ggml_gallocr_reserve = required(ggml_gallocr_reserve_fn.self)
-        _ggml_gallocr_reserve_n_size = required(ggml_gallocr_reserve_n_size_fn.self)
-        _ggml_gallocr_reserve_n = required(ggml_gallocr_reserve_n_fn.self)
-        _ggml_gallocr_alloc_graph = required(ggml_gallocr_alloc_graph_fn.self)
-        _ggml_gallocr_get_buffer_size = required(ggml_gallocr_get_buffer_size_fn.self)
-        _ggml_backend_alloc_ctx_tensors_from_buft_size = required(ggml_backend_alloc_ctx_tensors_from_buft_size_fn.self)
-        _ggml_backend_alloc_ctx_tensors_from_buft = required(ggml_backend_alloc_ctx_tensors_from_buft_fn.self)
-        _ggml_backend_alloc_ctx_tensors = required(ggml_backend_alloc_ctx_tensors_fn.self)
-        _ggml_backend_buft_name = required(ggml_backend_buft_name_fn.self)
-        _ggml_backend_buft_alloc_buffer = required(ggml_backend_buft_alloc_buffer_fn.self)
-        _ggml_backend_buft_alloc_buffer_n = required(ggml_backend_buft_alloc_buffer_n_fn.self)
-        _ggml_backend_buft_get_alignment = required(ggml_backend_buft_get_alignment_fn.self)
-        _ggml_backend_buft_get_max_size = required(ggml_backend_buft_get_max_size_fn.self)
-        _ggml_backend_buft_get_alloc_size = required(ggml_backend_buft_get_alloc_size_fn.self)
-        _ggml_backend_buft_get_alloc_size_n = required(ggml_backend_buft_get_alloc_size_n_fn.self)
-        _ggml_backend_buft_is_host = required(ggml_backend_buft_is_host_fn.self)
-        _ggml_backend_buft_get_device = required(ggml_backend_buft_get_device_fn.self)
-        _ggml_backend_buffer_name = required(ggml_backend_buffer_name_fn.self)
-        _ggml_backend_buffer_free = required(ggml_backend_buffer_free_fn.self)
-        _ggml_backend_buffer_get_base = required(ggml_backend_buffer_get_base_fn.self)
-        _ggml_backend_buffer_get_size = required(ggml_backend_buffer_get_size_fn.self)
-        _ggml_backend_buffer_init_tensor = required(ggml_backend_buffer_init_tensor_fn.self)
-        _ggml_backend_buffer_get_alignment = required(ggml_backend_buffer_get_alignment_fn.self)
-        _ggml_backend_buffer_get_max_size = required(ggml_backend_buffer_get_max_size_fn.self)
-        _ggml_backend_buffer_get_alloc_size = required(ggml_backend_buffer_get_alloc_size_fn.self)
-        _ggml_backend_buffer_clear = required(ggml_backend_buffer_clear_fn.self)
-        _ggml_backend_buffer_is_host = required(ggml_backend_buffer_is_host_fn.self)
-        _ggml_backend_buffer_set_usage = required(ggml_backend_buffer_set_usage_fn.self)
-        _ggml_backend_buffer_get_usage = required(ggml_backend_buffer_get_usage_fn.self)
-        _ggml_backend_buffer_get_type = required(ggml_backend_buffer_get_type_fn.self)
-        _ggml_backend_buffer_reset = required(ggml_backend_buffer_reset_fn.self)
-        _ggml_backend_tensor_copy = required(ggml_backend_tensor_copy_fn.self)
-        _ggml_backend_guid = required(ggml_backend_guid_fn.self)
-        _ggml_backend_name = required(ggml_backend_name_fn.self)
-        _ggml_backend_free = required(ggml_backend_free_fn.self)
-        _ggml_backend_get_default_buffer_type = required(ggml_backend_get_default_buffer_type_fn.self)
-        _ggml_backend_alloc_buffer = required(ggml_backend_alloc_buffer_fn.self)
-        _ggml_backend_get_alignment = required(ggml_backend_get_alignment_fn.self)
-        _ggml_backend_get_max_size = required(ggml_backend_get_max_size_fn.self)
-        _ggml_backend_tensor_set_async = required(ggml_backend_tensor_set_async_fn.self)
-        _ggml_backend_tensor_get_async = required(ggml_backend_tensor_get_async_fn.self)
-        _ggml_backend_tensor_set_2d_async = required(ggml_backend_tensor_set_2d_async_fn.self)
-        _ggml_backend_tensor_get_2d_async = required(ggml_backend_tensor_get_2d_async_fn.self)
-        _ggml_backend_tensor_set = required(ggml_backend_tensor_set_fn.self)
-        _ggml_backend_tensor_get = required(ggml_backend_tensor_get_fn.self)
-        _ggml_backend_tensor_set_2d = required(ggml_backend_tensor_set_2d_fn.self)
-        _ggml_backend_tensor_get_2d = required(ggml_backend_tensor_get_2d_fn.self)
-        _ggml_backend_tensor_memset = required(ggml_backend_tensor_memset_fn.self)
-        _ggml_backend_synchronize = required(ggml_backend_synchronize_fn.self)
-        _ggml_backend_graph_plan_create = required(ggml_backend_graph_plan_create_fn.self)
-        _ggml_backend_graph_plan_free = required(ggml_backend_graph_plan_free_fn.self)
-        _ggml_backend_graph_plan_compute = required(ggml_backend_graph_plan_compute_fn.self)
-        _ggml_backend_graph_compute = required(ggml_backend_graph_compute_fn.self)
-        _ggml_backend_graph_compute_async = required(ggml_backend_graph_compute_async_fn.self)
-        _ggml_backend_supports_op = required(ggml_backend_supports_op_fn.self)
-        _ggml_backend_supports_buft = required(ggml_backend_supports_buft_fn.self)
-        _ggml_backend_offload_op = required(ggml_backend_offload_op_fn.self)
-        _ggml_backend_tensor_copy_async = required(ggml_backend_tensor_copy_async_fn.self)
-        _ggml_backend_get_device = required(ggml_backend_get_device_fn.self)
-        _ggml_backend_event_new = required(ggml_backend_event_new_fn.self)
-        _ggml_backend_event_free = required(ggml_backend_event_free_fn.self)
-        _ggml_backend_event_record = required(ggml_backend_event_record_fn.self)
-        _ggml_backend_event_synchronize = required(ggml_backend_event_synchronize_fn.self)
-        _ggml_backend_event_wait = required(ggml_backend_event_wait_fn.self)
-        _ggml_backend_dev_name = required(ggml_backend_dev_name_fn.self)
-        _ggml_backend_dev_description = required(ggml_backend_dev_description_fn.self)
-        _ggml_backend_dev_memory = required(ggml_backend_dev_memory_fn.self)
-        _ggml_backend_dev_type = required(ggml_backend_dev_type_fn.self)
-        _ggml_backend_dev_get_props = required(ggml_backend_dev_get_props_fn.self)
-        _ggml_backend_dev_backend_reg = required(ggml_backend_dev_backend_reg_fn.self)
-        _ggml_backend_dev_init = required(ggml_backend_dev_init_fn.self)
-        _ggml_backend_dev_buffer_type = required(ggml_backend_dev_buffer_type_fn.self)
-        _ggml_backend_dev_host_buffer_type = required(ggml_backend_dev_host_buffer_type_fn.self)
-        _ggml_backend_dev_buffer_from_host_ptr = required(ggml_backend_dev_buffer_from_host_ptr_fn.self)
-        _ggml_backend_dev_supports_op = required(ggml_backend_dev_supports_op_fn.self)
-        _ggml_backend_dev_supports_buft = required(ggml_backend_dev_supports_buft_fn.self)
-        _ggml_backend_dev_offload_op = required(ggml_backend_dev_offload_op_fn.self)
-        _ggml_backend_reg_name = required(ggml_backend_reg_name_fn.self)
-        _ggml_backend_reg_dev_count = required(ggml_backend_reg_dev_count_fn.self)
-        _ggml_backend_reg_dev_get = required(ggml_backend_reg_dev_get_fn.self)
-        _ggml_backend_reg_get_proc_address = required(ggml_backend_reg_get_proc_address_fn.self)
-        _ggml_backend_register = required(ggml_backend_register_fn.self)
-        _ggml_backend_device_register = required(ggml_backend_device_register_fn.self)
-        _ggml_backend_reg_count = required(ggml_backend_reg_count_fn.self)
-        _ggml_backend_reg_get = required(ggml_backend_reg_get_fn.self)
-        _ggml_backend_reg_by_name = required(ggml_backend_reg_by_name_fn.self)
-        _ggml_backend_dev_count = required(ggml_backend_dev_count_fn.self)
-        _ggml_backend_dev_get = required(ggml_backend_dev_get_fn.self)
-        _ggml_backend_dev_by_name = required(ggml_backend_dev_by_name_fn.self)
-        _ggml_backend_dev_by_type = required(ggml_backend_dev_by_type_fn.self)
-        _ggml_backend_init_by_name = required(ggml_backend_init_by_name_fn.self)
-        _ggml_backend_init_by_type = required(ggml_backend_init_by_type_fn.self)
-        _ggml_backend_init_best = required(ggml_backend_init_best_fn.self)
-        _ggml_backend_load = required(ggml_backend_load_fn.self)
-        _ggml_backend_unload = required(ggml_backend_unload_fn.self)
-        _ggml_backend_load_all = required(ggml_backend_load_all_fn.self)
-        _ggml_backend_load_all_from_path = required(ggml_backend_load_all_from_path_fn.self)
-        _ggml_backend_sched_new = required(ggml_backend_sched_new_fn.self)
-        _ggml_backend_sched_free = required(ggml_backend_sched_free_fn.self)
-        _ggml_backend_sched_reserve_size = required(ggml_backend_sched_reserve_size_fn.self)
-        _ggml_backend_sched_reserve = required(ggml_backend_sched_reserve_fn.self)
-        _ggml_backend_sched_get_n_backends = required(ggml_backend_sched_get_n_backends_fn.self)
-        _ggml_backend_sched_get_backend = required(ggml_backend_sched_get_backend_fn.self)
-        _ggml_backend_sched_get_n_splits = required(ggml_backend_sched_get_n_splits_fn.self)
-        _ggml_backend_sched_get_n_copies = required(ggml_backend_sched_get_n_copies_fn.self)
-        _ggml_backend_sched_get_buffer_type = required(ggml_backend_sched_get_buffer_type_fn.self)
-        _ggml_backend_sched_get_buffer_size = required(ggml_backend_sched_get_buffer_size_fn.self)
-        _ggml_backend_sched_set_tensor_backend = required(ggml_backend_sched_set_tensor_backend_fn.self)
-        _ggml_backend_sched_get_tensor_backend = required(ggml_backend_sched_get_tensor_backend_fn.self)
-        _ggml_backend_sched_split_graph = required(ggml_backend_sched_split_graph_fn.self)
-        _ggml_backend_sched_alloc_graph = required(ggml_backend_sched_alloc_graph_fn.self)
-        _ggml_backend_sched_graph_compute = required(ggml_backend_sched_graph_compute_fn.self)
-        _ggml_backend_sched_graph_compute_async = required(ggml_backend_sched_graph_compute_async_fn.self)
-        _ggml_backend_sched_synchronize = required(ggml_backend_sched_synchronize_fn.self)
-        _ggml_backend_sched_reset = required(ggml_backend_sched_reset_fn.self)
-        _ggml_backend_sched_set_eval_callback = required(ggml_backend_sched_set_eval_callback_fn.self)
-        _ggml_backend_meta_split_axis_name = required(ggml_backend_meta_split_axis_name_fn.self)
-        _ggml_backend_meta_device = required(ggml_backend_meta_device_fn.self)
-        _ggml_backend_graph_copy = required(ggml_backend_graph_copy_fn.self)
-        _ggml_backend_graph_copy_free = required(ggml_backend_graph_copy_free_fn.self)
-        _ggml_backend_compare_graph_backend = required(ggml_backend_compare_graph_backend_fn.self)
-        _ggml_backend_tensor_alloc = required(ggml_backend_tensor_alloc_fn.self)
-        _ggml_backend_view_init = required(ggml_backend_view_init_fn.self)
-        _ggml_backend_cpu_buffer_from_ptr = required(ggml_backend_cpu_buffer_from_ptr_fn.self)
-        _ggml_backend_cpu_buffer_type = required(ggml_backend_cpu_buffer_type_fn.self)
-        _ggml_numa_init = optional(ggml_numa_init_fn.self)
-        _ggml_is_numa = optional(ggml_is_numa_fn.self)
-        _ggml_new_i32 = optional(ggml_new_i32_fn.self)
-        _ggml_new_f32 = optional(ggml_new_f32_fn.self)
-        _ggml_set_i32 = optional(ggml_set_i32_fn.self)
-        _ggml_set_f32 = optional(ggml_set_f32_fn.self)
-        _ggml_get_i32_1d = optional(ggml_get_i32_1d_fn.self)
-        _ggml_set_i32_1d = optional(ggml_set_i32_1d_fn.self)
-        _ggml_get_i32_nd = optional(ggml_get_i32_nd_fn.self)
-        _ggml_set_i32_nd = optional(ggml_set_i32_nd_fn.self)
-        _ggml_get_f32_1d = optional(ggml_get_f32_1d_fn.self)
-        _ggml_set_f32_1d = optional(ggml_set_f32_1d_fn.self)
-        _ggml_get_f32_nd = optional(ggml_get_f32_nd_fn.self)
-        _ggml_set_f32_nd = optional(ggml_set_f32_nd_fn.self)
-        _ggml_threadpool_new = optional(ggml_threadpool_new_fn.self)
-        _ggml_threadpool_free = optional(ggml_threadpool_free_fn.self)
-        _ggml_threadpool_get_n_threads = optional(ggml_threadpool_get_n_threads_fn.self)
-        _ggml_threadpool_pause = optional(ggml_threadpool_pause_fn.self)
-        _ggml_threadpool_resume = optional(ggml_threadpool_resume_fn.self)
-        _ggml_graph_plan = optional(ggml_graph_plan_fn.self)
-        _ggml_graph_compute = optional(ggml_graph_compute_fn.self)
-        _ggml_graph_compute_with_ctx = optional(ggml_graph_compute_with_ctx_fn.self)
-        _ggml_cpu_has_sse3 = optional(ggml_cpu_has_sse3_fn.self)
-        _ggml_cpu_has_ssse3 = optional(ggml_cpu_has_ssse3_fn.self)
-        _ggml_cpu_has_avx = optional(ggml_cpu_has_avx_fn.self)
-        _ggml_cpu_has_avx_vnni = optional(ggml_cpu_has_avx_vnni_fn.self)
-        _ggml_cpu_has_avx2 = optional(ggml_cpu_has_avx2_fn.self)
-        _ggml_cpu_has_bmi2 = optional(ggml_cpu_has_bmi2_fn.self)
-        _ggml_cpu_has_f16c = optional(ggml_cpu_has_f16c_fn.self)
-        _ggml_cpu_has_fma = optional(ggml_cpu_has_fma_fn.self)
-        _ggml_cpu_has_avx512 = optional(ggml_cpu_has_avx512_fn.self)
-        _ggml_cpu_has_avx512_vbmi = optional(ggml_cpu_has_avx512_vbmi_fn.self)
-        _ggml_cpu_has_avx512_vnni = optional(ggml_cpu_has_avx512_vnni_fn.self)
-        _ggml_cpu_has_avx512_bf16 = optional(ggml_cpu_has_avx512_bf16_fn.self)
-        _ggml_cpu_has_amx_int8 = optional(ggml_cpu_has_amx_int8_fn.self)
-        _ggml_cpu_has_neon = optional(ggml_cpu_has_neon_fn.self)
-        _ggml_cpu_has_arm_fma = optional(ggml_cpu_has_arm_fma_fn.self)
-        _ggml_cpu_has_fp16_va = optional(ggml_cpu_has_fp16_va_fn.self)
-        _ggml_cpu_has_dotprod = optional(ggml_cpu_has_dotprod_fn.self)
-        _ggml_cpu_has_matmul_int8 = optional(ggml_cpu_has_matmul_int8_fn.self)
-        _ggml_cpu_has_sve = optional(ggml_cpu_has_sve_fn.self)
-        _ggml_cpu_get_sve_cnt = optional(ggml_cpu_get_sve_cnt_fn.self)
-        _ggml_cpu_has_sme = optional(ggml_cpu_has_sme_fn.self)
-        _ggml_cpu_has_sme2 = optional(ggml_cpu_has_sme2_fn.self)
-        _ggml_cpu_has_riscv_v = optional(ggml_cpu_has_riscv_v_fn.self)
-        _ggml_cpu_get_rvv_vlen = optional(ggml_cpu_get_rvv_vlen_fn.self)
-        _ggml_cpu_has_vsx = optional(ggml_cpu_has_vsx_fn.self)
-        _ggml_cpu_has_vxe = optional(ggml_cpu_has_vxe_fn.self)
-        _ggml_cpu_has_wasm_simd = optional(ggml_cpu_has_wasm_simd_fn.self)
-        _ggml_cpu_has_llamafile = optional(ggml_cpu_has_llamafile_fn.self)
-        _ggml_get_type_traits_cpu = optional(ggml_get_type_traits_cpu_fn.self)
-        _ggml_cpu_init = optional(ggml_cpu_init_fn.self)
-        _ggml_backend_cpu_init = optional(ggml_backend_cpu_init_fn.self)
-        _ggml_backend_is_cpu = optional(ggml_backend_is_cpu_fn.self)
-        _ggml_backend_cpu_set_n_threads = optional(ggml_backend_cpu_set_n_threads_fn.self)
-        _ggml_backend_cpu_set_threadpool = optional(ggml_backend_cpu_set_threadpool_fn.self)
-        _ggml_backend_cpu_set_abort_callback = optional(ggml_backend_cpu_set_abort_callback_fn.self)
-        _ggml_backend_cpu_set_use_ref = optional(ggml_backend_cpu_set_use_ref_fn.self)
-        _ggml_backend_cpu_reg = optional(ggml_backend_cpu_reg_fn.self)
-        _ggml_cpu_fp32_to_fp32 = optional(ggml_cpu_fp32_to_fp32_fn.self)
-        _ggml_cpu_fp32_to_i32 = optional(ggml_cpu_fp32_to_i32_fn.self)
-        _ggml_cpu_fp32_to_fp16 = optional(ggml_cpu_fp32_to_fp16_fn.self)
-        _ggml_cpu_fp16_to_fp32 = optional(ggml_cpu_fp16_to_fp32_fn.self)
-        _ggml_cpu_fp32_to_bf16 = optional(ggml_cpu_fp32_to_bf16_fn.self)
-        _ggml_cpu_bf16_to_fp32 = optional(ggml_cpu_bf16_to_fp32_fn.self)
-        _ggml_opt_dataset_init = required(ggml_opt_dataset_init_fn.self)
-        _ggml_opt_dataset_free = required(ggml_opt_dataset_free_fn.self)
-        _ggml_opt_dataset_ndata = required(ggml_opt_dataset_ndata_fn.self)
-        _ggml_opt_dataset_data = required(ggml_opt_dataset_data_fn.self)
-        _ggml_opt_dataset_labels = required(ggml_opt_dataset_labels_fn.self)
-        _ggml_opt_dataset_shuffle = required(ggml_opt_dataset_shuffle_fn.self)
-        _ggml_opt_dataset_get_batch = required(ggml_opt_dataset_get_batch_fn.self)
-        _ggml_opt_dataset_get_batch_host = required(ggml_opt_dataset_get_batch_host_fn.self)
-        _ggml_opt_get_default_optimizer_params = required(ggml_opt_get_default_optimizer_params_fn.self)
-        _ggml_opt_get_constant_optimizer_params = required(ggml_opt_get_constant_optimizer_params_fn.self)
-        _ggml_opt_default_params = required(ggml_opt_default_params_fn.self)
-        _ggml_opt_init = required(ggml_opt_init_fn.self)
-        _ggml_opt_free = required(ggml_opt_free_fn.self)
-        _ggml_opt_reset = required(ggml_opt_reset_fn.self)
-        _ggml_opt_static_graphs = required(ggml_opt_static_graphs_fn.self)
-        _ggml_opt_inputs = required(ggml_opt_inputs_fn.self)
-        _ggml_opt_outputs = required(ggml_opt_outputs_fn.self)
-        _ggml_opt_labels = required(ggml_opt_labels_fn.self)
-        _ggml_opt_loss = required(ggml_opt_loss_fn.self)
-        _ggml_opt_pred = required(ggml_opt_pred_fn.self)
-        _ggml_opt_ncorrect = required(ggml_opt_ncorrect_fn.self)
-        _ggml_opt_grad_acc = required(ggml_opt_grad_acc_fn.self)
-        _ggml_opt_context_optimizer_type = required(ggml_opt_context_optimizer_type_fn.self)
-        _ggml_opt_optimizer_name = required(ggml_opt_optimizer_name_fn.self)
-        _ggml_opt_result_init = required(ggml_opt_result_init_fn.self)
-        _ggml_opt_result_free = required(ggml_opt_result_free_fn.self)
-        _ggml_opt_result_reset = required(ggml_opt_result_reset_fn.self)
-        _ggml_opt_result_ndata = required(ggml_opt_result_ndata_fn.self)
-        _ggml_opt_result_loss = required(ggml_opt_result_loss_fn.self)
-        _ggml_opt_result_pred = required(ggml_opt_result_pred_fn.self)
-        _ggml_opt_result_accuracy = required(ggml_opt_result_accuracy_fn.self)
-        _ggml_opt_prepare_alloc = required(ggml_opt_prepare_alloc_fn.self)
-        _ggml_opt_alloc = required(ggml_opt_alloc_fn.self)
-        _ggml_opt_eval = required(ggml_opt_eval_fn.self)
-        _ggml_opt_epoch = required(ggml_opt_epoch_fn.self)
-        _ggml_opt_epoch_callback_progress_bar = required(ggml_opt_epoch_callback_progress_bar_fn.self)
-        _ggml_opt_fit = required(ggml_opt_fit_fn.self)
-        _ggml_backend_rpc_init = optional(ggml_backend_rpc_init_fn.self)
-        _ggml_backend_is_rpc = optional(ggml_backend_is_rpc_fn.self)
-        _ggml_backend_rpc_buffer_type = optional(ggml_backend_rpc_buffer_type_fn.self)
-        _ggml_backend_rpc_get_device_memory = optional(ggml_backend_rpc_get_device_memory_fn.self)
-        _ggml_backend_rpc_start_server = optional(ggml_backend_rpc_start_server_fn.self)
-        _ggml_backend_rpc_reg = optional(ggml_backend_rpc_reg_fn.self)
-        _ggml_backend_rpc_add_server = optional(ggml_backend_rpc_add_server_fn.self)
-        _gguf_init_empty = required(gguf_init_empty_fn.self)
-        _gguf_init_from_file_ptr = required(gguf_init_from_file_ptr_fn.self)
-        _gguf_init_from_file = required(gguf_init_from_file_fn.self)
-        _gguf_init_from_buffer = required(gguf_init_from_buffer_fn.self)
-        _gguf_init_from_callback = required(gguf_init_from_callback_fn.self)
-        _gguf_free = required(gguf_free_fn.self)
-        _gguf_type_name = required(gguf_type_name_fn.self)
-        _gguf_get_version = required(gguf_get_version_fn.self)
-        _gguf_get_alignment = required(gguf_get_alignment_fn.self)
-        _gguf_get_data_offset = required(gguf_get_data_offset_fn.self)
-        _gguf_get_n_kv = required(gguf_get_n_kv_fn.self)
-        _gguf_find_key = required(gguf_find_key_fn.self)
-        _gguf_get_key = required(gguf_get_key_fn.self)
-        _gguf_get_kv_type = required(gguf_get_kv_type_fn.self)
-        _gguf_get_arr_type = required(gguf_get_arr_type_fn.self)
-        _gguf_get_val_u8 = required(gguf_get_val_u8_fn.self)
-        _gguf_get_val_i8 = required(gguf_get_val_i8_fn.self)
-        _gguf_get_val_u16 = required(gguf_get_val_u16_fn.self)
-        _gguf_get_val_i16 = required(gguf_get_val_i16_fn.self)
-        _gguf_get_val_u32 = required(gguf_get_val_u32_fn.self)
-        _gguf_get_val_i32 = required(gguf_get_val_i32_fn.self)
-        _gguf_get_val_f32 = required(gguf_get_val_f32_fn.self)
-        _gguf_get_val_u64 = required(gguf_get_val_u64_fn.self)
-        _gguf_get_val_i64 = required(gguf_get_val_i64_fn.self)
-        _gguf_get_val_f64 = required(gguf_get_val_f64_fn.self)
-        _gguf_get_val_bool = required(gguf_get_val_bool_fn.self)
-        _gguf_get_val_str = required(gguf_get_val_str_fn.self)
-        _gguf_get_val_data = required(gguf_get_val_data_fn.self)
-        _gguf_get_arr_n = required(gguf_get_arr_n_fn.self)
-        _gguf_get_arr_data = required(gguf_get_arr_data_fn.self)
-        _gguf_get_arr_str = required(gguf_get_arr_str_fn.self)
-        _gguf_get_n_tensors = required(gguf_get_n_tensors_fn.self)
-        _gguf_find_tensor = required(gguf_find_tensor_fn.self)
-        _gguf_get_tensor_offset = required(gguf_get_tensor_offset_fn.self)
-        _gguf_get_tensor_name = required(gguf_get_tensor_name_fn.self)
-        _gguf_get_tensor_ne = required(gguf_get_tensor_ne_fn.self)
-        _gguf_get_tensor_type = required(gguf_get_tensor_type_fn.self)
-        _gguf_get_tensor_size = required(gguf_get_tensor_size_fn.self)
-        _gguf_remove_key = required(gguf_remove_key_fn.self)
-        _gguf_set_val_u8 = required(gguf_set_val_u8_fn.self)
-        _gguf_set_val_i8 = required(gguf_set_val_i8_fn.self)
-        _gguf_set_val_u16 = required(gguf_set_val_u16_fn.self)
-        _gguf_set_val_i16 = required(gguf_set_val_i16_fn.self)
-        _gguf_set_val_u32 = required(gguf_set_val_u32_fn.self)
-        _gguf_set_val_i32 = required(gguf_set_val_i32_fn.self)
-        _gguf_set_val_f32 = required(gguf_set_val_f32_fn.self)
-        _gguf_set_val_u64 = required(gguf_set_val_u64_fn.self)
-        _gguf_set_val_i64 = required(gguf_set_val_i64_fn.self)
-        _gguf_set_val_f64 = required(gguf_set_val_f64_fn.self)
-        _gguf_set_val_bool = required(gguf_set_val_bool_fn.self)
-        _gguf_set_val_str = required(gguf_set_val_str_fn.self)
-        _gguf_set_arr_data = required(gguf_set_arr_data_fn.self)
-        _gguf_set_arr_str = required(gguf_set_arr_str_fn.self)
-        _gguf_set_kv = required(gguf_set_kv_fn.self)
-        _gguf_add_tensor = required(gguf_add_tensor_fn.self)
-        _gguf_set_tensor_type = required(gguf_set_tensor_type_fn.self)
-        _gguf_set_tensor_data = required(gguf_set_tensor_data_fn.self)
-        _gguf_write_to_file_ptr = required(gguf_write_to_file_ptr_fn.self)
-        _gguf_write_to_file = required(gguf_write_to_file_fn.self)
-        _gguf_get_meta_size = required(gguf_get_meta_size_fn.self)
-        _gguf_get_meta_data = required(gguf_get_meta_data_fn.self)
-        _llama_ftype_name = required(llama_ftype_name_fn.self)
-        _llama_flash_attn_type_name = required(llama_flash_attn_type_name_fn.self)
-        _llama_load_mode_name = required(llama_load_mode_name_fn.self)
-        _llama_load_mode_from_str = required(llama_load_mode_from_str_fn.self)
-        _llama_version = required(llama_version_fn.self)
-        _llama_model_default_params = required(llama_model_default_params_fn.self)
-        _llama_context_default_params = required(llama_context_default_params_fn.self)
-        _llama_sampler_chain_default_params = required(llama_sampler_chain_default_params_fn.self)
-        _llama_model_quantize_default_params = required(llama_model_quantize_default_params_fn.self)
-        _llama_backend_init = required(llama_backend_init_fn.self)
-        _llama_backend_free = required(llama_backend_free_fn.self)
-        _llama_numa_init = required(llama_numa_init_fn.self)
-        _llama_attach_threadpool = required(llama_attach_threadpool_fn.self)
-        _llama_detach_threadpool = required(llama_detach_threadpool_fn.self)
-        _llama_model_init_from_user = required(llama_model_init_from_user_fn.self)
-        _llama_load_model_from_file = required(llama_load_model_from_file_fn.self)
-        _llama_model_load_from_file = required(llama_model_load_from_file_fn.self)
-        _llama_model_load_from_file_ptr = required(llama_model_load_from_file_ptr_fn.self)
-        _llama_model_load_from_splits = required(llama_model_load_from_splits_fn.self)
-        _llama_model_save_to_file = required(llama_model_save_to_file_fn.self)
-        _llama_free_model = required(llama_free_model_fn.self)
-        _llama_model_free = required(llama_model_free_fn.self)
-        _llama_init_from_model = required(llama_init_from_model_fn.self)
-        _llama_new_context_with_model = required(llama_new_context_with_model_fn.self)
-        _llama_free = required(llama_free_fn.self)
-        _llama_time_us = required(llama_time_us_fn.self)
-        _llama_max_devices = required(llama_max_devices_fn.self)
-        _llama_max_parallel_sequences = required(llama_max_parallel_sequences_fn.self)
-        _llama_max_tensor_buft_overrides = required(llama_max_tensor_buft_overrides_fn.self)
-        _llama_supports_mmap = required(llama_supports_mmap_fn.self)
-        _llama_supports_mlock = required(llama_supports_mlock_fn.self)
-        _llama_supports_gpu_offload = required(llama_supports_gpu_offload_fn.self)
-        _llama_supports_rpc = required(llama_supports_rpc_fn.self)
-        _llama_n_ctx = required(llama_n_ctx_fn.self)
-        _llama_n_ctx_seq = required(llama_n_ctx_seq_fn.self)
-        _llama_n_batch = required(llama_n_batch_fn.self)
-        _llama_n_ubatch = required(llama_n_ubatch_fn.self)
-        _llama_n_seq_max = required(llama_n_seq_max_fn.self)
-        _llama_n_rs_seq = required(llama_n_rs_seq_fn.self)
-        _llama_n_ctx_train = required(llama_n_ctx_train_fn.self)
-        _llama_n_embd = required(llama_n_embd_fn.self)
-        _llama_n_layer = required(llama_n_layer_fn.self)
-        _llama_n_head = required(llama_n_head_fn.self)
-        _llama_n_vocab = required(llama_n_vocab_fn.self)
-        _llama_get_model = required(llama_get_model_fn.self)
-        _llama_get_memory = required(llama_get_memory_fn.self)
-        _llama_pooling_type = required(llama_pooling_type_fn.self)
-        _llama_model_get_vocab = required(llama_model_get_vocab_fn.self)
-        _llama_model_rope_type = required(llama_model_rope_type_fn.self)
-        _llama_model_n_ctx_train = required(llama_model_n_ctx_train_fn.self)
-        _llama_model_n_embd = required(llama_model_n_embd_fn.self)
-        _llama_model_n_embd_inp = required(llama_model_n_embd_inp_fn.self)
-        _llama_model_n_embd_out = required(llama_model_n_embd_out_fn.self)
-        _llama_model_n_layer = required(llama_model_n_layer_fn.self)
-        _llama_model_n_layer_nextn = required(llama_model_n_layer_nextn_fn.self)
-        _llama_model_n_head = required(llama_model_n_head_fn.self)
-        _llama_model_n_head_kv = required(llama_model_n_head_kv_fn.self)
-        _llama_model_n_swa = required(llama_model_n_swa_fn.self)
-        _llama_model_rope_freq_scale_train = required(llama_model_rope_freq_scale_train_fn.self)
-        _llama_model_n_cls_out = required(llama_model_n_cls_out_fn.self)
-        _llama_model_cls_label = required(llama_model_cls_label_fn.self)
-        _llama_vocab_type = required(llama_vocab_type_fn.self)
-        _llama_vocab_n_tokens = required(llama_vocab_n_tokens_fn.self)
-        _llama_model_meta_val_str = required(llama_model_meta_val_str_fn.self)
-        _llama_model_meta_count = required(llama_model_meta_count_fn.self)
-        _llama_model_meta_key_str = required(llama_model_meta_key_str_fn.self)
-        _llama_model_meta_key_by_index = required(llama_model_meta_key_by_index_fn.self)
-        _llama_model_meta_val_str_by_index = required(llama_model_meta_val_str_by_index_fn.self)
-        _llama_model_desc = required(llama_model_desc_fn.self)
-        _llama_model_ftype = required(llama_model_ftype_fn.self)
-        _llama_model_size = required(llama_model_size_fn.self)
-        _llama_model_chat_template = required(llama_model_chat_template_fn.self)
-        _llama_model_n_params = required(llama_model_n_params_fn.self)
-        _llama_model_has_encoder = required(llama_model_has_encoder_fn.self)
-        _llama_model_has_decoder = required(llama_model_has_decoder_fn.self)
-        _llama_model_decoder_start_token = required(llama_model_decoder_start_token_fn.self)
-        _llama_model_is_recurrent = required(llama_model_is_recurrent_fn.self)
-        _llama_model_is_hybrid = required(llama_model_is_hybrid_fn.self)
-        _llama_model_is_diffusion = required(llama_model_is_diffusion_fn.self)
-        _llama_model_quantize = required(llama_model_quantize_fn.self)
-        _llama_adapter_lora_init = required(llama_adapter_lora_init_fn.self)
-        _llama_adapter_lora_init_from_file_ptr = required(llama_adapter_lora_init_from_file_ptr_fn.self)
-        _llama_adapter_meta_val_str = required(llama_adapter_meta_val_str_fn.self)
-        _llama_adapter_meta_count = required(llama_adapter_meta_count_fn.self)
-        _llama_adapter_meta_key_by_index = required(llama_adapter_meta_key_by_index_fn.self)
-        _llama_adapter_meta_val_str_by_index = required(llama_adapter_meta_val_str_by_index_fn.self)
-        _llama_adapter_lora_free = required(llama_adapter_lora_free_fn.self)
-        _llama_adapter_get_alora_n_invocation_tokens = required(llama_adapter_get_alora_n_invocation_tokens_fn.self)
-        _llama_adapter_get_alora_invocation_tokens = required(llama_adapter_get_alora_invocation_tokens_fn.self)
-        _llama_set_adapters_lora = required(llama_set_adapters_lora_fn.self)
-        _llama_set_adapter_cvec = required(llama_set_adapter_cvec_fn.self)
-        _llama_memory_clear = required(llama_memory_clear_fn.self)
-        _llama_memory_seq_rm = required(llama_memory_seq_rm_fn.self)
-        _llama_memory_seq_cp = required(llama_memory_seq_cp_fn.self)
-        _llama_memory_seq_keep = required(llama_memory_seq_keep_fn.self)
-        _llama_memory_seq_add = required(llama_memory_seq_add_fn.self)
-        _llama_memory_seq_div = required(llama_memory_seq_div_fn.self)
-        _llama_memory_seq_pos_min = required(llama_memory_seq_pos_min_fn.self)
-        _llama_memory_seq_pos_max = required(llama_memory_seq_pos_max_fn.self)
-        _llama_memory_can_shift = required(llama_memory_can_shift_fn.self)
-        _llama_state_get_size = required(llama_state_get_size_fn.self)
-        _llama_get_state_size = required(llama_get_state_size_fn.self)
-        _llama_state_get_data = required(llama_state_get_data_fn.self)
-        _llama_copy_state_data = required(llama_copy_state_data_fn.self)
-        _llama_state_set_data = required(llama_state_set_data_fn.self)
-        _llama_set_state_data = required(llama_set_state_data_fn.self)
-        _llama_state_load_file = required(llama_state_load_file_fn.self)
-        _llama_load_session_file = required(llama_load_session_file_fn.self)
-        _llama_state_save_file = required(llama_state_save_file_fn.self)
-        _llama_save_session_file = required(llama_save_session_file_fn.self)
-        _llama_state_seq_get_size = required(llama_state_seq_get_size_fn.self)
-        _llama_state_seq_get_data = required(llama_state_seq_get_data_fn.self)
-        _llama_state_seq_set_data = required(llama_state_seq_set_data_fn.self)
-        _llama_state_seq_save_file = required(llama_state_seq_save_file_fn.self)
-        _llama_state_seq_load_file = required(llama_state_seq_load_file_fn.self)
-        _llama_state_seq_get_size_ext = required(llama_state_seq_get_size_ext_fn.self)
-        _llama_state_seq_get_data_ext = required(llama_state_seq_get_data_ext_fn.self)
-        _llama_state_seq_set_data_ext = required(llama_state_seq_set_data_ext_fn.self)
-        _llama_batch_get_one = required(llama_batch_get_one_fn.self)
-        _llama_batch_init = required(llama_batch_init_fn.self)
-        _llama_batch_free = required(llama_batch_free_fn.self)
-        _llama_encode = required(llama_encode_fn.self)
-        _llama_decode = required(llama_decode_fn.self)
-        _llama_batch_ext_init = required(llama_batch_ext_init_fn.self)
-        _llama_batch_ext_free = required(llama_batch_ext_free_fn.self)
-        _llama_batch_ext_clear = required(llama_batch_ext_clear_fn.self)
-        _llama_batch_ext_add = required(llama_batch_ext_add_fn.self)
-        _llama_batch_ext_add_token = required(llama_batch_ext_add_token_fn.self)
-        _llama_batch_ext_add_embd = required(llama_batch_ext_add_embd_fn.self)
-        _llama_batch_ext_add_seq = required(llama_batch_ext_add_seq_fn.self)
-        _llama_batch_ext_set_embd_token = required(llama_batch_ext_set_embd_token_fn.self)
-        _llama_batch_ext_set_embd_state = required(llama_batch_ext_set_embd_state_fn.self)
-        _llama_batch_ext_set_output_embd = required(llama_batch_ext_set_output_embd_fn.self)
-        _llama_batch_ext_set_output_logits = required(llama_batch_ext_set_output_logits_fn.self)
-        _llama_batch_ext_set_pos = required(llama_batch_ext_set_pos_fn.self)
-        _llama_process = required(llama_process_fn.self)
-        _llama_set_n_threads = required(llama_set_n_threads_fn.self)
-        _llama_n_threads = required(llama_n_threads_fn.self)
-        _llama_n_threads_batch = required(llama_n_threads_batch_fn.self)
-        _llama_set_embeddings = required(llama_set_embeddings_fn.self)
-        _llama_set_causal_attn = required(llama_set_causal_attn_fn.self)
-        _llama_get_causal_attn = required(llama_get_causal_attn_fn.self)
-        _llama_set_warmup = required(llama_set_warmup_fn.self)
-        _llama_set_abort_callback = required(llama_set_abort_callback_fn.self)
-        _llama_synchronize = required(llama_synchronize_fn.self)
-        _llama_get_logits = required(llama_get_logits_fn.self)
-        _llama_get_logits_ith = required(llama_get_logits_ith_fn.self)
-        _llama_get_embeddings = required(llama_get_embeddings_fn.self)
-        _llama_get_embeddings_ith = required(llama_get_embeddings_ith_fn.self)
-        _llama_get_embeddings_seq = required(llama_get_embeddings_seq_fn.self)
-        _llama_get_sampled_token_ith = required(llama_get_sampled_token_ith_fn.self)
-        _llama_get_sampled_probs_ith = required(llama_get_sampled_probs_ith_fn.self)
-        _llama_get_sampled_probs_count_ith = required(llama_get_sampled_probs_count_ith_fn.self)
-        _llama_get_sampled_logits_ith = required(llama_get_sampled_logits_ith_fn.self)
-        _llama_get_sampled_logits_count_ith = required(llama_get_sampled_logits_count_ith_fn.self)
-        _llama_get_sampled_candidates_ith = required(llama_get_sampled_candidates_ith_fn.self)
-        _llama_get_sampled_candidates_count_ith = required(llama_get_sampled_candidates_count_ith_fn.self)
-        _llama_vocab_get_text = required(llama_vocab_get_text_fn.self)
-        _llama_vocab_get_score = required(llama_vocab_get_score_fn.self)
-        _llama_vocab_get_attr = required(llama_vocab_get_attr_fn.self)
-        _llama_vocab_is_eog = required(llama_vocab_is_eog_fn.self)
-        _llama_vocab_is_control = required(llama_vocab_is_control_fn.self)
-        _llama_vocab_bos = required(llama_vocab_bos_fn.self)
-        _llama_vocab_eos = required(llama_vocab_eos_fn.self)
-        _llama_vocab_eot = required(llama_vocab_eot_fn.self)
-        _llama_vocab_sep = required(llama_vocab_sep_fn.self)
-        _llama_vocab_nl = required(llama_vocab_nl_fn.self)
-        _llama_vocab_pad = required(llama_vocab_pad_fn.self)
-        _llama_vocab_mask = required(llama_vocab_mask_fn.self)
-        _llama_vocab_get_add_bos = required(llama_vocab_get_add_bos_fn.self)
-        _llama_vocab_get_add_eos = required(llama_vocab_get_add_eos_fn.self)
-        _llama_vocab_get_add_sep = required(llama_vocab_get_add_sep_fn.self)
-        _llama_vocab_get_suppress_tokens = required(llama_vocab_get_suppress_tokens_fn.self)
-        _llama_vocab_fim_pre = required(llama_vocab_fim_pre_fn.self)
-        _llama_vocab_fim_suf = required(llama_vocab_fim_suf_fn.self)
-        _llama_vocab_fim_mid = required(llama_vocab_fim_mid_fn.self)
-        _llama_vocab_fim_pad = required(llama_vocab_fim_pad_fn.self)
-        _llama_vocab_fim_rep = required(llama_vocab_fim_rep_fn.self)
-        _llama_vocab_fim_sep = required(llama_vocab_fim_sep_fn.self)
-        _llama_token_get_text = required(llama_token_get_text_fn.self)
-        _llama_token_get_score = required(llama_token_get_score_fn.self)
-        _llama_token_get_attr = required(llama_token_get_attr_fn.self)
-        _llama_token_is_eog = required(llama_token_is_eog_fn.self)
-        _llama_token_is_control = required(llama_token_is_control_fn.self)
-        _llama_token_bos = required(llama_token_bos_fn.self)
-        _llama_token_eos = required(llama_token_eos_fn.self)
-        _llama_token_eot = required(llama_token_eot_fn.self)
-        _llama_token_cls = required(llama_token_cls_fn.self)
-        _llama_token_sep = required(llama_token_sep_fn.self)
-        _llama_token_nl = required(llama_token_nl_fn.self)
-        _llama_token_pad = required(llama_token_pad_fn.self)
-        _llama_add_bos_token = required(llama_add_bos_token_fn.self)
-        _llama_add_eos_token = required(llama_add_eos_token_fn.self)
-        _llama_token_fim_pre = required(llama_token_fim_pre_fn.self)
-        _llama_token_fim_suf = required(llama_token_fim_suf_fn.self)
-        _llama_token_fim_mid = required(llama_token_fim_mid_fn.self)
-        _llama_token_fim_pad = required(llama_token_fim_pad_fn.self)
-        _llama_token_fim_rep = required(llama_token_fim_rep_fn.self)
-        _llama_token_fim_sep = required(llama_token_fim_sep_fn.self)
-        _llama_vocab_cls = required(llama_vocab_cls_fn.self)
-        _llama_tokenize = required(llama_tokenize_fn.self)
-        _llama_token_to_piece = required(llama_token_to_piece_fn.self)
-        _llama_detokenize = required(llama_detokenize_fn.self)
-        _llama_chat_apply_template = required(llama_chat_apply_template_fn.self)
-        _llama_chat_builtin_templates = required(llama_chat_builtin_templates_fn.self)
-        _llama_set_sampler = required(llama_set_sampler_fn.self)
-        _llama_sampler_init = required(llama_sampler_init_fn.self)
-        _llama_sampler_name = required(llama_sampler_name_fn.self)
-        _llama_sampler_accept = required(llama_sampler_accept_fn.self)
-        _llama_sampler_apply = required(llama_sampler_apply_fn.self)
-        _llama_sampler_reset = required(llama_sampler_reset_fn.self)
-        _llama_sampler_clone = required(llama_sampler_clone_fn.self)
-        _llama_sampler_copy = required(llama_sampler_copy_fn.self)
-        _llama_sampler_free = required(llama_sampler_free_fn.self)
-        _llama_sampler_chain_init = required(llama_sampler_chain_init_fn.self)
-        _llama_sampler_chain_add = required(llama_sampler_chain_add_fn.self)
-        _llama_sampler_chain_get = required(llama_sampler_chain_get_fn.self)
-        _llama_sampler_chain_n = required(llama_sampler_chain_n_fn.self)
-        _llama_sampler_chain_remove = required(llama_sampler_chain_remove_fn.self)
-        _llama_sampler_init_greedy = required(llama_sampler_init_greedy_fn.self)
-        _llama_sampler_init_dist = required(llama_sampler_init_dist_fn.self)
-        _llama_sampler_init_top_k = required(llama_sampler_init_top_k_fn.self)
-        _llama_sampler_init_top_p = required(llama_sampler_init_top_p_fn.self)
-        _llama_sampler_init_min_p = required(llama_sampler_init_min_p_fn.self)
-        _llama_sampler_init_typical = required(llama_sampler_init_typical_fn.self)
-        _llama_sampler_init_temp = required(llama_sampler_init_temp_fn.self)
-        _llama_sampler_init_temp_ext = required(llama_sampler_init_temp_ext_fn.self)
-        _llama_sampler_init_xtc = required(llama_sampler_init_xtc_fn.self)
-        _llama_sampler_init_top_n_sigma = required(llama_sampler_init_top_n_sigma_fn.self)
-        _llama_sampler_init_mirostat = required(llama_sampler_init_mirostat_fn.self)
-        _llama_sampler_init_mirostat_v2 = required(llama_sampler_init_mirostat_v2_fn.self)
-        _llama_sampler_init_grammar = required(llama_sampler_init_grammar_fn.self)
-        _llama_sampler_init_grammar_lazy = required(llama_sampler_init_grammar_lazy_fn.self)
-        _llama_sampler_init_grammar_lazy_patterns = required(llama_sampler_init_grammar_lazy_patterns_fn.self)
-        _llama_sampler_init_penalties = required(llama_sampler_init_penalties_fn.self)
-        _llama_sampler_init_dry = required(llama_sampler_init_dry_fn.self)
-        _llama_sampler_init_adaptive_p = required(llama_sampler_init_adaptive_p_fn.self)
-        _llama_sampler_init_logit_bias = required(llama_sampler_init_logit_bias_fn.self)
-        _llama_sampler_init_infill = required(llama_sampler_init_infill_fn.self)
-        _llama_sampler_get_seed = required(llama_sampler_get_seed_fn.self)
-        _llama_sampler_sample = required(llama_sampler_sample_fn.self)
-        _llama_split_path = required(llama_split_path_fn.self)
-        _llama_split_prefix = required(llama_split_prefix_fn.self)
-        _llama_print_system_info = required(llama_print_system_info_fn.self)
-        _llama_log_get = required(llama_log_get_fn.self)
-        _llama_log_set = required(llama_log_set_fn.self)
-        _llama_perf_context = required(llama_perf_context_fn.self)
-        _llama_perf_context_print = required(llama_perf_context_print_fn.self)
-        _llama_perf_context_reset = required(llama_perf_context_reset_fn.self)
-        _llama_perf_sampler = required(llama_perf_sampler_fn.self)
-        _llama_perf_sampler_print = required(llama_perf_sampler_print_fn.self)
-        _llama_perf_sampler_reset = required(llama_perf_sampler_reset_fn.self)
-        _llama_opt_param_filter_all = required(llama_opt_param_filter_all_fn.self)
-        _llama_opt_init = required(llama_opt_init_fn.self)
-        _llama_opt_epoch = required(llama_opt_epoch_fn.self)
-        _mtmd_default_marker = optional(mtmd_default_marker_fn.self)
-        _mtmd_context_params_default = optional(mtmd_context_params_default_fn.self)
-        _mtmd_init_from_file = optional(mtmd_init_from_file_fn.self)
-        _mtmd_free = optional(mtmd_free_fn.self)
-        _mtmd_decode_use_non_causal = optional(mtmd_decode_use_non_causal_fn.self)
-        _mtmd_decode_use_mrope = optional(mtmd_decode_use_mrope_fn.self)
-        _mtmd_support_vision = optional(mtmd_support_vision_fn.self)
-        _mtmd_support_audio = optional(mtmd_support_audio_fn.self)
-        _mtmd_get_audio_sample_rate = optional(mtmd_get_audio_sample_rate_fn.self)
-        _mtmd_get_marker = optional(mtmd_get_marker_fn.self)
-        _mtmd_bitmap_init = optional(mtmd_bitmap_init_fn.self)
-        _mtmd_bitmap_init_from_audio = optional(mtmd_bitmap_init_from_audio_fn.self)
-        _mtmd_bitmap_get_nx = optional(mtmd_bitmap_get_nx_fn.self)
-        _mtmd_bitmap_get_ny = optional(mtmd_bitmap_get_ny_fn.self)
-        _mtmd_bitmap_get_data = optional(mtmd_bitmap_get_data_fn.self)
-        _mtmd_bitmap_get_n_bytes = optional(mtmd_bitmap_get_n_bytes_fn.self)
-        _mtmd_bitmap_is_audio = optional(mtmd_bitmap_is_audio_fn.self)
-        _mtmd_bitmap_free = optional(mtmd_bitmap_free_fn.self)
-        _mtmd_bitmap_get_id = optional(mtmd_bitmap_get_id_fn.self)
-        _mtmd_bitmap_set_id = optional(mtmd_bitmap_set_id_fn.self)
-        _mtmd_bitmap_set_mergeable = optional(mtmd_bitmap_set_mergeable_fn.self)
-        _mtmd_bitmap_init_lazy = optional(mtmd_bitmap_init_lazy_fn.self)
-        _mtmd_input_chunks_init = optional(mtmd_input_chunks_init_fn.self)
-        _mtmd_input_chunks_size = optional(mtmd_input_chunks_size_fn.self)
-        _mtmd_input_chunks_get = optional(mtmd_input_chunks_get_fn.self)
-        _mtmd_input_chunks_free = optional(mtmd_input_chunks_free_fn.self)
-        _mtmd_input_chunk_get_type = optional(mtmd_input_chunk_get_type_fn.self)
-        _mtmd_input_chunk_get_tokens_text = optional(mtmd_input_chunk_get_tokens_text_fn.self)
-        _mtmd_input_chunk_get_tokens_image = optional(mtmd_input_chunk_get_tokens_image_fn.self)
-        _mtmd_input_chunk_get_n_tokens = optional(mtmd_input_chunk_get_n_tokens_fn.self)
-        _mtmd_input_chunk_get_id = optional(mtmd_input_chunk_get_id_fn.self)
-        _mtmd_input_chunk_get_n_pos = optional(mtmd_input_chunk_get_n_pos_fn.self)
-        _mtmd_input_chunk_copy = optional(mtmd_input_chunk_copy_fn.self)
-        _mtmd_input_chunk_free = optional(mtmd_input_chunk_free_fn.self)
-        _mtmd_input_chunk_get_placeholder = optional(mtmd_input_chunk_get_placeholder_fn.self)
-        _mtmd_input_chunk_save = optional(mtmd_input_chunk_save_fn.self)
-        _mtmd_input_chunk_load = optional(mtmd_input_chunk_load_fn.self)
-        _mtmd_image_tokens_get_n_tokens = optional(mtmd_image_tokens_get_n_tokens_fn.self)
-        _mtmd_image_tokens_get_id = optional(mtmd_image_tokens_get_id_fn.self)
-        _mtmd_image_tokens_get_n_pos = optional(mtmd_image_tokens_get_n_pos_fn.self)
-        _mtmd_image_tokens_get_nx = optional(mtmd_image_tokens_get_nx_fn.self)
-        _mtmd_image_tokens_get_ny = optional(mtmd_image_tokens_get_ny_fn.self)
-        _mtmd_image_tokens_get_decoder_pos = optional(mtmd_image_tokens_get_decoder_pos_fn.self)
-        _mtmd_tokenize = optional(mtmd_tokenize_fn.self)
-        _mtmd_tokenize_from_parts = optional(mtmd_tokenize_from_parts_fn.self)
-        _mtmd_encode = optional(mtmd_encode_fn.self)
-        _mtmd_encode_chunk = optional(mtmd_encode_chunk_fn.self)
-        _mtmd_get_output_embd = optional(mtmd_get_output_embd_fn.self)
-        _mtmd_batch_init = optional(mtmd_batch_init_fn.self)
-        _mtmd_batch_free = optional(mtmd_batch_free_fn.self)
-        _mtmd_batch_add_chunk = optional(mtmd_batch_add_chunk_fn.self)
-        _mtmd_batch_encode = optional(mtmd_batch_encode_fn.self)
-        _mtmd_batch_get_output_embd = optional(mtmd_batch_get_output_embd_fn.self)
-        _mtmd_log_set = optional(mtmd_log_set_fn.self)
-        _mtmd_get_cap_from_file = optional(mtmd_get_cap_from_file_fn.self)
-        _mtmd_gen_audio_get_info = optional(mtmd_gen_audio_get_info_fn.self)
-        _mtmd_gen_inp_default = optional(mtmd_gen_inp_default_fn.self)
-        _mtmd_gen_audio_process = optional(mtmd_gen_audio_process_fn.self)
-        _mtmd_test_create_input_chunks = optional(mtmd_test_create_input_chunks_fn.self)
-        _mtmd_helper_video_init_params_default = optional(mtmd_helper_video_init_params_default_fn.self)
-        _mtmd_helper_init_opt_default = optional(mtmd_helper_init_opt_default_fn.self)
-        _mtmd_helper_log_set = optional(mtmd_helper_log_set_fn.self)
-        _mtmd_helper_support_video = optional(mtmd_helper_support_video_fn.self)
-        _mtmd_helper_bitmap_init_from_file = optional(mtmd_helper_bitmap_init_from_file_fn.self)
-        _mtmd_helper_bitmap_init_from_buf = optional(mtmd_helper_bitmap_init_from_buf_fn.self)
-        _mtmd_helper_get_n_tokens = optional(mtmd_helper_get_n_tokens_fn.self)
-        _mtmd_helper_get_n_pos = optional(mtmd_helper_get_n_pos_fn.self)
-        _mtmd_helper_image_get_decoder_pos = optional(mtmd_helper_image_get_decoder_pos_fn.self)
-        _mtmd_helper_eval_chunks = optional(mtmd_helper_eval_chunks_fn.self)
-        _mtmd_helper_eval_chunk_single = optional(mtmd_helper_eval_chunk_single_fn.self)
-        _mtmd_helper_decode_image_chunk = optional(mtmd_helper_decode_image_chunk_fn.self)
-        _mtmd_helper_video_init = optional(mtmd_helper_video_init_fn.self)
-        _mtmd_helper_video_init_from_buf = optional(mtmd_helper_video_init_from_buf_fn.self)
-        _mtmd_helper_video_free = optional(mtmd_helper_video_free_fn.self)
-        _mtmd_helper_video_get_info = optional(mtmd_helper_video_get_info_fn.self)
-        _mtmd_helper_video_read_next = optional(mtmd_helper_video_read_next_fn.self)
-        _mtmd_helper_model_can_chat = optional(mtmd_helper_model_can_chat_fn.self)
-        _mtmd_helper_gen_audio_init = optional(mtmd_helper_gen_audio_init_fn.self)
-        _mtmd_helper_gen_audio_free = optional(mtmd_helper_gen_audio_free_fn.self)
-        _mtmd_helper_gen_audio_reset = optional(mtmd_helper_gen_audio_reset_fn.self)
-        _mtmd_helper_gen_audio_set_input = optional(mtmd_helper_gen_audio_set_input_fn.self)
-        _mtmd_helper_gen_audio_step_prompt = optional(mtmd_helper_gen_audio_step_prompt_fn.self)
-        _mtmd_helper_gen_audio_step_gen = optional(mtmd_helper_gen_audio_step_gen_fn.self)
-        _mtmd_helper_gen_audio_get_output = optional(mtmd_helper_gen_audio_get_output_fn.self)
+        _ggml_set_abort_callback = required()
+        _ggml_status_to_string = required()
+        _ggml_fp16_to_fp32 = required()
+        _ggml_fp32_to_fp16 = required()
+        _ggml_fp16_to_fp32_row = required()
+        _ggml_fp32_to_fp16_row = required()
+        _ggml_fp32_to_bf16 = required()
+        _ggml_bf16_to_fp32 = required()
+        _ggml_bf16_to_fp32_row = required()
+        _ggml_fp32_to_bf16_row_ref = required()
+        _ggml_fp32_to_bf16_row = required()
+        _ggml_guid_matches = required()
+        _ggml_version = required()
+        _ggml_commit = required()
+        _ggml_time_init = required()
+        _ggml_time_ms = required()
+        _ggml_time_us = required()
+        _ggml_cycles = required()
+        _ggml_cycles_per_ms = required()
+        _ggml_fopen = required()
+        _ggml_print_object = required()
+        _ggml_print_objects = required()
+        _ggml_nelements = required()
+        _ggml_nrows = required()
+        _ggml_nbytes = required()
+        _ggml_nbytes_pad = required()
+        _ggml_blck_size = required()
+        _ggml_type_size = required()
+        _ggml_row_size = required()
+        _ggml_type_sizef = required()
+        _ggml_type_name = required()
+        _ggml_op_name = required()
+        _ggml_op_symbol = required()
+        _ggml_unary_op_name = required()
+        _ggml_glu_op_name = required()
+        _ggml_op_desc = required()
+        _ggml_element_size = required()
+        _ggml_is_quantized = required()
+        _ggml_ftype_to_ggml_type = required()
+        _ggml_is_transposed = required()
+        _ggml_is_permuted = required()
+        _ggml_is_empty = required()
+        _ggml_is_view = required()
+        _ggml_is_scalar = required()
+        _ggml_is_vector = required()
+        _ggml_is_matrix = required()
+        _ggml_is_3d = required()
+        _ggml_n_dims = required()
+        _ggml_is_contiguous = required()
+        _ggml_is_contiguous_0 = required()
+        _ggml_is_contiguous_1 = required()
+        _ggml_is_contiguous_2 = required()
+        _ggml_is_contiguous_to_1 = required()
+        _ggml_is_contiguous_to_2 = required()
+        _ggml_is_contiguous_to_3 = required()
+        _ggml_is_contiguously_allocated = required()
+        _ggml_is_contiguous_channels = required()
+        _ggml_is_contiguous_rows = required()
+        _ggml_are_same_shape = required()
+        _ggml_are_same_stride = required()
+        _ggml_can_repeat = required()
+        _ggml_tensor_overhead = required()
+        _ggml_validate_row_data = required()
+        _ggml_init = required()
+        _ggml_reset = required()
+        _ggml_free = required()
+        _ggml_used_mem = required()
+        _ggml_get_no_alloc = required()
+        _ggml_set_no_alloc = required()
+        _ggml_get_mem_buffer = required()
+        _ggml_get_mem_size = required()
+        _ggml_get_max_tensor_size = required()
+        _ggml_new_tensor = required()
+        _ggml_new_tensor_1d = required()
+        _ggml_new_tensor_2d = required()
+        _ggml_new_tensor_3d = required()
+        _ggml_new_tensor_4d = required()
+        _ggml_new_buffer = required()
+        _ggml_dup_tensor = required()
+        _ggml_view_tensor = required()
+        _ggml_get_first_tensor = required()
+        _ggml_get_next_tensor = required()
+        _ggml_get_tensor = required()
+        _ggml_unravel_index = required()
+        _ggml_get_unary_op = required()
+        _ggml_get_glu_op = required()
+        _ggml_get_data = required()
+        _ggml_get_data_f32 = required()
+        _ggml_get_name = required()
+        _ggml_set_name = required()
+        _ggml_set_input = required()
+        _ggml_set_output = required()
+        _ggml_set_param = required()
+        _ggml_set_loss = required()
+        _ggml_dup = required()
+        _ggml_dup_inplace = required()
+        _ggml_add = required()
+        _ggml_add_inplace = required()
+        _ggml_add_cast = required()
+        _ggml_add_id = required()
+        _ggml_add1 = required()
+        _ggml_add1_inplace = required()
+        _ggml_acc = required()
+        _ggml_acc_inplace = required()
+        _ggml_sub = required()
+        _ggml_sub_inplace = required()
+        _ggml_mul = required()
+        _ggml_mul_inplace = required()
+        _ggml_div = required()
+        _ggml_div_inplace = required()
+        _ggml_sqr = required()
+        _ggml_sqr_inplace = required()
+        _ggml_sqrt = required()
+        _ggml_sqrt_inplace = required()
+        _ggml_log = required()
+        _ggml_log_inplace = required()
+        _ggml_expm1 = required()
+        _ggml_expm1_inplace = required()
+        _ggml_softplus = required()
+        _ggml_softplus_inplace = required()
+        _ggml_sin = required()
+        _ggml_sin_inplace = required()
+        _ggml_cos = required()
+        _ggml_cos_inplace = required()
+        _ggml_sum = required()
+        _ggml_sum_rows = required()
+        _ggml_cumsum = required()
+        _ggml_mean = required()
+        _ggml_argmax = required()
+        _ggml_count_equal = required()
+        _ggml_repeat = required()
+        _ggml_repeat_4d = required()
+        _ggml_repeat_back = required()
+        _ggml_concat = required()
+        _ggml_abs = required()
+        _ggml_abs_inplace = required()
+        _ggml_sgn = required()
+        _ggml_sgn_inplace = required()
+        _ggml_neg = required()
+        _ggml_neg_inplace = required()
+        _ggml_step = required()
+        _ggml_step_inplace = required()
+        _ggml_tanh = required()
+        _ggml_tanh_inplace = required()
+        _ggml_elu = required()
+        _ggml_elu_inplace = required()
+        _ggml_relu = required()
+        _ggml_leaky_relu = required()
+        _ggml_relu_inplace = required()
+        _ggml_sigmoid = required()
+        _ggml_sigmoid_inplace = required()
+        _ggml_gelu = required()
+        _ggml_gelu_inplace = required()
+        _ggml_gelu_erf = required()
+        _ggml_gelu_erf_inplace = required()
+        _ggml_gelu_quick = required()
+        _ggml_gelu_quick_inplace = required()
+        _ggml_silu = required()
+        _ggml_silu_inplace = required()
+        _ggml_silu_back = required()
+        _ggml_hardswish = required()
+        _ggml_hardsigmoid = required()
+        _ggml_exp = required()
+        _ggml_exp_inplace = required()
+        _ggml_floor = required()
+        _ggml_floor_inplace = required()
+        _ggml_ceil = required()
+        _ggml_ceil_inplace = required()
+        _ggml_round = required()
+        _ggml_round_inplace = required()
+        _ggml_trunc = required()
+        _ggml_trunc_inplace = required()
+        _ggml_xielu = required()
+        _ggml_glu = required()
+        _ggml_reglu = required()
+        _ggml_reglu_swapped = required()
+        _ggml_geglu = required()
+        _ggml_geglu_swapped = required()
+        _ggml_swiglu = required()
+        _ggml_swiglu_swapped = required()
+        _ggml_geglu_erf = required()
+        _ggml_geglu_erf_swapped = required()
+        _ggml_geglu_quick = required()
+        _ggml_geglu_quick_swapped = required()
+        _ggml_glu_split = required()
+        _ggml_reglu_split = required()
+        _ggml_geglu_split = required()
+        _ggml_swiglu_split = required()
+        _ggml_geglu_erf_split = required()
+        _ggml_geglu_quick_split = required()
+        _ggml_swiglu_oai = required()
+        _ggml_swiglu_clamp = required()
+        _ggml_norm = required()
+        _ggml_norm_inplace = required()
+        _ggml_rms_norm = required()
+        _ggml_rms_norm_inplace = required()
+        _ggml_group_norm = required()
+        _ggml_group_norm_inplace = required()
+        _ggml_l2_norm = required()
+        _ggml_l2_norm_inplace = required()
+        _ggml_rms_norm_back = required()
+        _ggml_prec_set_acc = required()
+        _ggml_prec_set_src = required()
+        _ggml_mul_mat = required()
+        _ggml_mul_mat_set_prec = required()
+        _ggml_mul_mat_set_hint = required()
+        _ggml_mul_mat_id = required()
+        _ggml_out_prod = required()
+        _ggml_scale = required()
+        _ggml_scale_inplace = required()
+        _ggml_scale_bias = required()
+        _ggml_scale_bias_inplace = required()
+        _ggml_set = required()
+        _ggml_set_inplace = required()
+        _ggml_set_1d = required()
+        _ggml_set_1d_inplace = required()
+        _ggml_set_2d = required()
+        _ggml_set_2d_inplace = required()
+        _ggml_cpy = required()
+        _ggml_cast = required()
+        _ggml_cont = required()
+        _ggml_cont_1d = required()
+        _ggml_cont_2d = required()
+        _ggml_cont_3d = required()
+        _ggml_cont_4d = required()
+        _ggml_reshape = required()
+        _ggml_reshape_1d = required()
+        _ggml_reshape_2d = required()
+        _ggml_reshape_3d = required()
+        _ggml_reshape_4d = required()
+        _ggml_view_1d = required()
+        _ggml_view_2d = required()
+        _ggml_view_3d = required()
+        _ggml_view_4d = required()
+        _ggml_permute = required()
+        _ggml_transpose = required()
+        _ggml_get_rows = required()
+        _ggml_get_rows_back = required()
+        _ggml_set_rows = required()
+        _ggml_diag = required()
+        _ggml_diag_mask_inf = required()
+        _ggml_diag_mask_inf_inplace = required()
+        _ggml_diag_mask_zero = required()
+        _ggml_diag_mask_zero_inplace = required()
+        _ggml_clamp = required()
+        _ggml_clamp_inplace = required()
+        _ggml_soft_max = required()
+        _ggml_soft_max_inplace = required()
+        _ggml_soft_max_ext = required()
+        _ggml_soft_max_ext_inplace = required()
+        _ggml_soft_max_add_sinks = required()
+        _ggml_soft_max_ext_back = required()
+        _ggml_soft_max_ext_back_inplace = required()
+        _ggml_rope = required()
+        _ggml_rope_inplace = required()
+        _ggml_rope_ext = required()
+        _ggml_rope_multi = required()
+        _ggml_rope_ext_inplace = required()
+        _ggml_rope_multi_inplace = required()
+        _ggml_rope_custom = required()
+        _ggml_rope_custom_inplace = required()
+        _ggml_rope_yarn_corr_dims = required()
+        _ggml_rope_ext_back = required()
+        _ggml_rope_multi_back = required()
+        _ggml_rope_set_offset = required()
+        _ggml_im2col = required()
+        _ggml_im2col_back = required()
+        _ggml_col2im_1d = required()
+        _ggml_conv_1d = required()
+        _ggml_conv_1d_ph = required()
+        _ggml_conv_1d_dw = required()
+        _ggml_conv_1d_dw_ph = required()
+        _ggml_conv_transpose_1d = required()
+        _ggml_conv_2d = required()
+        _ggml_im2col_3d = required()
+        _ggml_conv_3d = required()
+        _ggml_conv_2d_sk_p0 = required()
+        _ggml_conv_2d_s1_ph = required()
+        _ggml_conv_2d_dw = required()
+        _ggml_conv_2d_dw_direct = required()
+        _ggml_conv_transpose_2d_p0 = required()
+        _ggml_conv_2d_direct = required()
+        _ggml_conv_3d_direct = required()
+        _ggml_pool_1d = required()
+        _ggml_pool_2d = required()
+        _ggml_pool_2d_back = required()
+        _ggml_upscale = required()
+        _ggml_upscale_ext = required()
+        _ggml_interpolate = required()
+        _ggml_pad = required()
+        _ggml_pad_circular = required()
+        _ggml_pad_ext = required()
+        _ggml_pad_ext_circular = required()
+        _ggml_pad_reflect_1d = required()
+        _ggml_roll = required()
+        _ggml_tri = required()
+        _ggml_fill = required()
+        _ggml_fill_inplace = required()
+        _ggml_timestep_embedding = required()
+        _ggml_argsort = required()
+        _ggml_argsort_top_k = required()
+        _ggml_top_k = required()
+        _ggml_arange = required()
+        _ggml_flash_attn_ext = required()
+        _ggml_flash_attn_ext_set_prec = required()
+        _ggml_flash_attn_ext_get_prec = required()
+        _ggml_flash_attn_ext_set_n_kv_max = required()
+        _ggml_flash_attn_ext_add_sinks = required()
+        _ggml_flash_attn_back = required()
+        _ggml_ssm_conv = required()
+        _ggml_ssm_scan = required()
+        _ggml_win_part = required()
+        _ggml_win_unpart = required()
+        _ggml_unary = required()
+        _ggml_unary_inplace = required()
+        _ggml_get_rel_pos = required()
+        _ggml_add_rel_pos = required()
+        _ggml_add_rel_pos_inplace = required()
+        _ggml_rwkv_wkv6 = required()
+        _ggml_gated_linear_attn = required()
+        _ggml_rwkv_wkv7 = required()
+        _ggml_solve_tri = required()
+        _ggml_gated_delta_net = required()
+        _ggml_lightning_indexer = required()
+        _ggml_dsv4_hc_comb = required()
+        _ggml_dsv4_hc_pre = required()
+        _ggml_dsv4_hc_pre_gated = required()
+        _ggml_dsv4_hc_post = required()
+        _ggml_map_custom1 = required()
+        _ggml_map_custom1_inplace = required()
+        _ggml_map_custom2 = required()
+        _ggml_map_custom2_inplace = required()
+        _ggml_map_custom3 = required()
+        _ggml_map_custom3_inplace = required()
+        _ggml_custom_4d = required()
+        _ggml_custom_inplace = required()
+        _ggml_cross_entropy_loss = required()
+        _ggml_cross_entropy_loss_back = required()
+        _ggml_opt_step_adamw = required()
+        _ggml_opt_step_sgd = required()
+        _ggml_build_forward_select = required()
+        _ggml_build_forward_expand = required()
+        _ggml_build_forward_order = required()
+        _ggml_build_backward_expand = required()
+        _ggml_new_graph = required()
+        _ggml_new_graph_custom = required()
+        _ggml_graph_dup = required()
+        _ggml_graph_cpy = required()
+        _ggml_graph_reset = required()
+        _ggml_graph_clear = required()
+        _ggml_graph_size = required()
+        _ggml_graph_node = required()
+        _ggml_graph_nodes = required()
+        _ggml_graph_n_nodes = required()
+        _ggml_graph_add_node = required()
+        _ggml_graph_overhead = required()
+        _ggml_graph_overhead_custom = required()
+        _ggml_graph_get_tensor = required()
+        _ggml_graph_get_grad = required()
+        _ggml_graph_get_grad_acc = required()
+        _ggml_graph_print = required()
+        _ggml_graph_dump_dot = required()
+        _ggml_log_get = required()
+        _ggml_log_set = required()
+        _ggml_set_zero = required()
+        _ggml_quantize_init = required()
+        _ggml_quantize_free = required()
+        _ggml_quantize_requires_imatrix = required()
+        _ggml_quantize_chunk = required()
+        _ggml_get_type_traits = required()
+        _ggml_threadpool_params_default = required()
+        _ggml_threadpool_params_init = required()
+        _ggml_threadpool_params_match = required()
+        _ggml_tallocr_new = required()
+        _ggml_tallocr_alloc = required()
+        _ggml_gallocr_new = required()
+        _ggml_gallocr_new_n = required()
+        _ggml_gallocr_free = required()
+        _ggml_gallocr_reserve = required()
+        _ggml_gallocr_reserve_n_size = required()
+        _ggml_gallocr_reserve_n = required()
+        _ggml_gallocr_alloc_graph = required()
+        _ggml_gallocr_get_buffer_size = required()
+        _ggml_backend_alloc_ctx_tensors_from_buft_size = required()
+        _ggml_backend_alloc_ctx_tensors_from_buft = required()
+        _ggml_backend_alloc_ctx_tensors = required()
+        _ggml_backend_buft_name = required()
+        _ggml_backend_buft_alloc_buffer = required()
+        _ggml_backend_buft_alloc_buffer_n = required()
+        _ggml_backend_buft_get_alignment = required()
+        _ggml_backend_buft_get_max_size = required()
+        _ggml_backend_buft_get_alloc_size = required()
+        _ggml_backend_buft_get_alloc_size_n = required()
+        _ggml_backend_buft_is_host = required()
+        _ggml_backend_buft_get_device = required()
+        _ggml_backend_buffer_name = required()
+        _ggml_backend_buffer_free = required()
+        _ggml_backend_buffer_get_base = required()
+        _ggml_backend_buffer_get_size = required()
+        _ggml_backend_buffer_init_tensor = required()
+        _ggml_backend_buffer_get_alignment = required()
+        _ggml_backend_buffer_get_max_size = required()
+        _ggml_backend_buffer_get_alloc_size = required()
+        _ggml_backend_buffer_clear = required()
+        _ggml_backend_buffer_is_host = required()
+        _ggml_backend_buffer_set_usage = required()
+        _ggml_backend_buffer_get_usage = required()
+        _ggml_backend_buffer_get_type = required()
+        _ggml_backend_buffer_reset = required()
+        _ggml_backend_tensor_copy = required()
+        _ggml_backend_guid = required()
+        _ggml_backend_name = required()
+        _ggml_backend_free = required()
+        _ggml_backend_get_default_buffer_type = required()
+        _ggml_backend_alloc_buffer = required()
+        _ggml_backend_get_alignment = required()
+        _ggml_backend_get_max_size = required()
+        _ggml_backend_tensor_set_async = required()
+        _ggml_backend_tensor_get_async = required()
+        _ggml_backend_tensor_set_2d_async = required()
+        _ggml_backend_tensor_get_2d_async = required()
+        _ggml_backend_tensor_set = required()
+        _ggml_backend_tensor_get = required()
+        _ggml_backend_tensor_set_2d = required()
+        _ggml_backend_tensor_get_2d = required()
+        _ggml_backend_tensor_memset = required()
+        _ggml_backend_synchronize = required()
+        _ggml_backend_graph_plan_create = required()
+        _ggml_backend_graph_plan_free = required()
+        _ggml_backend_graph_plan_compute = required()
+        _ggml_backend_graph_compute = required()
+        _ggml_backend_graph_compute_async = required()
+        _ggml_backend_supports_op = required()
+        _ggml_backend_supports_buft = required()
+        _ggml_backend_offload_op = required()
+        _ggml_backend_tensor_copy_async = required()
+        _ggml_backend_get_device = required()
+        _ggml_backend_event_new = required()
+        _ggml_backend_event_free = required()
+        _ggml_backend_event_record = required()
+        _ggml_backend_event_synchronize = required()
+        _ggml_backend_event_wait = required()
+        _ggml_backend_dev_name = required()
+        _ggml_backend_dev_description = required()
+        _ggml_backend_dev_memory = required()
+        _ggml_backend_dev_type = required()
+        _ggml_backend_dev_get_props = required()
+        _ggml_backend_dev_backend_reg = required()
+        _ggml_backend_dev_init = required()
+        _ggml_backend_dev_buffer_type = required()
+        _ggml_backend_dev_host_buffer_type = required()
+        _ggml_backend_dev_buffer_from_host_ptr = required()
+        _ggml_backend_dev_supports_op = required()
+        _ggml_backend_dev_supports_buft = required()
+        _ggml_backend_dev_offload_op = required()
+        _ggml_backend_reg_name = required()
+        _ggml_backend_reg_dev_count = required()
+        _ggml_backend_reg_dev_get = required()
+        _ggml_backend_reg_get_proc_address = required()
+        _ggml_backend_register = required()
+        _ggml_backend_device_register = required()
+        _ggml_backend_reg_count = required()
+        _ggml_backend_reg_get = required()
+        _ggml_backend_reg_by_name = required()
+        _ggml_backend_dev_count = required()
+        _ggml_backend_dev_get = required()
+        _ggml_backend_dev_by_name = required()
+        _ggml_backend_dev_by_type = required()
+        _ggml_backend_init_by_name = required()
+        _ggml_backend_init_by_type = required()
+        _ggml_backend_init_best = required()
+        _ggml_backend_load = required()
+        _ggml_backend_unload = required()
+        _ggml_backend_load_all = required()
+        _ggml_backend_load_all_from_path = required()
+        _ggml_backend_sched_new = required()
+        _ggml_backend_sched_free = required()
+        _ggml_backend_sched_reserve_size = required()
+        _ggml_backend_sched_reserve = required()
+        _ggml_backend_sched_get_n_backends = required()
+        _ggml_backend_sched_get_backend = required()
+        _ggml_backend_sched_get_n_splits = required()
+        _ggml_backend_sched_get_n_copies = required()
+        _ggml_backend_sched_get_buffer_type = required()
+        _ggml_backend_sched_get_buffer_size = required()
+        _ggml_backend_sched_set_tensor_backend = required()
+        _ggml_backend_sched_get_tensor_backend = required()
+        _ggml_backend_sched_split_graph = required()
+        _ggml_backend_sched_alloc_graph = required()
+        _ggml_backend_sched_graph_compute = required()
+        _ggml_backend_sched_graph_compute_async = required()
+        _ggml_backend_sched_synchronize = required()
+        _ggml_backend_sched_reset = required()
+        _ggml_backend_sched_set_eval_callback = required()
+        _ggml_backend_meta_split_axis_name = required()
+        _ggml_backend_meta_device = required()
+        _ggml_backend_graph_copy = required()
+        _ggml_backend_graph_copy_free = required()
+        _ggml_backend_compare_graph_backend = required()
+        _ggml_backend_tensor_alloc = required()
+        _ggml_backend_view_init = required()
+        _ggml_backend_cpu_buffer_from_ptr = required()
+        _ggml_backend_cpu_buffer_type = required()
+        _ggml_numa_init = optional()
+        _ggml_is_numa = optional()
+        _ggml_new_i32 = optional()
+        _ggml_new_f32 = optional()
+        _ggml_set_i32 = optional()
+        _ggml_set_f32 = optional()
+        _ggml_get_i32_1d = optional()
+        _ggml_set_i32_1d = optional()
+        _ggml_get_i32_nd = optional()
+        _ggml_set_i32_nd = optional()
+        _ggml_get_f32_1d = optional()
+        _ggml_set_f32_1d = optional()
+        _ggml_get_f32_nd = optional()
+        _ggml_set_f32_nd = optional()
+        _ggml_threadpool_new = optional()
+        _ggml_threadpool_free = optional()
+        _ggml_threadpool_get_n_threads = optional()
+        _ggml_threadpool_pause = optional()
+        _ggml_threadpool_resume = optional()
+        _ggml_graph_plan = optional()
+        _ggml_graph_compute = optional()
+        _ggml_graph_compute_with_ctx = optional()
+        _ggml_cpu_has_sse3 = optional()
+        _ggml_cpu_has_ssse3 = optional()
+        _ggml_cpu_has_avx = optional()
+        _ggml_cpu_has_avx_vnni = optional()
+        _ggml_cpu_has_avx2 = optional()
+        _ggml_cpu_has_bmi2 = optional()
+        _ggml_cpu_has_f16c = optional()
+        _ggml_cpu_has_fma = optional()
+        _ggml_cpu_has_avx512 = optional()
+        _ggml_cpu_has_avx512_vbmi = optional()
+        _ggml_cpu_has_avx512_vnni = optional()
+        _ggml_cpu_has_avx512_bf16 = optional()
+        _ggml_cpu_has_amx_int8 = optional()
+        _ggml_cpu_has_neon = optional()
+        _ggml_cpu_has_arm_fma = optional()
+        _ggml_cpu_has_fp16_va = optional()
+        _ggml_cpu_has_dotprod = optional()
+        _ggml_cpu_has_matmul_int8 = optional()
+        _ggml_cpu_has_sve = optional()
+        _ggml_cpu_get_sve_cnt = optional()
+        _ggml_cpu_has_sme = optional()
+        _ggml_cpu_has_sme2 = optional()
+        _ggml_cpu_has_riscv_v = optional()
+        _ggml_cpu_get_rvv_vlen = optional()
+        _ggml_cpu_has_vsx = optional()
+        _ggml_cpu_has_vxe = optional()
+        _ggml_cpu_has_wasm_simd = optional()
+        _ggml_cpu_has_llamafile = optional()
+        _ggml_get_type_traits_cpu = optional()
+        _ggml_cpu_init = optional()
+        _ggml_backend_cpu_init = optional()
+        _ggml_backend_is_cpu = optional()
+        _ggml_backend_cpu_set_n_threads = optional()
+        _ggml_backend_cpu_set_threadpool = optional()
+        _ggml_backend_cpu_set_abort_callback = optional()
+        _ggml_backend_cpu_set_use_ref = optional()
+        _ggml_backend_cpu_reg = optional()
+        _ggml_cpu_fp32_to_fp32 = optional()
+        _ggml_cpu_fp32_to_i32 = optional()
+        _ggml_cpu_fp32_to_fp16 = optional()
+        _ggml_cpu_fp16_to_fp32 = optional()
+        _ggml_cpu_fp32_to_bf16 = optional()
+        _ggml_cpu_bf16_to_fp32 = optional()
+        _ggml_opt_dataset_init = required()
+        _ggml_opt_dataset_free = required()
+        _ggml_opt_dataset_ndata = required()
+        _ggml_opt_dataset_data = required()
+        _ggml_opt_dataset_labels = required()
+        _ggml_opt_dataset_shuffle = required()
+        _ggml_opt_dataset_get_batch = required()
+        _ggml_opt_dataset_get_batch_host = required()
+        _ggml_opt_get_default_optimizer_params = required()
+        _ggml_opt_get_constant_optimizer_params = required()
+        _ggml_opt_default_params = required()
+        _ggml_opt_init = required()
+        _ggml_opt_free = required()
+        _ggml_opt_reset = required()
+        _ggml_opt_static_graphs = required()
+        _ggml_opt_inputs = required()
+        _ggml_opt_outputs = required()
+        _ggml_opt_labels = required()
+        _ggml_opt_loss = required()
+        _ggml_opt_pred = required()
+        _ggml_opt_ncorrect = required()
+        _ggml_opt_grad_acc = required()
+        _ggml_opt_context_optimizer_type = required()
+        _ggml_opt_optimizer_name = required()
+        _ggml_opt_result_init = required()
+        _ggml_opt_result_free = required()
+        _ggml_opt_result_reset = required()
+        _ggml_opt_result_ndata = required()
+        _ggml_opt_result_loss = required()
+        _ggml_opt_result_pred = required()
+        _ggml_opt_result_accuracy = required()
+        _ggml_opt_prepare_alloc = required()
+        _ggml_opt_alloc = required()
+        _ggml_opt_eval = required()
+        _ggml_opt_epoch = required()
+        _ggml_opt_epoch_callback_progress_bar = required()
+        _ggml_opt_fit = required()
+        _ggml_backend_rpc_init = optional()
+        _ggml_backend_is_rpc = optional()
+        _ggml_backend_rpc_buffer_type = optional()
+        _ggml_backend_rpc_get_device_memory = optional()
+        _ggml_backend_rpc_start_server = optional()
+        _ggml_backend_rpc_reg = optional()
+        _ggml_backend_rpc_add_server = optional()
+        _gguf_init_empty = required()
+        _gguf_init_from_file_ptr = required()
+        _gguf_init_from_file = required()
+        _gguf_init_from_buffer = required()
+        _gguf_init_from_callback = required()
+        _gguf_free = required()
+        _gguf_type_name = required()
+        _gguf_get_version = required()
+        _gguf_get_alignment = required()
+        _gguf_get_data_offset = required()
+        _gguf_get_n_kv = required()
+        _gguf_find_key = required()
+        _gguf_get_key = required()
+        _gguf_get_kv_type = required()
+        _gguf_get_arr_type = required()
+        _gguf_get_val_u8 = required()
+        _gguf_get_val_i8 = required()
+        _gguf_get_val_u16 = required()
+        _gguf_get_val_i16 = required()
+        _gguf_get_val_u32 = required()
+        _gguf_get_val_i32 = required()
+        _gguf_get_val_f32 = required()
+        _gguf_get_val_u64 = required()
+        _gguf_get_val_i64 = required()
+        _gguf_get_val_f64 = required()
+        _gguf_get_val_bool = required()
+        _gguf_get_val_str = required()
+        _gguf_get_val_data = required()
+        _gguf_get_arr_n = required()
+        _gguf_get_arr_data = required()
+        _gguf_get_arr_str = required()
+        _gguf_get_n_tensors = required()
+        _gguf_find_tensor = required()
+        _gguf_get_tensor_offset = required()
+        _gguf_get_tensor_name = required()
+        _gguf_get_tensor_ne = required()
+        _gguf_get_tensor_type = required()
+        _gguf_get_tensor_size = required()
+        _gguf_remove_key = required()
+        _gguf_set_val_u8 = required()
+        _gguf_set_val_i8 = required()
+        _gguf_set_val_u16 = required()
+        _gguf_set_val_i16 = required()
+        _gguf_set_val_u32 = required()
+        _gguf_set_val_i32 = required()
+        _gguf_set_val_f32 = required()
+        _gguf_set_val_u64 = required()
+        _gguf_set_val_i64 = required()
+        _gguf_set_val_f64 = required()
+        _gguf_set_val_bool = required()
+        _gguf_set_val_str = required()
+        _gguf_set_arr_data = required()
+        _gguf_set_arr_str = required()
+        _gguf_set_kv = required()
+        _gguf_add_tensor = required()
+        _gguf_set_tensor_type = required()
+        _gguf_set_tensor_data = required()
+        _gguf_write_to_file_ptr = required()
+        _gguf_write_to_file = required()
+        _gguf_get_meta_size = required()
+        _gguf_get_meta_data = required()
+        _llama_ftype_name = required()
+        _llama_flash_attn_type_name = required()
+        _llama_load_mode_name = required()
+        _llama_load_mode_from_str = required()
+        _llama_version = required()
+        _llama_model_default_params = required()
+        _llama_context_default_params = required()
+        _llama_sampler_chain_default_params = required()
+        _llama_model_quantize_default_params = required()
+        _llama_backend_init = required()
+        _llama_backend_free = required()
+        _llama_numa_init = required()
+        _llama_attach_threadpool = required()
+        _llama_detach_threadpool = required()
+        _llama_model_init_from_user = required()
+        _llama_load_model_from_file = required()
+        _llama_model_load_from_file = required()
+        _llama_model_load_from_file_ptr = required()
+        _llama_model_load_from_splits = required()
+        _llama_model_save_to_file = required()
+        _llama_free_model = required()
+        _llama_model_free = required()
+        _llama_init_from_model = required()
+        _llama_new_context_with_model = required()
+        _llama_free = required()
+        _llama_time_us = required()
+        _llama_max_devices = required()
+        _llama_max_parallel_sequences = required()
+        _llama_max_tensor_buft_overrides = required()
+        _llama_supports_mmap = required()
+        _llama_supports_mlock = required()
+        _llama_supports_gpu_offload = required()
+        _llama_supports_rpc = required()
+        _llama_n_ctx = required()
+        _llama_n_ctx_seq = required()
+        _llama_n_batch = required()
+        _llama_n_ubatch = required()
+        _llama_n_seq_max = required()
+        _llama_n_rs_seq = required()
+        _llama_n_ctx_train = required()
+        _llama_n_embd = required()
+        _llama_n_layer = required()
+        _llama_n_head = required()
+        _llama_n_vocab = required()
+        _llama_get_model = required()
+        _llama_get_memory = required()
+        _llama_pooling_type = required()
+        _llama_model_get_vocab = required()
+        _llama_model_rope_type = required()
+        _llama_model_n_ctx_train = required()
+        _llama_model_n_embd = required()
+        _llama_model_n_embd_inp = required()
+        _llama_model_n_embd_out = required()
+        _llama_model_n_layer = required()
+        _llama_model_n_layer_nextn = required()
+        _llama_model_n_head = required()
+        _llama_model_n_head_kv = required()
+        _llama_model_n_swa = required()
+        _llama_model_rope_freq_scale_train = required()
+        _llama_model_n_cls_out = required()
+        _llama_model_cls_label = required()
+        _llama_vocab_type = required()
+        _llama_vocab_n_tokens = required()
+        _llama_model_meta_val_str = required()
+        _llama_model_meta_count = required()
+        _llama_model_meta_key_str = required()
+        _llama_model_meta_key_by_index = required()
+        _llama_model_meta_val_str_by_index = required()
+        _llama_model_desc = required()
+        _llama_model_ftype = required()
+        _llama_model_size = required()
+        _llama_model_chat_template = required()
+        _llama_model_n_params = required()
+        _llama_model_has_encoder = required()
+        _llama_model_has_decoder = required()
+        _llama_model_decoder_start_token = required()
+        _llama_model_is_recurrent = required()
+        _llama_model_is_hybrid = required()
+        _llama_model_is_diffusion = required()
+        _llama_model_quantize = required()
+        _llama_adapter_lora_init = required()
+        _llama_adapter_lora_init_from_file_ptr = required()
+        _llama_adapter_meta_val_str = required()
+        _llama_adapter_meta_count = required()
+        _llama_adapter_meta_key_by_index = required()
+        _llama_adapter_meta_val_str_by_index = required()
+        _llama_adapter_lora_free = required()
+        _llama_adapter_get_alora_n_invocation_tokens = required()
+        _llama_adapter_get_alora_invocation_tokens = required()
+        _llama_set_adapters_lora = required()
+        _llama_set_adapter_cvec = required()
+        _llama_memory_clear = required()
+        _llama_memory_seq_rm = required()
+        _llama_memory_seq_cp = required()
+        _llama_memory_seq_keep = required()
+        _llama_memory_seq_add = required()
+        _llama_memory_seq_div = required()
+        _llama_memory_seq_pos_min = required()
+        _llama_memory_seq_pos_max = required()
+        _llama_memory_can_shift = required()
+        _llama_state_get_size = required()
+        _llama_get_state_size = required()
+        _llama_state_get_data = required()
+        _llama_copy_state_data = required()
+        _llama_state_set_data = required()
+        _llama_set_state_data = required()
+        _llama_state_load_file = required()
+        _llama_load_session_file = required()
+        _llama_state_save_file = required()
+        _llama_save_session_file = required()
+        _llama_state_seq_get_size = required()
+        _llama_state_seq_get_data = required()
+        _llama_state_seq_set_data = required()
+        _llama_state_seq_save_file = required()
+        _llama_state_seq_load_file = required()
+        _llama_state_seq_get_size_ext = required()
+        _llama_state_seq_get_data_ext = required()
+        _llama_state_seq_set_data_ext = required()
+        _llama_batch_get_one = required()
+        _llama_batch_init = required()
+        _llama_batch_free = required()
+        _llama_encode = required()
+        _llama_decode = required()
+        _llama_batch_ext_init = required()
+        _llama_batch_ext_free = required()
+        _llama_batch_ext_clear = required()
+        _llama_batch_ext_add = required()
+        _llama_batch_ext_add_token = required()
+        _llama_batch_ext_add_embd = required()
+        _llama_batch_ext_add_seq = required()
+        _llama_batch_ext_set_embd_token = required()
+        _llama_batch_ext_set_embd_state = required()
+        _llama_batch_ext_set_output_embd = required()
+        _llama_batch_ext_set_output_logits = required()
+        _llama_batch_ext_set_pos = required()
+        _llama_process = required()
+        _llama_set_n_threads = required()
+        _llama_n_threads = required()
+        _llama_n_threads_batch = required()
+        _llama_set_embeddings = required()
+        _llama_set_causal_attn = required()
+        _llama_get_causal_attn = required()
+        _llama_set_warmup = required()
+        _llama_set_abort_callback = required()
+        _llama_synchronize = required()
+        _llama_get_logits = required()
+        _llama_get_logits_ith = required()
+        _llama_get_embeddings = required()
+        _llama_get_embeddings_ith = required()
+        _llama_get_embeddings_seq = required()
+        _llama_get_sampled_token_ith = required()
+        _llama_get_sampled_probs_ith = required()
+        _llama_get_sampled_probs_count_ith = required()
+        _llama_get_sampled_logits_ith = required()
+        _llama_get_sampled_logits_count_ith = required()
+        _llama_get_sampled_candidates_ith = required()
+        _llama_get_sampled_candidates_count_ith = required()
+        _llama_vocab_get_text = required()
+        _llama_vocab_get_score = required()
+        _llama_vocab_get_attr = required()
+        _llama_vocab_is_eog = required()
+        _llama_vocab_is_control = required()
+        _llama_vocab_bos = required()
+        _llama_vocab_eos = required()
+        _llama_vocab_eot = required()
+        _llama_vocab_sep = required()
+        _llama_vocab_nl = required()
+        _llama_vocab_pad = required()
+        _llama_vocab_mask = required()
+        _llama_vocab_get_add_bos = required()
+        _llama_vocab_get_add_eos = required()
+        _llama_vocab_get_add_sep = required()
+        _llama_vocab_get_suppress_tokens = required()
+        _llama_vocab_fim_pre = required()
+        _llama_vocab_fim_suf = required()
+        _llama_vocab_fim_mid = required()
+        _llama_vocab_fim_pad = required()
+        _llama_vocab_fim_rep = required()
+        _llama_vocab_fim_sep = required()
+        _llama_token_get_text = required()
+        _llama_token_get_score = required()
+        _llama_token_get_attr = required()
+        _llama_token_is_eog = required()
+        _llama_token_is_control = required()
+        _llama_token_bos = required()
+        _llama_token_eos = required()
+        _llama_token_eot = required()
+        _llama_token_cls = required()
+        _llama_token_sep = required()
+        _llama_token_nl = required()
+        _llama_token_pad = required()
+        _llama_add_bos_token = required()
+        _llama_add_eos_token = required()
+        _llama_token_fim_pre = required()
+        _llama_token_fim_suf = required()
+        _llama_token_fim_mid = required()
+        _llama_token_fim_pad = required()
+        _llama_token_fim_rep = required()
+        _llama_token_fim_sep = required()
+        _llama_vocab_cls = required()
+        _llama_tokenize = required()
+        _llama_token_to_piece = required()
+        _llama_detokenize = required()
+        _llama_chat_apply_template = required()
+        _llama_chat_builtin_templates = required()
+        _llama_set_sampler = required()
+        _llama_sampler_init = required()
+        _llama_sampler_name = required()
+        _llama_sampler_accept = required()
+        _llama_sampler_apply = required()
+        _llama_sampler_reset = required()
+        _llama_sampler_clone = required()
+        _llama_sampler_copy = required()
+        _llama_sampler_free = required()
+        _llama_sampler_chain_init = required()
+        _llama_sampler_chain_add = required()
+        _llama_sampler_chain_get = required()
+        _llama_sampler_chain_n = required()
+        _llama_sampler_chain_remove = required()
+        _llama_sampler_init_greedy = required()
+        _llama_sampler_init_dist = required()
+        _llama_sampler_init_top_k = required()
+        _llama_sampler_init_top_p = required()
+        _llama_sampler_init_min_p = required()
+        _llama_sampler_init_typical = required()
+        _llama_sampler_init_temp = required()
+        _llama_sampler_init_temp_ext = required()
+        _llama_sampler_init_xtc = required()
+        _llama_sampler_init_top_n_sigma = required()
+        _llama_sampler_init_mirostat = required()
+        _llama_sampler_init_mirostat_v2 = required()
+        _llama_sampler_init_grammar = required()
+        _llama_sampler_init_grammar_lazy = required()
+        _llama_sampler_init_grammar_lazy_patterns = required()
+        _llama_sampler_init_penalties = required()
+        _llama_sampler_init_dry = required()
+        _llama_sampler_init_adaptive_p = required()
+        _llama_sampler_init_logit_bias = required()
+        _llama_sampler_init_infill = required()
+        _llama_sampler_get_seed = required()
+        _llama_sampler_sample = required()
+        _llama_split_path = required()
+        _llama_split_prefix = required()
+        _llama_print_system_info = required()
+        _llama_log_get = required()
+        _llama_log_set = required()
+        _llama_perf_context = required()
+        _llama_perf_context_print = required()
+        _llama_perf_context_reset = required()
+        _llama_perf_sampler = required()
+        _llama_perf_sampler_print = required()
+        _llama_perf_sampler_reset = required()
+        _llama_opt_param_filter_all = required()
+        _llama_opt_init = required()
+        _llama_opt_epoch = required()
+        _mtmd_default_marker = optional()
+        _mtmd_context_params_default = optional()
+        _mtmd_init_from_file = optional()
+        _mtmd_free = optional()
+        _mtmd_decode_use_non_causal = optional()
+        _mtmd_decode_use_mrope = optional()
+        _mtmd_support_vision = optional()
+        _mtmd_support_audio = optional()
+        _mtmd_get_audio_sample_rate = optional()
+        _mtmd_get_marker = optional()
+        _mtmd_bitmap_init = optional()
+        _mtmd_bitmap_init_from_audio = optional()
+        _mtmd_bitmap_get_nx = optional()
+        _mtmd_bitmap_get_ny = optional()
+        _mtmd_bitmap_get_data = optional()
+        _mtmd_bitmap_get_n_bytes = optional()
+        _mtmd_bitmap_is_audio = optional()
+        _mtmd_bitmap_free = optional()
+        _mtmd_bitmap_get_id = optional()
+        _mtmd_bitmap_set_id = optional()
+        _mtmd_bitmap_set_mergeable = optional()
+        _mtmd_bitmap_init_lazy = optional()
+        _mtmd_input_chunks_init = optional()
+        _mtmd_input_chunks_size = optional()
+        _mtmd_input_chunks_get = optional()
+        _mtmd_input_chunks_free = optional()
+        _mtmd_input_chunk_get_type = optional()
+        _mtmd_input_chunk_get_tokens_text = optional()
+        _mtmd_input_chunk_get_tokens_image = optional()
+        _mtmd_input_chunk_get_n_tokens = optional()
+        _mtmd_input_chunk_get_id = optional()
+        _mtmd_input_chunk_get_n_pos = optional()
+        _mtmd_input_chunk_copy = optional()
+        _mtmd_input_chunk_free = optional()
+        _mtmd_input_chunk_get_placeholder = optional()
+        _mtmd_input_chunk_save = optional()
+        _mtmd_input_chunk_load = optional()
+        _mtmd_image_tokens_get_n_tokens = optional()
+        _mtmd_image_tokens_get_id = optional()
+        _mtmd_image_tokens_get_n_pos = optional()
+        _mtmd_image_tokens_get_nx = optional()
+        _mtmd_image_tokens_get_ny = optional()
+        _mtmd_image_tokens_get_decoder_pos = optional()
+        _mtmd_tokenize = optional()
+        _mtmd_tokenize_from_parts = optional()
+        _mtmd_encode = optional()
+        _mtmd_encode_chunk = optional()
+        _mtmd_get_output_embd = optional()
+        _mtmd_batch_init = optional()
+        _mtmd_batch_free = optional()
+        _mtmd_batch_add_chunk = optional()
+        _mtmd_batch_encode = optional()
+        _mtmd_batch_get_output_embd = optional()
+        _mtmd_log_set = optional()
+        _mtmd_get_cap_from_file = optional()
+        _mtmd_gen_audio_get_info = optional()
+        _mtmd_gen_inp_default = optional()
+        _mtmd_gen_audio_process = optional()
+        _mtmd_test_create_input_chunks = optional()
+        _mtmd_helper_video_init_params_default = optional()
+        _mtmd_helper_init_opt_default = optional()
+        _mtmd_helper_log_set = optional()
+        _mtmd_helper_support_video = optional()
+        _mtmd_helper_bitmap_init_from_file = optional()
+        _mtmd_helper_bitmap_init_from_buf = optional()
+        _mtmd_helper_get_n_tokens = optional()
+        _mtmd_helper_get_n_pos = optional()
+        _mtmd_helper_image_get_decoder_pos = optional()
+        _mtmd_helper_eval_chunks = optional()
+        _mtmd_helper_eval_chunk_single = optional()
+        _mtmd_helper_decode_image_chunk = optional()
+        _mtmd_helper_video_init = optional()
+        _mtmd_helper_video_init_from_buf = optional()
+        _mtmd_helper_video_free = optional()
+        _mtmd_helper_video_get_info = optional()
+        _mtmd_helper_video_read_next = optional()
+        _mtmd_helper_model_can_chat = optional()
+        _mtmd_helper_gen_audio_init = optional()
+        _mtmd_helper_gen_audio_free = optional()
+        _mtmd_helper_gen_audio_reset = optional()
+        _mtmd_helper_gen_audio_set_input = optional()
+        _mtmd_helper_gen_audio_step_prompt = optional()
+        _mtmd_helper_gen_audio_step_gen = optional()
+        _mtmd_helper_gen_audio_get_output = optional()
         if !missing.isEmpty { throw .missingRequired(missing) }
     }
 
@@ -3128,6589 +3130,5577 @@ public final class LlamaSymbols: @unchecked Sendable {
 extension LlamaSymbols {
 
     /// The corresponding C function is `ggml_set_abort_callback` (ggml/include/ggml.h:353, libggml-base).
-    @inlinable
     public func ggml_set_abort_callback(_ callback: ggml_abort_callback_t?) -> ggml_abort_callback_t? {
-        _ggml_set_abort_callback(callback)
+        unsafeBitCast(_ggml_set_abort_callback, to: ggml_set_abort_callback_fn.self)(callback)
     }
 
     /// The corresponding C function is `ggml_status_to_string` (ggml/include/ggml.h:366, libggml-base).
-    @inlinable
     public func ggml_status_to_string(_ status: ggml_status) -> UnsafePointer<CChar>? {
-        _ggml_status_to_string(status)
+        unsafeBitCast(_ggml_status_to_string, to: ggml_status_to_string_fn.self)(status)
     }
 
     /// The corresponding C function is `ggml_fp16_to_fp32` (ggml/include/ggml.h:371, libggml-base).
-    @inlinable
     public func ggml_fp16_to_fp32(_ arg0: ggml_fp16_t) -> CFloat {
-        _ggml_fp16_to_fp32(arg0)
+        unsafeBitCast(_ggml_fp16_to_fp32, to: ggml_fp16_to_fp32_fn.self)(arg0)
     }
 
     /// The corresponding C function is `ggml_fp32_to_fp16` (ggml/include/ggml.h:372, libggml-base).
-    @inlinable
     public func ggml_fp32_to_fp16(_ arg0: CFloat) -> ggml_fp16_t {
-        _ggml_fp32_to_fp16(arg0)
+        unsafeBitCast(_ggml_fp32_to_fp16, to: ggml_fp32_to_fp16_fn.self)(arg0)
     }
 
     /// The corresponding C function is `ggml_fp16_to_fp32_row` (ggml/include/ggml.h:373, libggml-base).
-    @inlinable
     public func ggml_fp16_to_fp32_row(_ arg0: UnsafePointer<ggml_fp16_t>?, _ arg1: UnsafeMutablePointer<CFloat>?, _ arg2: Int64) {
-        _ggml_fp16_to_fp32_row(arg0, arg1, arg2)
+        unsafeBitCast(_ggml_fp16_to_fp32_row, to: ggml_fp16_to_fp32_row_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_fp32_to_fp16_row` (ggml/include/ggml.h:374, libggml-base).
-    @inlinable
     public func ggml_fp32_to_fp16_row(_ arg0: UnsafePointer<CFloat>?, _ arg1: UnsafeMutablePointer<ggml_fp16_t>?, _ arg2: Int64) {
-        _ggml_fp32_to_fp16_row(arg0, arg1, arg2)
+        unsafeBitCast(_ggml_fp32_to_fp16_row, to: ggml_fp32_to_fp16_row_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_fp32_to_bf16` (ggml/include/ggml.h:378, libggml-base).
-    @inlinable
     public func ggml_fp32_to_bf16(_ arg0: CFloat) -> ggml_bf16_t {
-        _ggml_fp32_to_bf16(arg0)
+        unsafeBitCast(_ggml_fp32_to_bf16, to: ggml_fp32_to_bf16_fn.self)(arg0)
     }
 
     /// The corresponding C function is `ggml_bf16_to_fp32` (ggml/include/ggml.h:379, libggml-base).
-    @inlinable
     public func ggml_bf16_to_fp32(_ arg0: ggml_bf16_t) -> CFloat {
-        _ggml_bf16_to_fp32(arg0)
+        unsafeBitCast(_ggml_bf16_to_fp32, to: ggml_bf16_to_fp32_fn.self)(arg0)
     }
 
     /// The corresponding C function is `ggml_bf16_to_fp32_row` (ggml/include/ggml.h:380, libggml-base).
-    @inlinable
     public func ggml_bf16_to_fp32_row(_ arg0: UnsafePointer<ggml_bf16_t>?, _ arg1: UnsafeMutablePointer<CFloat>?, _ arg2: Int64) {
-        _ggml_bf16_to_fp32_row(arg0, arg1, arg2)
+        unsafeBitCast(_ggml_bf16_to_fp32_row, to: ggml_bf16_to_fp32_row_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_fp32_to_bf16_row_ref` (ggml/include/ggml.h:381, libggml-base).
-    @inlinable
     public func ggml_fp32_to_bf16_row_ref(_ arg0: UnsafePointer<CFloat>?, _ arg1: UnsafeMutablePointer<ggml_bf16_t>?, _ arg2: Int64) {
-        _ggml_fp32_to_bf16_row_ref(arg0, arg1, arg2)
+        unsafeBitCast(_ggml_fp32_to_bf16_row_ref, to: ggml_fp32_to_bf16_row_ref_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_fp32_to_bf16_row` (ggml/include/ggml.h:382, libggml-base).
-    @inlinable
     public func ggml_fp32_to_bf16_row(_ arg0: UnsafePointer<CFloat>?, _ arg1: UnsafeMutablePointer<ggml_bf16_t>?, _ arg2: Int64) {
-        _ggml_fp32_to_bf16_row(arg0, arg1, arg2)
+        unsafeBitCast(_ggml_fp32_to_bf16_row, to: ggml_fp32_to_bf16_row_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_guid_matches` (ggml/include/ggml.h:735, libggml-base).
-    @inlinable
     public func ggml_guid_matches(_ guid_a: ggml_guid_t?, _ guid_b: ggml_guid_t?) -> Bool {
-        _ggml_guid_matches(guid_a, guid_b)
+        unsafeBitCast(_ggml_guid_matches, to: ggml_guid_matches_fn.self)(guid_a, guid_b)
     }
 
     /// The corresponding C function is `ggml_version` (ggml/include/ggml.h:739, libggml-base).
-    @inlinable
     public func ggml_version() -> UnsafePointer<CChar>? {
-        _ggml_version()
+        unsafeBitCast(_ggml_version, to: ggml_version_fn.self)()
     }
 
     /// The corresponding C function is `ggml_commit` (ggml/include/ggml.h:740, libggml-base).
-    @inlinable
     public func ggml_commit() -> UnsafePointer<CChar>? {
-        _ggml_commit()
+        unsafeBitCast(_ggml_commit, to: ggml_commit_fn.self)()
     }
 
     /// The corresponding C function is `ggml_time_init` (ggml/include/ggml.h:742, libggml-base).
-    @inlinable
     public func ggml_time_init() {
-        _ggml_time_init()
+        unsafeBitCast(_ggml_time_init, to: ggml_time_init_fn.self)()
     }
 
     /// The corresponding C function is `ggml_time_ms` (ggml/include/ggml.h:743, libggml-base).
-    @inlinable
     public func ggml_time_ms() -> Int64 {
-        _ggml_time_ms()
+        unsafeBitCast(_ggml_time_ms, to: ggml_time_ms_fn.self)()
     }
 
     /// The corresponding C function is `ggml_time_us` (ggml/include/ggml.h:744, libggml-base).
-    @inlinable
     public func ggml_time_us() -> Int64 {
-        _ggml_time_us()
+        unsafeBitCast(_ggml_time_us, to: ggml_time_us_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cycles` (ggml/include/ggml.h:745, libggml-base).
-    @inlinable
     public func ggml_cycles() -> Int64 {
-        _ggml_cycles()
+        unsafeBitCast(_ggml_cycles, to: ggml_cycles_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cycles_per_ms` (ggml/include/ggml.h:746, libggml-base).
-    @inlinable
     public func ggml_cycles_per_ms() -> Int64 {
-        _ggml_cycles_per_ms()
+        unsafeBitCast(_ggml_cycles_per_ms, to: ggml_cycles_per_ms_fn.self)()
     }
 
     /// The corresponding C function is `ggml_fopen` (ggml/include/ggml.h:749, libggml-base).
-    @inlinable
     public func ggml_fopen(_ fname: UnsafePointer<CChar>?, _ mode: UnsafePointer<CChar>?) -> UnsafeMutablePointer<FILE>? {
-        _ggml_fopen(fname, mode)
+        unsafeBitCast(_ggml_fopen, to: ggml_fopen_fn.self)(fname, mode)
     }
 
     /// The corresponding C function is `ggml_print_object` (ggml/include/ggml.h:751, libggml-base).
-    @inlinable
     public func ggml_print_object(_ obj: OpaquePointer?) {
-        _ggml_print_object(obj)
+        unsafeBitCast(_ggml_print_object, to: ggml_print_object_fn.self)(obj)
     }
 
     /// The corresponding C function is `ggml_print_objects` (ggml/include/ggml.h:752, libggml-base).
-    @inlinable
     public func ggml_print_objects(_ ctx: OpaquePointer?) {
-        _ggml_print_objects(ctx)
+        unsafeBitCast(_ggml_print_objects, to: ggml_print_objects_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_nelements` (ggml/include/ggml.h:754, libggml-base).
-    @inlinable
     public func ggml_nelements(_ tensor: UnsafePointer<ggml_tensor>?) -> Int64 {
-        _ggml_nelements(tensor)
+        unsafeBitCast(_ggml_nelements, to: ggml_nelements_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_nrows` (ggml/include/ggml.h:755, libggml-base).
-    @inlinable
     public func ggml_nrows(_ tensor: UnsafePointer<ggml_tensor>?) -> Int64 {
-        _ggml_nrows(tensor)
+        unsafeBitCast(_ggml_nrows, to: ggml_nrows_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_nbytes` (ggml/include/ggml.h:756, libggml-base).
-    @inlinable
     public func ggml_nbytes(_ tensor: UnsafePointer<ggml_tensor>?) -> Int {
-        _ggml_nbytes(tensor)
+        unsafeBitCast(_ggml_nbytes, to: ggml_nbytes_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_nbytes_pad` (ggml/include/ggml.h:757, libggml-base).
-    @inlinable
     public func ggml_nbytes_pad(_ tensor: UnsafePointer<ggml_tensor>?) -> Int {
-        _ggml_nbytes_pad(tensor)
+        unsafeBitCast(_ggml_nbytes_pad, to: ggml_nbytes_pad_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_blck_size` (ggml/include/ggml.h:759, libggml-base).
-    @inlinable
     public func ggml_blck_size(_ type: ggml_type) -> Int64 {
-        _ggml_blck_size(type)
+        unsafeBitCast(_ggml_blck_size, to: ggml_blck_size_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_type_size` (ggml/include/ggml.h:760, libggml-base).
-    @inlinable
     public func ggml_type_size(_ type: ggml_type) -> Int {
-        _ggml_type_size(type)
+        unsafeBitCast(_ggml_type_size, to: ggml_type_size_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_row_size` (ggml/include/ggml.h:761, libggml-base).
-    @inlinable
     public func ggml_row_size(_ type: ggml_type, _ ne: Int64) -> Int {
-        _ggml_row_size(type, ne)
+        unsafeBitCast(_ggml_row_size, to: ggml_row_size_fn.self)(type, ne)
     }
 
     /// The corresponding C function is `ggml_type_sizef` (ggml/include/ggml.h:763, libggml-base).
     @available(*, deprecated, message: "use ggml_row_size() instead")
-    @inlinable
     public func ggml_type_sizef(_ type: ggml_type) -> CDouble {
-        _ggml_type_sizef(type)
+        unsafeBitCast(_ggml_type_sizef, to: ggml_type_sizef_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_type_name` (ggml/include/ggml.h:767, libggml-base).
-    @inlinable
     public func ggml_type_name(_ type: ggml_type) -> UnsafePointer<CChar>? {
-        _ggml_type_name(type)
+        unsafeBitCast(_ggml_type_name, to: ggml_type_name_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_op_name` (ggml/include/ggml.h:768, libggml-base).
-    @inlinable
     public func ggml_op_name(_ op: ggml_op) -> UnsafePointer<CChar>? {
-        _ggml_op_name(op)
+        unsafeBitCast(_ggml_op_name, to: ggml_op_name_fn.self)(op)
     }
 
     /// The corresponding C function is `ggml_op_symbol` (ggml/include/ggml.h:769, libggml-base).
-    @inlinable
     public func ggml_op_symbol(_ op: ggml_op) -> UnsafePointer<CChar>? {
-        _ggml_op_symbol(op)
+        unsafeBitCast(_ggml_op_symbol, to: ggml_op_symbol_fn.self)(op)
     }
 
     /// The corresponding C function is `ggml_unary_op_name` (ggml/include/ggml.h:771, libggml-base).
-    @inlinable
     public func ggml_unary_op_name(_ op: ggml_unary_op) -> UnsafePointer<CChar>? {
-        _ggml_unary_op_name(op)
+        unsafeBitCast(_ggml_unary_op_name, to: ggml_unary_op_name_fn.self)(op)
     }
 
     /// The corresponding C function is `ggml_glu_op_name` (ggml/include/ggml.h:772, libggml-base).
-    @inlinable
     public func ggml_glu_op_name(_ op: ggml_glu_op) -> UnsafePointer<CChar>? {
-        _ggml_glu_op_name(op)
+        unsafeBitCast(_ggml_glu_op_name, to: ggml_glu_op_name_fn.self)(op)
     }
 
     /// The corresponding C function is `ggml_op_desc` (ggml/include/ggml.h:773, libggml-base).
-    @inlinable
     public func ggml_op_desc(_ t: UnsafePointer<ggml_tensor>?) -> UnsafePointer<CChar>? {
-        _ggml_op_desc(t)
+        unsafeBitCast(_ggml_op_desc, to: ggml_op_desc_fn.self)(t)
     }
 
     /// The corresponding C function is `ggml_element_size` (ggml/include/ggml.h:775, libggml-base).
-    @inlinable
     public func ggml_element_size(_ tensor: UnsafePointer<ggml_tensor>?) -> Int {
-        _ggml_element_size(tensor)
+        unsafeBitCast(_ggml_element_size, to: ggml_element_size_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_quantized` (ggml/include/ggml.h:777, libggml-base).
-    @inlinable
     public func ggml_is_quantized(_ type: ggml_type) -> Bool {
-        _ggml_is_quantized(type)
+        unsafeBitCast(_ggml_is_quantized, to: ggml_is_quantized_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_ftype_to_ggml_type` (ggml/include/ggml.h:780, libggml-base).
-    @inlinable
     public func ggml_ftype_to_ggml_type(_ ftype: ggml_ftype) -> ggml_type {
-        _ggml_ftype_to_ggml_type(ftype)
+        unsafeBitCast(_ggml_ftype_to_ggml_type, to: ggml_ftype_to_ggml_type_fn.self)(ftype)
     }
 
     /// The corresponding C function is `ggml_is_transposed` (ggml/include/ggml.h:782, libggml-base).
-    @inlinable
     public func ggml_is_transposed(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_transposed(tensor)
+        unsafeBitCast(_ggml_is_transposed, to: ggml_is_transposed_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_permuted` (ggml/include/ggml.h:783, libggml-base).
-    @inlinable
     public func ggml_is_permuted(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_permuted(tensor)
+        unsafeBitCast(_ggml_is_permuted, to: ggml_is_permuted_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_empty` (ggml/include/ggml.h:784, libggml-base).
-    @inlinable
     public func ggml_is_empty(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_empty(tensor)
+        unsafeBitCast(_ggml_is_empty, to: ggml_is_empty_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_view` (ggml/include/ggml.h:785, libggml-base).
-    @inlinable
     public func ggml_is_view(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_view(tensor)
+        unsafeBitCast(_ggml_is_view, to: ggml_is_view_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_scalar` (ggml/include/ggml.h:786, libggml-base).
-    @inlinable
     public func ggml_is_scalar(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_scalar(tensor)
+        unsafeBitCast(_ggml_is_scalar, to: ggml_is_scalar_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_vector` (ggml/include/ggml.h:787, libggml-base).
-    @inlinable
     public func ggml_is_vector(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_vector(tensor)
+        unsafeBitCast(_ggml_is_vector, to: ggml_is_vector_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_matrix` (ggml/include/ggml.h:788, libggml-base).
-    @inlinable
     public func ggml_is_matrix(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_matrix(tensor)
+        unsafeBitCast(_ggml_is_matrix, to: ggml_is_matrix_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_3d` (ggml/include/ggml.h:789, libggml-base).
-    @inlinable
     public func ggml_is_3d(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_3d(tensor)
+        unsafeBitCast(_ggml_is_3d, to: ggml_is_3d_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_n_dims` (ggml/include/ggml.h:790, libggml-base).
-    @inlinable
     public func ggml_n_dims(_ tensor: UnsafePointer<ggml_tensor>?) -> CInt {
-        _ggml_n_dims(tensor)
+        unsafeBitCast(_ggml_n_dims, to: ggml_n_dims_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous` (ggml/include/ggml.h:793, libggml-base).
-    @inlinable
     public func ggml_is_contiguous(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous(tensor)
+        unsafeBitCast(_ggml_is_contiguous, to: ggml_is_contiguous_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_0` (ggml/include/ggml.h:794, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_0(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_0(tensor)
+        unsafeBitCast(_ggml_is_contiguous_0, to: ggml_is_contiguous_0_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_1` (ggml/include/ggml.h:795, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_1(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_1(tensor)
+        unsafeBitCast(_ggml_is_contiguous_1, to: ggml_is_contiguous_1_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_2` (ggml/include/ggml.h:796, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_2(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_2(tensor)
+        unsafeBitCast(_ggml_is_contiguous_2, to: ggml_is_contiguous_2_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_to_1` (ggml/include/ggml.h:798, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_to_1(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_to_1(tensor)
+        unsafeBitCast(_ggml_is_contiguous_to_1, to: ggml_is_contiguous_to_1_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_to_2` (ggml/include/ggml.h:799, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_to_2(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_to_2(tensor)
+        unsafeBitCast(_ggml_is_contiguous_to_2, to: ggml_is_contiguous_to_2_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_to_3` (ggml/include/ggml.h:800, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_to_3(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_to_3(tensor)
+        unsafeBitCast(_ggml_is_contiguous_to_3, to: ggml_is_contiguous_to_3_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguously_allocated` (ggml/include/ggml.h:803, libggml-base).
-    @inlinable
     public func ggml_is_contiguously_allocated(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguously_allocated(tensor)
+        unsafeBitCast(_ggml_is_contiguously_allocated, to: ggml_is_contiguously_allocated_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_channels` (ggml/include/ggml.h:806, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_channels(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_channels(tensor)
+        unsafeBitCast(_ggml_is_contiguous_channels, to: ggml_is_contiguous_channels_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_is_contiguous_rows` (ggml/include/ggml.h:809, libggml-base).
-    @inlinable
     public func ggml_is_contiguous_rows(_ tensor: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_is_contiguous_rows(tensor)
+        unsafeBitCast(_ggml_is_contiguous_rows, to: ggml_is_contiguous_rows_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_are_same_shape` (ggml/include/ggml.h:811, libggml-base).
-    @inlinable
     public func ggml_are_same_shape(_ t0: UnsafePointer<ggml_tensor>?, _ t1: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_are_same_shape(t0, t1)
+        unsafeBitCast(_ggml_are_same_shape, to: ggml_are_same_shape_fn.self)(t0, t1)
     }
 
     /// The corresponding C function is `ggml_are_same_stride` (ggml/include/ggml.h:812, libggml-base).
-    @inlinable
     public func ggml_are_same_stride(_ t0: UnsafePointer<ggml_tensor>?, _ t1: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_are_same_stride(t0, t1)
+        unsafeBitCast(_ggml_are_same_stride, to: ggml_are_same_stride_fn.self)(t0, t1)
     }
 
     /// The corresponding C function is `ggml_can_repeat` (ggml/include/ggml.h:814, libggml-base).
-    @inlinable
     public func ggml_can_repeat(_ t0: UnsafePointer<ggml_tensor>?, _ t1: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_can_repeat(t0, t1)
+        unsafeBitCast(_ggml_can_repeat, to: ggml_can_repeat_fn.self)(t0, t1)
     }
 
     /// The corresponding C function is `ggml_tensor_overhead` (ggml/include/ggml.h:817, libggml-base).
-    @inlinable
     public func ggml_tensor_overhead() -> Int {
-        _ggml_tensor_overhead()
+        unsafeBitCast(_ggml_tensor_overhead, to: ggml_tensor_overhead_fn.self)()
     }
 
     /// The corresponding C function is `ggml_validate_row_data` (ggml/include/ggml.h:819, libggml-base).
-    @inlinable
     public func ggml_validate_row_data(_ type: ggml_type, _ data: UnsafeRawPointer?, _ nbytes: Int) -> Bool {
-        _ggml_validate_row_data(type, data, nbytes)
+        unsafeBitCast(_ggml_validate_row_data, to: ggml_validate_row_data_fn.self)(type, data, nbytes)
     }
 
     /// The corresponding C function is `ggml_init` (ggml/include/ggml.h:823, libggml-base).
-    @inlinable
     public func ggml_init(_ params: ggml_init_params) -> OpaquePointer? {
-        _ggml_init(params)
+        unsafeBitCast(_ggml_init, to: ggml_init_fn.self)(params)
     }
 
     /// The corresponding C function is `ggml_reset` (ggml/include/ggml.h:824, libggml-base).
-    @inlinable
     public func ggml_reset(_ ctx: OpaquePointer?) {
-        _ggml_reset(ctx)
+        unsafeBitCast(_ggml_reset, to: ggml_reset_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_free` (ggml/include/ggml.h:825, libggml-base).
-    @inlinable
     public func ggml_free(_ ctx: OpaquePointer?) {
-        _ggml_free(ctx)
+        unsafeBitCast(_ggml_free, to: ggml_free_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_used_mem` (ggml/include/ggml.h:827, libggml-base).
-    @inlinable
     public func ggml_used_mem(_ ctx: OpaquePointer?) -> Int {
-        _ggml_used_mem(ctx)
+        unsafeBitCast(_ggml_used_mem, to: ggml_used_mem_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_get_no_alloc` (ggml/include/ggml.h:829, libggml-base).
-    @inlinable
     public func ggml_get_no_alloc(_ ctx: OpaquePointer?) -> Bool {
-        _ggml_get_no_alloc(ctx)
+        unsafeBitCast(_ggml_get_no_alloc, to: ggml_get_no_alloc_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_set_no_alloc` (ggml/include/ggml.h:830, libggml-base).
-    @inlinable
     public func ggml_set_no_alloc(_ ctx: OpaquePointer?, _ no_alloc: Bool) {
-        _ggml_set_no_alloc(ctx, no_alloc)
+        unsafeBitCast(_ggml_set_no_alloc, to: ggml_set_no_alloc_fn.self)(ctx, no_alloc)
     }
 
     /// The corresponding C function is `ggml_get_mem_buffer` (ggml/include/ggml.h:832, libggml-base).
-    @inlinable
     public func ggml_get_mem_buffer(_ ctx: OpaquePointer?) -> UnsafeMutableRawPointer? {
-        _ggml_get_mem_buffer(ctx)
+        unsafeBitCast(_ggml_get_mem_buffer, to: ggml_get_mem_buffer_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_get_mem_size` (ggml/include/ggml.h:833, libggml-base).
-    @inlinable
     public func ggml_get_mem_size(_ ctx: OpaquePointer?) -> Int {
-        _ggml_get_mem_size(ctx)
+        unsafeBitCast(_ggml_get_mem_size, to: ggml_get_mem_size_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_get_max_tensor_size` (ggml/include/ggml.h:834, libggml-base).
-    @inlinable
     public func ggml_get_max_tensor_size(_ ctx: OpaquePointer?) -> Int {
-        _ggml_get_max_tensor_size(ctx)
+        unsafeBitCast(_ggml_get_max_tensor_size, to: ggml_get_max_tensor_size_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_new_tensor` (ggml/include/ggml.h:836, libggml-base).
-    @inlinable
     public func ggml_new_tensor(_ ctx: OpaquePointer?, _ type: ggml_type, _ n_dims: CInt, _ ne: UnsafePointer<Int64>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_new_tensor(ctx, type, n_dims, ne)
+        unsafeBitCast(_ggml_new_tensor, to: ggml_new_tensor_fn.self)(ctx, type, n_dims, ne)
     }
 
     /// The corresponding C function is `ggml_new_tensor_1d` (ggml/include/ggml.h:842, libggml-base).
-    @inlinable
     public func ggml_new_tensor_1d(_ ctx: OpaquePointer?, _ type: ggml_type, _ ne0: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_new_tensor_1d(ctx, type, ne0)
+        unsafeBitCast(_ggml_new_tensor_1d, to: ggml_new_tensor_1d_fn.self)(ctx, type, ne0)
     }
 
     /// The corresponding C function is `ggml_new_tensor_2d` (ggml/include/ggml.h:847, libggml-base).
-    @inlinable
     public func ggml_new_tensor_2d(_ ctx: OpaquePointer?, _ type: ggml_type, _ ne0: Int64, _ ne1: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_new_tensor_2d(ctx, type, ne0, ne1)
+        unsafeBitCast(_ggml_new_tensor_2d, to: ggml_new_tensor_2d_fn.self)(ctx, type, ne0, ne1)
     }
 
     /// The corresponding C function is `ggml_new_tensor_3d` (ggml/include/ggml.h:853, libggml-base).
-    @inlinable
     public func ggml_new_tensor_3d(_ ctx: OpaquePointer?, _ type: ggml_type, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_new_tensor_3d(ctx, type, ne0, ne1, ne2)
+        unsafeBitCast(_ggml_new_tensor_3d, to: ggml_new_tensor_3d_fn.self)(ctx, type, ne0, ne1, ne2)
     }
 
     /// The corresponding C function is `ggml_new_tensor_4d` (ggml/include/ggml.h:860, libggml-base).
-    @inlinable
     public func ggml_new_tensor_4d(_ ctx: OpaquePointer?, _ type: ggml_type, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ ne3: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_new_tensor_4d(ctx, type, ne0, ne1, ne2, ne3)
+        unsafeBitCast(_ggml_new_tensor_4d, to: ggml_new_tensor_4d_fn.self)(ctx, type, ne0, ne1, ne2, ne3)
     }
 
     /// The corresponding C function is `ggml_new_buffer` (ggml/include/ggml.h:868, libggml-base).
-    @inlinable
     public func ggml_new_buffer(_ ctx: OpaquePointer?, _ nbytes: Int) -> UnsafeMutableRawPointer? {
-        _ggml_new_buffer(ctx, nbytes)
+        unsafeBitCast(_ggml_new_buffer, to: ggml_new_buffer_fn.self)(ctx, nbytes)
     }
 
     /// The corresponding C function is `ggml_dup_tensor` (ggml/include/ggml.h:870, libggml-base).
-    @inlinable
     public func ggml_dup_tensor(_ ctx: OpaquePointer?, _ src: UnsafePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_dup_tensor(ctx, src)
+        unsafeBitCast(_ggml_dup_tensor, to: ggml_dup_tensor_fn.self)(ctx, src)
     }
 
     /// The corresponding C function is `ggml_view_tensor` (ggml/include/ggml.h:871, libggml-base).
-    @inlinable
     public func ggml_view_tensor(_ ctx: OpaquePointer?, _ src: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_view_tensor(ctx, src)
+        unsafeBitCast(_ggml_view_tensor, to: ggml_view_tensor_fn.self)(ctx, src)
     }
 
     /// The corresponding C function is `ggml_get_first_tensor` (ggml/include/ggml.h:874, libggml-base).
-    @inlinable
     public func ggml_get_first_tensor(_ ctx: OpaquePointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_get_first_tensor(ctx)
+        unsafeBitCast(_ggml_get_first_tensor, to: ggml_get_first_tensor_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_get_next_tensor` (ggml/include/ggml.h:875, libggml-base).
-    @inlinable
     public func ggml_get_next_tensor(_ ctx: OpaquePointer?, _ tensor: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_get_next_tensor(ctx, tensor)
+        unsafeBitCast(_ggml_get_next_tensor, to: ggml_get_next_tensor_fn.self)(ctx, tensor)
     }
 
     /// The corresponding C function is `ggml_get_tensor` (ggml/include/ggml.h:876, libggml-base).
-    @inlinable
     public func ggml_get_tensor(_ ctx: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_get_tensor(ctx, name)
+        unsafeBitCast(_ggml_get_tensor, to: ggml_get_tensor_fn.self)(ctx, name)
     }
 
     /// The corresponding C function is `ggml_unravel_index` (ggml/include/ggml.h:879, libggml-base).
-    @inlinable
     public func ggml_unravel_index(_ tensor: UnsafePointer<ggml_tensor>?, _ i: Int64, _ i0: UnsafeMutablePointer<Int64>?, _ i1: UnsafeMutablePointer<Int64>?, _ i2: UnsafeMutablePointer<Int64>?, _ i3: UnsafeMutablePointer<Int64>?) {
-        _ggml_unravel_index(tensor, i, i0, i1, i2, i3)
+        unsafeBitCast(_ggml_unravel_index, to: ggml_unravel_index_fn.self)(tensor, i, i0, i1, i2, i3)
     }
 
     /// The corresponding C function is `ggml_get_unary_op` (ggml/include/ggml.h:881, libggml-base).
-    @inlinable
     public func ggml_get_unary_op(_ tensor: UnsafePointer<ggml_tensor>?) -> ggml_unary_op {
-        _ggml_get_unary_op(tensor)
+        unsafeBitCast(_ggml_get_unary_op, to: ggml_get_unary_op_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_get_glu_op` (ggml/include/ggml.h:882, libggml-base).
-    @inlinable
     public func ggml_get_glu_op(_ tensor: UnsafePointer<ggml_tensor>?) -> ggml_glu_op {
-        _ggml_get_glu_op(tensor)
+        unsafeBitCast(_ggml_get_glu_op, to: ggml_get_glu_op_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_get_data` (ggml/include/ggml.h:884, libggml-base).
-    @inlinable
     public func ggml_get_data(_ tensor: UnsafePointer<ggml_tensor>?) -> UnsafeMutableRawPointer? {
-        _ggml_get_data(tensor)
+        unsafeBitCast(_ggml_get_data, to: ggml_get_data_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_get_data_f32` (ggml/include/ggml.h:885, libggml-base).
-    @inlinable
     public func ggml_get_data_f32(_ tensor: UnsafePointer<ggml_tensor>?) -> UnsafeMutablePointer<CFloat>? {
-        _ggml_get_data_f32(tensor)
+        unsafeBitCast(_ggml_get_data_f32, to: ggml_get_data_f32_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_get_name` (ggml/include/ggml.h:887, libggml-base).
-    @inlinable
     public func ggml_get_name(_ tensor: UnsafePointer<ggml_tensor>?) -> UnsafePointer<CChar>? {
-        _ggml_get_name(tensor)
+        unsafeBitCast(_ggml_get_name, to: ggml_get_name_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_set_name` (ggml/include/ggml.h:888, libggml-base).
-    @inlinable
     public func ggml_set_name(_ tensor: UnsafeMutablePointer<ggml_tensor>?, _ name: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_name(tensor, name)
+        unsafeBitCast(_ggml_set_name, to: ggml_set_name_fn.self)(tensor, name)
     }
 
     /// The corresponding C function is `ggml_set_input` (ggml/include/ggml.h:893, libggml-base).
-    @inlinable
     public func ggml_set_input(_ tensor: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_set_input(tensor)
+        unsafeBitCast(_ggml_set_input, to: ggml_set_input_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_set_output` (ggml/include/ggml.h:894, libggml-base).
-    @inlinable
     public func ggml_set_output(_ tensor: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_set_output(tensor)
+        unsafeBitCast(_ggml_set_output, to: ggml_set_output_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_set_param` (ggml/include/ggml.h:895, libggml-base).
-    @inlinable
     public func ggml_set_param(_ tensor: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_set_param(tensor)
+        unsafeBitCast(_ggml_set_param, to: ggml_set_param_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_set_loss` (ggml/include/ggml.h:896, libggml-base).
-    @inlinable
     public func ggml_set_loss(_ tensor: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_set_loss(tensor)
+        unsafeBitCast(_ggml_set_loss, to: ggml_set_loss_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_dup` (ggml/include/ggml.h:902, libggml-base).
-    @inlinable
     public func ggml_dup(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_dup(ctx, a)
+        unsafeBitCast(_ggml_dup, to: ggml_dup_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_dup_inplace` (ggml/include/ggml.h:907, libggml-base).
-    @inlinable
     public func ggml_dup_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_dup_inplace(ctx, a)
+        unsafeBitCast(_ggml_dup_inplace, to: ggml_dup_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_add` (ggml/include/ggml.h:911, libggml-base).
-    @inlinable
     public func ggml_add(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add(ctx, a, b)
+        unsafeBitCast(_ggml_add, to: ggml_add_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_add_inplace` (ggml/include/ggml.h:916, libggml-base).
-    @inlinable
     public func ggml_add_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add_inplace(ctx, a, b)
+        unsafeBitCast(_ggml_add_inplace, to: ggml_add_inplace_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_add_cast` (ggml/include/ggml.h:921, libggml-base).
-    @inlinable
     public func ggml_add_cast(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ type: ggml_type) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add_cast(ctx, a, b, type)
+        unsafeBitCast(_ggml_add_cast, to: ggml_add_cast_fn.self)(ctx, a, b, type)
     }
 
     /// The corresponding C function is `ggml_add_id` (ggml/include/ggml.h:928, libggml-base).
-    @inlinable
     public func ggml_add_id(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ ids: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add_id(ctx, a, b, ids)
+        unsafeBitCast(_ggml_add_id, to: ggml_add_id_fn.self)(ctx, a, b, ids)
     }
 
     /// The corresponding C function is `ggml_add1` (ggml/include/ggml.h:934, libggml-base).
     @available(*, deprecated, message: "use ggml_add instead")
-    @inlinable
     public func ggml_add1(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add1(ctx, a, b)
+        unsafeBitCast(_ggml_add1, to: ggml_add1_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_add1_inplace` (ggml/include/ggml.h:940, libggml-base).
     @available(*, deprecated, message: "use ggml_add_inplace instead")
-    @inlinable
     public func ggml_add1_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add1_inplace(ctx, a, b)
+        unsafeBitCast(_ggml_add1_inplace, to: ggml_add1_inplace_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_acc` (ggml/include/ggml.h:949, libggml-base).
-    @inlinable
     public func ggml_acc(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ nb1: Int, _ nb2: Int, _ nb3: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_acc(ctx, a, b, nb1, nb2, nb3, offset)
+        unsafeBitCast(_ggml_acc, to: ggml_acc_fn.self)(ctx, a, b, nb1, nb2, nb3, offset)
     }
 
     /// The corresponding C function is `ggml_acc_inplace` (ggml/include/ggml.h:958, libggml-base).
-    @inlinable
     public func ggml_acc_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ nb1: Int, _ nb2: Int, _ nb3: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_acc_inplace(ctx, a, b, nb1, nb2, nb3, offset)
+        unsafeBitCast(_ggml_acc_inplace, to: ggml_acc_inplace_fn.self)(ctx, a, b, nb1, nb2, nb3, offset)
     }
 
     /// The corresponding C function is `ggml_sub` (ggml/include/ggml.h:967, libggml-base).
-    @inlinable
     public func ggml_sub(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sub(ctx, a, b)
+        unsafeBitCast(_ggml_sub, to: ggml_sub_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_sub_inplace` (ggml/include/ggml.h:972, libggml-base).
-    @inlinable
     public func ggml_sub_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sub_inplace(ctx, a, b)
+        unsafeBitCast(_ggml_sub_inplace, to: ggml_sub_inplace_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_mul` (ggml/include/ggml.h:977, libggml-base).
-    @inlinable
     public func ggml_mul(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_mul(ctx, a, b)
+        unsafeBitCast(_ggml_mul, to: ggml_mul_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_mul_inplace` (ggml/include/ggml.h:982, libggml-base).
-    @inlinable
     public func ggml_mul_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_mul_inplace(ctx, a, b)
+        unsafeBitCast(_ggml_mul_inplace, to: ggml_mul_inplace_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_div` (ggml/include/ggml.h:987, libggml-base).
-    @inlinable
     public func ggml_div(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_div(ctx, a, b)
+        unsafeBitCast(_ggml_div, to: ggml_div_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_div_inplace` (ggml/include/ggml.h:992, libggml-base).
-    @inlinable
     public func ggml_div_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_div_inplace(ctx, a, b)
+        unsafeBitCast(_ggml_div_inplace, to: ggml_div_inplace_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_sqr` (ggml/include/ggml.h:997, libggml-base).
-    @inlinable
     public func ggml_sqr(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sqr(ctx, a)
+        unsafeBitCast(_ggml_sqr, to: ggml_sqr_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sqr_inplace` (ggml/include/ggml.h:1001, libggml-base).
-    @inlinable
     public func ggml_sqr_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sqr_inplace(ctx, a)
+        unsafeBitCast(_ggml_sqr_inplace, to: ggml_sqr_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sqrt` (ggml/include/ggml.h:1005, libggml-base).
-    @inlinable
     public func ggml_sqrt(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sqrt(ctx, a)
+        unsafeBitCast(_ggml_sqrt, to: ggml_sqrt_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sqrt_inplace` (ggml/include/ggml.h:1009, libggml-base).
-    @inlinable
     public func ggml_sqrt_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sqrt_inplace(ctx, a)
+        unsafeBitCast(_ggml_sqrt_inplace, to: ggml_sqrt_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_log` (ggml/include/ggml.h:1013, libggml-base).
-    @inlinable
     public func ggml_log(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_log(ctx, a)
+        unsafeBitCast(_ggml_log, to: ggml_log_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_log_inplace` (ggml/include/ggml.h:1017, libggml-base).
-    @inlinable
     public func ggml_log_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_log_inplace(ctx, a)
+        unsafeBitCast(_ggml_log_inplace, to: ggml_log_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_expm1` (ggml/include/ggml.h:1021, libggml-base).
-    @inlinable
     public func ggml_expm1(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_expm1(ctx, a)
+        unsafeBitCast(_ggml_expm1, to: ggml_expm1_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_expm1_inplace` (ggml/include/ggml.h:1025, libggml-base).
-    @inlinable
     public func ggml_expm1_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_expm1_inplace(ctx, a)
+        unsafeBitCast(_ggml_expm1_inplace, to: ggml_expm1_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_softplus` (ggml/include/ggml.h:1029, libggml-base).
-    @inlinable
     public func ggml_softplus(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_softplus(ctx, a)
+        unsafeBitCast(_ggml_softplus, to: ggml_softplus_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_softplus_inplace` (ggml/include/ggml.h:1033, libggml-base).
-    @inlinable
     public func ggml_softplus_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_softplus_inplace(ctx, a)
+        unsafeBitCast(_ggml_softplus_inplace, to: ggml_softplus_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sin` (ggml/include/ggml.h:1037, libggml-base).
-    @inlinable
     public func ggml_sin(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sin(ctx, a)
+        unsafeBitCast(_ggml_sin, to: ggml_sin_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sin_inplace` (ggml/include/ggml.h:1041, libggml-base).
-    @inlinable
     public func ggml_sin_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sin_inplace(ctx, a)
+        unsafeBitCast(_ggml_sin_inplace, to: ggml_sin_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_cos` (ggml/include/ggml.h:1045, libggml-base).
-    @inlinable
     public func ggml_cos(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cos(ctx, a)
+        unsafeBitCast(_ggml_cos, to: ggml_cos_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_cos_inplace` (ggml/include/ggml.h:1049, libggml-base).
-    @inlinable
     public func ggml_cos_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cos_inplace(ctx, a)
+        unsafeBitCast(_ggml_cos_inplace, to: ggml_cos_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sum` (ggml/include/ggml.h:1054, libggml-base).
-    @inlinable
     public func ggml_sum(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sum(ctx, a)
+        unsafeBitCast(_ggml_sum, to: ggml_sum_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sum_rows` (ggml/include/ggml.h:1059, libggml-base).
-    @inlinable
     public func ggml_sum_rows(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sum_rows(ctx, a)
+        unsafeBitCast(_ggml_sum_rows, to: ggml_sum_rows_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_cumsum` (ggml/include/ggml.h:1063, libggml-base).
-    @inlinable
     public func ggml_cumsum(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cumsum(ctx, a)
+        unsafeBitCast(_ggml_cumsum, to: ggml_cumsum_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_mean` (ggml/include/ggml.h:1068, libggml-base).
-    @inlinable
     public func ggml_mean(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_mean(ctx, a)
+        unsafeBitCast(_ggml_mean, to: ggml_mean_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_argmax` (ggml/include/ggml.h:1073, libggml-base).
-    @inlinable
     public func ggml_argmax(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_argmax(ctx, a)
+        unsafeBitCast(_ggml_argmax, to: ggml_argmax_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_count_equal` (ggml/include/ggml.h:1078, libggml-base).
-    @inlinable
     public func ggml_count_equal(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_count_equal(ctx, a, b)
+        unsafeBitCast(_ggml_count_equal, to: ggml_count_equal_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_repeat` (ggml/include/ggml.h:1085, libggml-base).
-    @inlinable
     public func ggml_repeat(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_repeat(ctx, a, b)
+        unsafeBitCast(_ggml_repeat, to: ggml_repeat_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_repeat_4d` (ggml/include/ggml.h:1091, libggml-base).
-    @inlinable
     public func ggml_repeat_4d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ ne3: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_repeat_4d(ctx, a, ne0, ne1, ne2, ne3)
+        unsafeBitCast(_ggml_repeat_4d, to: ggml_repeat_4d_fn.self)(ctx, a, ne0, ne1, ne2, ne3)
     }
 
     /// The corresponding C function is `ggml_repeat_back` (ggml/include/ggml.h:1100, libggml-base).
-    @inlinable
     public func ggml_repeat_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_repeat_back(ctx, a, b)
+        unsafeBitCast(_ggml_repeat_back, to: ggml_repeat_back_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_concat` (ggml/include/ggml.h:1107, libggml-base).
-    @inlinable
     public func ggml_concat(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ dim: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_concat(ctx, a, b, dim)
+        unsafeBitCast(_ggml_concat, to: ggml_concat_fn.self)(ctx, a, b, dim)
     }
 
     /// The corresponding C function is `ggml_abs` (ggml/include/ggml.h:1113, libggml-base).
-    @inlinable
     public func ggml_abs(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_abs(ctx, a)
+        unsafeBitCast(_ggml_abs, to: ggml_abs_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_abs_inplace` (ggml/include/ggml.h:1117, libggml-base).
-    @inlinable
     public func ggml_abs_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_abs_inplace(ctx, a)
+        unsafeBitCast(_ggml_abs_inplace, to: ggml_abs_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sgn` (ggml/include/ggml.h:1121, libggml-base).
-    @inlinable
     public func ggml_sgn(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sgn(ctx, a)
+        unsafeBitCast(_ggml_sgn, to: ggml_sgn_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sgn_inplace` (ggml/include/ggml.h:1125, libggml-base).
-    @inlinable
     public func ggml_sgn_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sgn_inplace(ctx, a)
+        unsafeBitCast(_ggml_sgn_inplace, to: ggml_sgn_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_neg` (ggml/include/ggml.h:1129, libggml-base).
-    @inlinable
     public func ggml_neg(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_neg(ctx, a)
+        unsafeBitCast(_ggml_neg, to: ggml_neg_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_neg_inplace` (ggml/include/ggml.h:1133, libggml-base).
-    @inlinable
     public func ggml_neg_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_neg_inplace(ctx, a)
+        unsafeBitCast(_ggml_neg_inplace, to: ggml_neg_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_step` (ggml/include/ggml.h:1137, libggml-base).
-    @inlinable
     public func ggml_step(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_step(ctx, a)
+        unsafeBitCast(_ggml_step, to: ggml_step_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_step_inplace` (ggml/include/ggml.h:1141, libggml-base).
-    @inlinable
     public func ggml_step_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_step_inplace(ctx, a)
+        unsafeBitCast(_ggml_step_inplace, to: ggml_step_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_tanh` (ggml/include/ggml.h:1145, libggml-base).
-    @inlinable
     public func ggml_tanh(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_tanh(ctx, a)
+        unsafeBitCast(_ggml_tanh, to: ggml_tanh_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_tanh_inplace` (ggml/include/ggml.h:1149, libggml-base).
-    @inlinable
     public func ggml_tanh_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_tanh_inplace(ctx, a)
+        unsafeBitCast(_ggml_tanh_inplace, to: ggml_tanh_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_elu` (ggml/include/ggml.h:1153, libggml-base).
-    @inlinable
     public func ggml_elu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_elu(ctx, a)
+        unsafeBitCast(_ggml_elu, to: ggml_elu_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_elu_inplace` (ggml/include/ggml.h:1157, libggml-base).
-    @inlinable
     public func ggml_elu_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_elu_inplace(ctx, a)
+        unsafeBitCast(_ggml_elu_inplace, to: ggml_elu_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_relu` (ggml/include/ggml.h:1161, libggml-base).
-    @inlinable
     public func ggml_relu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_relu(ctx, a)
+        unsafeBitCast(_ggml_relu, to: ggml_relu_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_leaky_relu` (ggml/include/ggml.h:1165, libggml-base).
-    @inlinable
     public func ggml_leaky_relu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ negative_slope: CFloat, _ inplace: Bool) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_leaky_relu(ctx, a, negative_slope, inplace)
+        unsafeBitCast(_ggml_leaky_relu, to: ggml_leaky_relu_fn.self)(ctx, a, negative_slope, inplace)
     }
 
     /// The corresponding C function is `ggml_relu_inplace` (ggml/include/ggml.h:1169, libggml-base).
-    @inlinable
     public func ggml_relu_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_relu_inplace(ctx, a)
+        unsafeBitCast(_ggml_relu_inplace, to: ggml_relu_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sigmoid` (ggml/include/ggml.h:1173, libggml-base).
-    @inlinable
     public func ggml_sigmoid(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sigmoid(ctx, a)
+        unsafeBitCast(_ggml_sigmoid, to: ggml_sigmoid_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_sigmoid_inplace` (ggml/include/ggml.h:1177, libggml-base).
-    @inlinable
     public func ggml_sigmoid_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_sigmoid_inplace(ctx, a)
+        unsafeBitCast(_ggml_sigmoid_inplace, to: ggml_sigmoid_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_gelu` (ggml/include/ggml.h:1181, libggml-base).
-    @inlinable
     public func ggml_gelu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gelu(ctx, a)
+        unsafeBitCast(_ggml_gelu, to: ggml_gelu_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_gelu_inplace` (ggml/include/ggml.h:1185, libggml-base).
-    @inlinable
     public func ggml_gelu_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gelu_inplace(ctx, a)
+        unsafeBitCast(_ggml_gelu_inplace, to: ggml_gelu_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_gelu_erf` (ggml/include/ggml.h:1191, libggml-base).
-    @inlinable
     public func ggml_gelu_erf(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gelu_erf(ctx, a)
+        unsafeBitCast(_ggml_gelu_erf, to: ggml_gelu_erf_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_gelu_erf_inplace` (ggml/include/ggml.h:1195, libggml-base).
-    @inlinable
     public func ggml_gelu_erf_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gelu_erf_inplace(ctx, a)
+        unsafeBitCast(_ggml_gelu_erf_inplace, to: ggml_gelu_erf_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_gelu_quick` (ggml/include/ggml.h:1199, libggml-base).
-    @inlinable
     public func ggml_gelu_quick(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gelu_quick(ctx, a)
+        unsafeBitCast(_ggml_gelu_quick, to: ggml_gelu_quick_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_gelu_quick_inplace` (ggml/include/ggml.h:1203, libggml-base).
-    @inlinable
     public func ggml_gelu_quick_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gelu_quick_inplace(ctx, a)
+        unsafeBitCast(_ggml_gelu_quick_inplace, to: ggml_gelu_quick_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_silu` (ggml/include/ggml.h:1207, libggml-base).
-    @inlinable
     public func ggml_silu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_silu(ctx, a)
+        unsafeBitCast(_ggml_silu, to: ggml_silu_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_silu_inplace` (ggml/include/ggml.h:1211, libggml-base).
-    @inlinable
     public func ggml_silu_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_silu_inplace(ctx, a)
+        unsafeBitCast(_ggml_silu_inplace, to: ggml_silu_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_silu_back` (ggml/include/ggml.h:1217, libggml-base).
-    @inlinable
     public func ggml_silu_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_silu_back(ctx, a, b)
+        unsafeBitCast(_ggml_silu_back, to: ggml_silu_back_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_hardswish` (ggml/include/ggml.h:1223, libggml-base).
-    @inlinable
     public func ggml_hardswish(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_hardswish(ctx, a)
+        unsafeBitCast(_ggml_hardswish, to: ggml_hardswish_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_hardsigmoid` (ggml/include/ggml.h:1228, libggml-base).
-    @inlinable
     public func ggml_hardsigmoid(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_hardsigmoid(ctx, a)
+        unsafeBitCast(_ggml_hardsigmoid, to: ggml_hardsigmoid_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_exp` (ggml/include/ggml.h:1232, libggml-base).
-    @inlinable
     public func ggml_exp(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_exp(ctx, a)
+        unsafeBitCast(_ggml_exp, to: ggml_exp_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_exp_inplace` (ggml/include/ggml.h:1236, libggml-base).
-    @inlinable
     public func ggml_exp_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_exp_inplace(ctx, a)
+        unsafeBitCast(_ggml_exp_inplace, to: ggml_exp_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_floor` (ggml/include/ggml.h:1240, libggml-base).
-    @inlinable
     public func ggml_floor(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_floor(ctx, a)
+        unsafeBitCast(_ggml_floor, to: ggml_floor_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_floor_inplace` (ggml/include/ggml.h:1244, libggml-base).
-    @inlinable
     public func ggml_floor_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_floor_inplace(ctx, a)
+        unsafeBitCast(_ggml_floor_inplace, to: ggml_floor_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_ceil` (ggml/include/ggml.h:1248, libggml-base).
-    @inlinable
     public func ggml_ceil(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_ceil(ctx, a)
+        unsafeBitCast(_ggml_ceil, to: ggml_ceil_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_ceil_inplace` (ggml/include/ggml.h:1252, libggml-base).
-    @inlinable
     public func ggml_ceil_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_ceil_inplace(ctx, a)
+        unsafeBitCast(_ggml_ceil_inplace, to: ggml_ceil_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_round` (ggml/include/ggml.h:1256, libggml-base).
-    @inlinable
     public func ggml_round(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_round(ctx, a)
+        unsafeBitCast(_ggml_round, to: ggml_round_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_round_inplace` (ggml/include/ggml.h:1260, libggml-base).
-    @inlinable
     public func ggml_round_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_round_inplace(ctx, a)
+        unsafeBitCast(_ggml_round_inplace, to: ggml_round_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_trunc` (ggml/include/ggml.h:1270, libggml-base).
-    @inlinable
     public func ggml_trunc(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_trunc(ctx, a)
+        unsafeBitCast(_ggml_trunc, to: ggml_trunc_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_trunc_inplace` (ggml/include/ggml.h:1274, libggml-base).
-    @inlinable
     public func ggml_trunc_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_trunc_inplace(ctx, a)
+        unsafeBitCast(_ggml_trunc_inplace, to: ggml_trunc_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_xielu` (ggml/include/ggml.h:1284, libggml-base).
-    @inlinable
     public func ggml_xielu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ alpha_n: CFloat, _ alpha_p: CFloat, _ beta: CFloat, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_xielu(ctx, a, alpha_n, alpha_p, beta, eps)
+        unsafeBitCast(_ggml_xielu, to: ggml_xielu_fn.self)(ctx, a, alpha_n, alpha_p, beta, eps)
     }
 
     /// The corresponding C function is `ggml_glu` (ggml/include/ggml.h:1296, libggml-base).
-    @inlinable
     public func ggml_glu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ op: ggml_glu_op, _ swapped: Bool) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_glu(ctx, a, op, swapped)
+        unsafeBitCast(_ggml_glu, to: ggml_glu_fn.self)(ctx, a, op, swapped)
     }
 
     /// The corresponding C function is `ggml_reglu` (ggml/include/ggml.h:1302, libggml-base).
-    @inlinable
     public func ggml_reglu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reglu(ctx, a)
+        unsafeBitCast(_ggml_reglu, to: ggml_reglu_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_reglu_swapped` (ggml/include/ggml.h:1306, libggml-base).
-    @inlinable
     public func ggml_reglu_swapped(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reglu_swapped(ctx, a)
+        unsafeBitCast(_ggml_reglu_swapped, to: ggml_reglu_swapped_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_geglu` (ggml/include/ggml.h:1310, libggml-base).
-    @inlinable
     public func ggml_geglu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu(ctx, a)
+        unsafeBitCast(_ggml_geglu, to: ggml_geglu_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_geglu_swapped` (ggml/include/ggml.h:1314, libggml-base).
-    @inlinable
     public func ggml_geglu_swapped(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_swapped(ctx, a)
+        unsafeBitCast(_ggml_geglu_swapped, to: ggml_geglu_swapped_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_swiglu` (ggml/include/ggml.h:1318, libggml-base).
-    @inlinable
     public func ggml_swiglu(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_swiglu(ctx, a)
+        unsafeBitCast(_ggml_swiglu, to: ggml_swiglu_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_swiglu_swapped` (ggml/include/ggml.h:1322, libggml-base).
-    @inlinable
     public func ggml_swiglu_swapped(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_swiglu_swapped(ctx, a)
+        unsafeBitCast(_ggml_swiglu_swapped, to: ggml_swiglu_swapped_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_geglu_erf` (ggml/include/ggml.h:1326, libggml-base).
-    @inlinable
     public func ggml_geglu_erf(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_erf(ctx, a)
+        unsafeBitCast(_ggml_geglu_erf, to: ggml_geglu_erf_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_geglu_erf_swapped` (ggml/include/ggml.h:1330, libggml-base).
-    @inlinable
     public func ggml_geglu_erf_swapped(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_erf_swapped(ctx, a)
+        unsafeBitCast(_ggml_geglu_erf_swapped, to: ggml_geglu_erf_swapped_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_geglu_quick` (ggml/include/ggml.h:1334, libggml-base).
-    @inlinable
     public func ggml_geglu_quick(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_quick(ctx, a)
+        unsafeBitCast(_ggml_geglu_quick, to: ggml_geglu_quick_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_geglu_quick_swapped` (ggml/include/ggml.h:1338, libggml-base).
-    @inlinable
     public func ggml_geglu_quick_swapped(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_quick_swapped(ctx, a)
+        unsafeBitCast(_ggml_geglu_quick_swapped, to: ggml_geglu_quick_swapped_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_glu_split` (ggml/include/ggml.h:1344, libggml-base).
-    @inlinable
     public func ggml_glu_split(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ op: ggml_glu_op) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_glu_split(ctx, a, b, op)
+        unsafeBitCast(_ggml_glu_split, to: ggml_glu_split_fn.self)(ctx, a, b, op)
     }
 
     /// The corresponding C function is `ggml_reglu_split` (ggml/include/ggml.h:1350, libggml-base).
-    @inlinable
     public func ggml_reglu_split(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reglu_split(ctx, a, b)
+        unsafeBitCast(_ggml_reglu_split, to: ggml_reglu_split_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_geglu_split` (ggml/include/ggml.h:1355, libggml-base).
-    @inlinable
     public func ggml_geglu_split(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_split(ctx, a, b)
+        unsafeBitCast(_ggml_geglu_split, to: ggml_geglu_split_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_swiglu_split` (ggml/include/ggml.h:1360, libggml-base).
-    @inlinable
     public func ggml_swiglu_split(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_swiglu_split(ctx, a, b)
+        unsafeBitCast(_ggml_swiglu_split, to: ggml_swiglu_split_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_geglu_erf_split` (ggml/include/ggml.h:1365, libggml-base).
-    @inlinable
     public func ggml_geglu_erf_split(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_erf_split(ctx, a, b)
+        unsafeBitCast(_ggml_geglu_erf_split, to: ggml_geglu_erf_split_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_geglu_quick_split` (ggml/include/ggml.h:1370, libggml-base).
-    @inlinable
     public func ggml_geglu_quick_split(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_geglu_quick_split(ctx, a, b)
+        unsafeBitCast(_ggml_geglu_quick_split, to: ggml_geglu_quick_split_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_swiglu_oai` (ggml/include/ggml.h:1375, libggml-base).
-    @inlinable
     public func ggml_swiglu_oai(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ alpha: CFloat, _ limit: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_swiglu_oai(ctx, a, b, alpha, limit)
+        unsafeBitCast(_ggml_swiglu_oai, to: ggml_swiglu_oai_fn.self)(ctx, a, b, alpha, limit)
     }
 
     /// The corresponding C function is `ggml_swiglu_clamp` (ggml/include/ggml.h:1382, libggml-base).
-    @inlinable
     public func ggml_swiglu_clamp(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ limit: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_swiglu_clamp(ctx, a, b, limit)
+        unsafeBitCast(_ggml_swiglu_clamp, to: ggml_swiglu_clamp_fn.self)(ctx, a, b, limit)
     }
 
     /// The corresponding C function is `ggml_norm` (ggml/include/ggml.h:1389, libggml-base).
-    @inlinable
     public func ggml_norm(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_norm(ctx, a, eps)
+        unsafeBitCast(_ggml_norm, to: ggml_norm_fn.self)(ctx, a, eps)
     }
 
     /// The corresponding C function is `ggml_norm_inplace` (ggml/include/ggml.h:1394, libggml-base).
-    @inlinable
     public func ggml_norm_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_norm_inplace(ctx, a, eps)
+        unsafeBitCast(_ggml_norm_inplace, to: ggml_norm_inplace_fn.self)(ctx, a, eps)
     }
 
     /// The corresponding C function is `ggml_rms_norm` (ggml/include/ggml.h:1399, libggml-base).
-    @inlinable
     public func ggml_rms_norm(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rms_norm(ctx, a, eps)
+        unsafeBitCast(_ggml_rms_norm, to: ggml_rms_norm_fn.self)(ctx, a, eps)
     }
 
     /// The corresponding C function is `ggml_rms_norm_inplace` (ggml/include/ggml.h:1404, libggml-base).
-    @inlinable
     public func ggml_rms_norm_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rms_norm_inplace(ctx, a, eps)
+        unsafeBitCast(_ggml_rms_norm_inplace, to: ggml_rms_norm_inplace_fn.self)(ctx, a, eps)
     }
 
     /// The corresponding C function is `ggml_group_norm` (ggml/include/ggml.h:1411, libggml-base).
-    @inlinable
     public func ggml_group_norm(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ n_groups: CInt, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_group_norm(ctx, a, n_groups, eps)
+        unsafeBitCast(_ggml_group_norm, to: ggml_group_norm_fn.self)(ctx, a, n_groups, eps)
     }
 
     /// The corresponding C function is `ggml_group_norm_inplace` (ggml/include/ggml.h:1417, libggml-base).
-    @inlinable
     public func ggml_group_norm_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ n_groups: CInt, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_group_norm_inplace(ctx, a, n_groups, eps)
+        unsafeBitCast(_ggml_group_norm_inplace, to: ggml_group_norm_inplace_fn.self)(ctx, a, n_groups, eps)
     }
 
     /// The corresponding C function is `ggml_l2_norm` (ggml/include/ggml.h:1425, libggml-base).
-    @inlinable
     public func ggml_l2_norm(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_l2_norm(ctx, a, eps)
+        unsafeBitCast(_ggml_l2_norm, to: ggml_l2_norm_fn.self)(ctx, a, eps)
     }
 
     /// The corresponding C function is `ggml_l2_norm_inplace` (ggml/include/ggml.h:1430, libggml-base).
-    @inlinable
     public func ggml_l2_norm_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_l2_norm_inplace(ctx, a, eps)
+        unsafeBitCast(_ggml_l2_norm_inplace, to: ggml_l2_norm_inplace_fn.self)(ctx, a, eps)
     }
 
     /// The corresponding C function is `ggml_rms_norm_back` (ggml/include/ggml.h:1437, libggml-base).
-    @inlinable
     public func ggml_rms_norm_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rms_norm_back(ctx, a, b, eps)
+        unsafeBitCast(_ggml_rms_norm_back, to: ggml_rms_norm_back_fn.self)(ctx, a, b, eps)
     }
 
     /// The corresponding C function is `ggml_prec_set_acc` (ggml/include/ggml.h:1453, libggml-base).
-    @inlinable
     public func ggml_prec_set_acc(_ a: UnsafeMutablePointer<ggml_tensor>?, _ prec: ggml_prec) -> Bool {
-        _ggml_prec_set_acc(a, prec)
+        unsafeBitCast(_ggml_prec_set_acc, to: ggml_prec_set_acc_fn.self)(a, prec)
     }
 
     /// The corresponding C function is `ggml_prec_set_src` (ggml/include/ggml.h:1474, libggml-base).
-    @inlinable
     public func ggml_prec_set_src(_ a: UnsafeMutablePointer<ggml_tensor>?, _ prec: ggml_prec, _ idx: CInt) -> Bool {
-        _ggml_prec_set_src(a, prec, idx)
+        unsafeBitCast(_ggml_prec_set_src, to: ggml_prec_set_src_fn.self)(a, prec, idx)
     }
 
     /// The corresponding C function is `ggml_mul_mat` (ggml/include/ggml.h:1482, libggml-base).
-    @inlinable
     public func ggml_mul_mat(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_mul_mat(ctx, a, b)
+        unsafeBitCast(_ggml_mul_mat, to: ggml_mul_mat_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_mul_mat_set_prec` (ggml/include/ggml.h:1489, libggml-base).
     @available(*, deprecated, message: "use ggml_prec_set_acc() instead")
-    @inlinable
     public func ggml_mul_mat_set_prec(_ a: UnsafeMutablePointer<ggml_tensor>?, _ prec: ggml_prec) {
-        _ggml_mul_mat_set_prec(a, prec)
+        unsafeBitCast(_ggml_mul_mat_set_prec, to: ggml_mul_mat_set_prec_fn.self)(a, prec)
     }
 
     /// The corresponding C function is `ggml_mul_mat_set_hint` (ggml/include/ggml.h:1495, libggml-base).
-    @inlinable
     public func ggml_mul_mat_set_hint(_ a: UnsafeMutablePointer<ggml_tensor>?, _ hint: ggml_op_hint) {
-        _ggml_mul_mat_set_hint(a, hint)
+        unsafeBitCast(_ggml_mul_mat_set_hint, to: ggml_mul_mat_set_hint_fn.self)(a, hint)
     }
 
     /// The corresponding C function is `ggml_mul_mat_id` (ggml/include/ggml.h:1500, libggml-base).
-    @inlinable
     public func ggml_mul_mat_id(_ ctx: OpaquePointer?, _ `as`: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ ids: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_mul_mat_id(ctx, `as`, b, ids)
+        unsafeBitCast(_ggml_mul_mat_id, to: ggml_mul_mat_id_fn.self)(ctx, `as`, b, ids)
     }
 
     /// The corresponding C function is `ggml_out_prod` (ggml/include/ggml.h:1509, libggml-base).
-    @inlinable
     public func ggml_out_prod(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_out_prod(ctx, a, b)
+        unsafeBitCast(_ggml_out_prod, to: ggml_out_prod_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_scale` (ggml/include/ggml.h:1518, libggml-base).
-    @inlinable
     public func ggml_scale(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ s: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_scale(ctx, a, s)
+        unsafeBitCast(_ggml_scale, to: ggml_scale_fn.self)(ctx, a, s)
     }
 
     /// The corresponding C function is `ggml_scale_inplace` (ggml/include/ggml.h:1524, libggml-base).
-    @inlinable
     public func ggml_scale_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ s: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_scale_inplace(ctx, a, s)
+        unsafeBitCast(_ggml_scale_inplace, to: ggml_scale_inplace_fn.self)(ctx, a, s)
     }
 
     /// The corresponding C function is `ggml_scale_bias` (ggml/include/ggml.h:1530, libggml-base).
-    @inlinable
     public func ggml_scale_bias(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ s: CFloat, _ b: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_scale_bias(ctx, a, s, b)
+        unsafeBitCast(_ggml_scale_bias, to: ggml_scale_bias_fn.self)(ctx, a, s, b)
     }
 
     /// The corresponding C function is `ggml_scale_bias_inplace` (ggml/include/ggml.h:1536, libggml-base).
-    @inlinable
     public func ggml_scale_bias_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ s: CFloat, _ b: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_scale_bias_inplace(ctx, a, s, b)
+        unsafeBitCast(_ggml_scale_bias_inplace, to: ggml_scale_bias_inplace_fn.self)(ctx, a, s, b)
     }
 
     /// The corresponding C function is `ggml_set` (ggml/include/ggml.h:1543, libggml-base).
-    @inlinable
     public func ggml_set(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ nb1: Int, _ nb2: Int, _ nb3: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set(ctx, a, b, nb1, nb2, nb3, offset)
+        unsafeBitCast(_ggml_set, to: ggml_set_fn.self)(ctx, a, b, nb1, nb2, nb3, offset)
     }
 
     /// The corresponding C function is `ggml_set_inplace` (ggml/include/ggml.h:1553, libggml-base).
-    @inlinable
     public func ggml_set_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ nb1: Int, _ nb2: Int, _ nb3: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_inplace(ctx, a, b, nb1, nb2, nb3, offset)
+        unsafeBitCast(_ggml_set_inplace, to: ggml_set_inplace_fn.self)(ctx, a, b, nb1, nb2, nb3, offset)
     }
 
     /// The corresponding C function is `ggml_set_1d` (ggml/include/ggml.h:1562, libggml-base).
-    @inlinable
     public func ggml_set_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_1d(ctx, a, b, offset)
+        unsafeBitCast(_ggml_set_1d, to: ggml_set_1d_fn.self)(ctx, a, b, offset)
     }
 
     /// The corresponding C function is `ggml_set_1d_inplace` (ggml/include/ggml.h:1568, libggml-base).
-    @inlinable
     public func ggml_set_1d_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_1d_inplace(ctx, a, b, offset)
+        unsafeBitCast(_ggml_set_1d_inplace, to: ggml_set_1d_inplace_fn.self)(ctx, a, b, offset)
     }
 
     /// The corresponding C function is `ggml_set_2d` (ggml/include/ggml.h:1575, libggml-base).
-    @inlinable
     public func ggml_set_2d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ nb1: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_2d(ctx, a, b, nb1, offset)
+        unsafeBitCast(_ggml_set_2d, to: ggml_set_2d_fn.self)(ctx, a, b, nb1, offset)
     }
 
     /// The corresponding C function is `ggml_set_2d_inplace` (ggml/include/ggml.h:1583, libggml-base).
-    @inlinable
     public func ggml_set_2d_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ nb1: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_2d_inplace(ctx, a, b, nb1, offset)
+        unsafeBitCast(_ggml_set_2d_inplace, to: ggml_set_2d_inplace_fn.self)(ctx, a, b, nb1, offset)
     }
 
     /// The corresponding C function is `ggml_cpy` (ggml/include/ggml.h:1591, libggml-base).
-    @inlinable
     public func ggml_cpy(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cpy(ctx, a, b)
+        unsafeBitCast(_ggml_cpy, to: ggml_cpy_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_cast` (ggml/include/ggml.h:1597, libggml-base).
-    @inlinable
     public func ggml_cast(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ type: ggml_type) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cast(ctx, a, type)
+        unsafeBitCast(_ggml_cast, to: ggml_cast_fn.self)(ctx, a, type)
     }
 
     /// The corresponding C function is `ggml_cont` (ggml/include/ggml.h:1603, libggml-base).
-    @inlinable
     public func ggml_cont(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cont(ctx, a)
+        unsafeBitCast(_ggml_cont, to: ggml_cont_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_cont_1d` (ggml/include/ggml.h:1608, libggml-base).
-    @inlinable
     public func ggml_cont_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cont_1d(ctx, a, ne0)
+        unsafeBitCast(_ggml_cont_1d, to: ggml_cont_1d_fn.self)(ctx, a, ne0)
     }
 
     /// The corresponding C function is `ggml_cont_2d` (ggml/include/ggml.h:1613, libggml-base).
-    @inlinable
     public func ggml_cont_2d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cont_2d(ctx, a, ne0, ne1)
+        unsafeBitCast(_ggml_cont_2d, to: ggml_cont_2d_fn.self)(ctx, a, ne0, ne1)
     }
 
     /// The corresponding C function is `ggml_cont_3d` (ggml/include/ggml.h:1619, libggml-base).
-    @inlinable
     public func ggml_cont_3d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cont_3d(ctx, a, ne0, ne1, ne2)
+        unsafeBitCast(_ggml_cont_3d, to: ggml_cont_3d_fn.self)(ctx, a, ne0, ne1, ne2)
     }
 
     /// The corresponding C function is `ggml_cont_4d` (ggml/include/ggml.h:1626, libggml-base).
-    @inlinable
     public func ggml_cont_4d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ ne3: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cont_4d(ctx, a, ne0, ne1, ne2, ne3)
+        unsafeBitCast(_ggml_cont_4d, to: ggml_cont_4d_fn.self)(ctx, a, ne0, ne1, ne2, ne3)
     }
 
     /// The corresponding C function is `ggml_reshape` (ggml/include/ggml.h:1636, libggml-base).
-    @inlinable
     public func ggml_reshape(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reshape(ctx, a, b)
+        unsafeBitCast(_ggml_reshape, to: ggml_reshape_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_reshape_1d` (ggml/include/ggml.h:1643, libggml-base).
-    @inlinable
     public func ggml_reshape_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reshape_1d(ctx, a, ne0)
+        unsafeBitCast(_ggml_reshape_1d, to: ggml_reshape_1d_fn.self)(ctx, a, ne0)
     }
 
     /// The corresponding C function is `ggml_reshape_2d` (ggml/include/ggml.h:1648, libggml-base).
-    @inlinable
     public func ggml_reshape_2d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reshape_2d(ctx, a, ne0, ne1)
+        unsafeBitCast(_ggml_reshape_2d, to: ggml_reshape_2d_fn.self)(ctx, a, ne0, ne1)
     }
 
     /// The corresponding C function is `ggml_reshape_3d` (ggml/include/ggml.h:1656, libggml-base).
-    @inlinable
     public func ggml_reshape_3d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reshape_3d(ctx, a, ne0, ne1, ne2)
+        unsafeBitCast(_ggml_reshape_3d, to: ggml_reshape_3d_fn.self)(ctx, a, ne0, ne1, ne2)
     }
 
     /// The corresponding C function is `ggml_reshape_4d` (ggml/include/ggml.h:1663, libggml-base).
-    @inlinable
     public func ggml_reshape_4d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ ne3: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_reshape_4d(ctx, a, ne0, ne1, ne2, ne3)
+        unsafeBitCast(_ggml_reshape_4d, to: ggml_reshape_4d_fn.self)(ctx, a, ne0, ne1, ne2, ne3)
     }
 
     /// The corresponding C function is `ggml_view_1d` (ggml/include/ggml.h:1672, libggml-base).
-    @inlinable
     public func ggml_view_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_view_1d(ctx, a, ne0, offset)
+        unsafeBitCast(_ggml_view_1d, to: ggml_view_1d_fn.self)(ctx, a, ne0, offset)
     }
 
     /// The corresponding C function is `ggml_view_2d` (ggml/include/ggml.h:1678, libggml-base).
-    @inlinable
     public func ggml_view_2d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ nb1: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_view_2d(ctx, a, ne0, ne1, nb1, offset)
+        unsafeBitCast(_ggml_view_2d, to: ggml_view_2d_fn.self)(ctx, a, ne0, ne1, nb1, offset)
     }
 
     /// The corresponding C function is `ggml_view_3d` (ggml/include/ggml.h:1686, libggml-base).
-    @inlinable
     public func ggml_view_3d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ nb1: Int, _ nb2: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_view_3d(ctx, a, ne0, ne1, ne2, nb1, nb2, offset)
+        unsafeBitCast(_ggml_view_3d, to: ggml_view_3d_fn.self)(ctx, a, ne0, ne1, ne2, nb1, nb2, offset)
     }
 
     /// The corresponding C function is `ggml_view_4d` (ggml/include/ggml.h:1696, libggml-base).
-    @inlinable
     public func ggml_view_4d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ ne3: Int64, _ nb1: Int, _ nb2: Int, _ nb3: Int, _ offset: Int) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_view_4d(ctx, a, ne0, ne1, ne2, ne3, nb1, nb2, nb3, offset)
+        unsafeBitCast(_ggml_view_4d, to: ggml_view_4d_fn.self)(ctx, a, ne0, ne1, ne2, ne3, nb1, nb2, nb3, offset)
     }
 
     /// The corresponding C function is `ggml_permute` (ggml/include/ggml.h:1708, libggml-base).
-    @inlinable
     public func ggml_permute(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ axis0: CInt, _ axis1: CInt, _ axis2: CInt, _ axis3: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_permute(ctx, a, axis0, axis1, axis2, axis3)
+        unsafeBitCast(_ggml_permute, to: ggml_permute_fn.self)(ctx, a, axis0, axis1, axis2, axis3)
     }
 
     /// The corresponding C function is `ggml_transpose` (ggml/include/ggml.h:1717, libggml-base).
-    @inlinable
     public func ggml_transpose(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_transpose(ctx, a)
+        unsafeBitCast(_ggml_transpose, to: ggml_transpose_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_get_rows` (ggml/include/ggml.h:1726, libggml-base).
-    @inlinable
     public func ggml_get_rows(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_get_rows(ctx, a, b)
+        unsafeBitCast(_ggml_get_rows, to: ggml_get_rows_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_get_rows_back` (ggml/include/ggml.h:1731, libggml-base).
-    @inlinable
     public func ggml_get_rows_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_get_rows_back(ctx, a, b, c)
+        unsafeBitCast(_ggml_get_rows_back, to: ggml_get_rows_back_fn.self)(ctx, a, b, c)
     }
 
     /// The corresponding C function is `ggml_set_rows` (ggml/include/ggml.h:1748, libggml-base).
-    @inlinable
     public func ggml_set_rows(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_rows(ctx, a, b, c)
+        unsafeBitCast(_ggml_set_rows, to: ggml_set_rows_fn.self)(ctx, a, b, c)
     }
 
     /// The corresponding C function is `ggml_diag` (ggml/include/ggml.h:1754, libggml-base).
-    @inlinable
     public func ggml_diag(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_diag(ctx, a)
+        unsafeBitCast(_ggml_diag, to: ggml_diag_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_diag_mask_inf` (ggml/include/ggml.h:1759, libggml-base).
-    @inlinable
     public func ggml_diag_mask_inf(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ n_past: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_diag_mask_inf(ctx, a, n_past)
+        unsafeBitCast(_ggml_diag_mask_inf, to: ggml_diag_mask_inf_fn.self)(ctx, a, n_past)
     }
 
     /// The corresponding C function is `ggml_diag_mask_inf_inplace` (ggml/include/ggml.h:1765, libggml-base).
-    @inlinable
     public func ggml_diag_mask_inf_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ n_past: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_diag_mask_inf_inplace(ctx, a, n_past)
+        unsafeBitCast(_ggml_diag_mask_inf_inplace, to: ggml_diag_mask_inf_inplace_fn.self)(ctx, a, n_past)
     }
 
     /// The corresponding C function is `ggml_diag_mask_zero` (ggml/include/ggml.h:1771, libggml-base).
-    @inlinable
     public func ggml_diag_mask_zero(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ n_past: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_diag_mask_zero(ctx, a, n_past)
+        unsafeBitCast(_ggml_diag_mask_zero, to: ggml_diag_mask_zero_fn.self)(ctx, a, n_past)
     }
 
     /// The corresponding C function is `ggml_diag_mask_zero_inplace` (ggml/include/ggml.h:1777, libggml-base).
-    @inlinable
     public func ggml_diag_mask_zero_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ n_past: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_diag_mask_zero_inplace(ctx, a, n_past)
+        unsafeBitCast(_ggml_diag_mask_zero_inplace, to: ggml_diag_mask_zero_inplace_fn.self)(ctx, a, n_past)
     }
 
     /// The corresponding C function is `ggml_clamp` (ggml/include/ggml.h:1782, libggml-base).
-    @inlinable
     public func ggml_clamp(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ min: CFloat, _ max: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_clamp(ctx, a, min, max)
+        unsafeBitCast(_ggml_clamp, to: ggml_clamp_fn.self)(ctx, a, min, max)
     }
 
     /// The corresponding C function is `ggml_clamp_inplace` (ggml/include/ggml.h:1789, libggml-base).
-    @inlinable
     public func ggml_clamp_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ min: CFloat, _ max: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_clamp_inplace(ctx, a, min, max)
+        unsafeBitCast(_ggml_clamp_inplace, to: ggml_clamp_inplace_fn.self)(ctx, a, min, max)
     }
 
     /// The corresponding C function is `ggml_soft_max` (ggml/include/ggml.h:1795, libggml-base).
-    @inlinable
     public func ggml_soft_max(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_soft_max(ctx, a)
+        unsafeBitCast(_ggml_soft_max, to: ggml_soft_max_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_soft_max_inplace` (ggml/include/ggml.h:1800, libggml-base).
-    @inlinable
     public func ggml_soft_max_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_soft_max_inplace(ctx, a)
+        unsafeBitCast(_ggml_soft_max_inplace, to: ggml_soft_max_inplace_fn.self)(ctx, a)
     }
 
     /// The corresponding C function is `ggml_soft_max_ext` (ggml/include/ggml.h:1813, libggml-base).
-    @inlinable
     public func ggml_soft_max_ext(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ mask: UnsafeMutablePointer<ggml_tensor>?, _ scale: CFloat, _ max_bias: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_soft_max_ext(ctx, a, mask, scale, max_bias)
+        unsafeBitCast(_ggml_soft_max_ext, to: ggml_soft_max_ext_fn.self)(ctx, a, mask, scale, max_bias)
     }
 
     /// The corresponding C function is `ggml_soft_max_ext_inplace` (ggml/include/ggml.h:1820, libggml-base).
-    @inlinable
     public func ggml_soft_max_ext_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ mask: UnsafeMutablePointer<ggml_tensor>?, _ scale: CFloat, _ max_bias: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_soft_max_ext_inplace(ctx, a, mask, scale, max_bias)
+        unsafeBitCast(_ggml_soft_max_ext_inplace, to: ggml_soft_max_ext_inplace_fn.self)(ctx, a, mask, scale, max_bias)
     }
 
     /// The corresponding C function is `ggml_soft_max_add_sinks` (ggml/include/ggml.h:1827, libggml-base).
-    @inlinable
     public func ggml_soft_max_add_sinks(_ a: UnsafeMutablePointer<ggml_tensor>?, _ sinks: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_soft_max_add_sinks(a, sinks)
+        unsafeBitCast(_ggml_soft_max_add_sinks, to: ggml_soft_max_add_sinks_fn.self)(a, sinks)
     }
 
     /// The corresponding C function is `ggml_soft_max_ext_back` (ggml/include/ggml.h:1831, libggml-base).
-    @inlinable
     public func ggml_soft_max_ext_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ scale: CFloat, _ max_bias: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_soft_max_ext_back(ctx, a, b, scale, max_bias)
+        unsafeBitCast(_ggml_soft_max_ext_back, to: ggml_soft_max_ext_back_fn.self)(ctx, a, b, scale, max_bias)
     }
 
     /// The corresponding C function is `ggml_soft_max_ext_back_inplace` (ggml/include/ggml.h:1839, libggml-base).
-    @inlinable
     public func ggml_soft_max_ext_back_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ scale: CFloat, _ max_bias: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_soft_max_ext_back_inplace(ctx, a, b, scale, max_bias)
+        unsafeBitCast(_ggml_soft_max_ext_back_inplace, to: ggml_soft_max_ext_back_inplace_fn.self)(ctx, a, b, scale, max_bias)
     }
 
     /// The corresponding C function is `ggml_rope` (ggml/include/ggml.h:1851, libggml-base).
-    @inlinable
     public func ggml_rope(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ mode: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope(ctx, a, b, n_dims, mode)
+        unsafeBitCast(_ggml_rope, to: ggml_rope_fn.self)(ctx, a, b, n_dims, mode)
     }
 
     /// The corresponding C function is `ggml_rope_inplace` (ggml/include/ggml.h:1859, libggml-base).
-    @inlinable
     public func ggml_rope_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ mode: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_inplace(ctx, a, b, n_dims, mode)
+        unsafeBitCast(_ggml_rope_inplace, to: ggml_rope_inplace_fn.self)(ctx, a, b, n_dims, mode)
     }
 
     /// The corresponding C function is `ggml_rope_ext` (ggml/include/ggml.h:1892, libggml-base).
-    @inlinable
     public func ggml_rope_ext(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_ext(ctx, a, b, c, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_ext, to: ggml_rope_ext_fn.self)(ctx, a, b, c, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_multi` (ggml/include/ggml.h:1937, libggml-base).
-    @inlinable
     public func ggml_rope_multi(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ sections: UnsafeMutablePointer<CInt>?, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_multi(ctx, a, b, c, n_dims, sections, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_multi, to: ggml_rope_multi_fn.self)(ctx, a, b, c, n_dims, sections, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_ext_inplace` (ggml/include/ggml.h:1954, libggml-base).
-    @inlinable
     public func ggml_rope_ext_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_ext_inplace(ctx, a, b, c, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_ext_inplace, to: ggml_rope_ext_inplace_fn.self)(ctx, a, b, c, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_multi_inplace` (ggml/include/ggml.h:1969, libggml-base).
-    @inlinable
     public func ggml_rope_multi_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ sections: UnsafeMutablePointer<CInt>?, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_multi_inplace(ctx, a, b, c, n_dims, sections, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_multi_inplace, to: ggml_rope_multi_inplace_fn.self)(ctx, a, b, c, n_dims, sections, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_custom` (ggml/include/ggml.h:1985, libggml-base).
     @available(*, deprecated, message: "use ggml_rope_ext instead")
-    @inlinable
     public func ggml_rope_custom(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_custom(ctx, a, b, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_custom, to: ggml_rope_custom_fn.self)(ctx, a, b, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_custom_inplace` (ggml/include/ggml.h:2000, libggml-base).
     @available(*, deprecated, message: "use ggml_rope_ext_inplace instead")
-    @inlinable
     public func ggml_rope_custom_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_custom_inplace(ctx, a, b, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_custom_inplace, to: ggml_rope_custom_inplace_fn.self)(ctx, a, b, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_yarn_corr_dims` (ggml/include/ggml.h:2016, libggml-base).
-    @inlinable
     public func ggml_rope_yarn_corr_dims(_ n_dims: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat, _ dims: UnsafeMutablePointer<CFloat>?) {
-        _ggml_rope_yarn_corr_dims(n_dims, n_ctx_orig, freq_base, beta_fast, beta_slow, dims)
+        unsafeBitCast(_ggml_rope_yarn_corr_dims, to: ggml_rope_yarn_corr_dims_fn.self)(n_dims, n_ctx_orig, freq_base, beta_fast, beta_slow, dims)
     }
 
     /// The corresponding C function is `ggml_rope_ext_back` (ggml/include/ggml.h:2021, libggml-base).
-    @inlinable
     public func ggml_rope_ext_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_ext_back(ctx, a, b, c, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_ext_back, to: ggml_rope_ext_back_fn.self)(ctx, a, b, c, n_dims, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_multi_back` (ggml/include/ggml.h:2036, libggml-base).
-    @inlinable
     public func ggml_rope_multi_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ n_dims: CInt, _ sections: UnsafeMutablePointer<CInt>?, _ mode: CInt, _ n_ctx_orig: CInt, _ freq_base: CFloat, _ freq_scale: CFloat, _ ext_factor: CFloat, _ attn_factor: CFloat, _ beta_fast: CFloat, _ beta_slow: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_multi_back(ctx, a, b, c, n_dims, sections, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
+        unsafeBitCast(_ggml_rope_multi_back, to: ggml_rope_multi_back_fn.self)(ctx, a, b, c, n_dims, sections, mode, n_ctx_orig, freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow)
     }
 
     /// The corresponding C function is `ggml_rope_set_offset` (ggml/include/ggml.h:2057, libggml-base).
-    @inlinable
     public func ggml_rope_set_offset(_ a: UnsafeMutablePointer<ggml_tensor>?, _ n_offs: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rope_set_offset(a, n_offs)
+        unsafeBitCast(_ggml_rope_set_offset, to: ggml_rope_set_offset_fn.self)(a, n_offs)
     }
 
     /// The corresponding C function is `ggml_im2col` (ggml/include/ggml.h:2063, libggml-base).
-    @inlinable
     public func ggml_im2col(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ s1: CInt, _ p0: CInt, _ p1: CInt, _ d0: CInt, _ d1: CInt, _ is_2D: Bool, _ dst_type: ggml_type) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_im2col(ctx, a, b, s0, s1, p0, p1, d0, d1, is_2D, dst_type)
+        unsafeBitCast(_ggml_im2col, to: ggml_im2col_fn.self)(ctx, a, b, s0, s1, p0, p1, d0, d1, is_2D, dst_type)
     }
 
     /// The corresponding C function is `ggml_im2col_back` (ggml/include/ggml.h:2076, libggml-base).
-    @inlinable
     public func ggml_im2col_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ ne: UnsafeMutablePointer<Int64>?, _ s0: CInt, _ s1: CInt, _ p0: CInt, _ p1: CInt, _ d0: CInt, _ d1: CInt, _ is_2D: Bool) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_im2col_back(ctx, a, b, ne, s0, s1, p0, p1, d0, d1, is_2D)
+        unsafeBitCast(_ggml_im2col_back, to: ggml_im2col_back_fn.self)(ctx, a, b, ne, s0, s1, p0, p1, d0, d1, is_2D)
     }
 
     /// The corresponding C function is `ggml_col2im_1d` (ggml/include/ggml.h:2092, libggml-base).
-    @inlinable
     public func ggml_col2im_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ oc: CInt, _ p0: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_col2im_1d(ctx, a, s0, oc, p0)
+        unsafeBitCast(_ggml_col2im_1d, to: ggml_col2im_1d_fn.self)(ctx, a, s0, oc, p0)
     }
 
     /// The corresponding C function is `ggml_conv_1d` (ggml/include/ggml.h:2099, libggml-base).
-    @inlinable
     public func ggml_conv_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ p0: CInt, _ d0: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_1d(ctx, a, b, s0, p0, d0)
+        unsafeBitCast(_ggml_conv_1d, to: ggml_conv_1d_fn.self)(ctx, a, b, s0, p0, d0)
     }
 
     /// The corresponding C function is `ggml_conv_1d_ph` (ggml/include/ggml.h:2109, libggml-base).
-    @inlinable
     public func ggml_conv_1d_ph(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s: CInt, _ d: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_1d_ph(ctx, a, b, s, d)
+        unsafeBitCast(_ggml_conv_1d_ph, to: ggml_conv_1d_ph_fn.self)(ctx, a, b, s, d)
     }
 
     /// The corresponding C function is `ggml_conv_1d_dw` (ggml/include/ggml.h:2118, libggml-base).
-    @inlinable
     public func ggml_conv_1d_dw(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ p0: CInt, _ d0: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_1d_dw(ctx, a, b, s0, p0, d0)
+        unsafeBitCast(_ggml_conv_1d_dw, to: ggml_conv_1d_dw_fn.self)(ctx, a, b, s0, p0, d0)
     }
 
     /// The corresponding C function is `ggml_conv_1d_dw_ph` (ggml/include/ggml.h:2126, libggml-base).
-    @inlinable
     public func ggml_conv_1d_dw_ph(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ d0: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_1d_dw_ph(ctx, a, b, s0, d0)
+        unsafeBitCast(_ggml_conv_1d_dw_ph, to: ggml_conv_1d_dw_ph_fn.self)(ctx, a, b, s0, d0)
     }
 
     /// The corresponding C function is `ggml_conv_transpose_1d` (ggml/include/ggml.h:2133, libggml-base).
-    @inlinable
     public func ggml_conv_transpose_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ p0: CInt, _ d0: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_transpose_1d(ctx, a, b, s0, p0, d0)
+        unsafeBitCast(_ggml_conv_transpose_1d, to: ggml_conv_transpose_1d_fn.self)(ctx, a, b, s0, p0, d0)
     }
 
     /// The corresponding C function is `ggml_conv_2d` (ggml/include/ggml.h:2141, libggml-base).
-    @inlinable
     public func ggml_conv_2d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ s1: CInt, _ p0: CInt, _ p1: CInt, _ d0: CInt, _ d1: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_2d(ctx, a, b, s0, s1, p0, p1, d0, d1)
+        unsafeBitCast(_ggml_conv_2d, to: ggml_conv_2d_fn.self)(ctx, a, b, s0, s1, p0, p1, d0, d1)
     }
 
     /// The corresponding C function is `ggml_im2col_3d` (ggml/include/ggml.h:2152, libggml-base).
-    @inlinable
     public func ggml_im2col_3d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ IC: Int64, _ s0: CInt, _ s1: CInt, _ s2: CInt, _ p0: CInt, _ p1: CInt, _ p2: CInt, _ d0: CInt, _ d1: CInt, _ d2: CInt, _ dst_type: ggml_type) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_im2col_3d(ctx, a, b, IC, s0, s1, s2, p0, p1, p2, d0, d1, d2, dst_type)
+        unsafeBitCast(_ggml_im2col_3d, to: ggml_im2col_3d_fn.self)(ctx, a, b, IC, s0, s1, s2, p0, p1, p2, d0, d1, d2, dst_type)
     }
 
     /// The corresponding C function is `ggml_conv_3d` (ggml/include/ggml.h:2171, libggml-base).
-    @inlinable
     public func ggml_conv_3d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ IC: Int64, _ s0: CInt, _ s1: CInt, _ s2: CInt, _ p0: CInt, _ p1: CInt, _ p2: CInt, _ d0: CInt, _ d1: CInt, _ d2: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_3d(ctx, a, b, IC, s0, s1, s2, p0, p1, p2, d0, d1, d2)
+        unsafeBitCast(_ggml_conv_3d, to: ggml_conv_3d_fn.self)(ctx, a, b, IC, s0, s1, s2, p0, p1, p2, d0, d1, d2)
     }
 
     /// The corresponding C function is `ggml_conv_2d_sk_p0` (ggml/include/ggml.h:2195, libggml-base).
-    @inlinable
     public func ggml_conv_2d_sk_p0(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_2d_sk_p0(ctx, a, b)
+        unsafeBitCast(_ggml_conv_2d_sk_p0, to: ggml_conv_2d_sk_p0_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_conv_2d_s1_ph` (ggml/include/ggml.h:2208, libggml-base).
-    @inlinable
     public func ggml_conv_2d_s1_ph(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_2d_s1_ph(ctx, a, b)
+        unsafeBitCast(_ggml_conv_2d_s1_ph, to: ggml_conv_2d_s1_ph_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_conv_2d_dw` (ggml/include/ggml.h:2214, libggml-base).
-    @inlinable
     public func ggml_conv_2d_dw(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ s1: CInt, _ p0: CInt, _ p1: CInt, _ d0: CInt, _ d1: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_2d_dw(ctx, a, b, s0, s1, p0, p1, d0, d1)
+        unsafeBitCast(_ggml_conv_2d_dw, to: ggml_conv_2d_dw_fn.self)(ctx, a, b, s0, s1, p0, p1, d0, d1)
     }
 
     /// The corresponding C function is `ggml_conv_2d_dw_direct` (ggml/include/ggml.h:2230, libggml-base).
-    @inlinable
     public func ggml_conv_2d_dw_direct(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ stride0: CInt, _ stride1: CInt, _ pad0: CInt, _ pad1: CInt, _ dilation0: CInt, _ dilation1: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_2d_dw_direct(ctx, a, b, stride0, stride1, pad0, pad1, dilation0, dilation1)
+        unsafeBitCast(_ggml_conv_2d_dw_direct, to: ggml_conv_2d_dw_direct_fn.self)(ctx, a, b, stride0, stride1, pad0, pad1, dilation0, dilation1)
     }
 
     /// The corresponding C function is `ggml_conv_transpose_2d_p0` (ggml/include/ggml.h:2241, libggml-base).
-    @inlinable
     public func ggml_conv_transpose_2d_p0(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ stride: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_transpose_2d_p0(ctx, a, b, stride)
+        unsafeBitCast(_ggml_conv_transpose_2d_p0, to: ggml_conv_transpose_2d_p0_fn.self)(ctx, a, b, stride)
     }
 
     /// The corresponding C function is `ggml_conv_2d_direct` (ggml/include/ggml.h:2247, libggml-base).
-    @inlinable
     public func ggml_conv_2d_direct(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ s1: CInt, _ p0: CInt, _ p1: CInt, _ d0: CInt, _ d1: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_2d_direct(ctx, a, b, s0, s1, p0, p1, d0, d1)
+        unsafeBitCast(_ggml_conv_2d_direct, to: ggml_conv_2d_direct_fn.self)(ctx, a, b, s0, s1, p0, p1, d0, d1)
     }
 
     /// The corresponding C function is `ggml_conv_3d_direct` (ggml/include/ggml.h:2258, libggml-base).
-    @inlinable
     public func ggml_conv_3d_direct(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ s0: CInt, _ s1: CInt, _ s2: CInt, _ p0: CInt, _ p1: CInt, _ p2: CInt, _ d0: CInt, _ d1: CInt, _ d2: CInt, _ n_channels: CInt, _ n_batch: CInt, _ n_channels_out: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_conv_3d_direct(ctx, a, b, s0, s1, s2, p0, p1, p2, d0, d1, d2, n_channels, n_batch, n_channels_out)
+        unsafeBitCast(_ggml_conv_3d_direct, to: ggml_conv_3d_direct_fn.self)(ctx, a, b, s0, s1, s2, p0, p1, p2, d0, d1, d2, n_channels, n_batch, n_channels_out)
     }
 
     /// The corresponding C function is `ggml_pool_1d` (ggml/include/ggml.h:2281, libggml-base).
-    @inlinable
     public func ggml_pool_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ op: ggml_op_pool, _ k0: CInt, _ s0: CInt, _ p0: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pool_1d(ctx, a, op, k0, s0, p0)
+        unsafeBitCast(_ggml_pool_1d, to: ggml_pool_1d_fn.self)(ctx, a, op, k0, s0, p0)
     }
 
     /// The corresponding C function is `ggml_pool_2d` (ggml/include/ggml.h:2291, libggml-base).
-    @inlinable
     public func ggml_pool_2d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ op: ggml_op_pool, _ k0: CInt, _ k1: CInt, _ s0: CInt, _ s1: CInt, _ p0: CFloat, _ p1: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pool_2d(ctx, a, op, k0, k1, s0, s1, p0, p1)
+        unsafeBitCast(_ggml_pool_2d, to: ggml_pool_2d_fn.self)(ctx, a, op, k0, k1, s0, s1, p0, p1)
     }
 
     /// The corresponding C function is `ggml_pool_2d_back` (ggml/include/ggml.h:2302, libggml-base).
-    @inlinable
     public func ggml_pool_2d_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ af: UnsafeMutablePointer<ggml_tensor>?, _ op: ggml_op_pool, _ k0: CInt, _ k1: CInt, _ s0: CInt, _ s1: CInt, _ p0: CFloat, _ p1: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pool_2d_back(ctx, a, af, op, k0, k1, s0, s1, p0, p1)
+        unsafeBitCast(_ggml_pool_2d_back, to: ggml_pool_2d_back_fn.self)(ctx, a, af, op, k0, k1, s0, s1, p0, p1)
     }
 
     /// The corresponding C function is `ggml_upscale` (ggml/include/ggml.h:2329, libggml-base).
-    @inlinable
     public func ggml_upscale(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ scale_factor: CInt, _ mode: ggml_scale_mode) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_upscale(ctx, a, scale_factor, mode)
+        unsafeBitCast(_ggml_upscale, to: ggml_upscale_fn.self)(ctx, a, scale_factor, mode)
     }
 
     /// The corresponding C function is `ggml_upscale_ext` (ggml/include/ggml.h:2337, libggml-base).
     @available(*, deprecated, message: "use ggml_interpolate instead")
-    @inlinable
     public func ggml_upscale_ext(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: CInt, _ ne1: CInt, _ ne2: CInt, _ ne3: CInt, _ mode: ggml_scale_mode) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_upscale_ext(ctx, a, ne0, ne1, ne2, ne3, mode)
+        unsafeBitCast(_ggml_upscale_ext, to: ggml_upscale_ext_fn.self)(ctx, a, ne0, ne1, ne2, ne3, mode)
     }
 
     /// The corresponding C function is `ggml_interpolate` (ggml/include/ggml.h:2349, libggml-base).
-    @inlinable
     public func ggml_interpolate(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ ne3: Int64, _ mode: UInt32) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_interpolate(ctx, a, ne0, ne1, ne2, ne3, mode)
+        unsafeBitCast(_ggml_interpolate, to: ggml_interpolate_fn.self)(ctx, a, ne0, ne1, ne2, ne3, mode)
     }
 
     /// The corresponding C function is `ggml_pad` (ggml/include/ggml.h:2359, libggml-base).
-    @inlinable
     public func ggml_pad(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ p0: CInt, _ p1: CInt, _ p2: CInt, _ p3: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pad(ctx, a, p0, p1, p2, p3)
+        unsafeBitCast(_ggml_pad, to: ggml_pad_fn.self)(ctx, a, p0, p1, p2, p3)
     }
 
     /// The corresponding C function is `ggml_pad_circular` (ggml/include/ggml.h:2368, libggml-base).
-    @inlinable
     public func ggml_pad_circular(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ p0: CInt, _ p1: CInt, _ p2: CInt, _ p3: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pad_circular(ctx, a, p0, p1, p2, p3)
+        unsafeBitCast(_ggml_pad_circular, to: ggml_pad_circular_fn.self)(ctx, a, p0, p1, p2, p3)
     }
 
     /// The corresponding C function is `ggml_pad_ext` (ggml/include/ggml.h:2376, libggml-base).
-    @inlinable
     public func ggml_pad_ext(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ lp0: CInt, _ rp0: CInt, _ lp1: CInt, _ rp1: CInt, _ lp2: CInt, _ rp2: CInt, _ lp3: CInt, _ rp3: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pad_ext(ctx, a, lp0, rp0, lp1, rp1, lp2, rp2, lp3, rp3)
+        unsafeBitCast(_ggml_pad_ext, to: ggml_pad_ext_fn.self)(ctx, a, lp0, rp0, lp1, rp1, lp2, rp2, lp3, rp3)
     }
 
     /// The corresponding C function is `ggml_pad_ext_circular` (ggml/include/ggml.h:2390, libggml-base).
-    @inlinable
     public func ggml_pad_ext_circular(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ lp0: CInt, _ rp0: CInt, _ lp1: CInt, _ rp1: CInt, _ lp2: CInt, _ rp2: CInt, _ lp3: CInt, _ rp3: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pad_ext_circular(ctx, a, lp0, rp0, lp1, rp1, lp2, rp2, lp3, rp3)
+        unsafeBitCast(_ggml_pad_ext_circular, to: ggml_pad_ext_circular_fn.self)(ctx, a, lp0, rp0, lp1, rp1, lp2, rp2, lp3, rp3)
     }
 
     /// The corresponding C function is `ggml_pad_reflect_1d` (ggml/include/ggml.h:2403, libggml-base).
-    @inlinable
     public func ggml_pad_reflect_1d(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ p0: CInt, _ p1: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_pad_reflect_1d(ctx, a, p0, p1)
+        unsafeBitCast(_ggml_pad_reflect_1d, to: ggml_pad_reflect_1d_fn.self)(ctx, a, p0, p1)
     }
 
     /// The corresponding C function is `ggml_roll` (ggml/include/ggml.h:2411, libggml-base).
-    @inlinable
     public func ggml_roll(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ shift0: CInt, _ shift1: CInt, _ shift2: CInt, _ shift3: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_roll(ctx, a, shift0, shift1, shift2, shift3)
+        unsafeBitCast(_ggml_roll, to: ggml_roll_fn.self)(ctx, a, shift0, shift1, shift2, shift3)
     }
 
     /// The corresponding C function is `ggml_tri` (ggml/include/ggml.h:2421, libggml-base).
-    @inlinable
     public func ggml_tri(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ type: ggml_tri_type) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_tri(ctx, a, type)
+        unsafeBitCast(_ggml_tri, to: ggml_tri_fn.self)(ctx, a, type)
     }
 
     /// The corresponding C function is `ggml_fill` (ggml/include/ggml.h:2427, libggml-base).
-    @inlinable
     public func ggml_fill(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ c: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_fill(ctx, a, c)
+        unsafeBitCast(_ggml_fill, to: ggml_fill_fn.self)(ctx, a, c)
     }
 
     /// The corresponding C function is `ggml_fill_inplace` (ggml/include/ggml.h:2432, libggml-base).
-    @inlinable
     public func ggml_fill_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ c: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_fill_inplace(ctx, a, c)
+        unsafeBitCast(_ggml_fill_inplace, to: ggml_fill_inplace_fn.self)(ctx, a, c)
     }
 
     /// The corresponding C function is `ggml_timestep_embedding` (ggml/include/ggml.h:2440, libggml-base).
-    @inlinable
     public func ggml_timestep_embedding(_ ctx: OpaquePointer?, _ timesteps: UnsafeMutablePointer<ggml_tensor>?, _ dim: CInt, _ max_period: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_timestep_embedding(ctx, timesteps, dim, max_period)
+        unsafeBitCast(_ggml_timestep_embedding, to: ggml_timestep_embedding_fn.self)(ctx, timesteps, dim, max_period)
     }
 
     /// The corresponding C function is `ggml_argsort` (ggml/include/ggml.h:2452, libggml-base).
-    @inlinable
     public func ggml_argsort(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ order: ggml_sort_order) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_argsort(ctx, a, order)
+        unsafeBitCast(_ggml_argsort, to: ggml_argsort_fn.self)(ctx, a, order)
     }
 
     /// The corresponding C function is `ggml_argsort_top_k` (ggml/include/ggml.h:2458, libggml-base).
-    @inlinable
     public func ggml_argsort_top_k(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ k: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_argsort_top_k(ctx, a, k)
+        unsafeBitCast(_ggml_argsort_top_k, to: ggml_argsort_top_k_fn.self)(ctx, a, k)
     }
 
     /// The corresponding C function is `ggml_top_k` (ggml/include/ggml.h:2465, libggml-base).
-    @inlinable
     public func ggml_top_k(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ k: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_top_k(ctx, a, k)
+        unsafeBitCast(_ggml_top_k, to: ggml_top_k_fn.self)(ctx, a, k)
     }
 
     /// The corresponding C function is `ggml_arange` (ggml/include/ggml.h:2470, libggml-base).
-    @inlinable
     public func ggml_arange(_ ctx: OpaquePointer?, _ start: CFloat, _ stop: CFloat, _ step: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_arange(ctx, start, stop, step)
+        unsafeBitCast(_ggml_arange, to: ggml_arange_fn.self)(ctx, start, stop, step)
     }
 
     /// The corresponding C function is `ggml_flash_attn_ext` (ggml/include/ggml.h:2487, libggml-base).
-    @inlinable
     public func ggml_flash_attn_ext(_ ctx: OpaquePointer?, _ q: UnsafeMutablePointer<ggml_tensor>?, _ k: UnsafeMutablePointer<ggml_tensor>?, _ v: UnsafeMutablePointer<ggml_tensor>?, _ mask: UnsafeMutablePointer<ggml_tensor>?, _ scale: CFloat, _ max_bias: CFloat, _ logit_softcap: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_flash_attn_ext(ctx, q, k, v, mask, scale, max_bias, logit_softcap)
+        unsafeBitCast(_ggml_flash_attn_ext, to: ggml_flash_attn_ext_fn.self)(ctx, q, k, v, mask, scale, max_bias, logit_softcap)
     }
 
     /// The corresponding C function is `ggml_flash_attn_ext_set_prec` (ggml/include/ggml.h:2497, libggml-base).
     @available(*, deprecated, message: "use ggml_prec_set_acc() instead")
-    @inlinable
     public func ggml_flash_attn_ext_set_prec(_ a: UnsafeMutablePointer<ggml_tensor>?, _ prec: ggml_prec) {
-        _ggml_flash_attn_ext_set_prec(a, prec)
+        unsafeBitCast(_ggml_flash_attn_ext_set_prec, to: ggml_flash_attn_ext_set_prec_fn.self)(a, prec)
     }
 
     /// The corresponding C function is `ggml_flash_attn_ext_get_prec` (ggml/include/ggml.h:2502, libggml-base).
-    @inlinable
     public func ggml_flash_attn_ext_get_prec(_ a: UnsafePointer<ggml_tensor>?) -> ggml_prec {
-        _ggml_flash_attn_ext_get_prec(a)
+        unsafeBitCast(_ggml_flash_attn_ext_get_prec, to: ggml_flash_attn_ext_get_prec_fn.self)(a)
     }
 
     /// The corresponding C function is `ggml_flash_attn_ext_set_n_kv_max` (ggml/include/ggml.h:2507, libggml-base).
-    @inlinable
     public func ggml_flash_attn_ext_set_n_kv_max(_ a: UnsafeMutablePointer<ggml_tensor>?, _ n_kv_max: Int32) {
-        _ggml_flash_attn_ext_set_n_kv_max(a, n_kv_max)
+        unsafeBitCast(_ggml_flash_attn_ext_set_n_kv_max, to: ggml_flash_attn_ext_set_n_kv_max_fn.self)(a, n_kv_max)
     }
 
     /// The corresponding C function is `ggml_flash_attn_ext_add_sinks` (ggml/include/ggml.h:2511, libggml-base).
-    @inlinable
     public func ggml_flash_attn_ext_add_sinks(_ a: UnsafeMutablePointer<ggml_tensor>?, _ sinks: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_flash_attn_ext_add_sinks(a, sinks)
+        unsafeBitCast(_ggml_flash_attn_ext_add_sinks, to: ggml_flash_attn_ext_add_sinks_fn.self)(a, sinks)
     }
 
     /// The corresponding C function is `ggml_flash_attn_back` (ggml/include/ggml.h:2516, libggml-base).
-    @inlinable
     public func ggml_flash_attn_back(_ ctx: OpaquePointer?, _ q: UnsafeMutablePointer<ggml_tensor>?, _ k: UnsafeMutablePointer<ggml_tensor>?, _ v: UnsafeMutablePointer<ggml_tensor>?, _ d: UnsafeMutablePointer<ggml_tensor>?, _ masked: Bool) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_flash_attn_back(ctx, q, k, v, d, masked)
+        unsafeBitCast(_ggml_flash_attn_back, to: ggml_flash_attn_back_fn.self)(ctx, q, k, v, d, masked)
     }
 
     /// The corresponding C function is `ggml_ssm_conv` (ggml/include/ggml.h:2524, libggml-base).
-    @inlinable
     public func ggml_ssm_conv(_ ctx: OpaquePointer?, _ sx: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_ssm_conv(ctx, sx, c)
+        unsafeBitCast(_ggml_ssm_conv, to: ggml_ssm_conv_fn.self)(ctx, sx, c)
     }
 
     /// The corresponding C function is `ggml_ssm_scan` (ggml/include/ggml.h:2529, libggml-base).
-    @inlinable
     public func ggml_ssm_scan(_ ctx: OpaquePointer?, _ s: UnsafeMutablePointer<ggml_tensor>?, _ x: UnsafeMutablePointer<ggml_tensor>?, _ dt: UnsafeMutablePointer<ggml_tensor>?, _ A: UnsafeMutablePointer<ggml_tensor>?, _ B: UnsafeMutablePointer<ggml_tensor>?, _ C: UnsafeMutablePointer<ggml_tensor>?, _ ids: UnsafeMutablePointer<ggml_tensor>?, _ K: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_ssm_scan(ctx, s, x, dt, A, B, C, ids, K)
+        unsafeBitCast(_ggml_ssm_scan, to: ggml_ssm_scan_fn.self)(ctx, s, x, dt, A, B, C, ids, K)
     }
 
     /// The corresponding C function is `ggml_win_part` (ggml/include/ggml.h:2546, libggml-base).
-    @inlinable
     public func ggml_win_part(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ w: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_win_part(ctx, a, w)
+        unsafeBitCast(_ggml_win_part, to: ggml_win_part_fn.self)(ctx, a, w)
     }
 
     /// The corresponding C function is `ggml_win_unpart` (ggml/include/ggml.h:2553, libggml-base).
-    @inlinable
     public func ggml_win_unpart(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ w0: CInt, _ h0: CInt, _ w: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_win_unpart(ctx, a, w0, h0, w)
+        unsafeBitCast(_ggml_win_unpart, to: ggml_win_unpart_fn.self)(ctx, a, w0, h0, w)
     }
 
     /// The corresponding C function is `ggml_unary` (ggml/include/ggml.h:2560, libggml-base).
-    @inlinable
     public func ggml_unary(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ op: ggml_unary_op) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_unary(ctx, a, op)
+        unsafeBitCast(_ggml_unary, to: ggml_unary_fn.self)(ctx, a, op)
     }
 
     /// The corresponding C function is `ggml_unary_inplace` (ggml/include/ggml.h:2565, libggml-base).
-    @inlinable
     public func ggml_unary_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ op: ggml_unary_op) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_unary_inplace(ctx, a, op)
+        unsafeBitCast(_ggml_unary_inplace, to: ggml_unary_inplace_fn.self)(ctx, a, op)
     }
 
     /// The corresponding C function is `ggml_get_rel_pos` (ggml/include/ggml.h:2571, libggml-base).
-    @inlinable
     public func ggml_get_rel_pos(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ qh: CInt, _ kh: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_get_rel_pos(ctx, a, qh, kh)
+        unsafeBitCast(_ggml_get_rel_pos, to: ggml_get_rel_pos_fn.self)(ctx, a, qh, kh)
     }
 
     /// The corresponding C function is `ggml_add_rel_pos` (ggml/include/ggml.h:2578, libggml-base).
-    @inlinable
     public func ggml_add_rel_pos(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ pw: UnsafeMutablePointer<ggml_tensor>?, _ ph: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add_rel_pos(ctx, a, pw, ph)
+        unsafeBitCast(_ggml_add_rel_pos, to: ggml_add_rel_pos_fn.self)(ctx, a, pw, ph)
     }
 
     /// The corresponding C function is `ggml_add_rel_pos_inplace` (ggml/include/ggml.h:2584, libggml-base).
-    @inlinable
     public func ggml_add_rel_pos_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ pw: UnsafeMutablePointer<ggml_tensor>?, _ ph: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_add_rel_pos_inplace(ctx, a, pw, ph)
+        unsafeBitCast(_ggml_add_rel_pos_inplace, to: ggml_add_rel_pos_inplace_fn.self)(ctx, a, pw, ph)
     }
 
     /// The corresponding C function is `ggml_rwkv_wkv6` (ggml/include/ggml.h:2590, libggml-base).
-    @inlinable
     public func ggml_rwkv_wkv6(_ ctx: OpaquePointer?, _ k: UnsafeMutablePointer<ggml_tensor>?, _ v: UnsafeMutablePointer<ggml_tensor>?, _ r: UnsafeMutablePointer<ggml_tensor>?, _ tf: UnsafeMutablePointer<ggml_tensor>?, _ td: UnsafeMutablePointer<ggml_tensor>?, _ state: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rwkv_wkv6(ctx, k, v, r, tf, td, state)
+        unsafeBitCast(_ggml_rwkv_wkv6, to: ggml_rwkv_wkv6_fn.self)(ctx, k, v, r, tf, td, state)
     }
 
     /// The corresponding C function is `ggml_gated_linear_attn` (ggml/include/ggml.h:2599, libggml-base).
-    @inlinable
     public func ggml_gated_linear_attn(_ ctx: OpaquePointer?, _ k: UnsafeMutablePointer<ggml_tensor>?, _ v: UnsafeMutablePointer<ggml_tensor>?, _ q: UnsafeMutablePointer<ggml_tensor>?, _ g: UnsafeMutablePointer<ggml_tensor>?, _ state: UnsafeMutablePointer<ggml_tensor>?, _ scale: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gated_linear_attn(ctx, k, v, q, g, state, scale)
+        unsafeBitCast(_ggml_gated_linear_attn, to: ggml_gated_linear_attn_fn.self)(ctx, k, v, q, g, state, scale)
     }
 
     /// The corresponding C function is `ggml_rwkv_wkv7` (ggml/include/ggml.h:2608, libggml-base).
-    @inlinable
     public func ggml_rwkv_wkv7(_ ctx: OpaquePointer?, _ r: UnsafeMutablePointer<ggml_tensor>?, _ w: UnsafeMutablePointer<ggml_tensor>?, _ k: UnsafeMutablePointer<ggml_tensor>?, _ v: UnsafeMutablePointer<ggml_tensor>?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ state: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_rwkv_wkv7(ctx, r, w, k, v, a, b, state)
+        unsafeBitCast(_ggml_rwkv_wkv7, to: ggml_rwkv_wkv7_fn.self)(ctx, r, w, k, v, a, b, state)
     }
 
     /// The corresponding C function is `ggml_solve_tri` (ggml/include/ggml.h:2631, libggml-base).
-    @inlinable
     public func ggml_solve_tri(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ left: Bool, _ lower: Bool, _ uni: Bool) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_solve_tri(ctx, a, b, left, lower, uni)
+        unsafeBitCast(_ggml_solve_tri, to: ggml_solve_tri_fn.self)(ctx, a, b, left, lower, uni)
     }
 
     /// The corresponding C function is `ggml_gated_delta_net` (ggml/include/ggml.h:2652, libggml-base).
-    @inlinable
     public func ggml_gated_delta_net(_ ctx: OpaquePointer?, _ q: UnsafeMutablePointer<ggml_tensor>?, _ k: UnsafeMutablePointer<ggml_tensor>?, _ v: UnsafeMutablePointer<ggml_tensor>?, _ g: UnsafeMutablePointer<ggml_tensor>?, _ beta: UnsafeMutablePointer<ggml_tensor>?, _ state: UnsafeMutablePointer<ggml_tensor>?, _ K: Int64) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_gated_delta_net(ctx, q, k, v, g, beta, state, K)
+        unsafeBitCast(_ggml_gated_delta_net, to: ggml_gated_delta_net_fn.self)(ctx, q, k, v, g, beta, state, K)
     }
 
     /// The corresponding C function is `ggml_lightning_indexer` (ggml/include/ggml.h:2673, libggml-base).
-    @inlinable
     public func ggml_lightning_indexer(_ ctx: OpaquePointer?, _ q: UnsafeMutablePointer<ggml_tensor>?, _ k: UnsafeMutablePointer<ggml_tensor>?, _ weights: UnsafeMutablePointer<ggml_tensor>?, _ mask: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_lightning_indexer(ctx, q, k, weights, mask)
+        unsafeBitCast(_ggml_lightning_indexer, to: ggml_lightning_indexer_fn.self)(ctx, q, k, weights, mask)
     }
 
     /// The corresponding C function is `ggml_dsv4_hc_comb` (ggml/include/ggml.h:2690, libggml-base).
-    @inlinable
     public func ggml_dsv4_hc_comb(_ ctx: OpaquePointer?, _ mixes: UnsafeMutablePointer<ggml_tensor>?, _ scale: UnsafeMutablePointer<ggml_tensor>?, _ base: UnsafeMutablePointer<ggml_tensor>?, _ eps: CFloat, _ n_iter: Int32) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_dsv4_hc_comb(ctx, mixes, scale, base, eps, n_iter)
+        unsafeBitCast(_ggml_dsv4_hc_comb, to: ggml_dsv4_hc_comb_fn.self)(ctx, mixes, scale, base, eps, n_iter)
     }
 
     /// The corresponding C function is `ggml_dsv4_hc_pre` (ggml/include/ggml.h:2701, libggml-base).
-    @inlinable
     public func ggml_dsv4_hc_pre(_ ctx: OpaquePointer?, _ x: UnsafeMutablePointer<ggml_tensor>?, _ weights: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_dsv4_hc_pre(ctx, x, weights)
+        unsafeBitCast(_ggml_dsv4_hc_pre, to: ggml_dsv4_hc_pre_fn.self)(ctx, x, weights)
     }
 
     /// The corresponding C function is `ggml_dsv4_hc_pre_gated` (ggml/include/ggml.h:2709, libggml-base).
-    @inlinable
     public func ggml_dsv4_hc_pre_gated(_ ctx: OpaquePointer?, _ x: UnsafeMutablePointer<ggml_tensor>?, _ gate: UnsafeMutablePointer<ggml_tensor>?, _ scale: CFloat) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_dsv4_hc_pre_gated(ctx, x, gate, scale)
+        unsafeBitCast(_ggml_dsv4_hc_pre_gated, to: ggml_dsv4_hc_pre_gated_fn.self)(ctx, x, gate, scale)
     }
 
     /// The corresponding C function is `ggml_dsv4_hc_post` (ggml/include/ggml.h:2722, libggml-base).
-    @inlinable
     public func ggml_dsv4_hc_post(_ ctx: OpaquePointer?, _ x: UnsafeMutablePointer<ggml_tensor>?, _ residual: UnsafeMutablePointer<ggml_tensor>?, _ post: UnsafeMutablePointer<ggml_tensor>?, _ comb: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_dsv4_hc_post(ctx, x, residual, post, comb)
+        unsafeBitCast(_ggml_dsv4_hc_post, to: ggml_dsv4_hc_post_fn.self)(ctx, x, residual, post, comb)
     }
 
     /// The corresponding C function is `ggml_map_custom1` (ggml/include/ggml.h:2738, libggml-base).
-    @inlinable
     public func ggml_map_custom1(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ fun: ggml_custom1_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_map_custom1(ctx, a, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_map_custom1, to: ggml_map_custom1_fn.self)(ctx, a, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_map_custom1_inplace` (ggml/include/ggml.h:2745, libggml-base).
-    @inlinable
     public func ggml_map_custom1_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ fun: ggml_custom1_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_map_custom1_inplace(ctx, a, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_map_custom1_inplace, to: ggml_map_custom1_inplace_fn.self)(ctx, a, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_map_custom2` (ggml/include/ggml.h:2752, libggml-base).
-    @inlinable
     public func ggml_map_custom2(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ fun: ggml_custom2_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_map_custom2(ctx, a, b, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_map_custom2, to: ggml_map_custom2_fn.self)(ctx, a, b, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_map_custom2_inplace` (ggml/include/ggml.h:2760, libggml-base).
-    @inlinable
     public func ggml_map_custom2_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ fun: ggml_custom2_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_map_custom2_inplace(ctx, a, b, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_map_custom2_inplace, to: ggml_map_custom2_inplace_fn.self)(ctx, a, b, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_map_custom3` (ggml/include/ggml.h:2768, libggml-base).
-    @inlinable
     public func ggml_map_custom3(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ fun: ggml_custom3_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_map_custom3(ctx, a, b, c, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_map_custom3, to: ggml_map_custom3_fn.self)(ctx, a, b, c, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_map_custom3_inplace` (ggml/include/ggml.h:2777, libggml-base).
-    @inlinable
     public func ggml_map_custom3_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?, _ fun: ggml_custom3_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_map_custom3_inplace(ctx, a, b, c, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_map_custom3_inplace, to: ggml_map_custom3_inplace_fn.self)(ctx, a, b, c, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_custom_4d` (ggml/include/ggml.h:2788, libggml-base).
-    @inlinable
     public func ggml_custom_4d(_ ctx: OpaquePointer?, _ type: ggml_type, _ ne0: Int64, _ ne1: Int64, _ ne2: Int64, _ ne3: Int64, _ args: UnsafeMutablePointer<UnsafeMutablePointer<ggml_tensor>?>?, _ n_args: CInt, _ fun: ggml_custom_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_custom_4d(ctx, type, ne0, ne1, ne2, ne3, args, n_args, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_custom_4d, to: ggml_custom_4d_fn.self)(ctx, type, ne0, ne1, ne2, ne3, args, n_args, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_custom_inplace` (ggml/include/ggml.h:2801, libggml-base).
-    @inlinable
     public func ggml_custom_inplace(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ args: UnsafeMutablePointer<UnsafeMutablePointer<ggml_tensor>?>?, _ n_args: CInt, _ fun: ggml_custom_op_t?, _ n_tasks: CInt, _ userdata: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_custom_inplace(ctx, a, args, n_args, fun, n_tasks, userdata)
+        unsafeBitCast(_ggml_custom_inplace, to: ggml_custom_inplace_fn.self)(ctx, a, args, n_args, fun, n_tasks, userdata)
     }
 
     /// The corresponding C function is `ggml_cross_entropy_loss` (ggml/include/ggml.h:2812, libggml-base).
-    @inlinable
     public func ggml_cross_entropy_loss(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cross_entropy_loss(ctx, a, b)
+        unsafeBitCast(_ggml_cross_entropy_loss, to: ggml_cross_entropy_loss_fn.self)(ctx, a, b)
     }
 
     /// The corresponding C function is `ggml_cross_entropy_loss_back` (ggml/include/ggml.h:2817, libggml-base).
-    @inlinable
     public func ggml_cross_entropy_loss_back(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ b: UnsafeMutablePointer<ggml_tensor>?, _ c: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_cross_entropy_loss_back(ctx, a, b, c)
+        unsafeBitCast(_ggml_cross_entropy_loss_back, to: ggml_cross_entropy_loss_back_fn.self)(ctx, a, b, c)
     }
 
     /// The corresponding C function is `ggml_opt_step_adamw` (ggml/include/ggml.h:2826, libggml-base).
-    @inlinable
     public func ggml_opt_step_adamw(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ grad: UnsafeMutablePointer<ggml_tensor>?, _ m: UnsafeMutablePointer<ggml_tensor>?, _ v: UnsafeMutablePointer<ggml_tensor>?, _ adamw_params: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_step_adamw(ctx, a, grad, m, v, adamw_params)
+        unsafeBitCast(_ggml_opt_step_adamw, to: ggml_opt_step_adamw_fn.self)(ctx, a, grad, m, v, adamw_params)
     }
 
     /// The corresponding C function is `ggml_opt_step_sgd` (ggml/include/ggml.h:2835, libggml-base).
-    @inlinable
     public func ggml_opt_step_sgd(_ ctx: OpaquePointer?, _ a: UnsafeMutablePointer<ggml_tensor>?, _ grad: UnsafeMutablePointer<ggml_tensor>?, _ sgd_params: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_step_sgd(ctx, a, grad, sgd_params)
+        unsafeBitCast(_ggml_opt_step_sgd, to: ggml_opt_step_sgd_fn.self)(ctx, a, grad, sgd_params)
     }
 
     /// The corresponding C function is `ggml_build_forward_select` (ggml/include/ggml.h:2867, libggml-base).
-    @inlinable
     public func ggml_build_forward_select(_ cgraph: OpaquePointer?, _ tensors: UnsafeMutablePointer<UnsafeMutablePointer<ggml_tensor>?>?, _ n_tensors: CInt, _ idx: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_build_forward_select(cgraph, tensors, n_tensors, idx)
+        unsafeBitCast(_ggml_build_forward_select, to: ggml_build_forward_select_fn.self)(cgraph, tensors, n_tensors, idx)
     }
 
     /// The corresponding C function is `ggml_build_forward_expand` (ggml/include/ggml.h:2873, libggml-base).
-    @inlinable
     public func ggml_build_forward_expand(_ cgraph: OpaquePointer?, _ tensor: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_build_forward_expand(cgraph, tensor)
+        unsafeBitCast(_ggml_build_forward_expand, to: ggml_build_forward_expand_fn.self)(cgraph, tensor)
     }
 
     /// The corresponding C function is `ggml_build_forward_order` (ggml/include/ggml.h:2879, libggml-base).
-    @inlinable
     public func ggml_build_forward_order(_ cgraph: OpaquePointer?, _ tensor: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_build_forward_order(cgraph, tensor)
+        unsafeBitCast(_ggml_build_forward_order, to: ggml_build_forward_order_fn.self)(cgraph, tensor)
     }
 
     /// The corresponding C function is `ggml_build_backward_expand` (ggml/include/ggml.h:2883, libggml-base).
-    @inlinable
     public func ggml_build_backward_expand(_ ctx: OpaquePointer?, _ cgraph: OpaquePointer?, _ grad_accs: UnsafeMutablePointer<UnsafeMutablePointer<ggml_tensor>?>?) {
-        _ggml_build_backward_expand(ctx, cgraph, grad_accs)
+        unsafeBitCast(_ggml_build_backward_expand, to: ggml_build_backward_expand_fn.self)(ctx, cgraph, grad_accs)
     }
 
     /// The corresponding C function is `ggml_new_graph` (ggml/include/ggml.h:2889, libggml-base).
-    @inlinable
     public func ggml_new_graph(_ ctx: OpaquePointer?) -> OpaquePointer? {
-        _ggml_new_graph(ctx)
+        unsafeBitCast(_ggml_new_graph, to: ggml_new_graph_fn.self)(ctx)
     }
 
     /// The corresponding C function is `ggml_new_graph_custom` (ggml/include/ggml.h:2890, libggml-base).
-    @inlinable
     public func ggml_new_graph_custom(_ ctx: OpaquePointer?, _ size: Int, _ grads: Bool) -> OpaquePointer? {
-        _ggml_new_graph_custom(ctx, size, grads)
+        unsafeBitCast(_ggml_new_graph_custom, to: ggml_new_graph_custom_fn.self)(ctx, size, grads)
     }
 
     /// The corresponding C function is `ggml_graph_dup` (ggml/include/ggml.h:2891, libggml-base).
-    @inlinable
     public func ggml_graph_dup(_ ctx: OpaquePointer?, _ cgraph: OpaquePointer?, _ force_grads: Bool) -> OpaquePointer? {
-        _ggml_graph_dup(ctx, cgraph, force_grads)
+        unsafeBitCast(_ggml_graph_dup, to: ggml_graph_dup_fn.self)(ctx, cgraph, force_grads)
     }
 
     /// The corresponding C function is `ggml_graph_cpy` (ggml/include/ggml.h:2892, libggml-base).
-    @inlinable
     public func ggml_graph_cpy(_ src: OpaquePointer?, _ dst: OpaquePointer?) {
-        _ggml_graph_cpy(src, dst)
+        unsafeBitCast(_ggml_graph_cpy, to: ggml_graph_cpy_fn.self)(src, dst)
     }
 
     /// The corresponding C function is `ggml_graph_reset` (ggml/include/ggml.h:2893, libggml-base).
-    @inlinable
     public func ggml_graph_reset(_ cgraph: OpaquePointer?) {
-        _ggml_graph_reset(cgraph)
+        unsafeBitCast(_ggml_graph_reset, to: ggml_graph_reset_fn.self)(cgraph)
     }
 
     /// The corresponding C function is `ggml_graph_clear` (ggml/include/ggml.h:2894, libggml-base).
-    @inlinable
     public func ggml_graph_clear(_ cgraph: OpaquePointer?) {
-        _ggml_graph_clear(cgraph)
+        unsafeBitCast(_ggml_graph_clear, to: ggml_graph_clear_fn.self)(cgraph)
     }
 
     /// The corresponding C function is `ggml_graph_size` (ggml/include/ggml.h:2896, libggml-base).
-    @inlinable
     public func ggml_graph_size(_ cgraph: OpaquePointer?) -> CInt {
-        _ggml_graph_size(cgraph)
+        unsafeBitCast(_ggml_graph_size, to: ggml_graph_size_fn.self)(cgraph)
     }
 
     /// The corresponding C function is `ggml_graph_node` (ggml/include/ggml.h:2897, libggml-base).
-    @inlinable
     public func ggml_graph_node(_ cgraph: OpaquePointer?, _ i: CInt) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_graph_node(cgraph, i)
+        unsafeBitCast(_ggml_graph_node, to: ggml_graph_node_fn.self)(cgraph, i)
     }
 
     /// The corresponding C function is `ggml_graph_nodes` (ggml/include/ggml.h:2898, libggml-base).
-    @inlinable
     public func ggml_graph_nodes(_ cgraph: OpaquePointer?) -> UnsafeMutablePointer<UnsafeMutablePointer<ggml_tensor>?>? {
-        _ggml_graph_nodes(cgraph)
+        unsafeBitCast(_ggml_graph_nodes, to: ggml_graph_nodes_fn.self)(cgraph)
     }
 
     /// The corresponding C function is `ggml_graph_n_nodes` (ggml/include/ggml.h:2899, libggml-base).
-    @inlinable
     public func ggml_graph_n_nodes(_ cgraph: OpaquePointer?) -> CInt {
-        _ggml_graph_n_nodes(cgraph)
+        unsafeBitCast(_ggml_graph_n_nodes, to: ggml_graph_n_nodes_fn.self)(cgraph)
     }
 
     /// The corresponding C function is `ggml_graph_add_node` (ggml/include/ggml.h:2901, libggml-base).
-    @inlinable
     public func ggml_graph_add_node(_ cgraph: OpaquePointer?, _ tensor: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_graph_add_node(cgraph, tensor)
+        unsafeBitCast(_ggml_graph_add_node, to: ggml_graph_add_node_fn.self)(cgraph, tensor)
     }
 
     /// The corresponding C function is `ggml_graph_overhead` (ggml/include/ggml.h:2903, libggml-base).
-    @inlinable
     public func ggml_graph_overhead() -> Int {
-        _ggml_graph_overhead()
+        unsafeBitCast(_ggml_graph_overhead, to: ggml_graph_overhead_fn.self)()
     }
 
     /// The corresponding C function is `ggml_graph_overhead_custom` (ggml/include/ggml.h:2904, libggml-base).
-    @inlinable
     public func ggml_graph_overhead_custom(_ size: Int, _ grads: Bool) -> Int {
-        _ggml_graph_overhead_custom(size, grads)
+        unsafeBitCast(_ggml_graph_overhead_custom, to: ggml_graph_overhead_custom_fn.self)(size, grads)
     }
 
     /// The corresponding C function is `ggml_graph_get_tensor` (ggml/include/ggml.h:2906, libggml-base).
-    @inlinable
     public func ggml_graph_get_tensor(_ cgraph: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_graph_get_tensor(cgraph, name)
+        unsafeBitCast(_ggml_graph_get_tensor, to: ggml_graph_get_tensor_fn.self)(cgraph, name)
     }
 
     /// The corresponding C function is `ggml_graph_get_grad` (ggml/include/ggml.h:2907, libggml-base).
-    @inlinable
     public func ggml_graph_get_grad(_ cgraph: OpaquePointer?, _ node: UnsafePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_graph_get_grad(cgraph, node)
+        unsafeBitCast(_ggml_graph_get_grad, to: ggml_graph_get_grad_fn.self)(cgraph, node)
     }
 
     /// The corresponding C function is `ggml_graph_get_grad_acc` (ggml/include/ggml.h:2908, libggml-base).
-    @inlinable
     public func ggml_graph_get_grad_acc(_ cgraph: OpaquePointer?, _ node: UnsafePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_graph_get_grad_acc(cgraph, node)
+        unsafeBitCast(_ggml_graph_get_grad_acc, to: ggml_graph_get_grad_acc_fn.self)(cgraph, node)
     }
 
     /// The corresponding C function is `ggml_graph_print` (ggml/include/ggml.h:2911, libggml-base).
-    @inlinable
     public func ggml_graph_print(_ cgraph: OpaquePointer?) {
-        _ggml_graph_print(cgraph)
+        unsafeBitCast(_ggml_graph_print, to: ggml_graph_print_fn.self)(cgraph)
     }
 
     /// The corresponding C function is `ggml_graph_dump_dot` (ggml/include/ggml.h:2914, libggml-base).
-    @inlinable
     public func ggml_graph_dump_dot(_ gb: OpaquePointer?, _ cgraph: OpaquePointer?, _ filename: UnsafePointer<CChar>?) {
-        _ggml_graph_dump_dot(gb, cgraph, filename)
+        unsafeBitCast(_ggml_graph_dump_dot, to: ggml_graph_dump_dot_fn.self)(gb, cgraph, filename)
     }
 
     /// The corresponding C function is `ggml_log_get` (ggml/include/ggml.h:2921, libggml-base).
-    @inlinable
     public func ggml_log_get(_ log_callback: UnsafeMutablePointer<ggml_log_callback?>?, _ user_data: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) {
-        _ggml_log_get(log_callback, user_data)
+        unsafeBitCast(_ggml_log_get, to: ggml_log_get_fn.self)(log_callback, user_data)
     }
 
     /// The corresponding C function is `ggml_log_set` (ggml/include/ggml.h:2922, libggml-base).
-    @inlinable
     public func ggml_log_set(_ log_callback: ggml_log_callback?, _ user_data: UnsafeMutableRawPointer?) {
-        _ggml_log_set(log_callback, user_data)
+        unsafeBitCast(_ggml_log_set, to: ggml_log_set_fn.self)(log_callback, user_data)
     }
 
     /// The corresponding C function is `ggml_set_zero` (ggml/include/ggml.h:2924, libggml-base).
-    @inlinable
     public func ggml_set_zero(_ tensor: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_set_zero(tensor)
+        unsafeBitCast(_ggml_set_zero, to: ggml_set_zero_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_quantize_init` (ggml/include/ggml.h:2939, libggml-base).
-    @inlinable
     public func ggml_quantize_init(_ type: ggml_type) {
-        _ggml_quantize_init(type)
+        unsafeBitCast(_ggml_quantize_init, to: ggml_quantize_init_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_quantize_free` (ggml/include/ggml.h:2940, libggml-base).
-    @inlinable
     public func ggml_quantize_free() {
-        _ggml_quantize_free()
+        unsafeBitCast(_ggml_quantize_free, to: ggml_quantize_free_fn.self)()
     }
 
     /// The corresponding C function is `ggml_quantize_requires_imatrix` (ggml/include/ggml.h:2943, libggml-base).
-    @inlinable
     public func ggml_quantize_requires_imatrix(_ type: ggml_type) -> Bool {
-        _ggml_quantize_requires_imatrix(type)
+        unsafeBitCast(_ggml_quantize_requires_imatrix, to: ggml_quantize_requires_imatrix_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_quantize_chunk` (ggml/include/ggml.h:2946, libggml-base).
-    @inlinable
     public func ggml_quantize_chunk(_ type: ggml_type, _ src: UnsafePointer<CFloat>?, _ dst: UnsafeMutableRawPointer?, _ start: Int64, _ nrows: Int64, _ n_per_row: Int64, _ imatrix: UnsafePointer<CFloat>?) -> Int {
-        _ggml_quantize_chunk(type, src, dst, start, nrows, n_per_row, imatrix)
+        unsafeBitCast(_ggml_quantize_chunk, to: ggml_quantize_chunk_fn.self)(type, src, dst, start, nrows, n_per_row, imatrix)
     }
 
     /// The corresponding C function is `ggml_get_type_traits` (ggml/include/ggml.h:2986, libggml-base).
-    @inlinable
     public func ggml_get_type_traits(_ type: ggml_type) -> UnsafePointer<ggml_type_traits>? {
-        _ggml_get_type_traits(type)
+        unsafeBitCast(_ggml_get_type_traits, to: ggml_get_type_traits_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_threadpool_params_default` (ggml/include/ggml.h:3016, libggml-base).
-    @inlinable
     public func ggml_threadpool_params_default(_ n_threads: CInt) -> ggml_threadpool_params {
-        _ggml_threadpool_params_default(n_threads)
+        unsafeBitCast(_ggml_threadpool_params_default, to: ggml_threadpool_params_default_fn.self)(n_threads)
     }
 
     /// The corresponding C function is `ggml_threadpool_params_init` (ggml/include/ggml.h:3017, libggml-base).
-    @inlinable
     public func ggml_threadpool_params_init(_ p: UnsafeMutablePointer<ggml_threadpool_params>?, _ n_threads: CInt) {
-        _ggml_threadpool_params_init(p, n_threads)
+        unsafeBitCast(_ggml_threadpool_params_init, to: ggml_threadpool_params_init_fn.self)(p, n_threads)
     }
 
     /// The corresponding C function is `ggml_threadpool_params_match` (ggml/include/ggml.h:3018, libggml-base).
-    @inlinable
     public func ggml_threadpool_params_match(_ p0: UnsafePointer<ggml_threadpool_params>?, _ p1: UnsafePointer<ggml_threadpool_params>?) -> Bool {
-        _ggml_threadpool_params_match(p0, p1)
+        unsafeBitCast(_ggml_threadpool_params_match, to: ggml_threadpool_params_match_fn.self)(p0, p1)
     }
 
     /// The corresponding C function is `ggml_tallocr_new` (ggml/include/ggml-alloc.h:21, libggml-base).
-    @inlinable
     public func ggml_tallocr_new(_ buffer: ggml_backend_buffer_t?) -> ggml_tallocr {
-        _ggml_tallocr_new(buffer)
+        unsafeBitCast(_ggml_tallocr_new, to: ggml_tallocr_new_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_tallocr_alloc` (ggml/include/ggml-alloc.h:22, libggml-base).
-    @inlinable
     public func ggml_tallocr_alloc(_ talloc: UnsafeMutablePointer<ggml_tallocr>?, _ tensor: UnsafeMutablePointer<ggml_tensor>?) -> ggml_status {
-        _ggml_tallocr_alloc(talloc, tensor)
+        unsafeBitCast(_ggml_tallocr_alloc, to: ggml_tallocr_alloc_fn.self)(talloc, tensor)
     }
 
     /// The corresponding C function is `ggml_gallocr_new` (ggml/include/ggml-alloc.h:48, libggml-base).
-    @inlinable
     public func ggml_gallocr_new(_ buft: ggml_backend_buffer_type_t?) -> ggml_gallocr_t? {
-        _ggml_gallocr_new(buft)
+        unsafeBitCast(_ggml_gallocr_new, to: ggml_gallocr_new_fn.self)(buft)
     }
 
     /// The corresponding C function is `ggml_gallocr_new_n` (ggml/include/ggml-alloc.h:49, libggml-base).
-    @inlinable
     public func ggml_gallocr_new_n(_ bufts: UnsafeMutablePointer<ggml_backend_buffer_type_t?>?, _ n_bufs: CInt) -> ggml_gallocr_t? {
-        _ggml_gallocr_new_n(bufts, n_bufs)
+        unsafeBitCast(_ggml_gallocr_new_n, to: ggml_gallocr_new_n_fn.self)(bufts, n_bufs)
     }
 
     /// The corresponding C function is `ggml_gallocr_free` (ggml/include/ggml-alloc.h:50, libggml-base).
-    @inlinable
     public func ggml_gallocr_free(_ galloc: ggml_gallocr_t?) {
-        _ggml_gallocr_free(galloc)
+        unsafeBitCast(_ggml_gallocr_free, to: ggml_gallocr_free_fn.self)(galloc)
     }
 
     /// The corresponding C function is `ggml_gallocr_reserve` (ggml/include/ggml-alloc.h:57, libggml-base).
-    @inlinable
     public func ggml_gallocr_reserve(_ galloc: ggml_gallocr_t?, _ graph: OpaquePointer?) -> Bool {
-        _ggml_gallocr_reserve(galloc, graph)
+        unsafeBitCast(_ggml_gallocr_reserve, to: ggml_gallocr_reserve_fn.self)(galloc, graph)
     }
 
     /// The corresponding C function is `ggml_gallocr_reserve_n_size` (ggml/include/ggml-alloc.h:58, libggml-base).
-    @inlinable
     public func ggml_gallocr_reserve_n_size(_ galloc: ggml_gallocr_t?, _ graph: OpaquePointer?, _ node_buffer_ids: UnsafePointer<CInt>?, _ leaf_buffer_ids: UnsafePointer<CInt>?, _ sizes: UnsafeMutablePointer<Int>?) {
-        _ggml_gallocr_reserve_n_size(galloc, graph, node_buffer_ids, leaf_buffer_ids, sizes)
+        unsafeBitCast(_ggml_gallocr_reserve_n_size, to: ggml_gallocr_reserve_n_size_fn.self)(galloc, graph, node_buffer_ids, leaf_buffer_ids, sizes)
     }
 
     /// The corresponding C function is `ggml_gallocr_reserve_n` (ggml/include/ggml-alloc.h:64, libggml-base).
-    @inlinable
     public func ggml_gallocr_reserve_n(_ galloc: ggml_gallocr_t?, _ graph: OpaquePointer?, _ node_buffer_ids: UnsafePointer<CInt>?, _ leaf_buffer_ids: UnsafePointer<CInt>?) -> Bool {
-        _ggml_gallocr_reserve_n(galloc, graph, node_buffer_ids, leaf_buffer_ids)
+        unsafeBitCast(_ggml_gallocr_reserve_n, to: ggml_gallocr_reserve_n_fn.self)(galloc, graph, node_buffer_ids, leaf_buffer_ids)
     }
 
     /// The corresponding C function is `ggml_gallocr_alloc_graph` (ggml/include/ggml-alloc.h:72, libggml-base).
-    @inlinable
     public func ggml_gallocr_alloc_graph(_ galloc: ggml_gallocr_t?, _ graph: OpaquePointer?) -> Bool {
-        _ggml_gallocr_alloc_graph(galloc, graph)
+        unsafeBitCast(_ggml_gallocr_alloc_graph, to: ggml_gallocr_alloc_graph_fn.self)(galloc, graph)
     }
 
     /// The corresponding C function is `ggml_gallocr_get_buffer_size` (ggml/include/ggml-alloc.h:74, libggml-base).
-    @inlinable
     public func ggml_gallocr_get_buffer_size(_ galloc: ggml_gallocr_t?, _ buffer_id: CInt) -> Int {
-        _ggml_gallocr_get_buffer_size(galloc, buffer_id)
+        unsafeBitCast(_ggml_gallocr_get_buffer_size, to: ggml_gallocr_get_buffer_size_fn.self)(galloc, buffer_id)
     }
 
     /// The corresponding C function is `ggml_backend_alloc_ctx_tensors_from_buft_size` (ggml/include/ggml-alloc.h:80, libggml-base).
-    @inlinable
     public func ggml_backend_alloc_ctx_tensors_from_buft_size(_ ctx: OpaquePointer?, _ buft: ggml_backend_buffer_type_t?) -> Int {
-        _ggml_backend_alloc_ctx_tensors_from_buft_size(ctx, buft)
+        unsafeBitCast(_ggml_backend_alloc_ctx_tensors_from_buft_size, to: ggml_backend_alloc_ctx_tensors_from_buft_size_fn.self)(ctx, buft)
     }
 
     /// The corresponding C function is `ggml_backend_alloc_ctx_tensors_from_buft` (ggml/include/ggml-alloc.h:82, libggml-base).
-    @inlinable
     public func ggml_backend_alloc_ctx_tensors_from_buft(_ ctx: OpaquePointer?, _ buft: ggml_backend_buffer_type_t?) -> OpaquePointer? {
-        _ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft)
+        unsafeBitCast(_ggml_backend_alloc_ctx_tensors_from_buft, to: ggml_backend_alloc_ctx_tensors_from_buft_fn.self)(ctx, buft)
     }
 
     /// The corresponding C function is `ggml_backend_alloc_ctx_tensors` (ggml/include/ggml-alloc.h:83, libggml-base).
-    @inlinable
     public func ggml_backend_alloc_ctx_tensors(_ ctx: OpaquePointer?, _ backend: ggml_backend_t?) -> OpaquePointer? {
-        _ggml_backend_alloc_ctx_tensors(ctx, backend)
+        unsafeBitCast(_ggml_backend_alloc_ctx_tensors, to: ggml_backend_alloc_ctx_tensors_fn.self)(ctx, backend)
     }
 
     /// The corresponding C function is `ggml_backend_buft_name` (ggml/include/ggml-backend.h:37, libggml-base).
-    @inlinable
     public func ggml_backend_buft_name(_ buft: ggml_backend_buffer_type_t?) -> UnsafePointer<CChar>? {
-        _ggml_backend_buft_name(buft)
+        unsafeBitCast(_ggml_backend_buft_name, to: ggml_backend_buft_name_fn.self)(buft)
     }
 
     /// The corresponding C function is `ggml_backend_buft_alloc_buffer` (ggml/include/ggml-backend.h:38, libggml-base).
-    @inlinable
     public func ggml_backend_buft_alloc_buffer(_ buft: ggml_backend_buffer_type_t?, _ size: Int) -> ggml_backend_buffer_t? {
-        _ggml_backend_buft_alloc_buffer(buft, size)
+        unsafeBitCast(_ggml_backend_buft_alloc_buffer, to: ggml_backend_buft_alloc_buffer_fn.self)(buft, size)
     }
 
     /// The corresponding C function is `ggml_backend_buft_alloc_buffer_n` (ggml/include/ggml-backend.h:39, libggml-base).
-    @inlinable
     public func ggml_backend_buft_alloc_buffer_n(_ buft: ggml_backend_buffer_type_t?, _ tensors: UnsafeMutablePointer<UnsafeMutablePointer<ggml_tensor>?>?, _ n_tensors: CInt) -> ggml_backend_buffer_t? {
-        _ggml_backend_buft_alloc_buffer_n(buft, tensors, n_tensors)
+        unsafeBitCast(_ggml_backend_buft_alloc_buffer_n, to: ggml_backend_buft_alloc_buffer_n_fn.self)(buft, tensors, n_tensors)
     }
 
     /// The corresponding C function is `ggml_backend_buft_get_alignment` (ggml/include/ggml-backend.h:40, libggml-base).
-    @inlinable
     public func ggml_backend_buft_get_alignment(_ buft: ggml_backend_buffer_type_t?) -> Int {
-        _ggml_backend_buft_get_alignment(buft)
+        unsafeBitCast(_ggml_backend_buft_get_alignment, to: ggml_backend_buft_get_alignment_fn.self)(buft)
     }
 
     /// The corresponding C function is `ggml_backend_buft_get_max_size` (ggml/include/ggml-backend.h:41, libggml-base).
-    @inlinable
     public func ggml_backend_buft_get_max_size(_ buft: ggml_backend_buffer_type_t?) -> Int {
-        _ggml_backend_buft_get_max_size(buft)
+        unsafeBitCast(_ggml_backend_buft_get_max_size, to: ggml_backend_buft_get_max_size_fn.self)(buft)
     }
 
     /// The corresponding C function is `ggml_backend_buft_get_alloc_size` (ggml/include/ggml-backend.h:42, libggml-base).
-    @inlinable
     public func ggml_backend_buft_get_alloc_size(_ buft: ggml_backend_buffer_type_t?, _ tensor: UnsafePointer<ggml_tensor>?) -> Int {
-        _ggml_backend_buft_get_alloc_size(buft, tensor)
+        unsafeBitCast(_ggml_backend_buft_get_alloc_size, to: ggml_backend_buft_get_alloc_size_fn.self)(buft, tensor)
     }
 
     /// The corresponding C function is `ggml_backend_buft_get_alloc_size_n` (ggml/include/ggml-backend.h:43, libggml-base).
-    @inlinable
     public func ggml_backend_buft_get_alloc_size_n(_ buft: ggml_backend_buffer_type_t?, _ tensors: UnsafeMutablePointer<UnsafeMutablePointer<ggml_tensor>?>?, _ n_tensors: CInt) -> Int {
-        _ggml_backend_buft_get_alloc_size_n(buft, tensors, n_tensors)
+        unsafeBitCast(_ggml_backend_buft_get_alloc_size_n, to: ggml_backend_buft_get_alloc_size_n_fn.self)(buft, tensors, n_tensors)
     }
 
     /// The corresponding C function is `ggml_backend_buft_is_host` (ggml/include/ggml-backend.h:44, libggml-base).
-    @inlinable
     public func ggml_backend_buft_is_host(_ buft: ggml_backend_buffer_type_t?) -> Bool {
-        _ggml_backend_buft_is_host(buft)
+        unsafeBitCast(_ggml_backend_buft_is_host, to: ggml_backend_buft_is_host_fn.self)(buft)
     }
 
     /// The corresponding C function is `ggml_backend_buft_get_device` (ggml/include/ggml-backend.h:45, libggml-base).
-    @inlinable
     public func ggml_backend_buft_get_device(_ buft: ggml_backend_buffer_type_t?) -> ggml_backend_dev_t? {
-        _ggml_backend_buft_get_device(buft)
+        unsafeBitCast(_ggml_backend_buft_get_device, to: ggml_backend_buft_get_device_fn.self)(buft)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_name` (ggml/include/ggml-backend.h:57, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_name(_ buffer: ggml_backend_buffer_t?) -> UnsafePointer<CChar>? {
-        _ggml_backend_buffer_name(buffer)
+        unsafeBitCast(_ggml_backend_buffer_name, to: ggml_backend_buffer_name_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_free` (ggml/include/ggml-backend.h:58, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_free(_ buffer: ggml_backend_buffer_t?) {
-        _ggml_backend_buffer_free(buffer)
+        unsafeBitCast(_ggml_backend_buffer_free, to: ggml_backend_buffer_free_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_get_base` (ggml/include/ggml-backend.h:59, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_get_base(_ buffer: ggml_backend_buffer_t?) -> UnsafeMutableRawPointer? {
-        _ggml_backend_buffer_get_base(buffer)
+        unsafeBitCast(_ggml_backend_buffer_get_base, to: ggml_backend_buffer_get_base_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_get_size` (ggml/include/ggml-backend.h:60, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_get_size(_ buffer: ggml_backend_buffer_t?) -> Int {
-        _ggml_backend_buffer_get_size(buffer)
+        unsafeBitCast(_ggml_backend_buffer_get_size, to: ggml_backend_buffer_get_size_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_init_tensor` (ggml/include/ggml-backend.h:61, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_init_tensor(_ buffer: ggml_backend_buffer_t?, _ tensor: UnsafeMutablePointer<ggml_tensor>?) -> ggml_status {
-        _ggml_backend_buffer_init_tensor(buffer, tensor)
+        unsafeBitCast(_ggml_backend_buffer_init_tensor, to: ggml_backend_buffer_init_tensor_fn.self)(buffer, tensor)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_get_alignment` (ggml/include/ggml-backend.h:62, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_get_alignment(_ buffer: ggml_backend_buffer_t?) -> Int {
-        _ggml_backend_buffer_get_alignment(buffer)
+        unsafeBitCast(_ggml_backend_buffer_get_alignment, to: ggml_backend_buffer_get_alignment_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_get_max_size` (ggml/include/ggml-backend.h:63, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_get_max_size(_ buffer: ggml_backend_buffer_t?) -> Int {
-        _ggml_backend_buffer_get_max_size(buffer)
+        unsafeBitCast(_ggml_backend_buffer_get_max_size, to: ggml_backend_buffer_get_max_size_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_get_alloc_size` (ggml/include/ggml-backend.h:64, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_get_alloc_size(_ buffer: ggml_backend_buffer_t?, _ tensor: UnsafePointer<ggml_tensor>?) -> Int {
-        _ggml_backend_buffer_get_alloc_size(buffer, tensor)
+        unsafeBitCast(_ggml_backend_buffer_get_alloc_size, to: ggml_backend_buffer_get_alloc_size_fn.self)(buffer, tensor)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_clear` (ggml/include/ggml-backend.h:65, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_clear(_ buffer: ggml_backend_buffer_t?, _ value: UInt8) {
-        _ggml_backend_buffer_clear(buffer, value)
+        unsafeBitCast(_ggml_backend_buffer_clear, to: ggml_backend_buffer_clear_fn.self)(buffer, value)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_is_host` (ggml/include/ggml-backend.h:66, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_is_host(_ buffer: ggml_backend_buffer_t?) -> Bool {
-        _ggml_backend_buffer_is_host(buffer)
+        unsafeBitCast(_ggml_backend_buffer_is_host, to: ggml_backend_buffer_is_host_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_set_usage` (ggml/include/ggml-backend.h:67, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_set_usage(_ buffer: ggml_backend_buffer_t?, _ usage: ggml_backend_buffer_usage) {
-        _ggml_backend_buffer_set_usage(buffer, usage)
+        unsafeBitCast(_ggml_backend_buffer_set_usage, to: ggml_backend_buffer_set_usage_fn.self)(buffer, usage)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_get_usage` (ggml/include/ggml-backend.h:68, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_get_usage(_ buffer: ggml_backend_buffer_t?) -> ggml_backend_buffer_usage {
-        _ggml_backend_buffer_get_usage(buffer)
+        unsafeBitCast(_ggml_backend_buffer_get_usage, to: ggml_backend_buffer_get_usage_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_get_type` (ggml/include/ggml-backend.h:69, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_get_type(_ buffer: ggml_backend_buffer_t?) -> ggml_backend_buffer_type_t? {
-        _ggml_backend_buffer_get_type(buffer)
+        unsafeBitCast(_ggml_backend_buffer_get_type, to: ggml_backend_buffer_get_type_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_buffer_reset` (ggml/include/ggml-backend.h:70, libggml-base).
-    @inlinable
     public func ggml_backend_buffer_reset(_ buffer: ggml_backend_buffer_t?) {
-        _ggml_backend_buffer_reset(buffer)
+        unsafeBitCast(_ggml_backend_buffer_reset, to: ggml_backend_buffer_reset_fn.self)(buffer)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_copy` (ggml/include/ggml-backend.h:73, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_copy(_ src: UnsafePointer<ggml_tensor>?, _ dst: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_backend_tensor_copy(src, dst)
+        unsafeBitCast(_ggml_backend_tensor_copy, to: ggml_backend_tensor_copy_fn.self)(src, dst)
     }
 
     /// The corresponding C function is `ggml_backend_guid` (ggml/include/ggml-backend.h:79, libggml-base).
-    @inlinable
     public func ggml_backend_guid(_ backend: ggml_backend_t?) -> ggml_guid_t? {
-        _ggml_backend_guid(backend)
+        unsafeBitCast(_ggml_backend_guid, to: ggml_backend_guid_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_name` (ggml/include/ggml-backend.h:80, libggml-base).
-    @inlinable
     public func ggml_backend_name(_ backend: ggml_backend_t?) -> UnsafePointer<CChar>? {
-        _ggml_backend_name(backend)
+        unsafeBitCast(_ggml_backend_name, to: ggml_backend_name_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_free` (ggml/include/ggml-backend.h:81, libggml-base).
-    @inlinable
     public func ggml_backend_free(_ backend: ggml_backend_t?) {
-        _ggml_backend_free(backend)
+        unsafeBitCast(_ggml_backend_free, to: ggml_backend_free_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_get_default_buffer_type` (ggml/include/ggml-backend.h:83, libggml-base).
-    @inlinable
     public func ggml_backend_get_default_buffer_type(_ backend: ggml_backend_t?) -> ggml_backend_buffer_type_t? {
-        _ggml_backend_get_default_buffer_type(backend)
+        unsafeBitCast(_ggml_backend_get_default_buffer_type, to: ggml_backend_get_default_buffer_type_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_alloc_buffer` (ggml/include/ggml-backend.h:84, libggml-base).
-    @inlinable
     public func ggml_backend_alloc_buffer(_ backend: ggml_backend_t?, _ size: Int) -> ggml_backend_buffer_t? {
-        _ggml_backend_alloc_buffer(backend, size)
+        unsafeBitCast(_ggml_backend_alloc_buffer, to: ggml_backend_alloc_buffer_fn.self)(backend, size)
     }
 
     /// The corresponding C function is `ggml_backend_get_alignment` (ggml/include/ggml-backend.h:85, libggml-base).
-    @inlinable
     public func ggml_backend_get_alignment(_ backend: ggml_backend_t?) -> Int {
-        _ggml_backend_get_alignment(backend)
+        unsafeBitCast(_ggml_backend_get_alignment, to: ggml_backend_get_alignment_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_get_max_size` (ggml/include/ggml-backend.h:86, libggml-base).
-    @inlinable
     public func ggml_backend_get_max_size(_ backend: ggml_backend_t?) -> Int {
-        _ggml_backend_get_max_size(backend)
+        unsafeBitCast(_ggml_backend_get_max_size, to: ggml_backend_get_max_size_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_set_async` (ggml/include/ggml-backend.h:88, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_set_async(_ backend: ggml_backend_t?, _ tensor: UnsafeMutablePointer<ggml_tensor>?, _ data: UnsafeRawPointer?, _ offset: Int, _ size: Int) {
-        _ggml_backend_tensor_set_async(backend, tensor, data, offset, size)
+        unsafeBitCast(_ggml_backend_tensor_set_async, to: ggml_backend_tensor_set_async_fn.self)(backend, tensor, data, offset, size)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_get_async` (ggml/include/ggml-backend.h:89, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_get_async(_ backend: ggml_backend_t?, _ tensor: UnsafePointer<ggml_tensor>?, _ data: UnsafeMutableRawPointer?, _ offset: Int, _ size: Int) {
-        _ggml_backend_tensor_get_async(backend, tensor, data, offset, size)
+        unsafeBitCast(_ggml_backend_tensor_get_async, to: ggml_backend_tensor_get_async_fn.self)(backend, tensor, data, offset, size)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_set_2d_async` (ggml/include/ggml-backend.h:90, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_set_2d_async(_ backend: ggml_backend_t?, _ tensor: UnsafeMutablePointer<ggml_tensor>?, _ data: UnsafeRawPointer?, _ offset: Int, _ size: Int, _ n_copies: Int, _ stride_tensor: Int, _ stride_data: Int) {
-        _ggml_backend_tensor_set_2d_async(backend, tensor, data, offset, size, n_copies, stride_tensor, stride_data)
+        unsafeBitCast(_ggml_backend_tensor_set_2d_async, to: ggml_backend_tensor_set_2d_async_fn.self)(backend, tensor, data, offset, size, n_copies, stride_tensor, stride_data)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_get_2d_async` (ggml/include/ggml-backend.h:91, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_get_2d_async(_ backend: ggml_backend_t?, _ tensor: UnsafePointer<ggml_tensor>?, _ data: UnsafeMutableRawPointer?, _ offset: Int, _ size: Int, _ n_copies: Int, _ stride_tensor: Int, _ stride_data: Int) {
-        _ggml_backend_tensor_get_2d_async(backend, tensor, data, offset, size, n_copies, stride_tensor, stride_data)
+        unsafeBitCast(_ggml_backend_tensor_get_2d_async, to: ggml_backend_tensor_get_2d_async_fn.self)(backend, tensor, data, offset, size, n_copies, stride_tensor, stride_data)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_set` (ggml/include/ggml-backend.h:94, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_set(_ tensor: UnsafeMutablePointer<ggml_tensor>?, _ data: UnsafeRawPointer?, _ offset: Int, _ size: Int) {
-        _ggml_backend_tensor_set(tensor, data, offset, size)
+        unsafeBitCast(_ggml_backend_tensor_set, to: ggml_backend_tensor_set_fn.self)(tensor, data, offset, size)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_get` (ggml/include/ggml-backend.h:95, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_get(_ tensor: UnsafePointer<ggml_tensor>?, _ data: UnsafeMutableRawPointer?, _ offset: Int, _ size: Int) {
-        _ggml_backend_tensor_get(tensor, data, offset, size)
+        unsafeBitCast(_ggml_backend_tensor_get, to: ggml_backend_tensor_get_fn.self)(tensor, data, offset, size)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_set_2d` (ggml/include/ggml-backend.h:96, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_set_2d(_ tensor: UnsafeMutablePointer<ggml_tensor>?, _ data: UnsafeRawPointer?, _ offset: Int, _ size: Int, _ n_copies: Int, _ stride_tensor: Int, _ stride_data: Int) {
-        _ggml_backend_tensor_set_2d(tensor, data, offset, size, n_copies, stride_tensor, stride_data)
+        unsafeBitCast(_ggml_backend_tensor_set_2d, to: ggml_backend_tensor_set_2d_fn.self)(tensor, data, offset, size, n_copies, stride_tensor, stride_data)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_get_2d` (ggml/include/ggml-backend.h:97, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_get_2d(_ tensor: UnsafePointer<ggml_tensor>?, _ data: UnsafeMutableRawPointer?, _ offset: Int, _ size: Int, _ n_copies: Int, _ stride_tensor: Int, _ stride_data: Int) {
-        _ggml_backend_tensor_get_2d(tensor, data, offset, size, n_copies, stride_tensor, stride_data)
+        unsafeBitCast(_ggml_backend_tensor_get_2d, to: ggml_backend_tensor_get_2d_fn.self)(tensor, data, offset, size, n_copies, stride_tensor, stride_data)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_memset` (ggml/include/ggml-backend.h:98, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_memset(_ tensor: UnsafeMutablePointer<ggml_tensor>?, _ value: UInt8, _ offset: Int, _ size: Int) {
-        _ggml_backend_tensor_memset(tensor, value, offset, size)
+        unsafeBitCast(_ggml_backend_tensor_memset, to: ggml_backend_tensor_memset_fn.self)(tensor, value, offset, size)
     }
 
     /// The corresponding C function is `ggml_backend_synchronize` (ggml/include/ggml-backend.h:100, libggml-base).
-    @inlinable
     public func ggml_backend_synchronize(_ backend: ggml_backend_t?) {
-        _ggml_backend_synchronize(backend)
+        unsafeBitCast(_ggml_backend_synchronize, to: ggml_backend_synchronize_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_graph_plan_create` (ggml/include/ggml-backend.h:102, libggml-base).
-    @inlinable
     public func ggml_backend_graph_plan_create(_ backend: ggml_backend_t?, _ cgraph: OpaquePointer?) -> ggml_backend_graph_plan_t? {
-        _ggml_backend_graph_plan_create(backend, cgraph)
+        unsafeBitCast(_ggml_backend_graph_plan_create, to: ggml_backend_graph_plan_create_fn.self)(backend, cgraph)
     }
 
     /// The corresponding C function is `ggml_backend_graph_plan_free` (ggml/include/ggml-backend.h:103, libggml-base).
-    @inlinable
     public func ggml_backend_graph_plan_free(_ backend: ggml_backend_t?, _ plan: ggml_backend_graph_plan_t?) {
-        _ggml_backend_graph_plan_free(backend, plan)
+        unsafeBitCast(_ggml_backend_graph_plan_free, to: ggml_backend_graph_plan_free_fn.self)(backend, plan)
     }
 
     /// The corresponding C function is `ggml_backend_graph_plan_compute` (ggml/include/ggml-backend.h:105, libggml-base).
-    @inlinable
     public func ggml_backend_graph_plan_compute(_ backend: ggml_backend_t?, _ plan: ggml_backend_graph_plan_t?) -> ggml_status {
-        _ggml_backend_graph_plan_compute(backend, plan)
+        unsafeBitCast(_ggml_backend_graph_plan_compute, to: ggml_backend_graph_plan_compute_fn.self)(backend, plan)
     }
 
     /// The corresponding C function is `ggml_backend_graph_compute` (ggml/include/ggml-backend.h:106, libggml-base).
-    @inlinable
     public func ggml_backend_graph_compute(_ backend: ggml_backend_t?, _ cgraph: OpaquePointer?) -> ggml_status {
-        _ggml_backend_graph_compute(backend, cgraph)
+        unsafeBitCast(_ggml_backend_graph_compute, to: ggml_backend_graph_compute_fn.self)(backend, cgraph)
     }
 
     /// The corresponding C function is `ggml_backend_graph_compute_async` (ggml/include/ggml-backend.h:107, libggml-base).
-    @inlinable
     public func ggml_backend_graph_compute_async(_ backend: ggml_backend_t?, _ cgraph: OpaquePointer?) -> ggml_status {
-        _ggml_backend_graph_compute_async(backend, cgraph)
+        unsafeBitCast(_ggml_backend_graph_compute_async, to: ggml_backend_graph_compute_async_fn.self)(backend, cgraph)
     }
 
     /// The corresponding C function is `ggml_backend_supports_op` (ggml/include/ggml-backend.h:110, libggml-base).
-    @inlinable
     public func ggml_backend_supports_op(_ backend: ggml_backend_t?, _ op: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_backend_supports_op(backend, op)
+        unsafeBitCast(_ggml_backend_supports_op, to: ggml_backend_supports_op_fn.self)(backend, op)
     }
 
     /// The corresponding C function is `ggml_backend_supports_buft` (ggml/include/ggml-backend.h:111, libggml-base).
-    @inlinable
     public func ggml_backend_supports_buft(_ backend: ggml_backend_t?, _ buft: ggml_backend_buffer_type_t?) -> Bool {
-        _ggml_backend_supports_buft(backend, buft)
+        unsafeBitCast(_ggml_backend_supports_buft, to: ggml_backend_supports_buft_fn.self)(backend, buft)
     }
 
     /// The corresponding C function is `ggml_backend_offload_op` (ggml/include/ggml-backend.h:112, libggml-base).
-    @inlinable
     public func ggml_backend_offload_op(_ backend: ggml_backend_t?, _ op: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_backend_offload_op(backend, op)
+        unsafeBitCast(_ggml_backend_offload_op, to: ggml_backend_offload_op_fn.self)(backend, op)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_copy_async` (ggml/include/ggml-backend.h:118, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_copy_async(_ backend_src: ggml_backend_t?, _ backend_dst: ggml_backend_t?, _ src: UnsafePointer<ggml_tensor>?, _ dst: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_backend_tensor_copy_async(backend_src, backend_dst, src, dst)
+        unsafeBitCast(_ggml_backend_tensor_copy_async, to: ggml_backend_tensor_copy_async_fn.self)(backend_src, backend_dst, src, dst)
     }
 
     /// The corresponding C function is `ggml_backend_get_device` (ggml/include/ggml-backend.h:120, libggml-base).
-    @inlinable
     public func ggml_backend_get_device(_ backend: ggml_backend_t?) -> ggml_backend_dev_t? {
-        _ggml_backend_get_device(backend)
+        unsafeBitCast(_ggml_backend_get_device, to: ggml_backend_get_device_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_event_new` (ggml/include/ggml-backend.h:126, libggml-base).
-    @inlinable
     public func ggml_backend_event_new(_ device: ggml_backend_dev_t?) -> ggml_backend_event_t? {
-        _ggml_backend_event_new(device)
+        unsafeBitCast(_ggml_backend_event_new, to: ggml_backend_event_new_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_event_free` (ggml/include/ggml-backend.h:127, libggml-base).
-    @inlinable
     public func ggml_backend_event_free(_ event: ggml_backend_event_t?) {
-        _ggml_backend_event_free(event)
+        unsafeBitCast(_ggml_backend_event_free, to: ggml_backend_event_free_fn.self)(event)
     }
 
     /// The corresponding C function is `ggml_backend_event_record` (ggml/include/ggml-backend.h:128, libggml-base).
-    @inlinable
     public func ggml_backend_event_record(_ event: ggml_backend_event_t?, _ backend: ggml_backend_t?) {
-        _ggml_backend_event_record(event, backend)
+        unsafeBitCast(_ggml_backend_event_record, to: ggml_backend_event_record_fn.self)(event, backend)
     }
 
     /// The corresponding C function is `ggml_backend_event_synchronize` (ggml/include/ggml-backend.h:129, libggml-base).
-    @inlinable
     public func ggml_backend_event_synchronize(_ event: ggml_backend_event_t?) {
-        _ggml_backend_event_synchronize(event)
+        unsafeBitCast(_ggml_backend_event_synchronize, to: ggml_backend_event_synchronize_fn.self)(event)
     }
 
     /// The corresponding C function is `ggml_backend_event_wait` (ggml/include/ggml-backend.h:130, libggml-base).
-    @inlinable
     public func ggml_backend_event_wait(_ backend: ggml_backend_t?, _ event: ggml_backend_event_t?) {
-        _ggml_backend_event_wait(backend, event)
+        unsafeBitCast(_ggml_backend_event_wait, to: ggml_backend_event_wait_fn.self)(backend, event)
     }
 
     /// The corresponding C function is `ggml_backend_dev_name` (ggml/include/ggml-backend.h:183, libggml-base).
-    @inlinable
     public func ggml_backend_dev_name(_ device: ggml_backend_dev_t?) -> UnsafePointer<CChar>? {
-        _ggml_backend_dev_name(device)
+        unsafeBitCast(_ggml_backend_dev_name, to: ggml_backend_dev_name_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_dev_description` (ggml/include/ggml-backend.h:184, libggml-base).
-    @inlinable
     public func ggml_backend_dev_description(_ device: ggml_backend_dev_t?) -> UnsafePointer<CChar>? {
-        _ggml_backend_dev_description(device)
+        unsafeBitCast(_ggml_backend_dev_description, to: ggml_backend_dev_description_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_dev_memory` (ggml/include/ggml-backend.h:185, libggml-base).
-    @inlinable
     public func ggml_backend_dev_memory(_ device: ggml_backend_dev_t?, _ free: UnsafeMutablePointer<Int>?, _ total: UnsafeMutablePointer<Int>?) {
-        _ggml_backend_dev_memory(device, free, total)
+        unsafeBitCast(_ggml_backend_dev_memory, to: ggml_backend_dev_memory_fn.self)(device, free, total)
     }
 
     /// The corresponding C function is `ggml_backend_dev_type` (ggml/include/ggml-backend.h:186, libggml-base).
-    @inlinable
     public func ggml_backend_dev_type(_ device: ggml_backend_dev_t?) -> ggml_backend_dev_type {
-        _ggml_backend_dev_type(device)
+        unsafeBitCast(_ggml_backend_dev_type, to: ggml_backend_dev_type_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_dev_get_props` (ggml/include/ggml-backend.h:187, libggml-base).
-    @inlinable
     public func ggml_backend_dev_get_props(_ device: ggml_backend_dev_t?, _ props: UnsafeMutablePointer<ggml_backend_dev_props>?) {
-        _ggml_backend_dev_get_props(device, props)
+        unsafeBitCast(_ggml_backend_dev_get_props, to: ggml_backend_dev_get_props_fn.self)(device, props)
     }
 
     /// The corresponding C function is `ggml_backend_dev_backend_reg` (ggml/include/ggml-backend.h:188, libggml-base).
-    @inlinable
     public func ggml_backend_dev_backend_reg(_ device: ggml_backend_dev_t?) -> ggml_backend_reg_t? {
-        _ggml_backend_dev_backend_reg(device)
+        unsafeBitCast(_ggml_backend_dev_backend_reg, to: ggml_backend_dev_backend_reg_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_dev_init` (ggml/include/ggml-backend.h:189, libggml-base).
-    @inlinable
     public func ggml_backend_dev_init(_ device: ggml_backend_dev_t?, _ params: UnsafePointer<CChar>?) -> ggml_backend_t? {
-        _ggml_backend_dev_init(device, params)
+        unsafeBitCast(_ggml_backend_dev_init, to: ggml_backend_dev_init_fn.self)(device, params)
     }
 
     /// The corresponding C function is `ggml_backend_dev_buffer_type` (ggml/include/ggml-backend.h:190, libggml-base).
-    @inlinable
     public func ggml_backend_dev_buffer_type(_ device: ggml_backend_dev_t?) -> ggml_backend_buffer_type_t? {
-        _ggml_backend_dev_buffer_type(device)
+        unsafeBitCast(_ggml_backend_dev_buffer_type, to: ggml_backend_dev_buffer_type_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_dev_host_buffer_type` (ggml/include/ggml-backend.h:191, libggml-base).
-    @inlinable
     public func ggml_backend_dev_host_buffer_type(_ device: ggml_backend_dev_t?) -> ggml_backend_buffer_type_t? {
-        _ggml_backend_dev_host_buffer_type(device)
+        unsafeBitCast(_ggml_backend_dev_host_buffer_type, to: ggml_backend_dev_host_buffer_type_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_dev_buffer_from_host_ptr` (ggml/include/ggml-backend.h:192, libggml-base).
-    @inlinable
     public func ggml_backend_dev_buffer_from_host_ptr(_ device: ggml_backend_dev_t?, _ ptr: UnsafeMutableRawPointer?, _ size: Int, _ max_tensor_size: Int) -> ggml_backend_buffer_t? {
-        _ggml_backend_dev_buffer_from_host_ptr(device, ptr, size, max_tensor_size)
+        unsafeBitCast(_ggml_backend_dev_buffer_from_host_ptr, to: ggml_backend_dev_buffer_from_host_ptr_fn.self)(device, ptr, size, max_tensor_size)
     }
 
     /// The corresponding C function is `ggml_backend_dev_supports_op` (ggml/include/ggml-backend.h:194, libggml-base).
-    @inlinable
     public func ggml_backend_dev_supports_op(_ device: ggml_backend_dev_t?, _ op: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_backend_dev_supports_op(device, op)
+        unsafeBitCast(_ggml_backend_dev_supports_op, to: ggml_backend_dev_supports_op_fn.self)(device, op)
     }
 
     /// The corresponding C function is `ggml_backend_dev_supports_buft` (ggml/include/ggml-backend.h:195, libggml-base).
-    @inlinable
     public func ggml_backend_dev_supports_buft(_ device: ggml_backend_dev_t?, _ buft: ggml_backend_buffer_type_t?) -> Bool {
-        _ggml_backend_dev_supports_buft(device, buft)
+        unsafeBitCast(_ggml_backend_dev_supports_buft, to: ggml_backend_dev_supports_buft_fn.self)(device, buft)
     }
 
     /// The corresponding C function is `ggml_backend_dev_offload_op` (ggml/include/ggml-backend.h:196, libggml-base).
-    @inlinable
     public func ggml_backend_dev_offload_op(_ device: ggml_backend_dev_t?, _ op: UnsafePointer<ggml_tensor>?) -> Bool {
-        _ggml_backend_dev_offload_op(device, op)
+        unsafeBitCast(_ggml_backend_dev_offload_op, to: ggml_backend_dev_offload_op_fn.self)(device, op)
     }
 
     /// The corresponding C function is `ggml_backend_reg_name` (ggml/include/ggml-backend.h:202, libggml-base).
-    @inlinable
     public func ggml_backend_reg_name(_ reg: ggml_backend_reg_t?) -> UnsafePointer<CChar>? {
-        _ggml_backend_reg_name(reg)
+        unsafeBitCast(_ggml_backend_reg_name, to: ggml_backend_reg_name_fn.self)(reg)
     }
 
     /// The corresponding C function is `ggml_backend_reg_dev_count` (ggml/include/ggml-backend.h:203, libggml-base).
-    @inlinable
     public func ggml_backend_reg_dev_count(_ reg: ggml_backend_reg_t?) -> Int {
-        _ggml_backend_reg_dev_count(reg)
+        unsafeBitCast(_ggml_backend_reg_dev_count, to: ggml_backend_reg_dev_count_fn.self)(reg)
     }
 
     /// The corresponding C function is `ggml_backend_reg_dev_get` (ggml/include/ggml-backend.h:204, libggml-base).
-    @inlinable
     public func ggml_backend_reg_dev_get(_ reg: ggml_backend_reg_t?, _ index: Int) -> ggml_backend_dev_t? {
-        _ggml_backend_reg_dev_get(reg, index)
+        unsafeBitCast(_ggml_backend_reg_dev_get, to: ggml_backend_reg_dev_get_fn.self)(reg, index)
     }
 
     /// The corresponding C function is `ggml_backend_reg_get_proc_address` (ggml/include/ggml-backend.h:205, libggml-base).
-    @inlinable
     public func ggml_backend_reg_get_proc_address(_ reg: ggml_backend_reg_t?, _ name: UnsafePointer<CChar>?) -> UnsafeMutableRawPointer? {
-        _ggml_backend_reg_get_proc_address(reg, name)
+        unsafeBitCast(_ggml_backend_reg_get_proc_address, to: ggml_backend_reg_get_proc_address_fn.self)(reg, name)
     }
 
     /// The corresponding C function is `ggml_backend_register` (ggml/include/ggml-backend.h:233, libggml).
-    @inlinable
     public func ggml_backend_register(_ reg: ggml_backend_reg_t?) {
-        _ggml_backend_register(reg)
+        unsafeBitCast(_ggml_backend_register, to: ggml_backend_register_fn.self)(reg)
     }
 
     /// The corresponding C function is `ggml_backend_device_register` (ggml/include/ggml-backend.h:235, libggml).
-    @inlinable
     public func ggml_backend_device_register(_ device: ggml_backend_dev_t?) {
-        _ggml_backend_device_register(device)
+        unsafeBitCast(_ggml_backend_device_register, to: ggml_backend_device_register_fn.self)(device)
     }
 
     /// The corresponding C function is `ggml_backend_reg_count` (ggml/include/ggml-backend.h:238, libggml).
-    @inlinable
     public func ggml_backend_reg_count() -> Int {
-        _ggml_backend_reg_count()
+        unsafeBitCast(_ggml_backend_reg_count, to: ggml_backend_reg_count_fn.self)()
     }
 
     /// The corresponding C function is `ggml_backend_reg_get` (ggml/include/ggml-backend.h:239, libggml).
-    @inlinable
     public func ggml_backend_reg_get(_ index: Int) -> ggml_backend_reg_t? {
-        _ggml_backend_reg_get(index)
+        unsafeBitCast(_ggml_backend_reg_get, to: ggml_backend_reg_get_fn.self)(index)
     }
 
     /// The corresponding C function is `ggml_backend_reg_by_name` (ggml/include/ggml-backend.h:240, libggml).
-    @inlinable
     public func ggml_backend_reg_by_name(_ name: UnsafePointer<CChar>?) -> ggml_backend_reg_t? {
-        _ggml_backend_reg_by_name(name)
+        unsafeBitCast(_ggml_backend_reg_by_name, to: ggml_backend_reg_by_name_fn.self)(name)
     }
 
     /// The corresponding C function is `ggml_backend_dev_count` (ggml/include/ggml-backend.h:243, libggml).
-    @inlinable
     public func ggml_backend_dev_count() -> Int {
-        _ggml_backend_dev_count()
+        unsafeBitCast(_ggml_backend_dev_count, to: ggml_backend_dev_count_fn.self)()
     }
 
     /// The corresponding C function is `ggml_backend_dev_get` (ggml/include/ggml-backend.h:244, libggml).
-    @inlinable
     public func ggml_backend_dev_get(_ index: Int) -> ggml_backend_dev_t? {
-        _ggml_backend_dev_get(index)
+        unsafeBitCast(_ggml_backend_dev_get, to: ggml_backend_dev_get_fn.self)(index)
     }
 
     /// The corresponding C function is `ggml_backend_dev_by_name` (ggml/include/ggml-backend.h:245, libggml).
-    @inlinable
     public func ggml_backend_dev_by_name(_ name: UnsafePointer<CChar>?) -> ggml_backend_dev_t? {
-        _ggml_backend_dev_by_name(name)
+        unsafeBitCast(_ggml_backend_dev_by_name, to: ggml_backend_dev_by_name_fn.self)(name)
     }
 
     /// The corresponding C function is `ggml_backend_dev_by_type` (ggml/include/ggml-backend.h:246, libggml).
-    @inlinable
     public func ggml_backend_dev_by_type(_ type: ggml_backend_dev_type) -> ggml_backend_dev_t? {
-        _ggml_backend_dev_by_type(type)
+        unsafeBitCast(_ggml_backend_dev_by_type, to: ggml_backend_dev_by_type_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_backend_init_by_name` (ggml/include/ggml-backend.h:250, libggml).
-    @inlinable
     public func ggml_backend_init_by_name(_ name: UnsafePointer<CChar>?, _ params: UnsafePointer<CChar>?) -> ggml_backend_t? {
-        _ggml_backend_init_by_name(name, params)
+        unsafeBitCast(_ggml_backend_init_by_name, to: ggml_backend_init_by_name_fn.self)(name, params)
     }
 
     /// The corresponding C function is `ggml_backend_init_by_type` (ggml/include/ggml-backend.h:252, libggml).
-    @inlinable
     public func ggml_backend_init_by_type(_ type: ggml_backend_dev_type, _ params: UnsafePointer<CChar>?) -> ggml_backend_t? {
-        _ggml_backend_init_by_type(type, params)
+        unsafeBitCast(_ggml_backend_init_by_type, to: ggml_backend_init_by_type_fn.self)(type, params)
     }
 
     /// The corresponding C function is `ggml_backend_init_best` (ggml/include/ggml-backend.h:254, libggml).
-    @inlinable
     public func ggml_backend_init_best() -> ggml_backend_t? {
-        _ggml_backend_init_best()
+        unsafeBitCast(_ggml_backend_init_best, to: ggml_backend_init_best_fn.self)()
     }
 
     /// The corresponding C function is `ggml_backend_load` (ggml/include/ggml-backend.h:257, libggml).
-    @inlinable
     public func ggml_backend_load(_ path: UnsafePointer<CChar>?) -> ggml_backend_reg_t? {
-        _ggml_backend_load(path)
+        unsafeBitCast(_ggml_backend_load, to: ggml_backend_load_fn.self)(path)
     }
 
     /// The corresponding C function is `ggml_backend_unload` (ggml/include/ggml-backend.h:259, libggml).
-    @inlinable
     public func ggml_backend_unload(_ reg: ggml_backend_reg_t?) {
-        _ggml_backend_unload(reg)
+        unsafeBitCast(_ggml_backend_unload, to: ggml_backend_unload_fn.self)(reg)
     }
 
     /// The corresponding C function is `ggml_backend_load_all` (ggml/include/ggml-backend.h:261, libggml).
-    @inlinable
     public func ggml_backend_load_all() {
-        _ggml_backend_load_all()
+        unsafeBitCast(_ggml_backend_load_all, to: ggml_backend_load_all_fn.self)()
     }
 
     /// The corresponding C function is `ggml_backend_load_all_from_path` (ggml/include/ggml-backend.h:262, libggml).
-    @inlinable
     public func ggml_backend_load_all_from_path(_ dir_path: UnsafePointer<CChar>?) {
-        _ggml_backend_load_all_from_path(dir_path)
+        unsafeBitCast(_ggml_backend_load_all_from_path, to: ggml_backend_load_all_from_path_fn.self)(dir_path)
     }
 
     /// The corresponding C function is `ggml_backend_sched_new` (ggml/include/ggml-backend.h:321, libggml-base).
-    @inlinable
     public func ggml_backend_sched_new(_ backends: UnsafeMutablePointer<ggml_backend_t?>?, _ bufts: UnsafeMutablePointer<ggml_backend_buffer_type_t?>?, _ n_backends: CInt, _ graph_size: Int, _ parallel: Bool, _ op_offload: Bool) -> ggml_backend_sched_t? {
-        _ggml_backend_sched_new(backends, bufts, n_backends, graph_size, parallel, op_offload)
+        unsafeBitCast(_ggml_backend_sched_new, to: ggml_backend_sched_new_fn.self)(backends, bufts, n_backends, graph_size, parallel, op_offload)
     }
 
     /// The corresponding C function is `ggml_backend_sched_free` (ggml/include/ggml-backend.h:322, libggml-base).
-    @inlinable
     public func ggml_backend_sched_free(_ sched: ggml_backend_sched_t?) {
-        _ggml_backend_sched_free(sched)
+        unsafeBitCast(_ggml_backend_sched_free, to: ggml_backend_sched_free_fn.self)(sched)
     }
 
     /// The corresponding C function is `ggml_backend_sched_reserve_size` (ggml/include/ggml-backend.h:325, libggml-base).
-    @inlinable
     public func ggml_backend_sched_reserve_size(_ sched: ggml_backend_sched_t?, _ measure_graph: OpaquePointer?, _ sizes: UnsafeMutablePointer<Int>?) {
-        _ggml_backend_sched_reserve_size(sched, measure_graph, sizes)
+        unsafeBitCast(_ggml_backend_sched_reserve_size, to: ggml_backend_sched_reserve_size_fn.self)(sched, measure_graph, sizes)
     }
 
     /// The corresponding C function is `ggml_backend_sched_reserve` (ggml/include/ggml-backend.h:326, libggml-base).
-    @inlinable
     public func ggml_backend_sched_reserve(_ sched: ggml_backend_sched_t?, _ measure_graph: OpaquePointer?) -> Bool {
-        _ggml_backend_sched_reserve(sched, measure_graph)
+        unsafeBitCast(_ggml_backend_sched_reserve, to: ggml_backend_sched_reserve_fn.self)(sched, measure_graph)
     }
 
     /// The corresponding C function is `ggml_backend_sched_get_n_backends` (ggml/include/ggml-backend.h:328, libggml-base).
-    @inlinable
     public func ggml_backend_sched_get_n_backends(_ sched: ggml_backend_sched_t?) -> CInt {
-        _ggml_backend_sched_get_n_backends(sched)
+        unsafeBitCast(_ggml_backend_sched_get_n_backends, to: ggml_backend_sched_get_n_backends_fn.self)(sched)
     }
 
     /// The corresponding C function is `ggml_backend_sched_get_backend` (ggml/include/ggml-backend.h:329, libggml-base).
-    @inlinable
     public func ggml_backend_sched_get_backend(_ sched: ggml_backend_sched_t?, _ i: CInt) -> ggml_backend_t? {
-        _ggml_backend_sched_get_backend(sched, i)
+        unsafeBitCast(_ggml_backend_sched_get_backend, to: ggml_backend_sched_get_backend_fn.self)(sched, i)
     }
 
     /// The corresponding C function is `ggml_backend_sched_get_n_splits` (ggml/include/ggml-backend.h:332, libggml-base).
-    @inlinable
     public func ggml_backend_sched_get_n_splits(_ sched: ggml_backend_sched_t?) -> CInt {
-        _ggml_backend_sched_get_n_splits(sched)
+        unsafeBitCast(_ggml_backend_sched_get_n_splits, to: ggml_backend_sched_get_n_splits_fn.self)(sched)
     }
 
     /// The corresponding C function is `ggml_backend_sched_get_n_copies` (ggml/include/ggml-backend.h:333, libggml-base).
-    @inlinable
     public func ggml_backend_sched_get_n_copies(_ sched: ggml_backend_sched_t?) -> CInt {
-        _ggml_backend_sched_get_n_copies(sched)
+        unsafeBitCast(_ggml_backend_sched_get_n_copies, to: ggml_backend_sched_get_n_copies_fn.self)(sched)
     }
 
     /// The corresponding C function is `ggml_backend_sched_get_buffer_type` (ggml/include/ggml-backend.h:335, libggml-base).
-    @inlinable
     public func ggml_backend_sched_get_buffer_type(_ sched: ggml_backend_sched_t?, _ backend: ggml_backend_t?) -> ggml_backend_buffer_type_t? {
-        _ggml_backend_sched_get_buffer_type(sched, backend)
+        unsafeBitCast(_ggml_backend_sched_get_buffer_type, to: ggml_backend_sched_get_buffer_type_fn.self)(sched, backend)
     }
 
     /// The corresponding C function is `ggml_backend_sched_get_buffer_size` (ggml/include/ggml-backend.h:336, libggml-base).
-    @inlinable
     public func ggml_backend_sched_get_buffer_size(_ sched: ggml_backend_sched_t?, _ backend: ggml_backend_t?) -> Int {
-        _ggml_backend_sched_get_buffer_size(sched, backend)
+        unsafeBitCast(_ggml_backend_sched_get_buffer_size, to: ggml_backend_sched_get_buffer_size_fn.self)(sched, backend)
     }
 
     /// The corresponding C function is `ggml_backend_sched_set_tensor_backend` (ggml/include/ggml-backend.h:338, libggml-base).
-    @inlinable
     public func ggml_backend_sched_set_tensor_backend(_ sched: ggml_backend_sched_t?, _ node: UnsafeMutablePointer<ggml_tensor>?, _ backend: ggml_backend_t?) {
-        _ggml_backend_sched_set_tensor_backend(sched, node, backend)
+        unsafeBitCast(_ggml_backend_sched_set_tensor_backend, to: ggml_backend_sched_set_tensor_backend_fn.self)(sched, node, backend)
     }
 
     /// The corresponding C function is `ggml_backend_sched_get_tensor_backend` (ggml/include/ggml-backend.h:339, libggml-base).
-    @inlinable
     public func ggml_backend_sched_get_tensor_backend(_ sched: ggml_backend_sched_t?, _ node: UnsafeMutablePointer<ggml_tensor>?) -> ggml_backend_t? {
-        _ggml_backend_sched_get_tensor_backend(sched, node)
+        unsafeBitCast(_ggml_backend_sched_get_tensor_backend, to: ggml_backend_sched_get_tensor_backend_fn.self)(sched, node)
     }
 
     /// The corresponding C function is `ggml_backend_sched_split_graph` (ggml/include/ggml-backend.h:342, libggml-base).
-    @inlinable
     public func ggml_backend_sched_split_graph(_ sched: ggml_backend_sched_t?, _ graph: OpaquePointer?) {
-        _ggml_backend_sched_split_graph(sched, graph)
+        unsafeBitCast(_ggml_backend_sched_split_graph, to: ggml_backend_sched_split_graph_fn.self)(sched, graph)
     }
 
     /// The corresponding C function is `ggml_backend_sched_alloc_graph` (ggml/include/ggml-backend.h:345, libggml-base).
-    @inlinable
     public func ggml_backend_sched_alloc_graph(_ sched: ggml_backend_sched_t?, _ graph: OpaquePointer?) -> Bool {
-        _ggml_backend_sched_alloc_graph(sched, graph)
+        unsafeBitCast(_ggml_backend_sched_alloc_graph, to: ggml_backend_sched_alloc_graph_fn.self)(sched, graph)
     }
 
     /// The corresponding C function is `ggml_backend_sched_graph_compute` (ggml/include/ggml-backend.h:346, libggml-base).
-    @inlinable
     public func ggml_backend_sched_graph_compute(_ sched: ggml_backend_sched_t?, _ graph: OpaquePointer?) -> ggml_status {
-        _ggml_backend_sched_graph_compute(sched, graph)
+        unsafeBitCast(_ggml_backend_sched_graph_compute, to: ggml_backend_sched_graph_compute_fn.self)(sched, graph)
     }
 
     /// The corresponding C function is `ggml_backend_sched_graph_compute_async` (ggml/include/ggml-backend.h:347, libggml-base).
-    @inlinable
     public func ggml_backend_sched_graph_compute_async(_ sched: ggml_backend_sched_t?, _ graph: OpaquePointer?) -> ggml_status {
-        _ggml_backend_sched_graph_compute_async(sched, graph)
+        unsafeBitCast(_ggml_backend_sched_graph_compute_async, to: ggml_backend_sched_graph_compute_async_fn.self)(sched, graph)
     }
 
     /// The corresponding C function is `ggml_backend_sched_synchronize` (ggml/include/ggml-backend.h:348, libggml-base).
-    @inlinable
     public func ggml_backend_sched_synchronize(_ sched: ggml_backend_sched_t?) {
-        _ggml_backend_sched_synchronize(sched)
+        unsafeBitCast(_ggml_backend_sched_synchronize, to: ggml_backend_sched_synchronize_fn.self)(sched)
     }
 
     /// The corresponding C function is `ggml_backend_sched_reset` (ggml/include/ggml-backend.h:353, libggml-base).
-    @inlinable
     public func ggml_backend_sched_reset(_ sched: ggml_backend_sched_t?) {
-        _ggml_backend_sched_reset(sched)
+        unsafeBitCast(_ggml_backend_sched_reset, to: ggml_backend_sched_reset_fn.self)(sched)
     }
 
     /// The corresponding C function is `ggml_backend_sched_set_eval_callback` (ggml/include/ggml-backend.h:356, libggml-base).
-    @inlinable
     public func ggml_backend_sched_set_eval_callback(_ sched: ggml_backend_sched_t?, _ callback: ggml_backend_sched_eval_callback?, _ user_data: UnsafeMutableRawPointer?) {
-        _ggml_backend_sched_set_eval_callback(sched, callback, user_data)
+        unsafeBitCast(_ggml_backend_sched_set_eval_callback, to: ggml_backend_sched_set_eval_callback_fn.self)(sched, callback, user_data)
     }
 
     /// The corresponding C function is `ggml_backend_meta_split_axis_name` (ggml/include/ggml-backend.h:378, libggml-base).
-    @inlinable
     public func ggml_backend_meta_split_axis_name(_ split_axis: ggml_backend_meta_split_axis) -> UnsafePointer<CChar>? {
-        _ggml_backend_meta_split_axis_name(split_axis)
+        unsafeBitCast(_ggml_backend_meta_split_axis_name, to: ggml_backend_meta_split_axis_name_fn.self)(split_axis)
     }
 
     /// The corresponding C function is `ggml_backend_meta_device` (ggml/include/ggml-backend.h:407, libggml-base).
-    @inlinable
     public func ggml_backend_meta_device(_ devs: UnsafeMutablePointer<ggml_backend_dev_t?>?, _ n_devs: Int, _ get_split_state: ggml_backend_meta_get_split_state_t?, _ get_split_state_ud: UnsafeMutableRawPointer?) -> ggml_backend_dev_t? {
-        _ggml_backend_meta_device(devs, n_devs, get_split_state, get_split_state_ud)
+        unsafeBitCast(_ggml_backend_meta_device, to: ggml_backend_meta_device_fn.self)(devs, n_devs, get_split_state, get_split_state_ud)
     }
 
     /// The corresponding C function is `ggml_backend_graph_copy` (ggml/include/ggml-backend.h:422, libggml-base).
-    @inlinable
     public func ggml_backend_graph_copy(_ backend: ggml_backend_t?, _ graph: OpaquePointer?) -> ggml_backend_graph_copy {
-        _ggml_backend_graph_copy(backend, graph)
+        unsafeBitCast(_ggml_backend_graph_copy, to: ggml_backend_graph_copy_fn.self)(backend, graph)
     }
 
     /// The corresponding C function is `ggml_backend_graph_copy_free` (ggml/include/ggml-backend.h:423, libggml-base).
-    @inlinable
     public func ggml_backend_graph_copy_free(_ `copy`: ggml_backend_graph_copy) {
-        _ggml_backend_graph_copy_free(`copy`)
+        unsafeBitCast(_ggml_backend_graph_copy_free, to: ggml_backend_graph_copy_free_fn.self)(`copy`)
     }
 
     /// The corresponding C function is `ggml_backend_compare_graph_backend` (ggml/include/ggml-backend.h:428, libggml-base).
-    @inlinable
     public func ggml_backend_compare_graph_backend(_ backend1: ggml_backend_t?, _ backend2: ggml_backend_t?, _ graph: OpaquePointer?, _ callback: ggml_backend_eval_callback?, _ user_data: UnsafeMutableRawPointer?, _ test_nodes: UnsafePointer<UnsafePointer<ggml_tensor>?>?, _ num_test_nodes: Int) -> Bool {
-        _ggml_backend_compare_graph_backend(backend1, backend2, graph, callback, user_data, test_nodes, num_test_nodes)
+        unsafeBitCast(_ggml_backend_compare_graph_backend, to: ggml_backend_compare_graph_backend_fn.self)(backend1, backend2, graph, callback, user_data, test_nodes, num_test_nodes)
     }
 
     /// The corresponding C function is `ggml_backend_tensor_alloc` (ggml/include/ggml-backend.h:431, libggml-base).
-    @inlinable
     public func ggml_backend_tensor_alloc(_ buffer: ggml_backend_buffer_t?, _ tensor: UnsafeMutablePointer<ggml_tensor>?, _ addr: UnsafeMutableRawPointer?) -> ggml_status {
-        _ggml_backend_tensor_alloc(buffer, tensor, addr)
+        unsafeBitCast(_ggml_backend_tensor_alloc, to: ggml_backend_tensor_alloc_fn.self)(buffer, tensor, addr)
     }
 
     /// The corresponding C function is `ggml_backend_view_init` (ggml/include/ggml-backend.h:432, libggml-base).
-    @inlinable
     public func ggml_backend_view_init(_ tensor: UnsafeMutablePointer<ggml_tensor>?) -> ggml_status {
-        _ggml_backend_view_init(tensor)
+        unsafeBitCast(_ggml_backend_view_init, to: ggml_backend_view_init_fn.self)(tensor)
     }
 
     /// The corresponding C function is `ggml_backend_cpu_buffer_from_ptr` (ggml/include/ggml-backend.h:435, libggml-base).
-    @inlinable
     public func ggml_backend_cpu_buffer_from_ptr(_ ptr: UnsafeMutableRawPointer?, _ size: Int) -> ggml_backend_buffer_t? {
-        _ggml_backend_cpu_buffer_from_ptr(ptr, size)
+        unsafeBitCast(_ggml_backend_cpu_buffer_from_ptr, to: ggml_backend_cpu_buffer_from_ptr_fn.self)(ptr, size)
     }
 
     /// The corresponding C function is `ggml_backend_cpu_buffer_type` (ggml/include/ggml-backend.h:436, libggml-base).
-    @inlinable
     public func ggml_backend_cpu_buffer_type() -> ggml_backend_buffer_type_t? {
-        _ggml_backend_cpu_buffer_type()
+        unsafeBitCast(_ggml_backend_cpu_buffer_type, to: ggml_backend_cpu_buffer_type_fn.self)()
     }
 
     /// The corresponding C function is `ggml_numa_init` (ggml/include/ggml-cpu.h:37, libggml-cpu).
-    @inlinable
     public func ggml_numa_init(_ numa: ggml_numa_strategy) throws(LlamaSymbolError) {
-        guard let function = _ggml_numa_init else {
+        guard let pointer = _ggml_numa_init else {
             throw .unavailable(name: "ggml_numa_init", library: .ggmlCpu)
         }
-        return function(numa)
+        return unsafeBitCast(pointer, to: ggml_numa_init_fn.self)(numa)
     }
 
     /// The corresponding C function is `ggml_is_numa` (ggml/include/ggml-cpu.h:38, libggml-cpu).
-    @inlinable
     public func ggml_is_numa() throws(LlamaSymbolError) -> Bool {
-        guard let function = _ggml_is_numa else {
+        guard let pointer = _ggml_is_numa else {
             throw .unavailable(name: "ggml_is_numa", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_is_numa_fn.self)()
     }
 
     /// The corresponding C function is `ggml_new_i32` (ggml/include/ggml-cpu.h:40, libggml-cpu).
-    @inlinable
     public func ggml_new_i32(_ ctx: OpaquePointer?, _ value: Int32) throws(LlamaSymbolError) -> UnsafeMutablePointer<ggml_tensor>? {
-        guard let function = _ggml_new_i32 else {
+        guard let pointer = _ggml_new_i32 else {
             throw .unavailable(name: "ggml_new_i32", library: .ggmlCpu)
         }
-        return function(ctx, value)
+        return unsafeBitCast(pointer, to: ggml_new_i32_fn.self)(ctx, value)
     }
 
     /// The corresponding C function is `ggml_new_f32` (ggml/include/ggml-cpu.h:41, libggml-cpu).
-    @inlinable
     public func ggml_new_f32(_ ctx: OpaquePointer?, _ value: CFloat) throws(LlamaSymbolError) -> UnsafeMutablePointer<ggml_tensor>? {
-        guard let function = _ggml_new_f32 else {
+        guard let pointer = _ggml_new_f32 else {
             throw .unavailable(name: "ggml_new_f32", library: .ggmlCpu)
         }
-        return function(ctx, value)
+        return unsafeBitCast(pointer, to: ggml_new_f32_fn.self)(ctx, value)
     }
 
     /// The corresponding C function is `ggml_set_i32` (ggml/include/ggml-cpu.h:43, libggml-cpu).
-    @inlinable
     public func ggml_set_i32(_ tensor: UnsafeMutablePointer<ggml_tensor>?, _ value: Int32) throws(LlamaSymbolError) -> UnsafeMutablePointer<ggml_tensor>? {
-        guard let function = _ggml_set_i32 else {
+        guard let pointer = _ggml_set_i32 else {
             throw .unavailable(name: "ggml_set_i32", library: .ggmlCpu)
         }
-        return function(tensor, value)
+        return unsafeBitCast(pointer, to: ggml_set_i32_fn.self)(tensor, value)
     }
 
     /// The corresponding C function is `ggml_set_f32` (ggml/include/ggml-cpu.h:44, libggml-cpu).
-    @inlinable
     public func ggml_set_f32(_ tensor: UnsafeMutablePointer<ggml_tensor>?, _ value: CFloat) throws(LlamaSymbolError) -> UnsafeMutablePointer<ggml_tensor>? {
-        guard let function = _ggml_set_f32 else {
+        guard let pointer = _ggml_set_f32 else {
             throw .unavailable(name: "ggml_set_f32", library: .ggmlCpu)
         }
-        return function(tensor, value)
+        return unsafeBitCast(pointer, to: ggml_set_f32_fn.self)(tensor, value)
     }
 
     /// The corresponding C function is `ggml_get_i32_1d` (ggml/include/ggml-cpu.h:46, libggml-cpu).
-    @inlinable
     public func ggml_get_i32_1d(_ tensor: UnsafePointer<ggml_tensor>?, _ i: CInt) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _ggml_get_i32_1d else {
+        guard let pointer = _ggml_get_i32_1d else {
             throw .unavailable(name: "ggml_get_i32_1d", library: .ggmlCpu)
         }
-        return function(tensor, i)
+        return unsafeBitCast(pointer, to: ggml_get_i32_1d_fn.self)(tensor, i)
     }
 
     /// The corresponding C function is `ggml_set_i32_1d` (ggml/include/ggml-cpu.h:47, libggml-cpu).
-    @inlinable
     public func ggml_set_i32_1d(_ tensor: UnsafePointer<ggml_tensor>?, _ i: CInt, _ value: Int32) throws(LlamaSymbolError) {
-        guard let function = _ggml_set_i32_1d else {
+        guard let pointer = _ggml_set_i32_1d else {
             throw .unavailable(name: "ggml_set_i32_1d", library: .ggmlCpu)
         }
-        return function(tensor, i, value)
+        return unsafeBitCast(pointer, to: ggml_set_i32_1d_fn.self)(tensor, i, value)
     }
 
     /// The corresponding C function is `ggml_get_i32_nd` (ggml/include/ggml-cpu.h:49, libggml-cpu).
-    @inlinable
     public func ggml_get_i32_nd(_ tensor: UnsafePointer<ggml_tensor>?, _ i0: CInt, _ i1: CInt, _ i2: CInt, _ i3: CInt) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _ggml_get_i32_nd else {
+        guard let pointer = _ggml_get_i32_nd else {
             throw .unavailable(name: "ggml_get_i32_nd", library: .ggmlCpu)
         }
-        return function(tensor, i0, i1, i2, i3)
+        return unsafeBitCast(pointer, to: ggml_get_i32_nd_fn.self)(tensor, i0, i1, i2, i3)
     }
 
     /// The corresponding C function is `ggml_set_i32_nd` (ggml/include/ggml-cpu.h:50, libggml-cpu).
-    @inlinable
     public func ggml_set_i32_nd(_ tensor: UnsafePointer<ggml_tensor>?, _ i0: CInt, _ i1: CInt, _ i2: CInt, _ i3: CInt, _ value: Int32) throws(LlamaSymbolError) {
-        guard let function = _ggml_set_i32_nd else {
+        guard let pointer = _ggml_set_i32_nd else {
             throw .unavailable(name: "ggml_set_i32_nd", library: .ggmlCpu)
         }
-        return function(tensor, i0, i1, i2, i3, value)
+        return unsafeBitCast(pointer, to: ggml_set_i32_nd_fn.self)(tensor, i0, i1, i2, i3, value)
     }
 
     /// The corresponding C function is `ggml_get_f32_1d` (ggml/include/ggml-cpu.h:52, libggml-cpu).
-    @inlinable
     public func ggml_get_f32_1d(_ tensor: UnsafePointer<ggml_tensor>?, _ i: CInt) throws(LlamaSymbolError) -> CFloat {
-        guard let function = _ggml_get_f32_1d else {
+        guard let pointer = _ggml_get_f32_1d else {
             throw .unavailable(name: "ggml_get_f32_1d", library: .ggmlCpu)
         }
-        return function(tensor, i)
+        return unsafeBitCast(pointer, to: ggml_get_f32_1d_fn.self)(tensor, i)
     }
 
     /// The corresponding C function is `ggml_set_f32_1d` (ggml/include/ggml-cpu.h:53, libggml-cpu).
-    @inlinable
     public func ggml_set_f32_1d(_ tensor: UnsafePointer<ggml_tensor>?, _ i: CInt, _ value: CFloat) throws(LlamaSymbolError) {
-        guard let function = _ggml_set_f32_1d else {
+        guard let pointer = _ggml_set_f32_1d else {
             throw .unavailable(name: "ggml_set_f32_1d", library: .ggmlCpu)
         }
-        return function(tensor, i, value)
+        return unsafeBitCast(pointer, to: ggml_set_f32_1d_fn.self)(tensor, i, value)
     }
 
     /// The corresponding C function is `ggml_get_f32_nd` (ggml/include/ggml-cpu.h:55, libggml-cpu).
-    @inlinable
     public func ggml_get_f32_nd(_ tensor: UnsafePointer<ggml_tensor>?, _ i0: CInt, _ i1: CInt, _ i2: CInt, _ i3: CInt) throws(LlamaSymbolError) -> CFloat {
-        guard let function = _ggml_get_f32_nd else {
+        guard let pointer = _ggml_get_f32_nd else {
             throw .unavailable(name: "ggml_get_f32_nd", library: .ggmlCpu)
         }
-        return function(tensor, i0, i1, i2, i3)
+        return unsafeBitCast(pointer, to: ggml_get_f32_nd_fn.self)(tensor, i0, i1, i2, i3)
     }
 
     /// The corresponding C function is `ggml_set_f32_nd` (ggml/include/ggml-cpu.h:56, libggml-cpu).
-    @inlinable
     public func ggml_set_f32_nd(_ tensor: UnsafePointer<ggml_tensor>?, _ i0: CInt, _ i1: CInt, _ i2: CInt, _ i3: CInt, _ value: CFloat) throws(LlamaSymbolError) {
-        guard let function = _ggml_set_f32_nd else {
+        guard let pointer = _ggml_set_f32_nd else {
             throw .unavailable(name: "ggml_set_f32_nd", library: .ggmlCpu)
         }
-        return function(tensor, i0, i1, i2, i3, value)
+        return unsafeBitCast(pointer, to: ggml_set_f32_nd_fn.self)(tensor, i0, i1, i2, i3, value)
     }
 
     /// The corresponding C function is `ggml_threadpool_new` (ggml/include/ggml-cpu.h:58, libggml-cpu).
-    @inlinable
     public func ggml_threadpool_new(_ params: UnsafeMutablePointer<ggml_threadpool_params>?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _ggml_threadpool_new else {
+        guard let pointer = _ggml_threadpool_new else {
             throw .unavailable(name: "ggml_threadpool_new", library: .ggmlCpu)
         }
-        return function(params)
+        return unsafeBitCast(pointer, to: ggml_threadpool_new_fn.self)(params)
     }
 
     /// The corresponding C function is `ggml_threadpool_free` (ggml/include/ggml-cpu.h:59, libggml-cpu).
-    @inlinable
     public func ggml_threadpool_free(_ threadpool: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _ggml_threadpool_free else {
+        guard let pointer = _ggml_threadpool_free else {
             throw .unavailable(name: "ggml_threadpool_free", library: .ggmlCpu)
         }
-        return function(threadpool)
+        return unsafeBitCast(pointer, to: ggml_threadpool_free_fn.self)(threadpool)
     }
 
     /// The corresponding C function is `ggml_threadpool_get_n_threads` (ggml/include/ggml-cpu.h:60, libggml-cpu).
-    @inlinable
     public func ggml_threadpool_get_n_threads(_ threadpool: OpaquePointer?) throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_threadpool_get_n_threads else {
+        guard let pointer = _ggml_threadpool_get_n_threads else {
             throw .unavailable(name: "ggml_threadpool_get_n_threads", library: .ggmlCpu)
         }
-        return function(threadpool)
+        return unsafeBitCast(pointer, to: ggml_threadpool_get_n_threads_fn.self)(threadpool)
     }
 
     /// The corresponding C function is `ggml_threadpool_pause` (ggml/include/ggml-cpu.h:61, libggml-cpu).
-    @inlinable
     public func ggml_threadpool_pause(_ threadpool: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _ggml_threadpool_pause else {
+        guard let pointer = _ggml_threadpool_pause else {
             throw .unavailable(name: "ggml_threadpool_pause", library: .ggmlCpu)
         }
-        return function(threadpool)
+        return unsafeBitCast(pointer, to: ggml_threadpool_pause_fn.self)(threadpool)
     }
 
     /// The corresponding C function is `ggml_threadpool_resume` (ggml/include/ggml-cpu.h:62, libggml-cpu).
-    @inlinable
     public func ggml_threadpool_resume(_ threadpool: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _ggml_threadpool_resume else {
+        guard let pointer = _ggml_threadpool_resume else {
             throw .unavailable(name: "ggml_threadpool_resume", library: .ggmlCpu)
         }
-        return function(threadpool)
+        return unsafeBitCast(pointer, to: ggml_threadpool_resume_fn.self)(threadpool)
     }
 
     /// The corresponding C function is `ggml_graph_plan` (ggml/include/ggml-cpu.h:66, libggml-cpu).
-    @inlinable
     public func ggml_graph_plan(_ cgraph: OpaquePointer?, _ n_threads: CInt, _ threadpool: OpaquePointer?) throws(LlamaSymbolError) -> ggml_cplan {
-        guard let function = _ggml_graph_plan else {
+        guard let pointer = _ggml_graph_plan else {
             throw .unavailable(name: "ggml_graph_plan", library: .ggmlCpu)
         }
-        return function(cgraph, n_threads, threadpool)
+        return unsafeBitCast(pointer, to: ggml_graph_plan_fn.self)(cgraph, n_threads, threadpool)
     }
 
     /// The corresponding C function is `ggml_graph_compute` (ggml/include/ggml-cpu.h:70, libggml-cpu).
-    @inlinable
     public func ggml_graph_compute(_ cgraph: OpaquePointer?, _ cplan: UnsafeMutablePointer<ggml_cplan>?) throws(LlamaSymbolError) -> ggml_status {
-        guard let function = _ggml_graph_compute else {
+        guard let pointer = _ggml_graph_compute else {
             throw .unavailable(name: "ggml_graph_compute", library: .ggmlCpu)
         }
-        return function(cgraph, cplan)
+        return unsafeBitCast(pointer, to: ggml_graph_compute_fn.self)(cgraph, cplan)
     }
 
     /// The corresponding C function is `ggml_graph_compute_with_ctx` (ggml/include/ggml-cpu.h:74, libggml-cpu).
-    @inlinable
     public func ggml_graph_compute_with_ctx(_ ctx: OpaquePointer?, _ cgraph: OpaquePointer?, _ n_threads: CInt) throws(LlamaSymbolError) -> ggml_status {
-        guard let function = _ggml_graph_compute_with_ctx else {
+        guard let pointer = _ggml_graph_compute_with_ctx else {
             throw .unavailable(name: "ggml_graph_compute_with_ctx", library: .ggmlCpu)
         }
-        return function(ctx, cgraph, n_threads)
+        return unsafeBitCast(pointer, to: ggml_graph_compute_with_ctx_fn.self)(ctx, cgraph, n_threads)
     }
 
     /// The corresponding C function is `ggml_cpu_has_sse3` (ggml/include/ggml-cpu.h:81, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_sse3() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_sse3 else {
+        guard let pointer = _ggml_cpu_has_sse3 else {
             throw .unavailable(name: "ggml_cpu_has_sse3", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_sse3_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_ssse3` (ggml/include/ggml-cpu.h:82, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_ssse3() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_ssse3 else {
+        guard let pointer = _ggml_cpu_has_ssse3 else {
             throw .unavailable(name: "ggml_cpu_has_ssse3", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_ssse3_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_avx` (ggml/include/ggml-cpu.h:83, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_avx() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_avx else {
+        guard let pointer = _ggml_cpu_has_avx else {
             throw .unavailable(name: "ggml_cpu_has_avx", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_avx_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_avx_vnni` (ggml/include/ggml-cpu.h:84, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_avx_vnni() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_avx_vnni else {
+        guard let pointer = _ggml_cpu_has_avx_vnni else {
             throw .unavailable(name: "ggml_cpu_has_avx_vnni", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_avx_vnni_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_avx2` (ggml/include/ggml-cpu.h:85, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_avx2() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_avx2 else {
+        guard let pointer = _ggml_cpu_has_avx2 else {
             throw .unavailable(name: "ggml_cpu_has_avx2", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_avx2_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_bmi2` (ggml/include/ggml-cpu.h:86, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_bmi2() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_bmi2 else {
+        guard let pointer = _ggml_cpu_has_bmi2 else {
             throw .unavailable(name: "ggml_cpu_has_bmi2", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_bmi2_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_f16c` (ggml/include/ggml-cpu.h:87, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_f16c() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_f16c else {
+        guard let pointer = _ggml_cpu_has_f16c else {
             throw .unavailable(name: "ggml_cpu_has_f16c", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_f16c_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_fma` (ggml/include/ggml-cpu.h:88, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_fma() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_fma else {
+        guard let pointer = _ggml_cpu_has_fma else {
             throw .unavailable(name: "ggml_cpu_has_fma", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_fma_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_avx512` (ggml/include/ggml-cpu.h:89, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_avx512() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_avx512 else {
+        guard let pointer = _ggml_cpu_has_avx512 else {
             throw .unavailable(name: "ggml_cpu_has_avx512", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_avx512_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_avx512_vbmi` (ggml/include/ggml-cpu.h:90, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_avx512_vbmi() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_avx512_vbmi else {
+        guard let pointer = _ggml_cpu_has_avx512_vbmi else {
             throw .unavailable(name: "ggml_cpu_has_avx512_vbmi", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_avx512_vbmi_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_avx512_vnni` (ggml/include/ggml-cpu.h:91, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_avx512_vnni() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_avx512_vnni else {
+        guard let pointer = _ggml_cpu_has_avx512_vnni else {
             throw .unavailable(name: "ggml_cpu_has_avx512_vnni", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_avx512_vnni_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_avx512_bf16` (ggml/include/ggml-cpu.h:92, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_avx512_bf16() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_avx512_bf16 else {
+        guard let pointer = _ggml_cpu_has_avx512_bf16 else {
             throw .unavailable(name: "ggml_cpu_has_avx512_bf16", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_avx512_bf16_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_amx_int8` (ggml/include/ggml-cpu.h:93, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_amx_int8() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_amx_int8 else {
+        guard let pointer = _ggml_cpu_has_amx_int8 else {
             throw .unavailable(name: "ggml_cpu_has_amx_int8", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_amx_int8_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_neon` (ggml/include/ggml-cpu.h:95, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_neon() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_neon else {
+        guard let pointer = _ggml_cpu_has_neon else {
             throw .unavailable(name: "ggml_cpu_has_neon", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_neon_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_arm_fma` (ggml/include/ggml-cpu.h:96, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_arm_fma() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_arm_fma else {
+        guard let pointer = _ggml_cpu_has_arm_fma else {
             throw .unavailable(name: "ggml_cpu_has_arm_fma", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_arm_fma_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_fp16_va` (ggml/include/ggml-cpu.h:97, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_fp16_va() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_fp16_va else {
+        guard let pointer = _ggml_cpu_has_fp16_va else {
             throw .unavailable(name: "ggml_cpu_has_fp16_va", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_fp16_va_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_dotprod` (ggml/include/ggml-cpu.h:98, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_dotprod() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_dotprod else {
+        guard let pointer = _ggml_cpu_has_dotprod else {
             throw .unavailable(name: "ggml_cpu_has_dotprod", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_dotprod_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_matmul_int8` (ggml/include/ggml-cpu.h:99, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_matmul_int8() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_matmul_int8 else {
+        guard let pointer = _ggml_cpu_has_matmul_int8 else {
             throw .unavailable(name: "ggml_cpu_has_matmul_int8", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_matmul_int8_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_sve` (ggml/include/ggml-cpu.h:100, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_sve() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_sve else {
+        guard let pointer = _ggml_cpu_has_sve else {
             throw .unavailable(name: "ggml_cpu_has_sve", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_sve_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_get_sve_cnt` (ggml/include/ggml-cpu.h:101, libggml-cpu).
-    @inlinable
     public func ggml_cpu_get_sve_cnt() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_get_sve_cnt else {
+        guard let pointer = _ggml_cpu_get_sve_cnt else {
             throw .unavailable(name: "ggml_cpu_get_sve_cnt", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_get_sve_cnt_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_sme` (ggml/include/ggml-cpu.h:102, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_sme() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_sme else {
+        guard let pointer = _ggml_cpu_has_sme else {
             throw .unavailable(name: "ggml_cpu_has_sme", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_sme_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_sme2` (ggml/include/ggml-cpu.h:103, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_sme2() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_sme2 else {
+        guard let pointer = _ggml_cpu_has_sme2 else {
             throw .unavailable(name: "ggml_cpu_has_sme2", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_sme2_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_riscv_v` (ggml/include/ggml-cpu.h:105, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_riscv_v() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_riscv_v else {
+        guard let pointer = _ggml_cpu_has_riscv_v else {
             throw .unavailable(name: "ggml_cpu_has_riscv_v", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_riscv_v_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_get_rvv_vlen` (ggml/include/ggml-cpu.h:106, libggml-cpu).
-    @inlinable
     public func ggml_cpu_get_rvv_vlen() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_get_rvv_vlen else {
+        guard let pointer = _ggml_cpu_get_rvv_vlen else {
             throw .unavailable(name: "ggml_cpu_get_rvv_vlen", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_get_rvv_vlen_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_vsx` (ggml/include/ggml-cpu.h:107, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_vsx() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_vsx else {
+        guard let pointer = _ggml_cpu_has_vsx else {
             throw .unavailable(name: "ggml_cpu_has_vsx", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_vsx_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_vxe` (ggml/include/ggml-cpu.h:108, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_vxe() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_vxe else {
+        guard let pointer = _ggml_cpu_has_vxe else {
             throw .unavailable(name: "ggml_cpu_has_vxe", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_vxe_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_wasm_simd` (ggml/include/ggml-cpu.h:109, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_wasm_simd() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_wasm_simd else {
+        guard let pointer = _ggml_cpu_has_wasm_simd else {
             throw .unavailable(name: "ggml_cpu_has_wasm_simd", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_wasm_simd_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_has_llamafile` (ggml/include/ggml-cpu.h:110, libggml-cpu).
-    @inlinable
     public func ggml_cpu_has_llamafile() throws(LlamaSymbolError) -> CInt {
-        guard let function = _ggml_cpu_has_llamafile else {
+        guard let pointer = _ggml_cpu_has_llamafile else {
             throw .unavailable(name: "ggml_cpu_has_llamafile", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_has_llamafile_fn.self)()
     }
 
     /// The corresponding C function is `ggml_get_type_traits_cpu` (ggml/include/ggml-cpu.h:124, libggml-cpu).
-    @inlinable
     public func ggml_get_type_traits_cpu(_ type: ggml_type) throws(LlamaSymbolError) -> UnsafePointer<ggml_type_traits_cpu>? {
-        guard let function = _ggml_get_type_traits_cpu else {
+        guard let pointer = _ggml_get_type_traits_cpu else {
             throw .unavailable(name: "ggml_get_type_traits_cpu", library: .ggmlCpu)
         }
-        return function(type)
+        return unsafeBitCast(pointer, to: ggml_get_type_traits_cpu_fn.self)(type)
     }
 
     /// The corresponding C function is `ggml_cpu_init` (ggml/include/ggml-cpu.h:126, libggml-cpu).
-    @inlinable
     public func ggml_cpu_init() throws(LlamaSymbolError) {
-        guard let function = _ggml_cpu_init else {
+        guard let pointer = _ggml_cpu_init else {
             throw .unavailable(name: "ggml_cpu_init", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_cpu_init_fn.self)()
     }
 
     /// The corresponding C function is `ggml_backend_cpu_init` (ggml/include/ggml-cpu.h:132, libggml-cpu).
-    @inlinable
     public func ggml_backend_cpu_init() throws(LlamaSymbolError) -> ggml_backend_t? {
-        guard let function = _ggml_backend_cpu_init else {
+        guard let pointer = _ggml_backend_cpu_init else {
             throw .unavailable(name: "ggml_backend_cpu_init", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_backend_cpu_init_fn.self)()
     }
 
     /// The corresponding C function is `ggml_backend_is_cpu` (ggml/include/ggml-cpu.h:134, libggml-cpu).
-    @inlinable
     public func ggml_backend_is_cpu(_ backend: ggml_backend_t?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _ggml_backend_is_cpu else {
+        guard let pointer = _ggml_backend_is_cpu else {
             throw .unavailable(name: "ggml_backend_is_cpu", library: .ggmlCpu)
         }
-        return function(backend)
+        return unsafeBitCast(pointer, to: ggml_backend_is_cpu_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_cpu_set_n_threads` (ggml/include/ggml-cpu.h:135, libggml-cpu).
-    @inlinable
     public func ggml_backend_cpu_set_n_threads(_ backend_cpu: ggml_backend_t?, _ n_threads: CInt) throws(LlamaSymbolError) {
-        guard let function = _ggml_backend_cpu_set_n_threads else {
+        guard let pointer = _ggml_backend_cpu_set_n_threads else {
             throw .unavailable(name: "ggml_backend_cpu_set_n_threads", library: .ggmlCpu)
         }
-        return function(backend_cpu, n_threads)
+        return unsafeBitCast(pointer, to: ggml_backend_cpu_set_n_threads_fn.self)(backend_cpu, n_threads)
     }
 
     /// The corresponding C function is `ggml_backend_cpu_set_threadpool` (ggml/include/ggml-cpu.h:136, libggml-cpu).
-    @inlinable
     public func ggml_backend_cpu_set_threadpool(_ backend_cpu: ggml_backend_t?, _ threadpool: ggml_threadpool_t?) throws(LlamaSymbolError) {
-        guard let function = _ggml_backend_cpu_set_threadpool else {
+        guard let pointer = _ggml_backend_cpu_set_threadpool else {
             throw .unavailable(name: "ggml_backend_cpu_set_threadpool", library: .ggmlCpu)
         }
-        return function(backend_cpu, threadpool)
+        return unsafeBitCast(pointer, to: ggml_backend_cpu_set_threadpool_fn.self)(backend_cpu, threadpool)
     }
 
     /// The corresponding C function is `ggml_backend_cpu_set_abort_callback` (ggml/include/ggml-cpu.h:137, libggml-cpu).
-    @inlinable
     public func ggml_backend_cpu_set_abort_callback(_ backend_cpu: ggml_backend_t?, _ abort_callback: ggml_abort_callback?, _ abort_callback_data: UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
-        guard let function = _ggml_backend_cpu_set_abort_callback else {
+        guard let pointer = _ggml_backend_cpu_set_abort_callback else {
             throw .unavailable(name: "ggml_backend_cpu_set_abort_callback", library: .ggmlCpu)
         }
-        return function(backend_cpu, abort_callback, abort_callback_data)
+        return unsafeBitCast(pointer, to: ggml_backend_cpu_set_abort_callback_fn.self)(backend_cpu, abort_callback, abort_callback_data)
     }
 
     /// The corresponding C function is `ggml_backend_cpu_set_use_ref` (ggml/include/ggml-cpu.h:139, libggml-cpu).
-    @inlinable
     public func ggml_backend_cpu_set_use_ref(_ backend_cpu: ggml_backend_t?, _ use_ref: Bool) throws(LlamaSymbolError) {
-        guard let function = _ggml_backend_cpu_set_use_ref else {
+        guard let pointer = _ggml_backend_cpu_set_use_ref else {
             throw .unavailable(name: "ggml_backend_cpu_set_use_ref", library: .ggmlCpu)
         }
-        return function(backend_cpu, use_ref)
+        return unsafeBitCast(pointer, to: ggml_backend_cpu_set_use_ref_fn.self)(backend_cpu, use_ref)
     }
 
     /// The corresponding C function is `ggml_backend_cpu_reg` (ggml/include/ggml-cpu.h:141, libggml-cpu).
-    @inlinable
     public func ggml_backend_cpu_reg() throws(LlamaSymbolError) -> ggml_backend_reg_t? {
-        guard let function = _ggml_backend_cpu_reg else {
+        guard let pointer = _ggml_backend_cpu_reg else {
             throw .unavailable(name: "ggml_backend_cpu_reg", library: .ggmlCpu)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_backend_cpu_reg_fn.self)()
     }
 
     /// The corresponding C function is `ggml_cpu_fp32_to_fp32` (ggml/include/ggml-cpu.h:143, libggml-cpu).
-    @inlinable
     public func ggml_cpu_fp32_to_fp32(_ arg0: UnsafePointer<CFloat>?, _ arg1: UnsafeMutablePointer<CFloat>?, _ arg2: Int64) throws(LlamaSymbolError) {
-        guard let function = _ggml_cpu_fp32_to_fp32 else {
+        guard let pointer = _ggml_cpu_fp32_to_fp32 else {
             throw .unavailable(name: "ggml_cpu_fp32_to_fp32", library: .ggmlCpu)
         }
-        return function(arg0, arg1, arg2)
+        return unsafeBitCast(pointer, to: ggml_cpu_fp32_to_fp32_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_cpu_fp32_to_i32` (ggml/include/ggml-cpu.h:144, libggml-cpu).
-    @inlinable
     public func ggml_cpu_fp32_to_i32(_ arg0: UnsafePointer<CFloat>?, _ arg1: UnsafeMutablePointer<Int32>?, _ arg2: Int64) throws(LlamaSymbolError) {
-        guard let function = _ggml_cpu_fp32_to_i32 else {
+        guard let pointer = _ggml_cpu_fp32_to_i32 else {
             throw .unavailable(name: "ggml_cpu_fp32_to_i32", library: .ggmlCpu)
         }
-        return function(arg0, arg1, arg2)
+        return unsafeBitCast(pointer, to: ggml_cpu_fp32_to_i32_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_cpu_fp32_to_fp16` (ggml/include/ggml-cpu.h:145, libggml-cpu).
-    @inlinable
     public func ggml_cpu_fp32_to_fp16(_ arg0: UnsafePointer<CFloat>?, _ arg1: UnsafeMutablePointer<ggml_fp16_t>?, _ arg2: Int64) throws(LlamaSymbolError) {
-        guard let function = _ggml_cpu_fp32_to_fp16 else {
+        guard let pointer = _ggml_cpu_fp32_to_fp16 else {
             throw .unavailable(name: "ggml_cpu_fp32_to_fp16", library: .ggmlCpu)
         }
-        return function(arg0, arg1, arg2)
+        return unsafeBitCast(pointer, to: ggml_cpu_fp32_to_fp16_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_cpu_fp16_to_fp32` (ggml/include/ggml-cpu.h:146, libggml-cpu).
-    @inlinable
     public func ggml_cpu_fp16_to_fp32(_ arg0: UnsafePointer<ggml_fp16_t>?, _ arg1: UnsafeMutablePointer<CFloat>?, _ arg2: Int64) throws(LlamaSymbolError) {
-        guard let function = _ggml_cpu_fp16_to_fp32 else {
+        guard let pointer = _ggml_cpu_fp16_to_fp32 else {
             throw .unavailable(name: "ggml_cpu_fp16_to_fp32", library: .ggmlCpu)
         }
-        return function(arg0, arg1, arg2)
+        return unsafeBitCast(pointer, to: ggml_cpu_fp16_to_fp32_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_cpu_fp32_to_bf16` (ggml/include/ggml-cpu.h:147, libggml-cpu).
-    @inlinable
     public func ggml_cpu_fp32_to_bf16(_ arg0: UnsafePointer<CFloat>?, _ arg1: UnsafeMutablePointer<ggml_bf16_t>?, _ arg2: Int64) throws(LlamaSymbolError) {
-        guard let function = _ggml_cpu_fp32_to_bf16 else {
+        guard let pointer = _ggml_cpu_fp32_to_bf16 else {
             throw .unavailable(name: "ggml_cpu_fp32_to_bf16", library: .ggmlCpu)
         }
-        return function(arg0, arg1, arg2)
+        return unsafeBitCast(pointer, to: ggml_cpu_fp32_to_bf16_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_cpu_bf16_to_fp32` (ggml/include/ggml-cpu.h:148, libggml-cpu).
-    @inlinable
     public func ggml_cpu_bf16_to_fp32(_ arg0: UnsafePointer<ggml_bf16_t>?, _ arg1: UnsafeMutablePointer<CFloat>?, _ arg2: Int64) throws(LlamaSymbolError) {
-        guard let function = _ggml_cpu_bf16_to_fp32 else {
+        guard let pointer = _ggml_cpu_bf16_to_fp32 else {
             throw .unavailable(name: "ggml_cpu_bf16_to_fp32", library: .ggmlCpu)
         }
-        return function(arg0, arg1, arg2)
+        return unsafeBitCast(pointer, to: ggml_cpu_bf16_to_fp32_fn.self)(arg0, arg1, arg2)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_init` (ggml/include/ggml-opt.h:39, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_init(_ type_data: ggml_type, _ type_label: ggml_type, _ ne_datapoint: Int64, _ ne_label: Int64, _ ndata: Int64, _ ndata_shard: Int64) -> ggml_opt_dataset_t? {
-        _ggml_opt_dataset_init(type_data, type_label, ne_datapoint, ne_label, ndata, ndata_shard)
+        unsafeBitCast(_ggml_opt_dataset_init, to: ggml_opt_dataset_init_fn.self)(type_data, type_label, ne_datapoint, ne_label, ndata, ndata_shard)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_free` (ggml/include/ggml-opt.h:46, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_free(_ dataset: ggml_opt_dataset_t?) {
-        _ggml_opt_dataset_free(dataset)
+        unsafeBitCast(_ggml_opt_dataset_free, to: ggml_opt_dataset_free_fn.self)(dataset)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_ndata` (ggml/include/ggml-opt.h:49, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_ndata(_ dataset: ggml_opt_dataset_t?) -> Int64 {
-        _ggml_opt_dataset_ndata(dataset)
+        unsafeBitCast(_ggml_opt_dataset_ndata, to: ggml_opt_dataset_ndata_fn.self)(dataset)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_data` (ggml/include/ggml-opt.h:50, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_data(_ dataset: ggml_opt_dataset_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_dataset_data(dataset)
+        unsafeBitCast(_ggml_opt_dataset_data, to: ggml_opt_dataset_data_fn.self)(dataset)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_labels` (ggml/include/ggml-opt.h:51, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_labels(_ dataset: ggml_opt_dataset_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_dataset_labels(dataset)
+        unsafeBitCast(_ggml_opt_dataset_labels, to: ggml_opt_dataset_labels_fn.self)(dataset)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_shuffle` (ggml/include/ggml-opt.h:54, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_shuffle(_ opt_ctx: ggml_opt_context_t?, _ dataset: ggml_opt_dataset_t?, _ idata: Int64) {
-        _ggml_opt_dataset_shuffle(opt_ctx, dataset, idata)
+        unsafeBitCast(_ggml_opt_dataset_shuffle, to: ggml_opt_dataset_shuffle_fn.self)(opt_ctx, dataset, idata)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_get_batch` (ggml/include/ggml-opt.h:57, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_get_batch(_ dataset: ggml_opt_dataset_t?, _ data_batch: UnsafeMutablePointer<ggml_tensor>?, _ labels_batch: UnsafeMutablePointer<ggml_tensor>?, _ ibatch: Int64) {
-        _ggml_opt_dataset_get_batch(dataset, data_batch, labels_batch, ibatch)
+        unsafeBitCast(_ggml_opt_dataset_get_batch, to: ggml_opt_dataset_get_batch_fn.self)(dataset, data_batch, labels_batch, ibatch)
     }
 
     /// The corresponding C function is `ggml_opt_dataset_get_batch_host` (ggml/include/ggml-opt.h:62, libggml-base).
-    @inlinable
     public func ggml_opt_dataset_get_batch_host(_ dataset: ggml_opt_dataset_t?, _ data_batch: UnsafeMutableRawPointer?, _ nb_data_batch: Int, _ labels_batch: UnsafeMutableRawPointer?, _ ibatch: Int64) {
-        _ggml_opt_dataset_get_batch_host(dataset, data_batch, nb_data_batch, labels_batch, ibatch)
+        unsafeBitCast(_ggml_opt_dataset_get_batch_host, to: ggml_opt_dataset_get_batch_host_fn.self)(dataset, data_batch, nb_data_batch, labels_batch, ibatch)
     }
 
     /// The corresponding C function is `ggml_opt_get_default_optimizer_params` (ggml/include/ggml-opt.h:105, libggml-base).
-    @inlinable
     public func ggml_opt_get_default_optimizer_params(_ userdata: UnsafeMutableRawPointer?) -> ggml_opt_optimizer_params {
-        _ggml_opt_get_default_optimizer_params(userdata)
+        unsafeBitCast(_ggml_opt_get_default_optimizer_params, to: ggml_opt_get_default_optimizer_params_fn.self)(userdata)
     }
 
     /// The corresponding C function is `ggml_opt_get_constant_optimizer_params` (ggml/include/ggml-opt.h:108, libggml-base).
-    @inlinable
     public func ggml_opt_get_constant_optimizer_params(_ userdata: UnsafeMutableRawPointer?) -> ggml_opt_optimizer_params {
-        _ggml_opt_get_constant_optimizer_params(userdata)
+        unsafeBitCast(_ggml_opt_get_constant_optimizer_params, to: ggml_opt_get_constant_optimizer_params_fn.self)(userdata)
     }
 
     /// The corresponding C function is `ggml_opt_default_params` (ggml/include/ggml-opt.h:134, libggml-base).
-    @inlinable
     public func ggml_opt_default_params(_ backend_sched: ggml_backend_sched_t?, _ loss_type: ggml_opt_loss_type) -> ggml_opt_params {
-        _ggml_opt_default_params(backend_sched, loss_type)
+        unsafeBitCast(_ggml_opt_default_params, to: ggml_opt_default_params_fn.self)(backend_sched, loss_type)
     }
 
     /// The corresponding C function is `ggml_opt_init` (ggml/include/ggml-opt.h:138, libggml-base).
-    @inlinable
     public func ggml_opt_init(_ params: ggml_opt_params) -> ggml_opt_context_t? {
-        _ggml_opt_init(params)
+        unsafeBitCast(_ggml_opt_init, to: ggml_opt_init_fn.self)(params)
     }
 
     /// The corresponding C function is `ggml_opt_free` (ggml/include/ggml-opt.h:139, libggml-base).
-    @inlinable
     public func ggml_opt_free(_ opt_ctx: ggml_opt_context_t?) {
-        _ggml_opt_free(opt_ctx)
+        unsafeBitCast(_ggml_opt_free, to: ggml_opt_free_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_reset` (ggml/include/ggml-opt.h:142, libggml-base).
-    @inlinable
     public func ggml_opt_reset(_ opt_ctx: ggml_opt_context_t?, _ optimizer: Bool) {
-        _ggml_opt_reset(opt_ctx, optimizer)
+        unsafeBitCast(_ggml_opt_reset, to: ggml_opt_reset_fn.self)(opt_ctx, optimizer)
     }
 
     /// The corresponding C function is `ggml_opt_static_graphs` (ggml/include/ggml-opt.h:144, libggml-base).
-    @inlinable
     public func ggml_opt_static_graphs(_ opt_ctx: ggml_opt_context_t?) -> Bool {
-        _ggml_opt_static_graphs(opt_ctx)
+        unsafeBitCast(_ggml_opt_static_graphs, to: ggml_opt_static_graphs_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_inputs` (ggml/include/ggml-opt.h:148, libggml-base).
-    @inlinable
     public func ggml_opt_inputs(_ opt_ctx: ggml_opt_context_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_inputs(opt_ctx)
+        unsafeBitCast(_ggml_opt_inputs, to: ggml_opt_inputs_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_outputs` (ggml/include/ggml-opt.h:149, libggml-base).
-    @inlinable
     public func ggml_opt_outputs(_ opt_ctx: ggml_opt_context_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_outputs(opt_ctx)
+        unsafeBitCast(_ggml_opt_outputs, to: ggml_opt_outputs_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_labels` (ggml/include/ggml-opt.h:150, libggml-base).
-    @inlinable
     public func ggml_opt_labels(_ opt_ctx: ggml_opt_context_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_labels(opt_ctx)
+        unsafeBitCast(_ggml_opt_labels, to: ggml_opt_labels_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_loss` (ggml/include/ggml-opt.h:151, libggml-base).
-    @inlinable
     public func ggml_opt_loss(_ opt_ctx: ggml_opt_context_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_loss(opt_ctx)
+        unsafeBitCast(_ggml_opt_loss, to: ggml_opt_loss_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_pred` (ggml/include/ggml-opt.h:152, libggml-base).
-    @inlinable
     public func ggml_opt_pred(_ opt_ctx: ggml_opt_context_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_pred(opt_ctx)
+        unsafeBitCast(_ggml_opt_pred, to: ggml_opt_pred_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_ncorrect` (ggml/include/ggml-opt.h:153, libggml-base).
-    @inlinable
     public func ggml_opt_ncorrect(_ opt_ctx: ggml_opt_context_t?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_ncorrect(opt_ctx)
+        unsafeBitCast(_ggml_opt_ncorrect, to: ggml_opt_ncorrect_fn.self)(opt_ctx)
     }
 
     /// The corresponding C function is `ggml_opt_grad_acc` (ggml/include/ggml-opt.h:156, libggml-base).
-    @inlinable
     public func ggml_opt_grad_acc(_ opt_ctx: ggml_opt_context_t?, _ node: UnsafeMutablePointer<ggml_tensor>?) -> UnsafeMutablePointer<ggml_tensor>? {
-        _ggml_opt_grad_acc(opt_ctx, node)
+        unsafeBitCast(_ggml_opt_grad_acc, to: ggml_opt_grad_acc_fn.self)(opt_ctx, node)
     }
 
     /// The corresponding C function is `ggml_opt_context_optimizer_type` (ggml/include/ggml-opt.h:158, libggml-base).
-    @inlinable
     public func ggml_opt_context_optimizer_type(_ arg0: ggml_opt_context_t?) -> ggml_opt_optimizer_type {
-        _ggml_opt_context_optimizer_type(arg0)
+        unsafeBitCast(_ggml_opt_context_optimizer_type, to: ggml_opt_context_optimizer_type_fn.self)(arg0)
     }
 
     /// The corresponding C function is `ggml_opt_optimizer_name` (ggml/include/ggml-opt.h:160, libggml-base).
-    @inlinable
     public func ggml_opt_optimizer_name(_ arg0: ggml_opt_optimizer_type) -> UnsafePointer<CChar>? {
-        _ggml_opt_optimizer_name(arg0)
+        unsafeBitCast(_ggml_opt_optimizer_name, to: ggml_opt_optimizer_name_fn.self)(arg0)
     }
 
     /// The corresponding C function is `ggml_opt_result_init` (ggml/include/ggml-opt.h:164, libggml-base).
-    @inlinable
     public func ggml_opt_result_init() -> ggml_opt_result_t? {
-        _ggml_opt_result_init()
+        unsafeBitCast(_ggml_opt_result_init, to: ggml_opt_result_init_fn.self)()
     }
 
     /// The corresponding C function is `ggml_opt_result_free` (ggml/include/ggml-opt.h:165, libggml-base).
-    @inlinable
     public func ggml_opt_result_free(_ result: ggml_opt_result_t?) {
-        _ggml_opt_result_free(result)
+        unsafeBitCast(_ggml_opt_result_free, to: ggml_opt_result_free_fn.self)(result)
     }
 
     /// The corresponding C function is `ggml_opt_result_reset` (ggml/include/ggml-opt.h:166, libggml-base).
-    @inlinable
     public func ggml_opt_result_reset(_ result: ggml_opt_result_t?) {
-        _ggml_opt_result_reset(result)
+        unsafeBitCast(_ggml_opt_result_reset, to: ggml_opt_result_reset_fn.self)(result)
     }
 
     /// The corresponding C function is `ggml_opt_result_ndata` (ggml/include/ggml-opt.h:169, libggml-base).
-    @inlinable
     public func ggml_opt_result_ndata(_ result: ggml_opt_result_t?, _ ndata: UnsafeMutablePointer<Int64>?) {
-        _ggml_opt_result_ndata(result, ndata)
+        unsafeBitCast(_ggml_opt_result_ndata, to: ggml_opt_result_ndata_fn.self)(result, ndata)
     }
 
     /// The corresponding C function is `ggml_opt_result_loss` (ggml/include/ggml-opt.h:170, libggml-base).
-    @inlinable
     public func ggml_opt_result_loss(_ result: ggml_opt_result_t?, _ loss: UnsafeMutablePointer<CDouble>?, _ unc: UnsafeMutablePointer<CDouble>?) {
-        _ggml_opt_result_loss(result, loss, unc)
+        unsafeBitCast(_ggml_opt_result_loss, to: ggml_opt_result_loss_fn.self)(result, loss, unc)
     }
 
     /// The corresponding C function is `ggml_opt_result_pred` (ggml/include/ggml-opt.h:171, libggml-base).
-    @inlinable
     public func ggml_opt_result_pred(_ result: ggml_opt_result_t?, _ pred: UnsafeMutablePointer<Int32>?) {
-        _ggml_opt_result_pred(result, pred)
+        unsafeBitCast(_ggml_opt_result_pred, to: ggml_opt_result_pred_fn.self)(result, pred)
     }
 
     /// The corresponding C function is `ggml_opt_result_accuracy` (ggml/include/ggml-opt.h:172, libggml-base).
-    @inlinable
     public func ggml_opt_result_accuracy(_ result: ggml_opt_result_t?, _ accuracy: UnsafeMutablePointer<CDouble>?, _ unc: UnsafeMutablePointer<CDouble>?) {
-        _ggml_opt_result_accuracy(result, accuracy, unc)
+        unsafeBitCast(_ggml_opt_result_accuracy, to: ggml_opt_result_accuracy_fn.self)(result, accuracy, unc)
     }
 
     /// The corresponding C function is `ggml_opt_prepare_alloc` (ggml/include/ggml-opt.h:177, libggml-base).
-    @inlinable
     public func ggml_opt_prepare_alloc(_ opt_ctx: ggml_opt_context_t?, _ ctx_compute: OpaquePointer?, _ gf: OpaquePointer?, _ inputs: UnsafeMutablePointer<ggml_tensor>?, _ outputs: UnsafeMutablePointer<ggml_tensor>?) {
-        _ggml_opt_prepare_alloc(opt_ctx, ctx_compute, gf, inputs, outputs)
+        unsafeBitCast(_ggml_opt_prepare_alloc, to: ggml_opt_prepare_alloc_fn.self)(opt_ctx, ctx_compute, gf, inputs, outputs)
     }
 
     /// The corresponding C function is `ggml_opt_alloc` (ggml/include/ggml-opt.h:186, libggml-base).
-    @inlinable
     public func ggml_opt_alloc(_ opt_ctx: ggml_opt_context_t?, _ backward: Bool) {
-        _ggml_opt_alloc(opt_ctx, backward)
+        unsafeBitCast(_ggml_opt_alloc, to: ggml_opt_alloc_fn.self)(opt_ctx, backward)
     }
 
     /// The corresponding C function is `ggml_opt_eval` (ggml/include/ggml-opt.h:189, libggml-base).
-    @inlinable
     public func ggml_opt_eval(_ opt_ctx: ggml_opt_context_t?, _ result: ggml_opt_result_t?) {
-        _ggml_opt_eval(opt_ctx, result)
+        unsafeBitCast(_ggml_opt_eval, to: ggml_opt_eval_fn.self)(opt_ctx, result)
     }
 
     /// The corresponding C function is `ggml_opt_epoch` (ggml/include/ggml-opt.h:219, libggml-base).
-    @inlinable
     public func ggml_opt_epoch(_ opt_ctx: ggml_opt_context_t?, _ dataset: ggml_opt_dataset_t?, _ result_train: ggml_opt_result_t?, _ result_eval: ggml_opt_result_t?, _ idata_split: Int64, _ callback_train: ggml_opt_epoch_callback?, _ callback_eval: ggml_opt_epoch_callback?) {
-        _ggml_opt_epoch(opt_ctx, dataset, result_train, result_eval, idata_split, callback_train, callback_eval)
+        unsafeBitCast(_ggml_opt_epoch, to: ggml_opt_epoch_fn.self)(opt_ctx, dataset, result_train, result_eval, idata_split, callback_train, callback_eval)
     }
 
     /// The corresponding C function is `ggml_opt_epoch_callback_progress_bar` (ggml/include/ggml-opt.h:229, libggml-base).
-    @inlinable
     public func ggml_opt_epoch_callback_progress_bar(_ train: Bool, _ opt_ctx: ggml_opt_context_t?, _ dataset: ggml_opt_dataset_t?, _ result: ggml_opt_result_t?, _ ibatch: Int64, _ ibatch_max: Int64, _ t_start_us: Int64) {
-        _ggml_opt_epoch_callback_progress_bar(train, opt_ctx, dataset, result, ibatch, ibatch_max, t_start_us)
+        unsafeBitCast(_ggml_opt_epoch_callback_progress_bar, to: ggml_opt_epoch_callback_progress_bar_fn.self)(train, opt_ctx, dataset, result, ibatch, ibatch_max, t_start_us)
     }
 
     /// The corresponding C function is `ggml_opt_fit` (ggml/include/ggml-opt.h:239, libggml-base).
-    @inlinable
     public func ggml_opt_fit(_ backend_sched: ggml_backend_sched_t?, _ ctx_compute: OpaquePointer?, _ inputs: UnsafeMutablePointer<ggml_tensor>?, _ outputs: UnsafeMutablePointer<ggml_tensor>?, _ dataset: ggml_opt_dataset_t?, _ loss_type: ggml_opt_loss_type, _ optimizer: ggml_opt_optimizer_type, _ get_opt_pars: ggml_opt_get_optimizer_params?, _ nepoch: Int64, _ nbatch_logical: Int64, _ val_split: CFloat, _ silent: Bool) {
-        _ggml_opt_fit(backend_sched, ctx_compute, inputs, outputs, dataset, loss_type, optimizer, get_opt_pars, nepoch, nbatch_logical, val_split, silent)
+        unsafeBitCast(_ggml_opt_fit, to: ggml_opt_fit_fn.self)(backend_sched, ctx_compute, inputs, outputs, dataset, loss_type, optimizer, get_opt_pars, nepoch, nbatch_logical, val_split, silent)
     }
 
     /// The corresponding C function is `ggml_backend_rpc_init` (ggml/include/ggml-rpc.h:20, libggml-rpc).
-    @inlinable
     public func ggml_backend_rpc_init(_ endpoint: UnsafePointer<CChar>?, _ device: UInt32) throws(LlamaSymbolError) -> ggml_backend_t? {
-        guard let function = _ggml_backend_rpc_init else {
+        guard let pointer = _ggml_backend_rpc_init else {
             throw .unavailable(name: "ggml_backend_rpc_init", library: .ggmlRpc)
         }
-        return function(endpoint, device)
+        return unsafeBitCast(pointer, to: ggml_backend_rpc_init_fn.self)(endpoint, device)
     }
 
     /// The corresponding C function is `ggml_backend_is_rpc` (ggml/include/ggml-rpc.h:21, libggml-rpc).
-    @inlinable
     public func ggml_backend_is_rpc(_ backend: ggml_backend_t?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _ggml_backend_is_rpc else {
+        guard let pointer = _ggml_backend_is_rpc else {
             throw .unavailable(name: "ggml_backend_is_rpc", library: .ggmlRpc)
         }
-        return function(backend)
+        return unsafeBitCast(pointer, to: ggml_backend_is_rpc_fn.self)(backend)
     }
 
     /// The corresponding C function is `ggml_backend_rpc_buffer_type` (ggml/include/ggml-rpc.h:23, libggml-rpc).
-    @inlinable
     public func ggml_backend_rpc_buffer_type(_ endpoint: UnsafePointer<CChar>?, _ device: UInt32) throws(LlamaSymbolError) -> ggml_backend_buffer_type_t? {
-        guard let function = _ggml_backend_rpc_buffer_type else {
+        guard let pointer = _ggml_backend_rpc_buffer_type else {
             throw .unavailable(name: "ggml_backend_rpc_buffer_type", library: .ggmlRpc)
         }
-        return function(endpoint, device)
+        return unsafeBitCast(pointer, to: ggml_backend_rpc_buffer_type_fn.self)(endpoint, device)
     }
 
     /// The corresponding C function is `ggml_backend_rpc_get_device_memory` (ggml/include/ggml-rpc.h:25, libggml-rpc).
-    @inlinable
     public func ggml_backend_rpc_get_device_memory(_ endpoint: UnsafePointer<CChar>?, _ device: UInt32, _ free: UnsafeMutablePointer<Int>?, _ total: UnsafeMutablePointer<Int>?) throws(LlamaSymbolError) {
-        guard let function = _ggml_backend_rpc_get_device_memory else {
+        guard let pointer = _ggml_backend_rpc_get_device_memory else {
             throw .unavailable(name: "ggml_backend_rpc_get_device_memory", library: .ggmlRpc)
         }
-        return function(endpoint, device, free, total)
+        return unsafeBitCast(pointer, to: ggml_backend_rpc_get_device_memory_fn.self)(endpoint, device, free, total)
     }
 
     /// The corresponding C function is `ggml_backend_rpc_start_server` (ggml/include/ggml-rpc.h:27, libggml-rpc).
-    @inlinable
     public func ggml_backend_rpc_start_server(_ endpoint: UnsafePointer<CChar>?, _ cache_dir: UnsafePointer<CChar>?, _ n_threads: Int, _ n_devices: Int, _ devices: UnsafeMutablePointer<ggml_backend_dev_t?>?) throws(LlamaSymbolError) {
-        guard let function = _ggml_backend_rpc_start_server else {
+        guard let pointer = _ggml_backend_rpc_start_server else {
             throw .unavailable(name: "ggml_backend_rpc_start_server", library: .ggmlRpc)
         }
-        return function(endpoint, cache_dir, n_threads, n_devices, devices)
+        return unsafeBitCast(pointer, to: ggml_backend_rpc_start_server_fn.self)(endpoint, cache_dir, n_threads, n_devices, devices)
     }
 
     /// The corresponding C function is `ggml_backend_rpc_reg` (ggml/include/ggml-rpc.h:30, libggml-rpc).
-    @inlinable
     public func ggml_backend_rpc_reg() throws(LlamaSymbolError) -> ggml_backend_reg_t? {
-        guard let function = _ggml_backend_rpc_reg else {
+        guard let pointer = _ggml_backend_rpc_reg else {
             throw .unavailable(name: "ggml_backend_rpc_reg", library: .ggmlRpc)
         }
-        return function()
+        return unsafeBitCast(pointer, to: ggml_backend_rpc_reg_fn.self)()
     }
 
     /// The corresponding C function is `ggml_backend_rpc_add_server` (ggml/include/ggml-rpc.h:31, libggml-rpc).
-    @inlinable
     public func ggml_backend_rpc_add_server(_ endpoint: UnsafePointer<CChar>?) throws(LlamaSymbolError) -> ggml_backend_reg_t? {
-        guard let function = _ggml_backend_rpc_add_server else {
+        guard let pointer = _ggml_backend_rpc_add_server else {
             throw .unavailable(name: "ggml_backend_rpc_add_server", library: .ggmlRpc)
         }
-        return function(endpoint)
+        return unsafeBitCast(pointer, to: ggml_backend_rpc_add_server_fn.self)(endpoint)
     }
 
     /// The corresponding C function is `gguf_init_empty` (ggml/include/gguf.h:82, libggml-base).
-    @inlinable
     public func gguf_init_empty() -> OpaquePointer? {
-        _gguf_init_empty()
+        unsafeBitCast(_gguf_init_empty, to: gguf_init_empty_fn.self)()
     }
 
     /// The corresponding C function is `gguf_init_from_file_ptr` (ggml/include/gguf.h:83, libggml-base).
-    @inlinable
     public func gguf_init_from_file_ptr(_ file: UnsafeMutablePointer<FILE>?, _ params: gguf_init_params) -> OpaquePointer? {
-        _gguf_init_from_file_ptr(file, params)
+        unsafeBitCast(_gguf_init_from_file_ptr, to: gguf_init_from_file_ptr_fn.self)(file, params)
     }
 
     /// The corresponding C function is `gguf_init_from_file` (ggml/include/gguf.h:84, libggml-base).
-    @inlinable
     public func gguf_init_from_file(_ fname: UnsafePointer<CChar>?, _ params: gguf_init_params) -> OpaquePointer? {
-        _gguf_init_from_file(fname, params)
+        unsafeBitCast(_gguf_init_from_file, to: gguf_init_from_file_fn.self)(fname, params)
     }
 
     /// The corresponding C function is `gguf_init_from_buffer` (ggml/include/gguf.h:85, libggml-base).
-    @inlinable
     public func gguf_init_from_buffer(_ data: UnsafeRawPointer?, _ size: Int, _ params: gguf_init_params) -> OpaquePointer? {
-        _gguf_init_from_buffer(data, size, params)
+        unsafeBitCast(_gguf_init_from_buffer, to: gguf_init_from_buffer_fn.self)(data, size, params)
     }
 
     /// The corresponding C function is `gguf_init_from_callback` (ggml/include/gguf.h:88, libggml-base).
-    @inlinable
     public func gguf_init_from_callback(_ callback: gguf_reader_callback_t?, _ userdata: UnsafeMutableRawPointer?, _ max_chunk_read: Int, _ max_expected_size: UInt64, _ params: gguf_init_params) -> OpaquePointer? {
-        _gguf_init_from_callback(callback, userdata, max_chunk_read, max_expected_size, params)
+        unsafeBitCast(_gguf_init_from_callback, to: gguf_init_from_callback_fn.self)(callback, userdata, max_chunk_read, max_expected_size, params)
     }
 
     /// The corresponding C function is `gguf_free` (ggml/include/gguf.h:90, libggml-base).
-    @inlinable
     public func gguf_free(_ ctx: OpaquePointer?) {
-        _gguf_free(ctx)
+        unsafeBitCast(_gguf_free, to: gguf_free_fn.self)(ctx)
     }
 
     /// The corresponding C function is `gguf_type_name` (ggml/include/gguf.h:92, libggml-base).
-    @inlinable
     public func gguf_type_name(_ type: gguf_type) -> UnsafePointer<CChar>? {
-        _gguf_type_name(type)
+        unsafeBitCast(_gguf_type_name, to: gguf_type_name_fn.self)(type)
     }
 
     /// The corresponding C function is `gguf_get_version` (ggml/include/gguf.h:94, libggml-base).
-    @inlinable
     public func gguf_get_version(_ ctx: OpaquePointer?) -> UInt32 {
-        _gguf_get_version(ctx)
+        unsafeBitCast(_gguf_get_version, to: gguf_get_version_fn.self)(ctx)
     }
 
     /// The corresponding C function is `gguf_get_alignment` (ggml/include/gguf.h:95, libggml-base).
-    @inlinable
     public func gguf_get_alignment(_ ctx: OpaquePointer?) -> Int {
-        _gguf_get_alignment(ctx)
+        unsafeBitCast(_gguf_get_alignment, to: gguf_get_alignment_fn.self)(ctx)
     }
 
     /// The corresponding C function is `gguf_get_data_offset` (ggml/include/gguf.h:96, libggml-base).
-    @inlinable
     public func gguf_get_data_offset(_ ctx: OpaquePointer?) -> Int {
-        _gguf_get_data_offset(ctx)
+        unsafeBitCast(_gguf_get_data_offset, to: gguf_get_data_offset_fn.self)(ctx)
     }
 
     /// The corresponding C function is `gguf_get_n_kv` (ggml/include/gguf.h:98, libggml-base).
-    @inlinable
     public func gguf_get_n_kv(_ ctx: OpaquePointer?) -> Int64 {
-        _gguf_get_n_kv(ctx)
+        unsafeBitCast(_gguf_get_n_kv, to: gguf_get_n_kv_fn.self)(ctx)
     }
 
     /// The corresponding C function is `gguf_find_key` (ggml/include/gguf.h:99, libggml-base).
-    @inlinable
     public func gguf_find_key(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?) -> Int64 {
-        _gguf_find_key(ctx, key)
+        unsafeBitCast(_gguf_find_key, to: gguf_find_key_fn.self)(ctx, key)
     }
 
     /// The corresponding C function is `gguf_get_key` (ggml/include/gguf.h:100, libggml-base).
-    @inlinable
     public func gguf_get_key(_ ctx: OpaquePointer?, _ key_id: Int64) -> UnsafePointer<CChar>? {
-        _gguf_get_key(ctx, key_id)
+        unsafeBitCast(_gguf_get_key, to: gguf_get_key_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_kv_type` (ggml/include/gguf.h:102, libggml-base).
-    @inlinable
     public func gguf_get_kv_type(_ ctx: OpaquePointer?, _ key_id: Int64) -> gguf_type {
-        _gguf_get_kv_type(ctx, key_id)
+        unsafeBitCast(_gguf_get_kv_type, to: gguf_get_kv_type_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_arr_type` (ggml/include/gguf.h:103, libggml-base).
-    @inlinable
     public func gguf_get_arr_type(_ ctx: OpaquePointer?, _ key_id: Int64) -> gguf_type {
-        _gguf_get_arr_type(ctx, key_id)
+        unsafeBitCast(_gguf_get_arr_type, to: gguf_get_arr_type_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_u8` (ggml/include/gguf.h:106, libggml-base).
-    @inlinable
     public func gguf_get_val_u8(_ ctx: OpaquePointer?, _ key_id: Int64) -> UInt8 {
-        _gguf_get_val_u8(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_u8, to: gguf_get_val_u8_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_i8` (ggml/include/gguf.h:107, libggml-base).
-    @inlinable
     public func gguf_get_val_i8(_ ctx: OpaquePointer?, _ key_id: Int64) -> Int8 {
-        _gguf_get_val_i8(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_i8, to: gguf_get_val_i8_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_u16` (ggml/include/gguf.h:108, libggml-base).
-    @inlinable
     public func gguf_get_val_u16(_ ctx: OpaquePointer?, _ key_id: Int64) -> UInt16 {
-        _gguf_get_val_u16(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_u16, to: gguf_get_val_u16_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_i16` (ggml/include/gguf.h:109, libggml-base).
-    @inlinable
     public func gguf_get_val_i16(_ ctx: OpaquePointer?, _ key_id: Int64) -> Int16 {
-        _gguf_get_val_i16(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_i16, to: gguf_get_val_i16_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_u32` (ggml/include/gguf.h:110, libggml-base).
-    @inlinable
     public func gguf_get_val_u32(_ ctx: OpaquePointer?, _ key_id: Int64) -> UInt32 {
-        _gguf_get_val_u32(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_u32, to: gguf_get_val_u32_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_i32` (ggml/include/gguf.h:111, libggml-base).
-    @inlinable
     public func gguf_get_val_i32(_ ctx: OpaquePointer?, _ key_id: Int64) -> Int32 {
-        _gguf_get_val_i32(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_i32, to: gguf_get_val_i32_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_f32` (ggml/include/gguf.h:112, libggml-base).
-    @inlinable
     public func gguf_get_val_f32(_ ctx: OpaquePointer?, _ key_id: Int64) -> CFloat {
-        _gguf_get_val_f32(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_f32, to: gguf_get_val_f32_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_u64` (ggml/include/gguf.h:113, libggml-base).
-    @inlinable
     public func gguf_get_val_u64(_ ctx: OpaquePointer?, _ key_id: Int64) -> UInt64 {
-        _gguf_get_val_u64(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_u64, to: gguf_get_val_u64_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_i64` (ggml/include/gguf.h:114, libggml-base).
-    @inlinable
     public func gguf_get_val_i64(_ ctx: OpaquePointer?, _ key_id: Int64) -> Int64 {
-        _gguf_get_val_i64(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_i64, to: gguf_get_val_i64_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_f64` (ggml/include/gguf.h:115, libggml-base).
-    @inlinable
     public func gguf_get_val_f64(_ ctx: OpaquePointer?, _ key_id: Int64) -> CDouble {
-        _gguf_get_val_f64(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_f64, to: gguf_get_val_f64_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_bool` (ggml/include/gguf.h:116, libggml-base).
-    @inlinable
     public func gguf_get_val_bool(_ ctx: OpaquePointer?, _ key_id: Int64) -> Bool {
-        _gguf_get_val_bool(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_bool, to: gguf_get_val_bool_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_str` (ggml/include/gguf.h:117, libggml-base).
-    @inlinable
     public func gguf_get_val_str(_ ctx: OpaquePointer?, _ key_id: Int64) -> UnsafePointer<CChar>? {
-        _gguf_get_val_str(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_str, to: gguf_get_val_str_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_val_data` (ggml/include/gguf.h:118, libggml-base).
-    @inlinable
     public func gguf_get_val_data(_ ctx: OpaquePointer?, _ key_id: Int64) -> UnsafeRawPointer? {
-        _gguf_get_val_data(ctx, key_id)
+        unsafeBitCast(_gguf_get_val_data, to: gguf_get_val_data_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_arr_n` (ggml/include/gguf.h:119, libggml-base).
-    @inlinable
     public func gguf_get_arr_n(_ ctx: OpaquePointer?, _ key_id: Int64) -> Int {
-        _gguf_get_arr_n(ctx, key_id)
+        unsafeBitCast(_gguf_get_arr_n, to: gguf_get_arr_n_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_arr_data` (ggml/include/gguf.h:123, libggml-base).
-    @inlinable
     public func gguf_get_arr_data(_ ctx: OpaquePointer?, _ key_id: Int64) -> UnsafeRawPointer? {
-        _gguf_get_arr_data(ctx, key_id)
+        unsafeBitCast(_gguf_get_arr_data, to: gguf_get_arr_data_fn.self)(ctx, key_id)
     }
 
     /// The corresponding C function is `gguf_get_arr_str` (ggml/include/gguf.h:126, libggml-base).
-    @inlinable
     public func gguf_get_arr_str(_ ctx: OpaquePointer?, _ key_id: Int64, _ i: Int) -> UnsafePointer<CChar>? {
-        _gguf_get_arr_str(ctx, key_id, i)
+        unsafeBitCast(_gguf_get_arr_str, to: gguf_get_arr_str_fn.self)(ctx, key_id, i)
     }
 
     /// The corresponding C function is `gguf_get_n_tensors` (ggml/include/gguf.h:128, libggml-base).
-    @inlinable
     public func gguf_get_n_tensors(_ ctx: OpaquePointer?) -> Int64 {
-        _gguf_get_n_tensors(ctx)
+        unsafeBitCast(_gguf_get_n_tensors, to: gguf_get_n_tensors_fn.self)(ctx)
     }
 
     /// The corresponding C function is `gguf_find_tensor` (ggml/include/gguf.h:129, libggml-base).
-    @inlinable
     public func gguf_find_tensor(_ ctx: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> Int64 {
-        _gguf_find_tensor(ctx, name)
+        unsafeBitCast(_gguf_find_tensor, to: gguf_find_tensor_fn.self)(ctx, name)
     }
 
     /// The corresponding C function is `gguf_get_tensor_offset` (ggml/include/gguf.h:130, libggml-base).
-    @inlinable
     public func gguf_get_tensor_offset(_ ctx: OpaquePointer?, _ tensor_id: Int64) -> Int {
-        _gguf_get_tensor_offset(ctx, tensor_id)
+        unsafeBitCast(_gguf_get_tensor_offset, to: gguf_get_tensor_offset_fn.self)(ctx, tensor_id)
     }
 
     /// The corresponding C function is `gguf_get_tensor_name` (ggml/include/gguf.h:131, libggml-base).
-    @inlinable
     public func gguf_get_tensor_name(_ ctx: OpaquePointer?, _ tensor_id: Int64) -> UnsafePointer<CChar>? {
-        _gguf_get_tensor_name(ctx, tensor_id)
+        unsafeBitCast(_gguf_get_tensor_name, to: gguf_get_tensor_name_fn.self)(ctx, tensor_id)
     }
 
     /// The corresponding C function is `gguf_get_tensor_ne` (ggml/include/gguf.h:132, libggml-base).
-    @inlinable
     public func gguf_get_tensor_ne(_ ctx: OpaquePointer?, _ tensor_id: Int64) -> UnsafePointer<Int64>? {
-        _gguf_get_tensor_ne(ctx, tensor_id)
+        unsafeBitCast(_gguf_get_tensor_ne, to: gguf_get_tensor_ne_fn.self)(ctx, tensor_id)
     }
 
     /// The corresponding C function is `gguf_get_tensor_type` (ggml/include/gguf.h:133, libggml-base).
-    @inlinable
     public func gguf_get_tensor_type(_ ctx: OpaquePointer?, _ tensor_id: Int64) -> ggml_type {
-        _gguf_get_tensor_type(ctx, tensor_id)
+        unsafeBitCast(_gguf_get_tensor_type, to: gguf_get_tensor_type_fn.self)(ctx, tensor_id)
     }
 
     /// The corresponding C function is `gguf_get_tensor_size` (ggml/include/gguf.h:134, libggml-base).
-    @inlinable
     public func gguf_get_tensor_size(_ ctx: OpaquePointer?, _ tensor_id: Int64) -> Int {
-        _gguf_get_tensor_size(ctx, tensor_id)
+        unsafeBitCast(_gguf_get_tensor_size, to: gguf_get_tensor_size_fn.self)(ctx, tensor_id)
     }
 
     /// The corresponding C function is `gguf_remove_key` (ggml/include/gguf.h:137, libggml-base).
-    @inlinable
     public func gguf_remove_key(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?) -> Int64 {
-        _gguf_remove_key(ctx, key)
+        unsafeBitCast(_gguf_remove_key, to: gguf_remove_key_fn.self)(ctx, key)
     }
 
     /// The corresponding C function is `gguf_set_val_u8` (ggml/include/gguf.h:140, libggml-base).
-    @inlinable
     public func gguf_set_val_u8(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: UInt8) {
-        _gguf_set_val_u8(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_u8, to: gguf_set_val_u8_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_i8` (ggml/include/gguf.h:141, libggml-base).
-    @inlinable
     public func gguf_set_val_i8(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: Int8) {
-        _gguf_set_val_i8(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_i8, to: gguf_set_val_i8_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_u16` (ggml/include/gguf.h:142, libggml-base).
-    @inlinable
     public func gguf_set_val_u16(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: UInt16) {
-        _gguf_set_val_u16(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_u16, to: gguf_set_val_u16_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_i16` (ggml/include/gguf.h:143, libggml-base).
-    @inlinable
     public func gguf_set_val_i16(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: Int16) {
-        _gguf_set_val_i16(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_i16, to: gguf_set_val_i16_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_u32` (ggml/include/gguf.h:144, libggml-base).
-    @inlinable
     public func gguf_set_val_u32(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: UInt32) {
-        _gguf_set_val_u32(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_u32, to: gguf_set_val_u32_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_i32` (ggml/include/gguf.h:145, libggml-base).
-    @inlinable
     public func gguf_set_val_i32(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: Int32) {
-        _gguf_set_val_i32(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_i32, to: gguf_set_val_i32_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_f32` (ggml/include/gguf.h:146, libggml-base).
-    @inlinable
     public func gguf_set_val_f32(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: CFloat) {
-        _gguf_set_val_f32(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_f32, to: gguf_set_val_f32_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_u64` (ggml/include/gguf.h:147, libggml-base).
-    @inlinable
     public func gguf_set_val_u64(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: UInt64) {
-        _gguf_set_val_u64(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_u64, to: gguf_set_val_u64_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_i64` (ggml/include/gguf.h:148, libggml-base).
-    @inlinable
     public func gguf_set_val_i64(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: Int64) {
-        _gguf_set_val_i64(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_i64, to: gguf_set_val_i64_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_f64` (ggml/include/gguf.h:149, libggml-base).
-    @inlinable
     public func gguf_set_val_f64(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: CDouble) {
-        _gguf_set_val_f64(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_f64, to: gguf_set_val_f64_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_bool` (ggml/include/gguf.h:150, libggml-base).
-    @inlinable
     public func gguf_set_val_bool(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: Bool) {
-        _gguf_set_val_bool(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_bool, to: gguf_set_val_bool_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_val_str` (ggml/include/gguf.h:151, libggml-base).
-    @inlinable
     public func gguf_set_val_str(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ val: UnsafePointer<CChar>?) {
-        _gguf_set_val_str(ctx, key, val)
+        unsafeBitCast(_gguf_set_val_str, to: gguf_set_val_str_fn.self)(ctx, key, val)
     }
 
     /// The corresponding C function is `gguf_set_arr_data` (ggml/include/gguf.h:154, libggml-base).
-    @inlinable
     public func gguf_set_arr_data(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ type: gguf_type, _ data: UnsafeRawPointer?, _ n: Int) {
-        _gguf_set_arr_data(ctx, key, type, data, n)
+        unsafeBitCast(_gguf_set_arr_data, to: gguf_set_arr_data_fn.self)(ctx, key, type, data, n)
     }
 
     /// The corresponding C function is `gguf_set_arr_str` (ggml/include/gguf.h:157, libggml-base).
-    @inlinable
     public func gguf_set_arr_str(_ ctx: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ data: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ n: Int) {
-        _gguf_set_arr_str(ctx, key, data, n)
+        unsafeBitCast(_gguf_set_arr_str, to: gguf_set_arr_str_fn.self)(ctx, key, data, n)
     }
 
     /// The corresponding C function is `gguf_set_kv` (ggml/include/gguf.h:160, libggml-base).
-    @inlinable
     public func gguf_set_kv(_ ctx: OpaquePointer?, _ src: OpaquePointer?) {
-        _gguf_set_kv(ctx, src)
+        unsafeBitCast(_gguf_set_kv, to: gguf_set_kv_fn.self)(ctx, src)
     }
 
     /// The corresponding C function is `gguf_add_tensor` (ggml/include/gguf.h:163, libggml-base).
-    @inlinable
     public func gguf_add_tensor(_ ctx: OpaquePointer?, _ tensor: UnsafePointer<ggml_tensor>?) {
-        _gguf_add_tensor(ctx, tensor)
+        unsafeBitCast(_gguf_add_tensor, to: gguf_add_tensor_fn.self)(ctx, tensor)
     }
 
     /// The corresponding C function is `gguf_set_tensor_type` (ggml/include/gguf.h:167, libggml-base).
-    @inlinable
     public func gguf_set_tensor_type(_ ctx: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ type: ggml_type) {
-        _gguf_set_tensor_type(ctx, name, type)
+        unsafeBitCast(_gguf_set_tensor_type, to: gguf_set_tensor_type_fn.self)(ctx, name, type)
     }
 
     /// The corresponding C function is `gguf_set_tensor_data` (ggml/include/gguf.h:170, libggml-base).
-    @inlinable
     public func gguf_set_tensor_data(_ ctx: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ data: UnsafeRawPointer?) {
-        _gguf_set_tensor_data(ctx, name, data)
+        unsafeBitCast(_gguf_set_tensor_data, to: gguf_set_tensor_data_fn.self)(ctx, name, data)
     }
 
     /// The corresponding C function is `gguf_write_to_file_ptr` (ggml/include/gguf.h:200, libggml-base).
-    @inlinable
     public func gguf_write_to_file_ptr(_ ctx: OpaquePointer?, _ file: UnsafeMutablePointer<FILE>?, _ only_meta: Bool) -> Bool {
-        _gguf_write_to_file_ptr(ctx, file, only_meta)
+        unsafeBitCast(_gguf_write_to_file_ptr, to: gguf_write_to_file_ptr_fn.self)(ctx, file, only_meta)
     }
 
     /// The corresponding C function is `gguf_write_to_file` (ggml/include/gguf.h:201, libggml-base).
-    @inlinable
     public func gguf_write_to_file(_ ctx: OpaquePointer?, _ fname: UnsafePointer<CChar>?, _ only_meta: Bool) -> Bool {
-        _gguf_write_to_file(ctx, fname, only_meta)
+        unsafeBitCast(_gguf_write_to_file, to: gguf_write_to_file_fn.self)(ctx, fname, only_meta)
     }
 
     /// The corresponding C function is `gguf_get_meta_size` (ggml/include/gguf.h:204, libggml-base).
-    @inlinable
     public func gguf_get_meta_size(_ ctx: OpaquePointer?) -> Int {
-        _gguf_get_meta_size(ctx)
+        unsafeBitCast(_gguf_get_meta_size, to: gguf_get_meta_size_fn.self)(ctx)
     }
 
     /// The corresponding C function is `gguf_get_meta_data` (ggml/include/gguf.h:207, libggml-base).
-    @inlinable
     public func gguf_get_meta_data(_ ctx: OpaquePointer?, _ data: UnsafeMutableRawPointer?) {
-        _gguf_get_meta_data(ctx, data)
+        unsafeBitCast(_gguf_get_meta_data, to: gguf_get_meta_data_fn.self)(ctx, data)
     }
 
     /// The corresponding C function is `llama_ftype_name` (include/llama.h:165, libllama).
-    @inlinable
     public func llama_ftype_name(_ ftype: llama_ftype) -> UnsafePointer<CChar>? {
-        _llama_ftype_name(ftype)
+        unsafeBitCast(_llama_ftype_name, to: llama_ftype_name_fn.self)(ftype)
     }
 
     /// The corresponding C function is `llama_flash_attn_type_name` (include/llama.h:197, libllama).
-    @inlinable
     public func llama_flash_attn_type_name(_ flash_attn_type: llama_flash_attn_type) -> UnsafePointer<CChar>? {
-        _llama_flash_attn_type_name(flash_attn_type)
+        unsafeBitCast(_llama_flash_attn_type_name, to: llama_flash_attn_type_name_fn.self)(flash_attn_type)
     }
 
     /// The corresponding C function is `llama_load_mode_name` (include/llama.h:215, libllama).
-    @inlinable
     public func llama_load_mode_name(_ load_mode: llama_load_mode) -> UnsafePointer<CChar>? {
-        _llama_load_mode_name(load_mode)
+        unsafeBitCast(_llama_load_mode_name, to: llama_load_mode_name_fn.self)(load_mode)
     }
 
     /// The corresponding C function is `llama_load_mode_from_str` (include/llama.h:216, libllama).
-    @inlinable
     public func llama_load_mode_from_str(_ str: UnsafePointer<CChar>?) -> llama_load_mode {
-        _llama_load_mode_from_str(str)
+        unsafeBitCast(_llama_load_mode_from_str, to: llama_load_mode_from_str_fn.self)(str)
     }
 
     /// The corresponding C function is `llama_version` (include/llama.h:475, libllama).
-    @inlinable
     public func llama_version() -> UnsafePointer<CChar>? {
-        _llama_version()
+        unsafeBitCast(_llama_version, to: llama_version_fn.self)()
     }
 
     /// The corresponding C function is `llama_model_default_params` (include/llama.h:479, libllama).
-    @inlinable
     public func llama_model_default_params() -> llama_model_params {
-        _llama_model_default_params()
+        unsafeBitCast(_llama_model_default_params, to: llama_model_default_params_fn.self)()
     }
 
     /// The corresponding C function is `llama_context_default_params` (include/llama.h:480, libllama).
-    @inlinable
     public func llama_context_default_params() -> llama_context_params {
-        _llama_context_default_params()
+        unsafeBitCast(_llama_context_default_params, to: llama_context_default_params_fn.self)()
     }
 
     /// The corresponding C function is `llama_sampler_chain_default_params` (include/llama.h:481, libllama).
-    @inlinable
     public func llama_sampler_chain_default_params() -> llama_sampler_chain_params {
-        _llama_sampler_chain_default_params()
+        unsafeBitCast(_llama_sampler_chain_default_params, to: llama_sampler_chain_default_params_fn.self)()
     }
 
     /// The corresponding C function is `llama_model_quantize_default_params` (include/llama.h:482, libllama).
-    @inlinable
     public func llama_model_quantize_default_params() -> llama_model_quantize_params {
-        _llama_model_quantize_default_params()
+        unsafeBitCast(_llama_model_quantize_default_params, to: llama_model_quantize_default_params_fn.self)()
     }
 
     /// The corresponding C function is `llama_backend_init` (include/llama.h:486, libllama).
-    @inlinable
     public func llama_backend_init() {
-        _llama_backend_init()
+        unsafeBitCast(_llama_backend_init, to: llama_backend_init_fn.self)()
     }
 
     /// The corresponding C function is `llama_backend_free` (include/llama.h:489, libllama).
-    @inlinable
     public func llama_backend_free() {
-        _llama_backend_free()
+        unsafeBitCast(_llama_backend_free, to: llama_backend_free_fn.self)()
     }
 
     /// The corresponding C function is `llama_numa_init` (include/llama.h:493, libllama).
-    @inlinable
     public func llama_numa_init(_ numa: ggml_numa_strategy) {
-        _llama_numa_init(numa)
+        unsafeBitCast(_llama_numa_init, to: llama_numa_init_fn.self)(numa)
     }
 
     /// The corresponding C function is `llama_attach_threadpool` (include/llama.h:496, libllama).
-    @inlinable
     public func llama_attach_threadpool(_ ctx: OpaquePointer?, _ threadpool: ggml_threadpool_t?, _ threadpool_batch: ggml_threadpool_t?) {
-        _llama_attach_threadpool(ctx, threadpool, threadpool_batch)
+        unsafeBitCast(_llama_attach_threadpool, to: llama_attach_threadpool_fn.self)(ctx, threadpool, threadpool_batch)
     }
 
     /// The corresponding C function is `llama_detach_threadpool` (include/llama.h:501, libllama).
-    @inlinable
     public func llama_detach_threadpool(_ ctx: OpaquePointer?) {
-        _llama_detach_threadpool(ctx)
+        unsafeBitCast(_llama_detach_threadpool, to: llama_detach_threadpool_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_model_init_from_user` (include/llama.h:508, libllama).
-    @inlinable
     public func llama_model_init_from_user(_ metadata: OpaquePointer?, _ set_tensor_data: llama_model_set_tensor_data_t?, _ set_tensor_data_ud: UnsafeMutableRawPointer?, _ params: llama_model_params) -> OpaquePointer? {
-        _llama_model_init_from_user(metadata, set_tensor_data, set_tensor_data_ud, params)
+        unsafeBitCast(_llama_model_init_from_user, to: llama_model_init_from_user_fn.self)(metadata, set_tensor_data, set_tensor_data_ud, params)
     }
 
     /// The corresponding C function is `llama_load_model_from_file` (include/llama.h:514, libllama).
     @available(*, deprecated, message: "use llama_model_load_from_file instead")
-    @inlinable
     public func llama_load_model_from_file(_ path_model: UnsafePointer<CChar>?, _ params: llama_model_params) -> OpaquePointer? {
-        _llama_load_model_from_file(path_model, params)
+        unsafeBitCast(_llama_load_model_from_file, to: llama_load_model_from_file_fn.self)(path_model, params)
     }
 
     /// The corresponding C function is `llama_model_load_from_file` (include/llama.h:522, libllama).
-    @inlinable
     public func llama_model_load_from_file(_ path_model: UnsafePointer<CChar>?, _ params: llama_model_params) -> OpaquePointer? {
-        _llama_model_load_from_file(path_model, params)
+        unsafeBitCast(_llama_model_load_from_file, to: llama_model_load_from_file_fn.self)(path_model, params)
     }
 
     /// The corresponding C function is `llama_model_load_from_file_ptr` (include/llama.h:529, libllama).
-    @inlinable
     public func llama_model_load_from_file_ptr(_ file: UnsafeMutablePointer<FILE>?, _ params: llama_model_params) -> OpaquePointer? {
-        _llama_model_load_from_file_ptr(file, params)
+        unsafeBitCast(_llama_model_load_from_file_ptr, to: llama_model_load_from_file_ptr_fn.self)(file, params)
     }
 
     /// The corresponding C function is `llama_model_load_from_splits` (include/llama.h:535, libllama).
-    @inlinable
     public func llama_model_load_from_splits(_ paths: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ n_paths: Int, _ params: llama_model_params) -> OpaquePointer? {
-        _llama_model_load_from_splits(paths, n_paths, params)
+        unsafeBitCast(_llama_model_load_from_splits, to: llama_model_load_from_splits_fn.self)(paths, n_paths, params)
     }
 
     /// The corresponding C function is `llama_model_save_to_file` (include/llama.h:540, libllama).
-    @inlinable
     public func llama_model_save_to_file(_ model: OpaquePointer?, _ path_model: UnsafePointer<CChar>?) {
-        _llama_model_save_to_file(model, path_model)
+        unsafeBitCast(_llama_model_save_to_file, to: llama_model_save_to_file_fn.self)(model, path_model)
     }
 
     /// The corresponding C function is `llama_free_model` (include/llama.h:544, libllama).
     @available(*, deprecated, message: "use llama_model_free instead")
-    @inlinable
     public func llama_free_model(_ model: OpaquePointer?) {
-        _llama_free_model(model)
+        unsafeBitCast(_llama_free_model, to: llama_free_model_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_free` (include/llama.h:547, libllama).
-    @inlinable
     public func llama_model_free(_ model: OpaquePointer?) {
-        _llama_model_free(model)
+        unsafeBitCast(_llama_model_free, to: llama_model_free_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_init_from_model` (include/llama.h:549, libllama).
-    @inlinable
     public func llama_init_from_model(_ model: OpaquePointer?, _ params: llama_context_params) -> OpaquePointer? {
-        _llama_init_from_model(model, params)
+        unsafeBitCast(_llama_init_from_model, to: llama_init_from_model_fn.self)(model, params)
     }
 
     /// The corresponding C function is `llama_new_context_with_model` (include/llama.h:553, libllama).
     @available(*, deprecated, message: "use llama_init_from_model instead")
-    @inlinable
     public func llama_new_context_with_model(_ model: OpaquePointer?, _ params: llama_context_params) -> OpaquePointer? {
-        _llama_new_context_with_model(model, params)
+        unsafeBitCast(_llama_new_context_with_model, to: llama_new_context_with_model_fn.self)(model, params)
     }
 
     /// The corresponding C function is `llama_free` (include/llama.h:559, libllama).
-    @inlinable
     public func llama_free(_ ctx: OpaquePointer?) {
-        _llama_free(ctx)
+        unsafeBitCast(_llama_free, to: llama_free_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_time_us` (include/llama.h:561, libllama).
-    @inlinable
     public func llama_time_us() -> Int64 {
-        _llama_time_us()
+        unsafeBitCast(_llama_time_us, to: llama_time_us_fn.self)()
     }
 
     /// The corresponding C function is `llama_max_devices` (include/llama.h:563, libllama).
-    @inlinable
     public func llama_max_devices() -> Int {
-        _llama_max_devices()
+        unsafeBitCast(_llama_max_devices, to: llama_max_devices_fn.self)()
     }
 
     /// The corresponding C function is `llama_max_parallel_sequences` (include/llama.h:564, libllama).
-    @inlinable
     public func llama_max_parallel_sequences() -> Int {
-        _llama_max_parallel_sequences()
+        unsafeBitCast(_llama_max_parallel_sequences, to: llama_max_parallel_sequences_fn.self)()
     }
 
     /// The corresponding C function is `llama_max_tensor_buft_overrides` (include/llama.h:565, libllama).
-    @inlinable
     public func llama_max_tensor_buft_overrides() -> Int {
-        _llama_max_tensor_buft_overrides()
+        unsafeBitCast(_llama_max_tensor_buft_overrides, to: llama_max_tensor_buft_overrides_fn.self)()
     }
 
     /// The corresponding C function is `llama_supports_mmap` (include/llama.h:567, libllama).
-    @inlinable
     public func llama_supports_mmap() -> Bool {
-        _llama_supports_mmap()
+        unsafeBitCast(_llama_supports_mmap, to: llama_supports_mmap_fn.self)()
     }
 
     /// The corresponding C function is `llama_supports_mlock` (include/llama.h:568, libllama).
-    @inlinable
     public func llama_supports_mlock() -> Bool {
-        _llama_supports_mlock()
+        unsafeBitCast(_llama_supports_mlock, to: llama_supports_mlock_fn.self)()
     }
 
     /// The corresponding C function is `llama_supports_gpu_offload` (include/llama.h:569, libllama).
-    @inlinable
     public func llama_supports_gpu_offload() -> Bool {
-        _llama_supports_gpu_offload()
+        unsafeBitCast(_llama_supports_gpu_offload, to: llama_supports_gpu_offload_fn.self)()
     }
 
     /// The corresponding C function is `llama_supports_rpc` (include/llama.h:570, libllama).
-    @inlinable
     public func llama_supports_rpc() -> Bool {
-        _llama_supports_rpc()
+        unsafeBitCast(_llama_supports_rpc, to: llama_supports_rpc_fn.self)()
     }
 
     /// The corresponding C function is `llama_n_ctx` (include/llama.h:575, libllama).
-    @inlinable
     public func llama_n_ctx(_ ctx: OpaquePointer?) -> UInt32 {
-        _llama_n_ctx(ctx)
+        unsafeBitCast(_llama_n_ctx, to: llama_n_ctx_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_n_ctx_seq` (include/llama.h:576, libllama).
-    @inlinable
     public func llama_n_ctx_seq(_ ctx: OpaquePointer?) -> UInt32 {
-        _llama_n_ctx_seq(ctx)
+        unsafeBitCast(_llama_n_ctx_seq, to: llama_n_ctx_seq_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_n_batch` (include/llama.h:577, libllama).
-    @inlinable
     public func llama_n_batch(_ ctx: OpaquePointer?) -> UInt32 {
-        _llama_n_batch(ctx)
+        unsafeBitCast(_llama_n_batch, to: llama_n_batch_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_n_ubatch` (include/llama.h:578, libllama).
-    @inlinable
     public func llama_n_ubatch(_ ctx: OpaquePointer?) -> UInt32 {
-        _llama_n_ubatch(ctx)
+        unsafeBitCast(_llama_n_ubatch, to: llama_n_ubatch_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_n_seq_max` (include/llama.h:579, libllama).
-    @inlinable
     public func llama_n_seq_max(_ ctx: OpaquePointer?) -> UInt32 {
-        _llama_n_seq_max(ctx)
+        unsafeBitCast(_llama_n_seq_max, to: llama_n_seq_max_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_n_rs_seq` (include/llama.h:580, libllama).
-    @inlinable
     public func llama_n_rs_seq(_ ctx: OpaquePointer?) -> UInt32 {
-        _llama_n_rs_seq(ctx)
+        unsafeBitCast(_llama_n_rs_seq, to: llama_n_rs_seq_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_n_ctx_train` (include/llama.h:582, libllama).
     @available(*, deprecated, message: "use llama_model_n_ctx_train instead")
-    @inlinable
     public func llama_n_ctx_train(_ model: OpaquePointer?) -> Int32 {
-        _llama_n_ctx_train(model)
+        unsafeBitCast(_llama_n_ctx_train, to: llama_n_ctx_train_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_n_embd` (include/llama.h:583, libllama).
     @available(*, deprecated, message: "use llama_model_n_embd instead")
-    @inlinable
     public func llama_n_embd(_ model: OpaquePointer?) -> Int32 {
-        _llama_n_embd(model)
+        unsafeBitCast(_llama_n_embd, to: llama_n_embd_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_n_layer` (include/llama.h:584, libllama).
     @available(*, deprecated, message: "use llama_model_n_layer instead")
-    @inlinable
     public func llama_n_layer(_ model: OpaquePointer?) -> Int32 {
-        _llama_n_layer(model)
+        unsafeBitCast(_llama_n_layer, to: llama_n_layer_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_n_head` (include/llama.h:585, libllama).
     @available(*, deprecated, message: "use llama_model_n_head instead")
-    @inlinable
     public func llama_n_head(_ model: OpaquePointer?) -> Int32 {
-        _llama_n_head(model)
+        unsafeBitCast(_llama_n_head, to: llama_n_head_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_n_vocab` (include/llama.h:587, libllama).
     @available(*, deprecated, message: "use llama_vocab_n_tokens instead")
-    @inlinable
     public func llama_n_vocab(_ vocab: OpaquePointer?) -> Int32 {
-        _llama_n_vocab(vocab)
+        unsafeBitCast(_llama_n_vocab, to: llama_n_vocab_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_get_model` (include/llama.h:589, libllama).
-    @inlinable
     public func llama_get_model(_ ctx: OpaquePointer?) -> OpaquePointer? {
-        _llama_get_model(ctx)
+        unsafeBitCast(_llama_get_model, to: llama_get_model_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_get_memory` (include/llama.h:590, libllama).
-    @inlinable
     public func llama_get_memory(_ ctx: OpaquePointer?) -> llama_memory_t? {
-        _llama_get_memory(ctx)
+        unsafeBitCast(_llama_get_memory, to: llama_get_memory_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_pooling_type` (include/llama.h:591, libllama).
-    @inlinable
     public func llama_pooling_type(_ ctx: OpaquePointer?) -> llama_pooling_type {
-        _llama_pooling_type(ctx)
+        unsafeBitCast(_llama_pooling_type, to: llama_pooling_type_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_model_get_vocab` (include/llama.h:593, libllama).
-    @inlinable
     public func llama_model_get_vocab(_ model: OpaquePointer?) -> OpaquePointer? {
-        _llama_model_get_vocab(model)
+        unsafeBitCast(_llama_model_get_vocab, to: llama_model_get_vocab_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_rope_type` (include/llama.h:594, libllama).
-    @inlinable
     public func llama_model_rope_type(_ model: OpaquePointer?) -> llama_rope_type {
-        _llama_model_rope_type(model)
+        unsafeBitCast(_llama_model_rope_type, to: llama_model_rope_type_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_ctx_train` (include/llama.h:596, libllama).
-    @inlinable
     public func llama_model_n_ctx_train(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_ctx_train(model)
+        unsafeBitCast(_llama_model_n_ctx_train, to: llama_model_n_ctx_train_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_embd` (include/llama.h:597, libllama).
-    @inlinable
     public func llama_model_n_embd(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_embd(model)
+        unsafeBitCast(_llama_model_n_embd, to: llama_model_n_embd_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_embd_inp` (include/llama.h:598, libllama).
-    @inlinable
     public func llama_model_n_embd_inp(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_embd_inp(model)
+        unsafeBitCast(_llama_model_n_embd_inp, to: llama_model_n_embd_inp_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_embd_out` (include/llama.h:599, libllama).
-    @inlinable
     public func llama_model_n_embd_out(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_embd_out(model)
+        unsafeBitCast(_llama_model_n_embd_out, to: llama_model_n_embd_out_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_layer` (include/llama.h:600, libllama).
-    @inlinable
     public func llama_model_n_layer(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_layer(model)
+        unsafeBitCast(_llama_model_n_layer, to: llama_model_n_layer_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_layer_nextn` (include/llama.h:601, libllama).
-    @inlinable
     public func llama_model_n_layer_nextn(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_layer_nextn(model)
+        unsafeBitCast(_llama_model_n_layer_nextn, to: llama_model_n_layer_nextn_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_head` (include/llama.h:602, libllama).
-    @inlinable
     public func llama_model_n_head(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_head(model)
+        unsafeBitCast(_llama_model_n_head, to: llama_model_n_head_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_head_kv` (include/llama.h:603, libllama).
-    @inlinable
     public func llama_model_n_head_kv(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_head_kv(model)
+        unsafeBitCast(_llama_model_n_head_kv, to: llama_model_n_head_kv_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_swa` (include/llama.h:604, libllama).
-    @inlinable
     public func llama_model_n_swa(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_n_swa(model)
+        unsafeBitCast(_llama_model_n_swa, to: llama_model_n_swa_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_rope_freq_scale_train` (include/llama.h:607, libllama).
-    @inlinable
     public func llama_model_rope_freq_scale_train(_ model: OpaquePointer?) -> CFloat {
-        _llama_model_rope_freq_scale_train(model)
+        unsafeBitCast(_llama_model_rope_freq_scale_train, to: llama_model_rope_freq_scale_train_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_n_cls_out` (include/llama.h:611, libllama).
-    @inlinable
     public func llama_model_n_cls_out(_ model: OpaquePointer?) -> UInt32 {
-        _llama_model_n_cls_out(model)
+        unsafeBitCast(_llama_model_n_cls_out, to: llama_model_n_cls_out_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_cls_label` (include/llama.h:614, libllama).
-    @inlinable
     public func llama_model_cls_label(_ model: OpaquePointer?, _ i: UInt32) -> UnsafePointer<CChar>? {
-        _llama_model_cls_label(model, i)
+        unsafeBitCast(_llama_model_cls_label, to: llama_model_cls_label_fn.self)(model, i)
     }
 
     /// The corresponding C function is `llama_vocab_type` (include/llama.h:616, libllama).
-    @inlinable
     public func llama_vocab_type(_ vocab: OpaquePointer?) -> llama_vocab_type {
-        _llama_vocab_type(vocab)
+        unsafeBitCast(_llama_vocab_type, to: llama_vocab_type_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_n_tokens` (include/llama.h:618, libllama).
-    @inlinable
     public func llama_vocab_n_tokens(_ vocab: OpaquePointer?) -> Int32 {
-        _llama_vocab_n_tokens(vocab)
+        unsafeBitCast(_llama_vocab_n_tokens, to: llama_vocab_n_tokens_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_model_meta_val_str` (include/llama.h:627, libllama).
-    @inlinable
     public func llama_model_meta_val_str(_ model: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ buf: UnsafeMutablePointer<CChar>?, _ buf_size: Int) -> Int32 {
-        _llama_model_meta_val_str(model, key, buf, buf_size)
+        unsafeBitCast(_llama_model_meta_val_str, to: llama_model_meta_val_str_fn.self)(model, key, buf, buf_size)
     }
 
     /// The corresponding C function is `llama_model_meta_count` (include/llama.h:630, libllama).
-    @inlinable
     public func llama_model_meta_count(_ model: OpaquePointer?) -> Int32 {
-        _llama_model_meta_count(model)
+        unsafeBitCast(_llama_model_meta_count, to: llama_model_meta_count_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_meta_key_str` (include/llama.h:633, libllama).
-    @inlinable
     public func llama_model_meta_key_str(_ key: llama_model_meta_key) -> UnsafePointer<CChar>? {
-        _llama_model_meta_key_str(key)
+        unsafeBitCast(_llama_model_meta_key_str, to: llama_model_meta_key_str_fn.self)(key)
     }
 
     /// The corresponding C function is `llama_model_meta_key_by_index` (include/llama.h:636, libllama).
-    @inlinable
     public func llama_model_meta_key_by_index(_ model: OpaquePointer?, _ i: Int32, _ buf: UnsafeMutablePointer<CChar>?, _ buf_size: Int) -> Int32 {
-        _llama_model_meta_key_by_index(model, i, buf, buf_size)
+        unsafeBitCast(_llama_model_meta_key_by_index, to: llama_model_meta_key_by_index_fn.self)(model, i, buf, buf_size)
     }
 
     /// The corresponding C function is `llama_model_meta_val_str_by_index` (include/llama.h:639, libllama).
-    @inlinable
     public func llama_model_meta_val_str_by_index(_ model: OpaquePointer?, _ i: Int32, _ buf: UnsafeMutablePointer<CChar>?, _ buf_size: Int) -> Int32 {
-        _llama_model_meta_val_str_by_index(model, i, buf, buf_size)
+        unsafeBitCast(_llama_model_meta_val_str_by_index, to: llama_model_meta_val_str_by_index_fn.self)(model, i, buf, buf_size)
     }
 
     /// The corresponding C function is `llama_model_desc` (include/llama.h:642, libllama).
-    @inlinable
     public func llama_model_desc(_ model: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ buf_size: Int) -> Int32 {
-        _llama_model_desc(model, buf, buf_size)
+        unsafeBitCast(_llama_model_desc, to: llama_model_desc_fn.self)(model, buf, buf_size)
     }
 
     /// The corresponding C function is `llama_model_ftype` (include/llama.h:645, libllama).
-    @inlinable
     public func llama_model_ftype(_ model: OpaquePointer?) -> llama_ftype {
-        _llama_model_ftype(model)
+        unsafeBitCast(_llama_model_ftype, to: llama_model_ftype_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_size` (include/llama.h:648, libllama).
-    @inlinable
     public func llama_model_size(_ model: OpaquePointer?) -> UInt64 {
-        _llama_model_size(model)
+        unsafeBitCast(_llama_model_size, to: llama_model_size_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_chat_template` (include/llama.h:652, libllama).
-    @inlinable
     public func llama_model_chat_template(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> UnsafePointer<CChar>? {
-        _llama_model_chat_template(model, name)
+        unsafeBitCast(_llama_model_chat_template, to: llama_model_chat_template_fn.self)(model, name)
     }
 
     /// The corresponding C function is `llama_model_n_params` (include/llama.h:655, libllama).
-    @inlinable
     public func llama_model_n_params(_ model: OpaquePointer?) -> UInt64 {
-        _llama_model_n_params(model)
+        unsafeBitCast(_llama_model_n_params, to: llama_model_n_params_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_has_encoder` (include/llama.h:658, libllama).
-    @inlinable
     public func llama_model_has_encoder(_ model: OpaquePointer?) -> Bool {
-        _llama_model_has_encoder(model)
+        unsafeBitCast(_llama_model_has_encoder, to: llama_model_has_encoder_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_has_decoder` (include/llama.h:661, libllama).
-    @inlinable
     public func llama_model_has_decoder(_ model: OpaquePointer?) -> Bool {
-        _llama_model_has_decoder(model)
+        unsafeBitCast(_llama_model_has_decoder, to: llama_model_has_decoder_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_decoder_start_token` (include/llama.h:665, libllama).
-    @inlinable
     public func llama_model_decoder_start_token(_ model: OpaquePointer?) -> llama_token {
-        _llama_model_decoder_start_token(model)
+        unsafeBitCast(_llama_model_decoder_start_token, to: llama_model_decoder_start_token_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_is_recurrent` (include/llama.h:668, libllama).
-    @inlinable
     public func llama_model_is_recurrent(_ model: OpaquePointer?) -> Bool {
-        _llama_model_is_recurrent(model)
+        unsafeBitCast(_llama_model_is_recurrent, to: llama_model_is_recurrent_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_is_hybrid` (include/llama.h:671, libllama).
-    @inlinable
     public func llama_model_is_hybrid(_ model: OpaquePointer?) -> Bool {
-        _llama_model_is_hybrid(model)
+        unsafeBitCast(_llama_model_is_hybrid, to: llama_model_is_hybrid_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_is_diffusion` (include/llama.h:674, libllama).
-    @inlinable
     public func llama_model_is_diffusion(_ model: OpaquePointer?) -> Bool {
-        _llama_model_is_diffusion(model)
+        unsafeBitCast(_llama_model_is_diffusion, to: llama_model_is_diffusion_fn.self)(model)
     }
 
     /// The corresponding C function is `llama_model_quantize` (include/llama.h:677, libllama).
-    @inlinable
     public func llama_model_quantize(_ fname_inp: UnsafePointer<CChar>?, _ fname_out: UnsafePointer<CChar>?, _ params: UnsafePointer<llama_model_quantize_params>?) -> UInt32 {
-        _llama_model_quantize(fname_inp, fname_out, params)
+        unsafeBitCast(_llama_model_quantize, to: llama_model_quantize_fn.self)(fname_inp, fname_out, params)
     }
 
     /// The corresponding C function is `llama_adapter_lora_init` (include/llama.h:688, libllama).
-    @inlinable
     public func llama_adapter_lora_init(_ model: OpaquePointer?, _ path_lora: UnsafePointer<CChar>?) -> OpaquePointer? {
-        _llama_adapter_lora_init(model, path_lora)
+        unsafeBitCast(_llama_adapter_lora_init, to: llama_adapter_lora_init_fn.self)(model, path_lora)
     }
 
     /// The corresponding C function is `llama_adapter_lora_init_from_file_ptr` (include/llama.h:693, libllama).
-    @inlinable
     public func llama_adapter_lora_init_from_file_ptr(_ model: OpaquePointer?, _ file: UnsafeMutablePointer<FILE>?) -> OpaquePointer? {
-        _llama_adapter_lora_init_from_file_ptr(model, file)
+        unsafeBitCast(_llama_adapter_lora_init_from_file_ptr, to: llama_adapter_lora_init_from_file_ptr_fn.self)(model, file)
     }
 
     /// The corresponding C function is `llama_adapter_meta_val_str` (include/llama.h:704, libllama).
-    @inlinable
     public func llama_adapter_meta_val_str(_ adapter: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ buf: UnsafeMutablePointer<CChar>?, _ buf_size: Int) -> Int32 {
-        _llama_adapter_meta_val_str(adapter, key, buf, buf_size)
+        unsafeBitCast(_llama_adapter_meta_val_str, to: llama_adapter_meta_val_str_fn.self)(adapter, key, buf, buf_size)
     }
 
     /// The corresponding C function is `llama_adapter_meta_count` (include/llama.h:707, libllama).
-    @inlinable
     public func llama_adapter_meta_count(_ adapter: OpaquePointer?) -> Int32 {
-        _llama_adapter_meta_count(adapter)
+        unsafeBitCast(_llama_adapter_meta_count, to: llama_adapter_meta_count_fn.self)(adapter)
     }
 
     /// The corresponding C function is `llama_adapter_meta_key_by_index` (include/llama.h:710, libllama).
-    @inlinable
     public func llama_adapter_meta_key_by_index(_ adapter: OpaquePointer?, _ i: Int32, _ buf: UnsafeMutablePointer<CChar>?, _ buf_size: Int) -> Int32 {
-        _llama_adapter_meta_key_by_index(adapter, i, buf, buf_size)
+        unsafeBitCast(_llama_adapter_meta_key_by_index, to: llama_adapter_meta_key_by_index_fn.self)(adapter, i, buf, buf_size)
     }
 
     /// The corresponding C function is `llama_adapter_meta_val_str_by_index` (include/llama.h:713, libllama).
-    @inlinable
     public func llama_adapter_meta_val_str_by_index(_ adapter: OpaquePointer?, _ i: Int32, _ buf: UnsafeMutablePointer<CChar>?, _ buf_size: Int) -> Int32 {
-        _llama_adapter_meta_val_str_by_index(adapter, i, buf, buf_size)
+        unsafeBitCast(_llama_adapter_meta_val_str_by_index, to: llama_adapter_meta_val_str_by_index_fn.self)(adapter, i, buf, buf_size)
     }
 
     /// The corresponding C function is `llama_adapter_lora_free` (include/llama.h:717, libllama).
-    @inlinable
     public func llama_adapter_lora_free(_ adapter: OpaquePointer?) {
-        _llama_adapter_lora_free(adapter)
+        unsafeBitCast(_llama_adapter_lora_free, to: llama_adapter_lora_free_fn.self)(adapter)
     }
 
     /// The corresponding C function is `llama_adapter_get_alora_n_invocation_tokens` (include/llama.h:720, libllama).
-    @inlinable
     public func llama_adapter_get_alora_n_invocation_tokens(_ adapter: OpaquePointer?) -> UInt64 {
-        _llama_adapter_get_alora_n_invocation_tokens(adapter)
+        unsafeBitCast(_llama_adapter_get_alora_n_invocation_tokens, to: llama_adapter_get_alora_n_invocation_tokens_fn.self)(adapter)
     }
 
     /// The corresponding C function is `llama_adapter_get_alora_invocation_tokens` (include/llama.h:721, libllama).
-    @inlinable
     public func llama_adapter_get_alora_invocation_tokens(_ adapter: OpaquePointer?) -> UnsafePointer<llama_token>? {
-        _llama_adapter_get_alora_invocation_tokens(adapter)
+        unsafeBitCast(_llama_adapter_get_alora_invocation_tokens, to: llama_adapter_get_alora_invocation_tokens_fn.self)(adapter)
     }
 
     /// The corresponding C function is `llama_set_adapters_lora` (include/llama.h:726, libllama).
-    @inlinable
     public func llama_set_adapters_lora(_ ctx: OpaquePointer?, _ adapters: UnsafeMutablePointer<OpaquePointer?>?, _ n_adapters: Int, _ scales: UnsafeMutablePointer<CFloat>?) -> Int32 {
-        _llama_set_adapters_lora(ctx, adapters, n_adapters, scales)
+        unsafeBitCast(_llama_set_adapters_lora, to: llama_set_adapters_lora_fn.self)(ctx, adapters, n_adapters, scales)
     }
 
     /// The corresponding C function is `llama_set_adapter_cvec` (include/llama.h:738, libllama).
-    @inlinable
     public func llama_set_adapter_cvec(_ ctx: OpaquePointer?, _ data: UnsafePointer<CFloat>?, _ len: Int, _ n_embd: Int32, _ il_start: Int32, _ il_end: Int32) -> Int32 {
-        _llama_set_adapter_cvec(ctx, data, len, n_embd, il_start, il_end)
+        unsafeBitCast(_llama_set_adapter_cvec, to: llama_set_adapter_cvec_fn.self)(ctx, data, len, n_embd, il_start, il_end)
     }
 
     /// The corresponding C function is `llama_memory_clear` (include/llama.h:752, libllama).
-    @inlinable
     public func llama_memory_clear(_ mem: llama_memory_t?, _ data: Bool) {
-        _llama_memory_clear(mem, data)
+        unsafeBitCast(_llama_memory_clear, to: llama_memory_clear_fn.self)(mem, data)
     }
 
     /// The corresponding C function is `llama_memory_seq_rm` (include/llama.h:761, libllama).
-    @inlinable
     public func llama_memory_seq_rm(_ mem: llama_memory_t?, _ seq_id: llama_seq_id, _ p0: llama_pos, _ p1: llama_pos) -> Bool {
-        _llama_memory_seq_rm(mem, seq_id, p0, p1)
+        unsafeBitCast(_llama_memory_seq_rm, to: llama_memory_seq_rm_fn.self)(mem, seq_id, p0, p1)
     }
 
     /// The corresponding C function is `llama_memory_seq_cp` (include/llama.h:770, libllama).
-    @inlinable
     public func llama_memory_seq_cp(_ mem: llama_memory_t?, _ seq_id_src: llama_seq_id, _ seq_id_dst: llama_seq_id, _ p0: llama_pos, _ p1: llama_pos) {
-        _llama_memory_seq_cp(mem, seq_id_src, seq_id_dst, p0, p1)
+        unsafeBitCast(_llama_memory_seq_cp, to: llama_memory_seq_cp_fn.self)(mem, seq_id_src, seq_id_dst, p0, p1)
     }
 
     /// The corresponding C function is `llama_memory_seq_keep` (include/llama.h:778, libllama).
-    @inlinable
     public func llama_memory_seq_keep(_ mem: llama_memory_t?, _ seq_id: llama_seq_id) {
-        _llama_memory_seq_keep(mem, seq_id)
+        unsafeBitCast(_llama_memory_seq_keep, to: llama_memory_seq_keep_fn.self)(mem, seq_id)
     }
 
     /// The corresponding C function is `llama_memory_seq_add` (include/llama.h:785, libllama).
-    @inlinable
     public func llama_memory_seq_add(_ mem: llama_memory_t?, _ seq_id: llama_seq_id, _ p0: llama_pos, _ p1: llama_pos, _ delta: llama_pos) {
-        _llama_memory_seq_add(mem, seq_id, p0, p1, delta)
+        unsafeBitCast(_llama_memory_seq_add, to: llama_memory_seq_add_fn.self)(mem, seq_id, p0, p1, delta)
     }
 
     /// The corresponding C function is `llama_memory_seq_div` (include/llama.h:795, libllama).
-    @inlinable
     public func llama_memory_seq_div(_ mem: llama_memory_t?, _ seq_id: llama_seq_id, _ p0: llama_pos, _ p1: llama_pos, _ d: CInt) {
-        _llama_memory_seq_div(mem, seq_id, p0, p1, d)
+        unsafeBitCast(_llama_memory_seq_div, to: llama_memory_seq_div_fn.self)(mem, seq_id, p0, p1, d)
     }
 
     /// The corresponding C function is `llama_memory_seq_pos_min` (include/llama.h:806, libllama).
-    @inlinable
     public func llama_memory_seq_pos_min(_ mem: llama_memory_t?, _ seq_id: llama_seq_id) -> llama_pos {
-        _llama_memory_seq_pos_min(mem, seq_id)
+        unsafeBitCast(_llama_memory_seq_pos_min, to: llama_memory_seq_pos_min_fn.self)(mem, seq_id)
     }
 
     /// The corresponding C function is `llama_memory_seq_pos_max` (include/llama.h:813, libllama).
-    @inlinable
     public func llama_memory_seq_pos_max(_ mem: llama_memory_t?, _ seq_id: llama_seq_id) -> llama_pos {
-        _llama_memory_seq_pos_max(mem, seq_id)
+        unsafeBitCast(_llama_memory_seq_pos_max, to: llama_memory_seq_pos_max_fn.self)(mem, seq_id)
     }
 
     /// The corresponding C function is `llama_memory_can_shift` (include/llama.h:818, libllama).
-    @inlinable
     public func llama_memory_can_shift(_ mem: llama_memory_t?) -> Bool {
-        _llama_memory_can_shift(mem)
+        unsafeBitCast(_llama_memory_can_shift, to: llama_memory_can_shift_fn.self)(mem)
     }
 
     /// The corresponding C function is `llama_state_get_size` (include/llama.h:827, libllama).
-    @inlinable
     public func llama_state_get_size(_ ctx: OpaquePointer?) -> Int {
-        _llama_state_get_size(ctx)
+        unsafeBitCast(_llama_state_get_size, to: llama_state_get_size_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_get_state_size` (include/llama.h:828, libllama).
     @available(*, deprecated, message: "use llama_state_get_size instead")
-    @inlinable
     public func llama_get_state_size(_ ctx: OpaquePointer?) -> Int {
-        _llama_get_state_size(ctx)
+        unsafeBitCast(_llama_get_state_size, to: llama_get_state_size_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_state_get_data` (include/llama.h:834, libllama).
-    @inlinable
     public func llama_state_get_data(_ ctx: OpaquePointer?, _ dst: UnsafeMutablePointer<UInt8>?, _ size: Int) -> Int {
-        _llama_state_get_data(ctx, dst, size)
+        unsafeBitCast(_llama_state_get_data, to: llama_state_get_data_fn.self)(ctx, dst, size)
     }
 
     /// The corresponding C function is `llama_copy_state_data` (include/llama.h:838, libllama).
     @available(*, deprecated, message: "use llama_state_get_data instead")
-    @inlinable
     public func llama_copy_state_data(_ ctx: OpaquePointer?, _ dst: UnsafeMutablePointer<UInt8>?) -> Int {
-        _llama_copy_state_data(ctx, dst)
+        unsafeBitCast(_llama_copy_state_data, to: llama_copy_state_data_fn.self)(ctx, dst)
     }
 
     /// The corresponding C function is `llama_state_set_data` (include/llama.h:845, libllama).
-    @inlinable
     public func llama_state_set_data(_ ctx: OpaquePointer?, _ src: UnsafePointer<UInt8>?, _ size: Int) -> Int {
-        _llama_state_set_data(ctx, src, size)
+        unsafeBitCast(_llama_state_set_data, to: llama_state_set_data_fn.self)(ctx, src, size)
     }
 
     /// The corresponding C function is `llama_set_state_data` (include/llama.h:849, libllama).
     @available(*, deprecated, message: "use llama_state_set_data instead")
-    @inlinable
     public func llama_set_state_data(_ ctx: OpaquePointer?, _ src: UnsafePointer<UInt8>?) -> Int {
-        _llama_set_state_data(ctx, src)
+        unsafeBitCast(_llama_set_state_data, to: llama_set_state_data_fn.self)(ctx, src)
     }
 
     /// The corresponding C function is `llama_state_load_file` (include/llama.h:855, libllama).
-    @inlinable
     public func llama_state_load_file(_ ctx: OpaquePointer?, _ path_session: UnsafePointer<CChar>?, _ tokens_out: UnsafeMutablePointer<llama_token>?, _ n_token_capacity: Int, _ n_token_count_out: UnsafeMutablePointer<Int>?) -> Bool {
-        _llama_state_load_file(ctx, path_session, tokens_out, n_token_capacity, n_token_count_out)
+        unsafeBitCast(_llama_state_load_file, to: llama_state_load_file_fn.self)(ctx, path_session, tokens_out, n_token_capacity, n_token_count_out)
     }
 
     /// The corresponding C function is `llama_load_session_file` (include/llama.h:861, libllama).
     @available(*, deprecated, message: "use llama_state_load_file instead")
-    @inlinable
     public func llama_load_session_file(_ ctx: OpaquePointer?, _ path_session: UnsafePointer<CChar>?, _ tokens_out: UnsafeMutablePointer<llama_token>?, _ n_token_capacity: Int, _ n_token_count_out: UnsafeMutablePointer<Int>?) -> Bool {
-        _llama_load_session_file(ctx, path_session, tokens_out, n_token_capacity, n_token_count_out)
+        unsafeBitCast(_llama_load_session_file, to: llama_load_session_file_fn.self)(ctx, path_session, tokens_out, n_token_capacity, n_token_count_out)
     }
 
     /// The corresponding C function is `llama_state_save_file` (include/llama.h:869, libllama).
-    @inlinable
     public func llama_state_save_file(_ ctx: OpaquePointer?, _ path_session: UnsafePointer<CChar>?, _ tokens: UnsafePointer<llama_token>?, _ n_token_count: Int) -> Bool {
-        _llama_state_save_file(ctx, path_session, tokens, n_token_count)
+        unsafeBitCast(_llama_state_save_file, to: llama_state_save_file_fn.self)(ctx, path_session, tokens, n_token_count)
     }
 
     /// The corresponding C function is `llama_save_session_file` (include/llama.h:874, libllama).
     @available(*, deprecated, message: "use llama_state_save_file instead")
-    @inlinable
     public func llama_save_session_file(_ ctx: OpaquePointer?, _ path_session: UnsafePointer<CChar>?, _ tokens: UnsafePointer<llama_token>?, _ n_token_count: Int) -> Bool {
-        _llama_save_session_file(ctx, path_session, tokens, n_token_count)
+        unsafeBitCast(_llama_save_session_file, to: llama_save_session_file_fn.self)(ctx, path_session, tokens, n_token_count)
     }
 
     /// The corresponding C function is `llama_state_seq_get_size` (include/llama.h:882, libllama).
-    @inlinable
     public func llama_state_seq_get_size(_ ctx: OpaquePointer?, _ seq_id: llama_seq_id) -> Int {
-        _llama_state_seq_get_size(ctx, seq_id)
+        unsafeBitCast(_llama_state_seq_get_size, to: llama_state_seq_get_size_fn.self)(ctx, seq_id)
     }
 
     /// The corresponding C function is `llama_state_seq_get_data` (include/llama.h:887, libllama).
-    @inlinable
     public func llama_state_seq_get_data(_ ctx: OpaquePointer?, _ dst: UnsafeMutablePointer<UInt8>?, _ size: Int, _ seq_id: llama_seq_id) -> Int {
-        _llama_state_seq_get_data(ctx, dst, size, seq_id)
+        unsafeBitCast(_llama_state_seq_get_data, to: llama_state_seq_get_data_fn.self)(ctx, dst, size, seq_id)
     }
 
     /// The corresponding C function is `llama_state_seq_set_data` (include/llama.h:897, libllama).
-    @inlinable
     public func llama_state_seq_set_data(_ ctx: OpaquePointer?, _ src: UnsafePointer<UInt8>?, _ size: Int, _ dest_seq_id: llama_seq_id) -> Int {
-        _llama_state_seq_set_data(ctx, src, size, dest_seq_id)
+        unsafeBitCast(_llama_state_seq_set_data, to: llama_state_seq_set_data_fn.self)(ctx, src, size, dest_seq_id)
     }
 
     /// The corresponding C function is `llama_state_seq_save_file` (include/llama.h:903, libllama).
-    @inlinable
     public func llama_state_seq_save_file(_ ctx: OpaquePointer?, _ filepath: UnsafePointer<CChar>?, _ seq_id: llama_seq_id, _ tokens: UnsafePointer<llama_token>?, _ n_token_count: Int) -> Int {
-        _llama_state_seq_save_file(ctx, filepath, seq_id, tokens, n_token_count)
+        unsafeBitCast(_llama_state_seq_save_file, to: llama_state_seq_save_file_fn.self)(ctx, filepath, seq_id, tokens, n_token_count)
     }
 
     /// The corresponding C function is `llama_state_seq_load_file` (include/llama.h:911, libllama).
-    @inlinable
     public func llama_state_seq_load_file(_ ctx: OpaquePointer?, _ filepath: UnsafePointer<CChar>?, _ dest_seq_id: llama_seq_id, _ tokens_out: UnsafeMutablePointer<llama_token>?, _ n_token_capacity: Int, _ n_token_count_out: UnsafeMutablePointer<Int>?) -> Int {
-        _llama_state_seq_load_file(ctx, filepath, dest_seq_id, tokens_out, n_token_capacity, n_token_count_out)
+        unsafeBitCast(_llama_state_seq_load_file, to: llama_state_seq_load_file_fn.self)(ctx, filepath, dest_seq_id, tokens_out, n_token_capacity, n_token_count_out)
     }
 
     /// The corresponding C function is `llama_state_seq_get_size_ext` (include/llama.h:933, libllama).
-    @inlinable
     public func llama_state_seq_get_size_ext(_ ctx: OpaquePointer?, _ seq_id: llama_seq_id, _ flags: llama_state_seq_flags) -> Int {
-        _llama_state_seq_get_size_ext(ctx, seq_id, flags)
+        unsafeBitCast(_llama_state_seq_get_size_ext, to: llama_state_seq_get_size_ext_fn.self)(ctx, seq_id, flags)
     }
 
     /// The corresponding C function is `llama_state_seq_get_data_ext` (include/llama.h:938, libllama).
-    @inlinable
     public func llama_state_seq_get_data_ext(_ ctx: OpaquePointer?, _ dst: UnsafeMutablePointer<UInt8>?, _ size: Int, _ seq_id: llama_seq_id, _ flags: llama_state_seq_flags) -> Int {
-        _llama_state_seq_get_data_ext(ctx, dst, size, seq_id, flags)
+        unsafeBitCast(_llama_state_seq_get_data_ext, to: llama_state_seq_get_data_ext_fn.self)(ctx, dst, size, seq_id, flags)
     }
 
     /// The corresponding C function is `llama_state_seq_set_data_ext` (include/llama.h:945, libllama).
-    @inlinable
     public func llama_state_seq_set_data_ext(_ ctx: OpaquePointer?, _ src: UnsafePointer<UInt8>?, _ size: Int, _ dest_seq_id: llama_seq_id, _ flags: llama_state_seq_flags) -> Int {
-        _llama_state_seq_set_data_ext(ctx, src, size, dest_seq_id, flags)
+        unsafeBitCast(_llama_state_seq_set_data_ext, to: llama_state_seq_set_data_ext_fn.self)(ctx, src, size, dest_seq_id, flags)
     }
 
     /// The corresponding C function is `llama_batch_get_one` (include/llama.h:962, libllama).
-    @inlinable
     public func llama_batch_get_one(_ tokens: UnsafeMutablePointer<llama_token>?, _ n_tokens: Int32) -> llama_batch {
-        _llama_batch_get_one(tokens, n_tokens)
+        unsafeBitCast(_llama_batch_get_one, to: llama_batch_get_one_fn.self)(tokens, n_tokens)
     }
 
     /// The corresponding C function is `llama_batch_init` (include/llama.h:973, libllama).
-    @inlinable
     public func llama_batch_init(_ n_tokens: Int32, _ embd: Int32, _ n_seq_max: Int32) -> llama_batch {
-        _llama_batch_init(n_tokens, embd, n_seq_max)
+        unsafeBitCast(_llama_batch_init, to: llama_batch_init_fn.self)(n_tokens, embd, n_seq_max)
     }
 
     /// The corresponding C function is `llama_batch_free` (include/llama.h:979, libllama).
-    @inlinable
     public func llama_batch_free(_ batch: llama_batch) {
-        _llama_batch_free(batch)
+        unsafeBitCast(_llama_batch_free, to: llama_batch_free_fn.self)(batch)
     }
 
     /// The corresponding C function is `llama_encode` (include/llama.h:987, libllama).
-    @inlinable
     public func llama_encode(_ ctx: OpaquePointer?, _ batch: llama_batch) -> Int32 {
-        _llama_encode(ctx, batch)
+        unsafeBitCast(_llama_encode, to: llama_encode_fn.self)(ctx, batch)
     }
 
     /// The corresponding C function is `llama_decode` (include/llama.h:1003, libllama).
-    @inlinable
     public func llama_decode(_ ctx: OpaquePointer?, _ batch: llama_batch) -> Int32 {
-        _llama_decode(ctx, batch)
+        unsafeBitCast(_llama_decode, to: llama_decode_fn.self)(ctx, batch)
     }
 
     /// The corresponding C function is `llama_batch_ext_init` (include/llama.h:1019, libllama).
-    @inlinable
     public func llama_batch_ext_init(_ ctx: OpaquePointer?) -> OpaquePointer? {
-        _llama_batch_ext_init(ctx)
+        unsafeBitCast(_llama_batch_ext_init, to: llama_batch_ext_init_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_batch_ext_free` (include/llama.h:1020, libllama).
-    @inlinable
     public func llama_batch_ext_free(_ batch: OpaquePointer?) {
-        _llama_batch_ext_free(batch)
+        unsafeBitCast(_llama_batch_ext_free, to: llama_batch_ext_free_fn.self)(batch)
     }
 
     /// The corresponding C function is `llama_batch_ext_clear` (include/llama.h:1021, libllama).
-    @inlinable
     public func llama_batch_ext_clear(_ batch: OpaquePointer?) {
-        _llama_batch_ext_clear(batch)
+        unsafeBitCast(_llama_batch_ext_clear, to: llama_batch_ext_clear_fn.self)(batch)
     }
 
     /// The corresponding C function is `llama_batch_ext_add` (include/llama.h:1032, libllama).
-    @inlinable
     public func llama_batch_ext_add(_ batch: OpaquePointer?, _ seq_id: llama_seq_id) -> Int32 {
-        _llama_batch_ext_add(batch, seq_id)
+        unsafeBitCast(_llama_batch_ext_add, to: llama_batch_ext_add_fn.self)(batch, seq_id)
     }
 
     /// The corresponding C function is `llama_batch_ext_add_token` (include/llama.h:1035, libllama).
-    @inlinable
     public func llama_batch_ext_add_token(_ batch: OpaquePointer?, _ seq_id: llama_seq_id, _ id: llama_token) -> Int32 {
-        _llama_batch_ext_add_token(batch, seq_id, id)
+        unsafeBitCast(_llama_batch_ext_add_token, to: llama_batch_ext_add_token_fn.self)(batch, seq_id, id)
     }
 
     /// The corresponding C function is `llama_batch_ext_add_embd` (include/llama.h:1036, libllama).
-    @inlinable
     public func llama_batch_ext_add_embd(_ batch: OpaquePointer?, _ seq_id: llama_seq_id, _ embd: llama_embd) -> Int32 {
-        _llama_batch_ext_add_embd(batch, seq_id, embd)
+        unsafeBitCast(_llama_batch_ext_add_embd, to: llama_batch_ext_add_embd_fn.self)(batch, seq_id, embd)
     }
 
     /// The corresponding C function is `llama_batch_ext_add_seq` (include/llama.h:1040, libllama).
-    @inlinable
     public func llama_batch_ext_add_seq(_ batch: OpaquePointer?, _ idx: Int32, _ seq_id: llama_seq_id) -> Bool {
-        _llama_batch_ext_add_seq(batch, idx, seq_id)
+        unsafeBitCast(_llama_batch_ext_add_seq, to: llama_batch_ext_add_seq_fn.self)(batch, idx, seq_id)
     }
 
     /// The corresponding C function is `llama_batch_ext_set_embd_token` (include/llama.h:1047, libllama).
-    @inlinable
     public func llama_batch_ext_set_embd_token(_ batch: OpaquePointer?, _ idx: Int32, _ embd: llama_embd) -> Bool {
-        _llama_batch_ext_set_embd_token(batch, idx, embd)
+        unsafeBitCast(_llama_batch_ext_set_embd_token, to: llama_batch_ext_set_embd_token_fn.self)(batch, idx, embd)
     }
 
     /// The corresponding C function is `llama_batch_ext_set_embd_state` (include/llama.h:1056, libllama).
-    @inlinable
     public func llama_batch_ext_set_embd_state(_ batch: OpaquePointer?, _ idx: Int32, _ embd: llama_embd) -> Bool {
-        _llama_batch_ext_set_embd_state(batch, idx, embd)
+        unsafeBitCast(_llama_batch_ext_set_embd_state, to: llama_batch_ext_set_embd_state_fn.self)(batch, idx, embd)
     }
 
     /// The corresponding C function is `llama_batch_ext_set_output_embd` (include/llama.h:1063, libllama).
-    @inlinable
     public func llama_batch_ext_set_output_embd(_ batch: OpaquePointer?, _ idx: Int32, _ value: Bool) -> Bool {
-        _llama_batch_ext_set_output_embd(batch, idx, value)
+        unsafeBitCast(_llama_batch_ext_set_output_embd, to: llama_batch_ext_set_output_embd_fn.self)(batch, idx, value)
     }
 
     /// The corresponding C function is `llama_batch_ext_set_output_logits` (include/llama.h:1070, libllama).
-    @inlinable
     public func llama_batch_ext_set_output_logits(_ batch: OpaquePointer?, _ idx: Int32, _ value: Bool) -> Bool {
-        _llama_batch_ext_set_output_logits(batch, idx, value)
+        unsafeBitCast(_llama_batch_ext_set_output_logits, to: llama_batch_ext_set_output_logits_fn.self)(batch, idx, value)
     }
 
     /// The corresponding C function is `llama_batch_ext_set_pos` (include/llama.h:1079, libllama).
-    @inlinable
     public func llama_batch_ext_set_pos(_ batch: OpaquePointer?, _ idx: Int32, _ pos: UnsafePointer<llama_pos>?) -> Bool {
-        _llama_batch_ext_set_pos(batch, idx, pos)
+        unsafeBitCast(_llama_batch_ext_set_pos, to: llama_batch_ext_set_pos_fn.self)(batch, idx, pos)
     }
 
     /// The corresponding C function is `llama_process` (include/llama.h:1087, libllama).
-    @inlinable
     public func llama_process(_ ctx: OpaquePointer?, _ type: llama_process_type, _ batch: OpaquePointer?) -> Int32 {
-        _llama_process(ctx, type, batch)
+        unsafeBitCast(_llama_process, to: llama_process_fn.self)(ctx, type, batch)
     }
 
     /// The corresponding C function is `llama_set_n_threads` (include/llama.h:1095, libllama).
-    @inlinable
     public func llama_set_n_threads(_ ctx: OpaquePointer?, _ n_threads: Int32, _ n_threads_batch: Int32) {
-        _llama_set_n_threads(ctx, n_threads, n_threads_batch)
+        unsafeBitCast(_llama_set_n_threads, to: llama_set_n_threads_fn.self)(ctx, n_threads, n_threads_batch)
     }
 
     /// The corresponding C function is `llama_n_threads` (include/llama.h:1098, libllama).
-    @inlinable
     public func llama_n_threads(_ ctx: OpaquePointer?) -> Int32 {
-        _llama_n_threads(ctx)
+        unsafeBitCast(_llama_n_threads, to: llama_n_threads_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_n_threads_batch` (include/llama.h:1101, libllama).
-    @inlinable
     public func llama_n_threads_batch(_ ctx: OpaquePointer?) -> Int32 {
-        _llama_n_threads_batch(ctx)
+        unsafeBitCast(_llama_n_threads_batch, to: llama_n_threads_batch_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_set_embeddings` (include/llama.h:1105, libllama).
-    @inlinable
     public func llama_set_embeddings(_ ctx: OpaquePointer?, _ embeddings: Bool) {
-        _llama_set_embeddings(ctx, embeddings)
+        unsafeBitCast(_llama_set_embeddings, to: llama_set_embeddings_fn.self)(ctx, embeddings)
     }
 
     /// The corresponding C function is `llama_set_causal_attn` (include/llama.h:1109, libllama).
-    @inlinable
     public func llama_set_causal_attn(_ ctx: OpaquePointer?, _ causal_attn: Bool) {
-        _llama_set_causal_attn(ctx, causal_attn)
+        unsafeBitCast(_llama_set_causal_attn, to: llama_set_causal_attn_fn.self)(ctx, causal_attn)
     }
 
     /// The corresponding C function is `llama_get_causal_attn` (include/llama.h:1112, libllama).
-    @inlinable
     public func llama_get_causal_attn(_ ctx: OpaquePointer?) -> Bool {
-        _llama_get_causal_attn(ctx)
+        unsafeBitCast(_llama_get_causal_attn, to: llama_get_causal_attn_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_set_warmup` (include/llama.h:1119, libllama).
     @available(*, deprecated, message: "user code should do warmup runs manually [TAG_LLAMA_GRAPH_NO_WARMUP]")
-    @inlinable
     public func llama_set_warmup(_ ctx: OpaquePointer?, _ warmup: Bool) {
-        _llama_set_warmup(ctx, warmup)
+        unsafeBitCast(_llama_set_warmup, to: llama_set_warmup_fn.self)(ctx, warmup)
     }
 
     /// The corresponding C function is `llama_set_abort_callback` (include/llama.h:1123, libllama).
-    @inlinable
     public func llama_set_abort_callback(_ ctx: OpaquePointer?, _ abort_callback: ggml_abort_callback?, _ abort_callback_data: UnsafeMutableRawPointer?) {
-        _llama_set_abort_callback(ctx, abort_callback, abort_callback_data)
+        unsafeBitCast(_llama_set_abort_callback, to: llama_set_abort_callback_fn.self)(ctx, abort_callback, abort_callback_data)
     }
 
     /// The corresponding C function is `llama_synchronize` (include/llama.h:1128, libllama).
-    @inlinable
     public func llama_synchronize(_ ctx: OpaquePointer?) {
-        _llama_synchronize(ctx)
+        unsafeBitCast(_llama_synchronize, to: llama_synchronize_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_get_logits` (include/llama.h:1136, libllama).
-    @inlinable
     public func llama_get_logits(_ ctx: OpaquePointer?) -> UnsafeMutablePointer<CFloat>? {
-        _llama_get_logits(ctx)
+        unsafeBitCast(_llama_get_logits, to: llama_get_logits_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_get_logits_ith` (include/llama.h:1142, libllama).
-    @inlinable
     public func llama_get_logits_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UnsafeMutablePointer<CFloat>? {
-        _llama_get_logits_ith(ctx, i)
+        unsafeBitCast(_llama_get_logits_ith, to: llama_get_logits_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_embeddings` (include/llama.h:1151, libllama).
-    @inlinable
     public func llama_get_embeddings(_ ctx: OpaquePointer?) -> UnsafeMutablePointer<CFloat>? {
-        _llama_get_embeddings(ctx)
+        unsafeBitCast(_llama_get_embeddings, to: llama_get_embeddings_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_get_embeddings_ith` (include/llama.h:1158, libllama).
-    @inlinable
     public func llama_get_embeddings_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UnsafeMutablePointer<CFloat>? {
-        _llama_get_embeddings_ith(ctx, i)
+        unsafeBitCast(_llama_get_embeddings_ith, to: llama_get_embeddings_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_embeddings_seq` (include/llama.h:1164, libllama).
-    @inlinable
     public func llama_get_embeddings_seq(_ ctx: OpaquePointer?, _ seq_id: llama_seq_id) -> UnsafeMutablePointer<CFloat>? {
-        _llama_get_embeddings_seq(ctx, seq_id)
+        unsafeBitCast(_llama_get_embeddings_seq, to: llama_get_embeddings_seq_fn.self)(ctx, seq_id)
     }
 
     /// The corresponding C function is `llama_get_sampled_token_ith` (include/llama.h:1176, libllama).
-    @inlinable
     public func llama_get_sampled_token_ith(_ ctx: OpaquePointer?, _ i: Int32) -> llama_token {
-        _llama_get_sampled_token_ith(ctx, i)
+        unsafeBitCast(_llama_get_sampled_token_ith, to: llama_get_sampled_token_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_sampled_probs_ith` (include/llama.h:1181, libllama).
-    @inlinable
     public func llama_get_sampled_probs_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UnsafeMutablePointer<CFloat>? {
-        _llama_get_sampled_probs_ith(ctx, i)
+        unsafeBitCast(_llama_get_sampled_probs_ith, to: llama_get_sampled_probs_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_sampled_probs_count_ith` (include/llama.h:1182, libllama).
-    @inlinable
     public func llama_get_sampled_probs_count_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UInt32 {
-        _llama_get_sampled_probs_count_ith(ctx, i)
+        unsafeBitCast(_llama_get_sampled_probs_count_ith, to: llama_get_sampled_probs_count_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_sampled_logits_ith` (include/llama.h:1186, libllama).
-    @inlinable
     public func llama_get_sampled_logits_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UnsafeMutablePointer<CFloat>? {
-        _llama_get_sampled_logits_ith(ctx, i)
+        unsafeBitCast(_llama_get_sampled_logits_ith, to: llama_get_sampled_logits_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_sampled_logits_count_ith` (include/llama.h:1187, libllama).
-    @inlinable
     public func llama_get_sampled_logits_count_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UInt32 {
-        _llama_get_sampled_logits_count_ith(ctx, i)
+        unsafeBitCast(_llama_get_sampled_logits_count_ith, to: llama_get_sampled_logits_count_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_sampled_candidates_ith` (include/llama.h:1192, libllama).
-    @inlinable
     public func llama_get_sampled_candidates_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UnsafeMutablePointer<llama_token>? {
-        _llama_get_sampled_candidates_ith(ctx, i)
+        unsafeBitCast(_llama_get_sampled_candidates_ith, to: llama_get_sampled_candidates_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_get_sampled_candidates_count_ith` (include/llama.h:1193, libllama).
-    @inlinable
     public func llama_get_sampled_candidates_count_ith(_ ctx: OpaquePointer?, _ i: Int32) -> UInt32 {
-        _llama_get_sampled_candidates_count_ith(ctx, i)
+        unsafeBitCast(_llama_get_sampled_candidates_count_ith, to: llama_get_sampled_candidates_count_ith_fn.self)(ctx, i)
     }
 
     /// The corresponding C function is `llama_vocab_get_text` (include/llama.h:1199, libllama).
-    @inlinable
     public func llama_vocab_get_text(_ vocab: OpaquePointer?, _ token: llama_token) -> UnsafePointer<CChar>? {
-        _llama_vocab_get_text(vocab, token)
+        unsafeBitCast(_llama_vocab_get_text, to: llama_vocab_get_text_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_vocab_get_score` (include/llama.h:1201, libllama).
-    @inlinable
     public func llama_vocab_get_score(_ vocab: OpaquePointer?, _ token: llama_token) -> CFloat {
-        _llama_vocab_get_score(vocab, token)
+        unsafeBitCast(_llama_vocab_get_score, to: llama_vocab_get_score_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_vocab_get_attr` (include/llama.h:1203, libllama).
-    @inlinable
     public func llama_vocab_get_attr(_ vocab: OpaquePointer?, _ token: llama_token) -> llama_token_attr {
-        _llama_vocab_get_attr(vocab, token)
+        unsafeBitCast(_llama_vocab_get_attr, to: llama_vocab_get_attr_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_vocab_is_eog` (include/llama.h:1206, libllama).
-    @inlinable
     public func llama_vocab_is_eog(_ vocab: OpaquePointer?, _ token: llama_token) -> Bool {
-        _llama_vocab_is_eog(vocab, token)
+        unsafeBitCast(_llama_vocab_is_eog, to: llama_vocab_is_eog_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_vocab_is_control` (include/llama.h:1209, libllama).
-    @inlinable
     public func llama_vocab_is_control(_ vocab: OpaquePointer?, _ token: llama_token) -> Bool {
-        _llama_vocab_is_control(vocab, token)
+        unsafeBitCast(_llama_vocab_is_control, to: llama_vocab_is_control_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_vocab_bos` (include/llama.h:1212, libllama).
-    @inlinable
     public func llama_vocab_bos(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_bos(vocab)
+        unsafeBitCast(_llama_vocab_bos, to: llama_vocab_bos_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_eos` (include/llama.h:1213, libllama).
-    @inlinable
     public func llama_vocab_eos(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_eos(vocab)
+        unsafeBitCast(_llama_vocab_eos, to: llama_vocab_eos_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_eot` (include/llama.h:1214, libllama).
-    @inlinable
     public func llama_vocab_eot(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_eot(vocab)
+        unsafeBitCast(_llama_vocab_eot, to: llama_vocab_eot_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_sep` (include/llama.h:1215, libllama).
-    @inlinable
     public func llama_vocab_sep(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_sep(vocab)
+        unsafeBitCast(_llama_vocab_sep, to: llama_vocab_sep_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_nl` (include/llama.h:1216, libllama).
-    @inlinable
     public func llama_vocab_nl(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_nl(vocab)
+        unsafeBitCast(_llama_vocab_nl, to: llama_vocab_nl_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_pad` (include/llama.h:1217, libllama).
-    @inlinable
     public func llama_vocab_pad(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_pad(vocab)
+        unsafeBitCast(_llama_vocab_pad, to: llama_vocab_pad_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_mask` (include/llama.h:1218, libllama).
-    @inlinable
     public func llama_vocab_mask(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_mask(vocab)
+        unsafeBitCast(_llama_vocab_mask, to: llama_vocab_mask_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_get_add_bos` (include/llama.h:1220, libllama).
-    @inlinable
     public func llama_vocab_get_add_bos(_ vocab: OpaquePointer?) -> Bool {
-        _llama_vocab_get_add_bos(vocab)
+        unsafeBitCast(_llama_vocab_get_add_bos, to: llama_vocab_get_add_bos_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_get_add_eos` (include/llama.h:1221, libllama).
-    @inlinable
     public func llama_vocab_get_add_eos(_ vocab: OpaquePointer?) -> Bool {
-        _llama_vocab_get_add_eos(vocab)
+        unsafeBitCast(_llama_vocab_get_add_eos, to: llama_vocab_get_add_eos_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_get_add_sep` (include/llama.h:1222, libllama).
-    @inlinable
     public func llama_vocab_get_add_sep(_ vocab: OpaquePointer?) -> Bool {
-        _llama_vocab_get_add_sep(vocab)
+        unsafeBitCast(_llama_vocab_get_add_sep, to: llama_vocab_get_add_sep_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_get_suppress_tokens` (include/llama.h:1225, libllama).
-    @inlinable
     public func llama_vocab_get_suppress_tokens(_ vocab: OpaquePointer?, _ n_suppress_tokens: UnsafeMutablePointer<Int32>?) -> UnsafePointer<llama_token>? {
-        _llama_vocab_get_suppress_tokens(vocab, n_suppress_tokens)
+        unsafeBitCast(_llama_vocab_get_suppress_tokens, to: llama_vocab_get_suppress_tokens_fn.self)(vocab, n_suppress_tokens)
     }
 
     /// The corresponding C function is `llama_vocab_fim_pre` (include/llama.h:1227, libllama).
-    @inlinable
     public func llama_vocab_fim_pre(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_fim_pre(vocab)
+        unsafeBitCast(_llama_vocab_fim_pre, to: llama_vocab_fim_pre_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_fim_suf` (include/llama.h:1228, libllama).
-    @inlinable
     public func llama_vocab_fim_suf(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_fim_suf(vocab)
+        unsafeBitCast(_llama_vocab_fim_suf, to: llama_vocab_fim_suf_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_fim_mid` (include/llama.h:1229, libllama).
-    @inlinable
     public func llama_vocab_fim_mid(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_fim_mid(vocab)
+        unsafeBitCast(_llama_vocab_fim_mid, to: llama_vocab_fim_mid_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_fim_pad` (include/llama.h:1230, libllama).
-    @inlinable
     public func llama_vocab_fim_pad(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_fim_pad(vocab)
+        unsafeBitCast(_llama_vocab_fim_pad, to: llama_vocab_fim_pad_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_fim_rep` (include/llama.h:1231, libllama).
-    @inlinable
     public func llama_vocab_fim_rep(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_fim_rep(vocab)
+        unsafeBitCast(_llama_vocab_fim_rep, to: llama_vocab_fim_rep_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_fim_sep` (include/llama.h:1232, libllama).
-    @inlinable
     public func llama_vocab_fim_sep(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_fim_sep(vocab)
+        unsafeBitCast(_llama_vocab_fim_sep, to: llama_vocab_fim_sep_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_get_text` (include/llama.h:1234, libllama).
     @available(*, deprecated, message: "use llama_vocab_get_text instead")
-    @inlinable
     public func llama_token_get_text(_ vocab: OpaquePointer?, _ token: llama_token) -> UnsafePointer<CChar>? {
-        _llama_token_get_text(vocab, token)
+        unsafeBitCast(_llama_token_get_text, to: llama_token_get_text_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_token_get_score` (include/llama.h:1235, libllama).
     @available(*, deprecated, message: "use llama_vocab_get_score instead")
-    @inlinable
     public func llama_token_get_score(_ vocab: OpaquePointer?, _ token: llama_token) -> CFloat {
-        _llama_token_get_score(vocab, token)
+        unsafeBitCast(_llama_token_get_score, to: llama_token_get_score_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_token_get_attr` (include/llama.h:1236, libllama).
     @available(*, deprecated, message: "use llama_vocab_get_attr instead")
-    @inlinable
     public func llama_token_get_attr(_ vocab: OpaquePointer?, _ token: llama_token) -> llama_token_attr {
-        _llama_token_get_attr(vocab, token)
+        unsafeBitCast(_llama_token_get_attr, to: llama_token_get_attr_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_token_is_eog` (include/llama.h:1237, libllama).
     @available(*, deprecated, message: "use llama_vocab_is_eog instead")
-    @inlinable
     public func llama_token_is_eog(_ vocab: OpaquePointer?, _ token: llama_token) -> Bool {
-        _llama_token_is_eog(vocab, token)
+        unsafeBitCast(_llama_token_is_eog, to: llama_token_is_eog_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_token_is_control` (include/llama.h:1238, libllama).
     @available(*, deprecated, message: "use llama_vocab_is_control instead")
-    @inlinable
     public func llama_token_is_control(_ vocab: OpaquePointer?, _ token: llama_token) -> Bool {
-        _llama_token_is_control(vocab, token)
+        unsafeBitCast(_llama_token_is_control, to: llama_token_is_control_fn.self)(vocab, token)
     }
 
     /// The corresponding C function is `llama_token_bos` (include/llama.h:1239, libllama).
     @available(*, deprecated, message: "use llama_vocab_bos instead")
-    @inlinable
     public func llama_token_bos(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_bos(vocab)
+        unsafeBitCast(_llama_token_bos, to: llama_token_bos_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_eos` (include/llama.h:1240, libllama).
     @available(*, deprecated, message: "use llama_vocab_eos instead")
-    @inlinable
     public func llama_token_eos(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_eos(vocab)
+        unsafeBitCast(_llama_token_eos, to: llama_token_eos_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_eot` (include/llama.h:1241, libllama).
     @available(*, deprecated, message: "use llama_vocab_eot instead")
-    @inlinable
     public func llama_token_eot(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_eot(vocab)
+        unsafeBitCast(_llama_token_eot, to: llama_token_eot_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_cls` (include/llama.h:1242, libllama).
     @available(*, deprecated, message: "use llama_vocab_cls instead")
-    @inlinable
     public func llama_token_cls(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_cls(vocab)
+        unsafeBitCast(_llama_token_cls, to: llama_token_cls_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_sep` (include/llama.h:1243, libllama).
     @available(*, deprecated, message: "use llama_vocab_sep instead")
-    @inlinable
     public func llama_token_sep(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_sep(vocab)
+        unsafeBitCast(_llama_token_sep, to: llama_token_sep_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_nl` (include/llama.h:1244, libllama).
     @available(*, deprecated, message: "use llama_vocab_nl instead")
-    @inlinable
     public func llama_token_nl(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_nl(vocab)
+        unsafeBitCast(_llama_token_nl, to: llama_token_nl_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_pad` (include/llama.h:1245, libllama).
     @available(*, deprecated, message: "use llama_vocab_pad instead")
-    @inlinable
     public func llama_token_pad(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_pad(vocab)
+        unsafeBitCast(_llama_token_pad, to: llama_token_pad_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_add_bos_token` (include/llama.h:1246, libllama).
     @available(*, deprecated, message: "use llama_vocab_get_add_bos instead")
-    @inlinable
     public func llama_add_bos_token(_ vocab: OpaquePointer?) -> Bool {
-        _llama_add_bos_token(vocab)
+        unsafeBitCast(_llama_add_bos_token, to: llama_add_bos_token_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_add_eos_token` (include/llama.h:1247, libllama).
     @available(*, deprecated, message: "use llama_vocab_get_add_eos instead")
-    @inlinable
     public func llama_add_eos_token(_ vocab: OpaquePointer?) -> Bool {
-        _llama_add_eos_token(vocab)
+        unsafeBitCast(_llama_add_eos_token, to: llama_add_eos_token_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_fim_pre` (include/llama.h:1248, libllama).
     @available(*, deprecated, message: "use llama_vocab_fim_pre instead")
-    @inlinable
     public func llama_token_fim_pre(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_fim_pre(vocab)
+        unsafeBitCast(_llama_token_fim_pre, to: llama_token_fim_pre_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_fim_suf` (include/llama.h:1249, libllama).
     @available(*, deprecated, message: "use llama_vocab_fim_suf instead")
-    @inlinable
     public func llama_token_fim_suf(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_fim_suf(vocab)
+        unsafeBitCast(_llama_token_fim_suf, to: llama_token_fim_suf_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_fim_mid` (include/llama.h:1250, libllama).
     @available(*, deprecated, message: "use llama_vocab_fim_mid instead")
-    @inlinable
     public func llama_token_fim_mid(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_fim_mid(vocab)
+        unsafeBitCast(_llama_token_fim_mid, to: llama_token_fim_mid_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_fim_pad` (include/llama.h:1251, libllama).
     @available(*, deprecated, message: "use llama_vocab_fim_pad instead")
-    @inlinable
     public func llama_token_fim_pad(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_fim_pad(vocab)
+        unsafeBitCast(_llama_token_fim_pad, to: llama_token_fim_pad_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_fim_rep` (include/llama.h:1252, libllama).
     @available(*, deprecated, message: "use llama_vocab_fim_rep instead")
-    @inlinable
     public func llama_token_fim_rep(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_fim_rep(vocab)
+        unsafeBitCast(_llama_token_fim_rep, to: llama_token_fim_rep_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_token_fim_sep` (include/llama.h:1253, libllama).
     @available(*, deprecated, message: "use llama_vocab_fim_sep instead")
-    @inlinable
     public func llama_token_fim_sep(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_token_fim_sep(vocab)
+        unsafeBitCast(_llama_token_fim_sep, to: llama_token_fim_sep_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_vocab_cls` (include/llama.h:1256, libllama).
     @available(*, deprecated, message: "use llama_vocab_bos instead")
-    @inlinable
     public func llama_vocab_cls(_ vocab: OpaquePointer?) -> llama_token {
-        _llama_vocab_cls(vocab)
+        unsafeBitCast(_llama_vocab_cls, to: llama_vocab_cls_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_tokenize` (include/llama.h:1273, libllama).
-    @inlinable
     public func llama_tokenize(_ vocab: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ text_len: Int32, _ tokens: UnsafeMutablePointer<llama_token>?, _ n_tokens_max: Int32, _ add_special: Bool, _ parse_special: Bool) -> Int32 {
-        _llama_tokenize(vocab, text, text_len, tokens, n_tokens_max, add_special, parse_special)
+        unsafeBitCast(_llama_tokenize, to: llama_tokenize_fn.self)(vocab, text, text_len, tokens, n_tokens_max, add_special, parse_special)
     }
 
     /// The corresponding C function is `llama_token_to_piece` (include/llama.h:1287, libllama).
-    @inlinable
     public func llama_token_to_piece(_ vocab: OpaquePointer?, _ token: llama_token, _ buf: UnsafeMutablePointer<CChar>?, _ length: Int32, _ lstrip: Int32, _ special: Bool) -> Int32 {
-        _llama_token_to_piece(vocab, token, buf, length, lstrip, special)
+        unsafeBitCast(_llama_token_to_piece, to: llama_token_to_piece_fn.self)(vocab, token, buf, length, lstrip, special)
     }
 
     /// The corresponding C function is `llama_detokenize` (include/llama.h:1301, libllama).
-    @inlinable
     public func llama_detokenize(_ vocab: OpaquePointer?, _ tokens: UnsafePointer<llama_token>?, _ n_tokens: Int32, _ text: UnsafeMutablePointer<CChar>?, _ text_len_max: Int32, _ remove_special: Bool, _ unparse_special: Bool) -> Int32 {
-        _llama_detokenize(vocab, tokens, n_tokens, text, text_len_max, remove_special, unparse_special)
+        unsafeBitCast(_llama_detokenize, to: llama_detokenize_fn.self)(vocab, tokens, n_tokens, text, text_len_max, remove_special, unparse_special)
     }
 
     /// The corresponding C function is `llama_chat_apply_template` (include/llama.h:1324, libllama).
-    @inlinable
     public func llama_chat_apply_template(_ tmpl: UnsafePointer<CChar>?, _ chat: UnsafePointer<llama_chat_message>?, _ n_msg: Int, _ add_ass: Bool, _ buf: UnsafeMutablePointer<CChar>?, _ length: Int32) -> Int32 {
-        _llama_chat_apply_template(tmpl, chat, n_msg, add_ass, buf, length)
+        unsafeBitCast(_llama_chat_apply_template, to: llama_chat_apply_template_fn.self)(tmpl, chat, n_msg, add_ass, buf, length)
     }
 
     /// The corresponding C function is `llama_chat_builtin_templates` (include/llama.h:1333, libllama).
-    @inlinable
     public func llama_chat_builtin_templates(_ output: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ len: Int) -> Int32 {
-        _llama_chat_builtin_templates(output, len)
+        unsafeBitCast(_llama_chat_builtin_templates, to: llama_chat_builtin_templates_fn.self)(output, len)
     }
 
     /// The corresponding C function is `llama_set_sampler` (include/llama.h:1432, libllama).
-    @inlinable
     public func llama_set_sampler(_ ctx: OpaquePointer?, _ seq_id: llama_seq_id, _ smpl: UnsafeMutablePointer<llama_sampler>?) -> Bool {
-        _llama_set_sampler(ctx, seq_id, smpl)
+        unsafeBitCast(_llama_set_sampler, to: llama_set_sampler_fn.self)(ctx, seq_id, smpl)
     }
 
     /// The corresponding C function is `llama_sampler_init` (include/llama.h:1435, libllama).
-    @inlinable
     public func llama_sampler_init(_ iface: UnsafeMutablePointer<llama_sampler_i>?, _ ctx: llama_sampler_context_t?) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init(iface, ctx)
+        unsafeBitCast(_llama_sampler_init, to: llama_sampler_init_fn.self)(iface, ctx)
     }
 
     /// The corresponding C function is `llama_sampler_name` (include/llama.h:1436, libllama).
-    @inlinable
     public func llama_sampler_name(_ smpl: UnsafePointer<llama_sampler>?) -> UnsafePointer<CChar>? {
-        _llama_sampler_name(smpl)
+        unsafeBitCast(_llama_sampler_name, to: llama_sampler_name_fn.self)(smpl)
     }
 
     /// The corresponding C function is `llama_sampler_accept` (include/llama.h:1437, libllama).
-    @inlinable
     public func llama_sampler_accept(_ smpl: UnsafeMutablePointer<llama_sampler>?, _ token: llama_token) {
-        _llama_sampler_accept(smpl, token)
+        unsafeBitCast(_llama_sampler_accept, to: llama_sampler_accept_fn.self)(smpl, token)
     }
 
     /// The corresponding C function is `llama_sampler_apply` (include/llama.h:1438, libllama).
-    @inlinable
     public func llama_sampler_apply(_ smpl: UnsafeMutablePointer<llama_sampler>?, _ cur_p: UnsafeMutablePointer<llama_token_data_array>?) {
-        _llama_sampler_apply(smpl, cur_p)
+        unsafeBitCast(_llama_sampler_apply, to: llama_sampler_apply_fn.self)(smpl, cur_p)
     }
 
     /// The corresponding C function is `llama_sampler_reset` (include/llama.h:1439, libllama).
-    @inlinable
     public func llama_sampler_reset(_ smpl: UnsafeMutablePointer<llama_sampler>?) {
-        _llama_sampler_reset(smpl)
+        unsafeBitCast(_llama_sampler_reset, to: llama_sampler_reset_fn.self)(smpl)
     }
 
     /// The corresponding C function is `llama_sampler_clone` (include/llama.h:1440, libllama).
-    @inlinable
     public func llama_sampler_clone(_ smpl: UnsafePointer<llama_sampler>?) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_clone(smpl)
+        unsafeBitCast(_llama_sampler_clone, to: llama_sampler_clone_fn.self)(smpl)
     }
 
     /// The corresponding C function is `llama_sampler_copy` (include/llama.h:1441, libllama).
-    @inlinable
     public func llama_sampler_copy(_ src: UnsafePointer<llama_sampler>?, _ dst: UnsafeMutablePointer<llama_sampler>?) {
-        _llama_sampler_copy(src, dst)
+        unsafeBitCast(_llama_sampler_copy, to: llama_sampler_copy_fn.self)(src, dst)
     }
 
     /// The corresponding C function is `llama_sampler_free` (include/llama.h:1443, libllama).
-    @inlinable
     public func llama_sampler_free(_ smpl: UnsafeMutablePointer<llama_sampler>?) {
-        _llama_sampler_free(smpl)
+        unsafeBitCast(_llama_sampler_free, to: llama_sampler_free_fn.self)(smpl)
     }
 
     /// The corresponding C function is `llama_sampler_chain_init` (include/llama.h:1448, libllama).
-    @inlinable
     public func llama_sampler_chain_init(_ params: llama_sampler_chain_params) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_chain_init(params)
+        unsafeBitCast(_llama_sampler_chain_init, to: llama_sampler_chain_init_fn.self)(params)
     }
 
     /// The corresponding C function is `llama_sampler_chain_add` (include/llama.h:1451, libllama).
-    @inlinable
     public func llama_sampler_chain_add(_ chain: UnsafeMutablePointer<llama_sampler>?, _ smpl: UnsafeMutablePointer<llama_sampler>?) {
-        _llama_sampler_chain_add(chain, smpl)
+        unsafeBitCast(_llama_sampler_chain_add, to: llama_sampler_chain_add_fn.self)(chain, smpl)
     }
 
     /// The corresponding C function is `llama_sampler_chain_get` (include/llama.h:1458, libllama).
-    @inlinable
     public func llama_sampler_chain_get(_ chain: UnsafeMutablePointer<llama_sampler>?, _ i: Int32) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_chain_get(chain, i)
+        unsafeBitCast(_llama_sampler_chain_get, to: llama_sampler_chain_get_fn.self)(chain, i)
     }
 
     /// The corresponding C function is `llama_sampler_chain_n` (include/llama.h:1461, libllama).
-    @inlinable
     public func llama_sampler_chain_n(_ chain: UnsafePointer<llama_sampler>?) -> Int32 {
-        _llama_sampler_chain_n(chain)
+        unsafeBitCast(_llama_sampler_chain_n, to: llama_sampler_chain_n_fn.self)(chain)
     }
 
     /// The corresponding C function is `llama_sampler_chain_remove` (include/llama.h:1464, libllama).
-    @inlinable
     public func llama_sampler_chain_remove(_ chain: UnsafeMutablePointer<llama_sampler>?, _ i: Int32) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_chain_remove(chain, i)
+        unsafeBitCast(_llama_sampler_chain_remove, to: llama_sampler_chain_remove_fn.self)(chain, i)
     }
 
     /// The corresponding C function is `llama_sampler_init_greedy` (include/llama.h:1468, libllama).
-    @inlinable
     public func llama_sampler_init_greedy() -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_greedy()
+        unsafeBitCast(_llama_sampler_init_greedy, to: llama_sampler_init_greedy_fn.self)()
     }
 
     /// The corresponding C function is `llama_sampler_init_dist` (include/llama.h:1471, libllama).
-    @inlinable
     public func llama_sampler_init_dist(_ seed: UInt32) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_dist(seed)
+        unsafeBitCast(_llama_sampler_init_dist, to: llama_sampler_init_dist_fn.self)(seed)
     }
 
     /// The corresponding C function is `llama_sampler_init_top_k` (include/llama.h:1475, libllama).
-    @inlinable
     public func llama_sampler_init_top_k(_ k: Int32) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_top_k(k)
+        unsafeBitCast(_llama_sampler_init_top_k, to: llama_sampler_init_top_k_fn.self)(k)
     }
 
     /// The corresponding C function is `llama_sampler_init_top_p` (include/llama.h:1478, libllama).
-    @inlinable
     public func llama_sampler_init_top_p(_ p: CFloat, _ min_keep: Int) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_top_p(p, min_keep)
+        unsafeBitCast(_llama_sampler_init_top_p, to: llama_sampler_init_top_p_fn.self)(p, min_keep)
     }
 
     /// The corresponding C function is `llama_sampler_init_min_p` (include/llama.h:1481, libllama).
-    @inlinable
     public func llama_sampler_init_min_p(_ p: CFloat, _ min_keep: Int) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_min_p(p, min_keep)
+        unsafeBitCast(_llama_sampler_init_min_p, to: llama_sampler_init_min_p_fn.self)(p, min_keep)
     }
 
     /// The corresponding C function is `llama_sampler_init_typical` (include/llama.h:1484, libllama).
-    @inlinable
     public func llama_sampler_init_typical(_ p: CFloat, _ min_keep: Int) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_typical(p, min_keep)
+        unsafeBitCast(_llama_sampler_init_typical, to: llama_sampler_init_typical_fn.self)(p, min_keep)
     }
 
     /// The corresponding C function is `llama_sampler_init_temp` (include/llama.h:1487, libllama).
-    @inlinable
     public func llama_sampler_init_temp(_ t: CFloat) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_temp(t)
+        unsafeBitCast(_llama_sampler_init_temp, to: llama_sampler_init_temp_fn.self)(t)
     }
 
     /// The corresponding C function is `llama_sampler_init_temp_ext` (include/llama.h:1490, libllama).
-    @inlinable
     public func llama_sampler_init_temp_ext(_ t: CFloat, _ delta: CFloat, _ exponent: CFloat) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_temp_ext(t, delta, exponent)
+        unsafeBitCast(_llama_sampler_init_temp_ext, to: llama_sampler_init_temp_ext_fn.self)(t, delta, exponent)
     }
 
     /// The corresponding C function is `llama_sampler_init_xtc` (include/llama.h:1493, libllama).
-    @inlinable
     public func llama_sampler_init_xtc(_ p: CFloat, _ t: CFloat, _ min_keep: Int, _ seed: UInt32) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_xtc(p, t, min_keep, seed)
+        unsafeBitCast(_llama_sampler_init_xtc, to: llama_sampler_init_xtc_fn.self)(p, t, min_keep, seed)
     }
 
     /// The corresponding C function is `llama_sampler_init_top_n_sigma` (include/llama.h:1496, libllama).
-    @inlinable
     public func llama_sampler_init_top_n_sigma(_ n: CFloat) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_top_n_sigma(n)
+        unsafeBitCast(_llama_sampler_init_top_n_sigma, to: llama_sampler_init_top_n_sigma_fn.self)(n)
     }
 
     /// The corresponding C function is `llama_sampler_init_mirostat` (include/llama.h:1504, libllama).
-    @inlinable
     public func llama_sampler_init_mirostat(_ n_vocab: Int32, _ seed: UInt32, _ tau: CFloat, _ eta: CFloat, _ m: Int32) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_mirostat(n_vocab, seed, tau, eta, m)
+        unsafeBitCast(_llama_sampler_init_mirostat, to: llama_sampler_init_mirostat_fn.self)(n_vocab, seed, tau, eta, m)
     }
 
     /// The corresponding C function is `llama_sampler_init_mirostat_v2` (include/llama.h:1516, libllama).
-    @inlinable
     public func llama_sampler_init_mirostat_v2(_ seed: UInt32, _ tau: CFloat, _ eta: CFloat) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_mirostat_v2(seed, tau, eta)
+        unsafeBitCast(_llama_sampler_init_mirostat_v2, to: llama_sampler_init_mirostat_v2_fn.self)(seed, tau, eta)
     }
 
     /// The corresponding C function is `llama_sampler_init_grammar` (include/llama.h:1525, libllama).
-    @inlinable
     public func llama_sampler_init_grammar(_ vocab: OpaquePointer?, _ grammar_str: UnsafePointer<CChar>?, _ grammar_root: UnsafePointer<CChar>?) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_grammar(vocab, grammar_str, grammar_root)
+        unsafeBitCast(_llama_sampler_init_grammar, to: llama_sampler_init_grammar_fn.self)(vocab, grammar_str, grammar_root)
     }
 
     /// The corresponding C function is `llama_sampler_init_grammar_lazy` (include/llama.h:1530, libllama).
     @available(*, deprecated, message: "use llama_sampler_init_grammar_lazy_patterns instead")
-    @inlinable
     public func llama_sampler_init_grammar_lazy(_ vocab: OpaquePointer?, _ grammar_str: UnsafePointer<CChar>?, _ grammar_root: UnsafePointer<CChar>?, _ trigger_words: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ num_trigger_words: Int, _ trigger_tokens: UnsafePointer<llama_token>?, _ num_trigger_tokens: Int) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_grammar_lazy(vocab, grammar_str, grammar_root, trigger_words, num_trigger_words, trigger_tokens, num_trigger_tokens)
+        unsafeBitCast(_llama_sampler_init_grammar_lazy, to: llama_sampler_init_grammar_lazy_fn.self)(vocab, grammar_str, grammar_root, trigger_words, num_trigger_words, trigger_tokens, num_trigger_tokens)
     }
 
     /// The corresponding C function is `llama_sampler_init_grammar_lazy_patterns` (include/llama.h:1544, libllama).
-    @inlinable
     public func llama_sampler_init_grammar_lazy_patterns(_ vocab: OpaquePointer?, _ grammar_str: UnsafePointer<CChar>?, _ grammar_root: UnsafePointer<CChar>?, _ trigger_patterns: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ num_trigger_patterns: Int, _ trigger_tokens: UnsafePointer<llama_token>?, _ num_trigger_tokens: Int) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_grammar_lazy_patterns(vocab, grammar_str, grammar_root, trigger_patterns, num_trigger_patterns, trigger_tokens, num_trigger_tokens)
+        unsafeBitCast(_llama_sampler_init_grammar_lazy_patterns, to: llama_sampler_init_grammar_lazy_patterns_fn.self)(vocab, grammar_str, grammar_root, trigger_patterns, num_trigger_patterns, trigger_tokens, num_trigger_tokens)
     }
 
     /// The corresponding C function is `llama_sampler_init_penalties` (include/llama.h:1555, libllama).
-    @inlinable
     public func llama_sampler_init_penalties(_ n_vocab: Int32, _ penalty_last_n: Int32, _ penalty_repeat: CFloat, _ penalty_freq: CFloat, _ penalty_present: CFloat) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_penalties(n_vocab, penalty_last_n, penalty_repeat, penalty_freq, penalty_present)
+        unsafeBitCast(_llama_sampler_init_penalties, to: llama_sampler_init_penalties_fn.self)(n_vocab, penalty_last_n, penalty_repeat, penalty_freq, penalty_present)
     }
 
     /// The corresponding C function is `llama_sampler_init_dry` (include/llama.h:1563, libllama).
-    @inlinable
     public func llama_sampler_init_dry(_ vocab: OpaquePointer?, _ dry_multiplier: CFloat, _ dry_base: CFloat, _ dry_allowed_length: Int32, _ dry_penalty_last_n: Int32, _ seq_breakers: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ num_breakers: Int) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_dry(vocab, dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, seq_breakers, num_breakers)
+        unsafeBitCast(_llama_sampler_init_dry, to: llama_sampler_init_dry_fn.self)(vocab, dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, seq_breakers, num_breakers)
     }
 
     /// The corresponding C function is `llama_sampler_init_adaptive_p` (include/llama.h:1594, libllama).
-    @inlinable
     public func llama_sampler_init_adaptive_p(_ target: CFloat, _ decay: CFloat, _ seed: UInt32) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_adaptive_p(target, decay, seed)
+        unsafeBitCast(_llama_sampler_init_adaptive_p, to: llama_sampler_init_adaptive_p_fn.self)(target, decay, seed)
     }
 
     /// The corresponding C function is `llama_sampler_init_logit_bias` (include/llama.h:1599, libllama).
-    @inlinable
     public func llama_sampler_init_logit_bias(_ n_vocab: Int32, _ n_logit_bias: Int32, _ logit_bias: UnsafePointer<llama_logit_bias>?) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_logit_bias(n_vocab, n_logit_bias, logit_bias)
+        unsafeBitCast(_llama_sampler_init_logit_bias, to: llama_sampler_init_logit_bias_fn.self)(n_vocab, n_logit_bias, logit_bias)
     }
 
     /// The corresponding C function is `llama_sampler_init_infill` (include/llama.h:1625, libllama).
-    @inlinable
     public func llama_sampler_init_infill(_ vocab: OpaquePointer?) -> UnsafeMutablePointer<llama_sampler>? {
-        _llama_sampler_init_infill(vocab)
+        unsafeBitCast(_llama_sampler_init_infill, to: llama_sampler_init_infill_fn.self)(vocab)
     }
 
     /// The corresponding C function is `llama_sampler_get_seed` (include/llama.h:1628, libllama).
-    @inlinable
     public func llama_sampler_get_seed(_ smpl: UnsafePointer<llama_sampler>?) -> UInt32 {
-        _llama_sampler_get_seed(smpl)
+        unsafeBitCast(_llama_sampler_get_seed, to: llama_sampler_get_seed_fn.self)(smpl)
     }
 
     /// The corresponding C function is `llama_sampler_sample` (include/llama.h:1641, libllama).
-    @inlinable
     public func llama_sampler_sample(_ smpl: UnsafeMutablePointer<llama_sampler>?, _ ctx: OpaquePointer?, _ idx: Int32) -> llama_token {
-        _llama_sampler_sample(smpl, ctx, idx)
+        unsafeBitCast(_llama_sampler_sample, to: llama_sampler_sample_fn.self)(smpl, ctx, idx)
     }
 
     /// The corresponding C function is `llama_split_path` (include/llama.h:1653, libllama).
-    @inlinable
     public func llama_split_path(_ split_path: UnsafeMutablePointer<CChar>?, _ maxlen: Int, _ path_prefix: UnsafePointer<CChar>?, _ split_no: Int32, _ split_count: Int32) -> Int32 {
-        _llama_split_path(split_path, maxlen, path_prefix, split_no, split_count)
+        unsafeBitCast(_llama_split_path, to: llama_split_path_fn.self)(split_path, maxlen, path_prefix, split_no, split_count)
     }
 
     /// The corresponding C function is `llama_split_prefix` (include/llama.h:1658, libllama).
-    @inlinable
     public func llama_split_prefix(_ split_prefix: UnsafeMutablePointer<CChar>?, _ maxlen: Int, _ split_path: UnsafePointer<CChar>?, _ split_no: Int32, _ split_count: Int32) -> Int32 {
-        _llama_split_prefix(split_prefix, maxlen, split_path, split_no, split_count)
+        unsafeBitCast(_llama_split_prefix, to: llama_split_prefix_fn.self)(split_prefix, maxlen, split_path, split_no, split_count)
     }
 
     /// The corresponding C function is `llama_print_system_info` (include/llama.h:1661, libllama).
-    @inlinable
     public func llama_print_system_info() -> UnsafePointer<CChar>? {
-        _llama_print_system_info()
+        unsafeBitCast(_llama_print_system_info, to: llama_print_system_info_fn.self)()
     }
 
     /// The corresponding C function is `llama_log_get` (include/llama.h:1666, libllama).
-    @inlinable
     public func llama_log_get(_ log_callback: UnsafeMutablePointer<ggml_log_callback?>?, _ user_data: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) {
-        _llama_log_get(log_callback, user_data)
+        unsafeBitCast(_llama_log_get, to: llama_log_get_fn.self)(log_callback, user_data)
     }
 
     /// The corresponding C function is `llama_log_set` (include/llama.h:1667, libllama).
-    @inlinable
     public func llama_log_set(_ log_callback: ggml_log_callback?, _ user_data: UnsafeMutableRawPointer?) {
-        _llama_log_set(log_callback, user_data)
+        unsafeBitCast(_llama_log_set, to: llama_log_set_fn.self)(log_callback, user_data)
     }
 
     /// The corresponding C function is `llama_perf_context` (include/llama.h:1693, libllama).
-    @inlinable
     public func llama_perf_context(_ ctx: OpaquePointer?) -> llama_perf_context_data {
-        _llama_perf_context(ctx)
+        unsafeBitCast(_llama_perf_context, to: llama_perf_context_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_perf_context_print` (include/llama.h:1694, libllama).
-    @inlinable
     public func llama_perf_context_print(_ ctx: OpaquePointer?) {
-        _llama_perf_context_print(ctx)
+        unsafeBitCast(_llama_perf_context_print, to: llama_perf_context_print_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_perf_context_reset` (include/llama.h:1695, libllama).
-    @inlinable
     public func llama_perf_context_reset(_ ctx: OpaquePointer?) {
-        _llama_perf_context_reset(ctx)
+        unsafeBitCast(_llama_perf_context_reset, to: llama_perf_context_reset_fn.self)(ctx)
     }
 
     /// The corresponding C function is `llama_perf_sampler` (include/llama.h:1698, libllama).
-    @inlinable
     public func llama_perf_sampler(_ chain: UnsafePointer<llama_sampler>?) -> llama_perf_sampler_data {
-        _llama_perf_sampler(chain)
+        unsafeBitCast(_llama_perf_sampler, to: llama_perf_sampler_fn.self)(chain)
     }
 
     /// The corresponding C function is `llama_perf_sampler_print` (include/llama.h:1699, libllama).
-    @inlinable
     public func llama_perf_sampler_print(_ chain: UnsafePointer<llama_sampler>?) {
-        _llama_perf_sampler_print(chain)
+        unsafeBitCast(_llama_perf_sampler_print, to: llama_perf_sampler_print_fn.self)(chain)
     }
 
     /// The corresponding C function is `llama_perf_sampler_reset` (include/llama.h:1700, libllama).
-    @inlinable
     public func llama_perf_sampler_reset(_ chain: UnsafeMutablePointer<llama_sampler>?) {
-        _llama_perf_sampler_reset(chain)
+        unsafeBitCast(_llama_perf_sampler_reset, to: llama_perf_sampler_reset_fn.self)(chain)
     }
 
     /// The corresponding C function is `llama_opt_param_filter_all` (include/llama.h:1710, libllama).
-    @inlinable
     public func llama_opt_param_filter_all(_ tensor: UnsafePointer<ggml_tensor>?, _ userdata: UnsafeMutableRawPointer?) -> Bool {
-        _llama_opt_param_filter_all(tensor, userdata)
+        unsafeBitCast(_llama_opt_param_filter_all, to: llama_opt_param_filter_all_fn.self)(tensor, userdata)
     }
 
     /// The corresponding C function is `llama_opt_init` (include/llama.h:1724, libllama).
-    @inlinable
     public func llama_opt_init(_ lctx: OpaquePointer?, _ model: OpaquePointer?, _ lopt_params: llama_opt_params) {
-        _llama_opt_init(lctx, model, lopt_params)
+        unsafeBitCast(_llama_opt_init, to: llama_opt_init_fn.self)(lctx, model, lopt_params)
     }
 
     /// The corresponding C function is `llama_opt_epoch` (include/llama.h:1726, libllama).
-    @inlinable
     public func llama_opt_epoch(_ lctx: OpaquePointer?, _ dataset: ggml_opt_dataset_t?, _ result_train: ggml_opt_result_t?, _ result_eval: ggml_opt_result_t?, _ idata_split: Int64, _ callback_train: ggml_opt_epoch_callback?, _ callback_eval: ggml_opt_epoch_callback?) {
-        _llama_opt_epoch(lctx, dataset, result_train, result_eval, idata_split, callback_train, callback_eval)
+        unsafeBitCast(_llama_opt_epoch, to: llama_opt_epoch_fn.self)(lctx, dataset, result_train, result_eval, idata_split, callback_train, callback_eval)
     }
 
     /// The corresponding C function is `mtmd_default_marker` (tools/mtmd/mtmd.h:127, libmtmd).
-    @inlinable
     public func mtmd_default_marker() throws(LlamaSymbolError) -> UnsafePointer<CChar>? {
-        guard let function = _mtmd_default_marker else {
+        guard let pointer = _mtmd_default_marker else {
             throw .unavailable(name: "mtmd_default_marker", library: .mtmd)
         }
-        return function()
+        return unsafeBitCast(pointer, to: mtmd_default_marker_fn.self)()
     }
 
     /// The corresponding C function is `mtmd_context_params_default` (tools/mtmd/mtmd.h:129, libmtmd).
-    @inlinable
     public func mtmd_context_params_default() throws(LlamaSymbolError) -> mtmd_context_params {
-        guard let function = _mtmd_context_params_default else {
+        guard let pointer = _mtmd_context_params_default else {
             throw .unavailable(name: "mtmd_context_params_default", library: .mtmd)
         }
-        return function()
+        return unsafeBitCast(pointer, to: mtmd_context_params_default_fn.self)()
     }
 
     /// The corresponding C function is `mtmd_init_from_file` (tools/mtmd/mtmd.h:133, libmtmd).
-    @inlinable
     public func mtmd_init_from_file(_ mmproj_fname: UnsafePointer<CChar>?, _ text_model: OpaquePointer?, _ ctx_params: mtmd_context_params) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_init_from_file else {
+        guard let pointer = _mtmd_init_from_file else {
             throw .unavailable(name: "mtmd_init_from_file", library: .mtmd)
         }
-        return function(mmproj_fname, text_model, ctx_params)
+        return unsafeBitCast(pointer, to: mtmd_init_from_file_fn.self)(mmproj_fname, text_model, ctx_params)
     }
 
     /// The corresponding C function is `mtmd_free` (tools/mtmd/mtmd.h:137, libmtmd).
-    @inlinable
     public func mtmd_free(_ ctx: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_free else {
+        guard let pointer = _mtmd_free else {
             throw .unavailable(name: "mtmd_free", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_free_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_decode_use_non_causal` (tools/mtmd/mtmd.h:141, libmtmd).
-    @inlinable
     public func mtmd_decode_use_non_causal(_ ctx: OpaquePointer?, _ chunk: OpaquePointer?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _mtmd_decode_use_non_causal else {
+        guard let pointer = _mtmd_decode_use_non_causal else {
             throw .unavailable(name: "mtmd_decode_use_non_causal", library: .mtmd)
         }
-        return function(ctx, chunk)
+        return unsafeBitCast(pointer, to: mtmd_decode_use_non_causal_fn.self)(ctx, chunk)
     }
 
     /// The corresponding C function is `mtmd_decode_use_mrope` (tools/mtmd/mtmd.h:144, libmtmd).
-    @inlinable
     public func mtmd_decode_use_mrope(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _mtmd_decode_use_mrope else {
+        guard let pointer = _mtmd_decode_use_mrope else {
             throw .unavailable(name: "mtmd_decode_use_mrope", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_decode_use_mrope_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_support_vision` (tools/mtmd/mtmd.h:147, libmtmd).
-    @inlinable
     public func mtmd_support_vision(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _mtmd_support_vision else {
+        guard let pointer = _mtmd_support_vision else {
             throw .unavailable(name: "mtmd_support_vision", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_support_vision_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_support_audio` (tools/mtmd/mtmd.h:150, libmtmd).
-    @inlinable
     public func mtmd_support_audio(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _mtmd_support_audio else {
+        guard let pointer = _mtmd_support_audio else {
             throw .unavailable(name: "mtmd_support_audio", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_support_audio_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_get_audio_sample_rate` (tools/mtmd/mtmd.h:154, libmtmd).
-    @inlinable
     public func mtmd_get_audio_sample_rate(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> CInt {
-        guard let function = _mtmd_get_audio_sample_rate else {
+        guard let pointer = _mtmd_get_audio_sample_rate else {
             throw .unavailable(name: "mtmd_get_audio_sample_rate", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_get_audio_sample_rate_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_get_marker` (tools/mtmd/mtmd.h:157, libmtmd).
-    @inlinable
     public func mtmd_get_marker(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> UnsafePointer<CChar>? {
-        guard let function = _mtmd_get_marker else {
+        guard let pointer = _mtmd_get_marker else {
             throw .unavailable(name: "mtmd_get_marker", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_get_marker_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_bitmap_init` (tools/mtmd/mtmd.h:175, libmtmd).
-    @inlinable
     public func mtmd_bitmap_init(_ nx: UInt32, _ ny: UInt32, _ data: UnsafePointer<CUnsignedChar>?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_bitmap_init else {
+        guard let pointer = _mtmd_bitmap_init else {
             throw .unavailable(name: "mtmd_bitmap_init", library: .mtmd)
         }
-        return function(nx, ny, data)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_init_fn.self)(nx, ny, data)
     }
 
     /// The corresponding C function is `mtmd_bitmap_init_from_audio` (tools/mtmd/mtmd.h:176, libmtmd).
-    @inlinable
     public func mtmd_bitmap_init_from_audio(_ n_samples: Int, _ data: UnsafePointer<CFloat>?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_bitmap_init_from_audio else {
+        guard let pointer = _mtmd_bitmap_init_from_audio else {
             throw .unavailable(name: "mtmd_bitmap_init_from_audio", library: .mtmd)
         }
-        return function(n_samples, data)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_init_from_audio_fn.self)(n_samples, data)
     }
 
     /// The corresponding C function is `mtmd_bitmap_get_nx` (tools/mtmd/mtmd.h:177, libmtmd).
-    @inlinable
     public func mtmd_bitmap_get_nx(_ bitmap: OpaquePointer?) throws(LlamaSymbolError) -> UInt32 {
-        guard let function = _mtmd_bitmap_get_nx else {
+        guard let pointer = _mtmd_bitmap_get_nx else {
             throw .unavailable(name: "mtmd_bitmap_get_nx", library: .mtmd)
         }
-        return function(bitmap)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_get_nx_fn.self)(bitmap)
     }
 
     /// The corresponding C function is `mtmd_bitmap_get_ny` (tools/mtmd/mtmd.h:178, libmtmd).
-    @inlinable
     public func mtmd_bitmap_get_ny(_ bitmap: OpaquePointer?) throws(LlamaSymbolError) -> UInt32 {
-        guard let function = _mtmd_bitmap_get_ny else {
+        guard let pointer = _mtmd_bitmap_get_ny else {
             throw .unavailable(name: "mtmd_bitmap_get_ny", library: .mtmd)
         }
-        return function(bitmap)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_get_ny_fn.self)(bitmap)
     }
 
     /// The corresponding C function is `mtmd_bitmap_get_data` (tools/mtmd/mtmd.h:179, libmtmd).
-    @inlinable
     public func mtmd_bitmap_get_data(_ bitmap: OpaquePointer?) throws(LlamaSymbolError) -> UnsafePointer<CUnsignedChar>? {
-        guard let function = _mtmd_bitmap_get_data else {
+        guard let pointer = _mtmd_bitmap_get_data else {
             throw .unavailable(name: "mtmd_bitmap_get_data", library: .mtmd)
         }
-        return function(bitmap)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_get_data_fn.self)(bitmap)
     }
 
     /// The corresponding C function is `mtmd_bitmap_get_n_bytes` (tools/mtmd/mtmd.h:180, libmtmd).
-    @inlinable
     public func mtmd_bitmap_get_n_bytes(_ bitmap: OpaquePointer?) throws(LlamaSymbolError) -> Int {
-        guard let function = _mtmd_bitmap_get_n_bytes else {
+        guard let pointer = _mtmd_bitmap_get_n_bytes else {
             throw .unavailable(name: "mtmd_bitmap_get_n_bytes", library: .mtmd)
         }
-        return function(bitmap)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_get_n_bytes_fn.self)(bitmap)
     }
 
     /// The corresponding C function is `mtmd_bitmap_is_audio` (tools/mtmd/mtmd.h:181, libmtmd).
-    @inlinable
     public func mtmd_bitmap_is_audio(_ bitmap: OpaquePointer?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _mtmd_bitmap_is_audio else {
+        guard let pointer = _mtmd_bitmap_is_audio else {
             throw .unavailable(name: "mtmd_bitmap_is_audio", library: .mtmd)
         }
-        return function(bitmap)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_is_audio_fn.self)(bitmap)
     }
 
     /// The corresponding C function is `mtmd_bitmap_free` (tools/mtmd/mtmd.h:182, libmtmd).
-    @inlinable
     public func mtmd_bitmap_free(_ bitmap: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_bitmap_free else {
+        guard let pointer = _mtmd_bitmap_free else {
             throw .unavailable(name: "mtmd_bitmap_free", library: .mtmd)
         }
-        return function(bitmap)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_free_fn.self)(bitmap)
     }
 
     /// The corresponding C function is `mtmd_bitmap_get_id` (tools/mtmd/mtmd.h:185, libmtmd).
-    @inlinable
     public func mtmd_bitmap_get_id(_ bitmap: OpaquePointer?) throws(LlamaSymbolError) -> UnsafePointer<CChar>? {
-        guard let function = _mtmd_bitmap_get_id else {
+        guard let pointer = _mtmd_bitmap_get_id else {
             throw .unavailable(name: "mtmd_bitmap_get_id", library: .mtmd)
         }
-        return function(bitmap)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_get_id_fn.self)(bitmap)
     }
 
     /// The corresponding C function is `mtmd_bitmap_set_id` (tools/mtmd/mtmd.h:186, libmtmd).
-    @inlinable
     public func mtmd_bitmap_set_id(_ bitmap: OpaquePointer?, _ id: UnsafePointer<CChar>?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_bitmap_set_id else {
+        guard let pointer = _mtmd_bitmap_set_id else {
             throw .unavailable(name: "mtmd_bitmap_set_id", library: .mtmd)
         }
-        return function(bitmap, id)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_set_id_fn.self)(bitmap, id)
     }
 
     /// The corresponding C function is `mtmd_bitmap_set_mergeable` (tools/mtmd/mtmd.h:188, libmtmd).
-    @inlinable
     public func mtmd_bitmap_set_mergeable(_ bitmap: OpaquePointer?, _ mergeable: Bool) throws(LlamaSymbolError) {
-        guard let function = _mtmd_bitmap_set_mergeable else {
+        guard let pointer = _mtmd_bitmap_set_mergeable else {
             throw .unavailable(name: "mtmd_bitmap_set_mergeable", library: .mtmd)
         }
-        return function(bitmap, mergeable)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_set_mergeable_fn.self)(bitmap, mergeable)
     }
 
     /// The corresponding C function is `mtmd_bitmap_init_lazy` (tools/mtmd/mtmd.h:214, libmtmd).
-    @inlinable
     public func mtmd_bitmap_init_lazy(_ ctx: OpaquePointer?, _ id: UnsafePointer<CChar>?, _ user_data: UnsafeMutableRawPointer?, _ callback: mtmd_bitmap_lazy_callback?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_bitmap_init_lazy else {
+        guard let pointer = _mtmd_bitmap_init_lazy else {
             throw .unavailable(name: "mtmd_bitmap_init_lazy", library: .mtmd)
         }
-        return function(ctx, id, user_data, callback)
+        return unsafeBitCast(pointer, to: mtmd_bitmap_init_lazy_fn.self)(ctx, id, user_data, callback)
     }
 
     /// The corresponding C function is `mtmd_input_chunks_init` (tools/mtmd/mtmd.h:223, libmtmd).
-    @inlinable
     public func mtmd_input_chunks_init() throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_input_chunks_init else {
+        guard let pointer = _mtmd_input_chunks_init else {
             throw .unavailable(name: "mtmd_input_chunks_init", library: .mtmd)
         }
-        return function()
+        return unsafeBitCast(pointer, to: mtmd_input_chunks_init_fn.self)()
     }
 
     /// The corresponding C function is `mtmd_input_chunks_size` (tools/mtmd/mtmd.h:224, libmtmd).
-    @inlinable
     public func mtmd_input_chunks_size(_ chunks: OpaquePointer?) throws(LlamaSymbolError) -> Int {
-        guard let function = _mtmd_input_chunks_size else {
+        guard let pointer = _mtmd_input_chunks_size else {
             throw .unavailable(name: "mtmd_input_chunks_size", library: .mtmd)
         }
-        return function(chunks)
+        return unsafeBitCast(pointer, to: mtmd_input_chunks_size_fn.self)(chunks)
     }
 
     /// The corresponding C function is `mtmd_input_chunks_get` (tools/mtmd/mtmd.h:225, libmtmd).
-    @inlinable
     public func mtmd_input_chunks_get(_ chunks: OpaquePointer?, _ idx: Int) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_input_chunks_get else {
+        guard let pointer = _mtmd_input_chunks_get else {
             throw .unavailable(name: "mtmd_input_chunks_get", library: .mtmd)
         }
-        return function(chunks, idx)
+        return unsafeBitCast(pointer, to: mtmd_input_chunks_get_fn.self)(chunks, idx)
     }
 
     /// The corresponding C function is `mtmd_input_chunks_free` (tools/mtmd/mtmd.h:226, libmtmd).
-    @inlinable
     public func mtmd_input_chunks_free(_ chunks: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_input_chunks_free else {
+        guard let pointer = _mtmd_input_chunks_free else {
             throw .unavailable(name: "mtmd_input_chunks_free", library: .mtmd)
         }
-        return function(chunks)
+        return unsafeBitCast(pointer, to: mtmd_input_chunks_free_fn.self)(chunks)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_get_type` (tools/mtmd/mtmd.h:232, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_get_type(_ chunk: OpaquePointer?) throws(LlamaSymbolError) -> mtmd_input_chunk_type {
-        guard let function = _mtmd_input_chunk_get_type else {
+        guard let pointer = _mtmd_input_chunk_get_type else {
             throw .unavailable(name: "mtmd_input_chunk_get_type", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_get_type_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_get_tokens_text` (tools/mtmd/mtmd.h:233, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_get_tokens_text(_ chunk: OpaquePointer?, _ n_tokens_output: UnsafeMutablePointer<Int>?) throws(LlamaSymbolError) -> UnsafePointer<llama_token>? {
-        guard let function = _mtmd_input_chunk_get_tokens_text else {
+        guard let pointer = _mtmd_input_chunk_get_tokens_text else {
             throw .unavailable(name: "mtmd_input_chunk_get_tokens_text", library: .mtmd)
         }
-        return function(chunk, n_tokens_output)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_get_tokens_text_fn.self)(chunk, n_tokens_output)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_get_tokens_image` (tools/mtmd/mtmd.h:234, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_get_tokens_image(_ chunk: OpaquePointer?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_input_chunk_get_tokens_image else {
+        guard let pointer = _mtmd_input_chunk_get_tokens_image else {
             throw .unavailable(name: "mtmd_input_chunk_get_tokens_image", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_get_tokens_image_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_get_n_tokens` (tools/mtmd/mtmd.h:235, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_get_n_tokens(_ chunk: OpaquePointer?) throws(LlamaSymbolError) -> Int {
-        guard let function = _mtmd_input_chunk_get_n_tokens else {
+        guard let pointer = _mtmd_input_chunk_get_n_tokens else {
             throw .unavailable(name: "mtmd_input_chunk_get_n_tokens", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_get_n_tokens_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_get_id` (tools/mtmd/mtmd.h:237, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_get_id(_ chunk: OpaquePointer?) throws(LlamaSymbolError) -> UnsafePointer<CChar>? {
-        guard let function = _mtmd_input_chunk_get_id else {
+        guard let pointer = _mtmd_input_chunk_get_id else {
             throw .unavailable(name: "mtmd_input_chunk_get_id", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_get_id_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_get_n_pos` (tools/mtmd/mtmd.h:239, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_get_n_pos(_ chunk: OpaquePointer?) throws(LlamaSymbolError) -> llama_pos {
-        guard let function = _mtmd_input_chunk_get_n_pos else {
+        guard let pointer = _mtmd_input_chunk_get_n_pos else {
             throw .unavailable(name: "mtmd_input_chunk_get_n_pos", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_get_n_pos_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_copy` (tools/mtmd/mtmd.h:244, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_copy(_ chunk: OpaquePointer?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_input_chunk_copy else {
+        guard let pointer = _mtmd_input_chunk_copy else {
             throw .unavailable(name: "mtmd_input_chunk_copy", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_copy_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_free` (tools/mtmd/mtmd.h:245, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_free(_ chunk: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_input_chunk_free else {
+        guard let pointer = _mtmd_input_chunk_free else {
             throw .unavailable(name: "mtmd_input_chunk_free", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_free_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_get_placeholder` (tools/mtmd/mtmd.h:248, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_get_placeholder(_ chunk: OpaquePointer?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_input_chunk_get_placeholder else {
+        guard let pointer = _mtmd_input_chunk_get_placeholder else {
             throw .unavailable(name: "mtmd_input_chunk_get_placeholder", library: .mtmd)
         }
-        return function(chunk)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_get_placeholder_fn.self)(chunk)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_save` (tools/mtmd/mtmd.h:255, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_save(_ chunk: OpaquePointer?, _ out_buf: UnsafeMutablePointer<CChar>?, _ out_len: Int, _ expected_out_len: UnsafeMutablePointer<Int>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_input_chunk_save else {
+        guard let pointer = _mtmd_input_chunk_save else {
             throw .unavailable(name: "mtmd_input_chunk_save", library: .mtmd)
         }
-        return function(chunk, out_buf, out_len, expected_out_len)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_save_fn.self)(chunk, out_buf, out_len, expected_out_len)
     }
 
     /// The corresponding C function is `mtmd_input_chunk_load` (tools/mtmd/mtmd.h:257, libmtmd).
-    @inlinable
     public func mtmd_input_chunk_load(_ buf: UnsafePointer<CChar>?, _ len: Int) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_input_chunk_load else {
+        guard let pointer = _mtmd_input_chunk_load else {
             throw .unavailable(name: "mtmd_input_chunk_load", library: .mtmd)
         }
-        return function(buf, len)
+        return unsafeBitCast(pointer, to: mtmd_input_chunk_load_fn.self)(buf, len)
     }
 
     /// The corresponding C function is `mtmd_image_tokens_get_n_tokens` (tools/mtmd/mtmd.h:264, libmtmd).
-    @inlinable
     public func mtmd_image_tokens_get_n_tokens(_ image_tokens: OpaquePointer?) throws(LlamaSymbolError) -> Int {
-        guard let function = _mtmd_image_tokens_get_n_tokens else {
+        guard let pointer = _mtmd_image_tokens_get_n_tokens else {
             throw .unavailable(name: "mtmd_image_tokens_get_n_tokens", library: .mtmd)
         }
-        return function(image_tokens)
+        return unsafeBitCast(pointer, to: mtmd_image_tokens_get_n_tokens_fn.self)(image_tokens)
     }
 
     /// The corresponding C function is `mtmd_image_tokens_get_id` (tools/mtmd/mtmd.h:265, libmtmd).
-    @inlinable
     public func mtmd_image_tokens_get_id(_ image_tokens: OpaquePointer?) throws(LlamaSymbolError) -> UnsafePointer<CChar>? {
-        guard let function = _mtmd_image_tokens_get_id else {
+        guard let pointer = _mtmd_image_tokens_get_id else {
             throw .unavailable(name: "mtmd_image_tokens_get_id", library: .mtmd)
         }
-        return function(image_tokens)
+        return unsafeBitCast(pointer, to: mtmd_image_tokens_get_id_fn.self)(image_tokens)
     }
 
     /// The corresponding C function is `mtmd_image_tokens_get_n_pos` (tools/mtmd/mtmd.h:267, libmtmd).
-    @inlinable
     public func mtmd_image_tokens_get_n_pos(_ image_tokens: OpaquePointer?) throws(LlamaSymbolError) -> llama_pos {
-        guard let function = _mtmd_image_tokens_get_n_pos else {
+        guard let pointer = _mtmd_image_tokens_get_n_pos else {
             throw .unavailable(name: "mtmd_image_tokens_get_n_pos", library: .mtmd)
         }
-        return function(image_tokens)
+        return unsafeBitCast(pointer, to: mtmd_image_tokens_get_n_pos_fn.self)(image_tokens)
     }
 
     /// The corresponding C function is `mtmd_image_tokens_get_nx` (tools/mtmd/mtmd.h:269, libmtmd).
     @available(*, deprecated, message: "use mtmd_image_tokens_get_decoder_pos() instead")
-    @inlinable
     public func mtmd_image_tokens_get_nx(_ image_tokens: OpaquePointer?) throws(LlamaSymbolError) -> Int {
-        guard let function = _mtmd_image_tokens_get_nx else {
+        guard let pointer = _mtmd_image_tokens_get_nx else {
             throw .unavailable(name: "mtmd_image_tokens_get_nx", library: .mtmd)
         }
-        return function(image_tokens)
+        return unsafeBitCast(pointer, to: mtmd_image_tokens_get_nx_fn.self)(image_tokens)
     }
 
     /// The corresponding C function is `mtmd_image_tokens_get_ny` (tools/mtmd/mtmd.h:271, libmtmd).
     @available(*, deprecated, message: "use mtmd_image_tokens_get_decoder_pos() instead")
-    @inlinable
     public func mtmd_image_tokens_get_ny(_ image_tokens: OpaquePointer?) throws(LlamaSymbolError) -> Int {
-        guard let function = _mtmd_image_tokens_get_ny else {
+        guard let pointer = _mtmd_image_tokens_get_ny else {
             throw .unavailable(name: "mtmd_image_tokens_get_ny", library: .mtmd)
         }
-        return function(image_tokens)
+        return unsafeBitCast(pointer, to: mtmd_image_tokens_get_ny_fn.self)(image_tokens)
     }
 
     /// The corresponding C function is `mtmd_image_tokens_get_decoder_pos` (tools/mtmd/mtmd.h:284, libmtmd).
-    @inlinable
     public func mtmd_image_tokens_get_decoder_pos(_ image_tokens: OpaquePointer?, _ pos_0: llama_pos, _ i: Int) throws(LlamaSymbolError) -> mtmd_decoder_pos {
-        guard let function = _mtmd_image_tokens_get_decoder_pos else {
+        guard let pointer = _mtmd_image_tokens_get_decoder_pos else {
             throw .unavailable(name: "mtmd_image_tokens_get_decoder_pos", library: .mtmd)
         }
-        return function(image_tokens, pos_0, i)
+        return unsafeBitCast(pointer, to: mtmd_image_tokens_get_decoder_pos_fn.self)(image_tokens, pos_0, i)
     }
 
     /// The corresponding C function is `mtmd_tokenize` (tools/mtmd/mtmd.h:302, libmtmd).
-    @inlinable
     public func mtmd_tokenize(_ ctx: OpaquePointer?, _ output: OpaquePointer?, _ text: UnsafePointer<mtmd_input_text>?, _ bitmaps: UnsafePointer<OpaquePointer?>?, _ n_bitmaps: Int) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_tokenize else {
+        guard let pointer = _mtmd_tokenize else {
             throw .unavailable(name: "mtmd_tokenize", library: .mtmd)
         }
-        return function(ctx, output, text, bitmaps, n_bitmaps)
+        return unsafeBitCast(pointer, to: mtmd_tokenize_fn.self)(ctx, output, text, bitmaps, n_bitmaps)
     }
 
     /// The corresponding C function is `mtmd_tokenize_from_parts` (tools/mtmd/mtmd.h:314, libmtmd).
-    @inlinable
     public func mtmd_tokenize_from_parts(_ ctx: OpaquePointer?, _ output: OpaquePointer?, _ parts: UnsafePointer<UnsafePointer<mtmd_input_part>?>?, _ n_parts: Int, _ add_special: Bool) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_tokenize_from_parts else {
+        guard let pointer = _mtmd_tokenize_from_parts else {
             throw .unavailable(name: "mtmd_tokenize_from_parts", library: .mtmd)
         }
-        return function(ctx, output, parts, n_parts, add_special)
+        return unsafeBitCast(pointer, to: mtmd_tokenize_from_parts_fn.self)(ctx, output, parts, n_parts, add_special)
     }
 
     /// The corresponding C function is `mtmd_encode` (tools/mtmd/mtmd.h:320, libmtmd).
     @available(*, deprecated, message: "use mtmd_encode_chunk() instead")
-    @inlinable
     public func mtmd_encode(_ ctx: OpaquePointer?, _ image_tokens: OpaquePointer?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_encode else {
+        guard let pointer = _mtmd_encode else {
             throw .unavailable(name: "mtmd_encode", library: .mtmd)
         }
-        return function(ctx, image_tokens)
+        return unsafeBitCast(pointer, to: mtmd_encode_fn.self)(ctx, image_tokens)
     }
 
     /// The corresponding C function is `mtmd_encode_chunk` (tools/mtmd/mtmd.h:326, libmtmd).
-    @inlinable
     public func mtmd_encode_chunk(_ ctx: OpaquePointer?, _ chunk: OpaquePointer?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_encode_chunk else {
+        guard let pointer = _mtmd_encode_chunk else {
             throw .unavailable(name: "mtmd_encode_chunk", library: .mtmd)
         }
-        return function(ctx, chunk)
+        return unsafeBitCast(pointer, to: mtmd_encode_chunk_fn.self)(ctx, chunk)
     }
 
     /// The corresponding C function is `mtmd_get_output_embd` (tools/mtmd/mtmd.h:332, libmtmd).
-    @inlinable
     public func mtmd_get_output_embd(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> UnsafeMutablePointer<CFloat>? {
-        guard let function = _mtmd_get_output_embd else {
+        guard let pointer = _mtmd_get_output_embd else {
             throw .unavailable(name: "mtmd_get_output_embd", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_get_output_embd_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_batch_init` (tools/mtmd/mtmd.h:338, libmtmd).
-    @inlinable
     public func mtmd_batch_init(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_batch_init else {
+        guard let pointer = _mtmd_batch_init else {
             throw .unavailable(name: "mtmd_batch_init", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_batch_init_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_batch_free` (tools/mtmd/mtmd.h:339, libmtmd).
-    @inlinable
     public func mtmd_batch_free(_ batch: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_batch_free else {
+        guard let pointer = _mtmd_batch_free else {
             throw .unavailable(name: "mtmd_batch_free", library: .mtmd)
         }
-        return function(batch)
+        return unsafeBitCast(pointer, to: mtmd_batch_free_fn.self)(batch)
     }
 
     /// The corresponding C function is `mtmd_batch_add_chunk` (tools/mtmd/mtmd.h:346, libmtmd).
-    @inlinable
     public func mtmd_batch_add_chunk(_ batch: OpaquePointer?, _ chunk: OpaquePointer?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_batch_add_chunk else {
+        guard let pointer = _mtmd_batch_add_chunk else {
             throw .unavailable(name: "mtmd_batch_add_chunk", library: .mtmd)
         }
-        return function(batch, chunk)
+        return unsafeBitCast(pointer, to: mtmd_batch_add_chunk_fn.self)(batch, chunk)
     }
 
     /// The corresponding C function is `mtmd_batch_encode` (tools/mtmd/mtmd.h:350, libmtmd).
-    @inlinable
     public func mtmd_batch_encode(_ batch: OpaquePointer?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_batch_encode else {
+        guard let pointer = _mtmd_batch_encode else {
             throw .unavailable(name: "mtmd_batch_encode", library: .mtmd)
         }
-        return function(batch)
+        return unsafeBitCast(pointer, to: mtmd_batch_encode_fn.self)(batch)
     }
 
     /// The corresponding C function is `mtmd_batch_get_output_embd` (tools/mtmd/mtmd.h:351, libmtmd).
-    @inlinable
     public func mtmd_batch_get_output_embd(_ batch: OpaquePointer?, _ chunk: OpaquePointer?) throws(LlamaSymbolError) -> UnsafeMutablePointer<CFloat>? {
-        guard let function = _mtmd_batch_get_output_embd else {
+        guard let pointer = _mtmd_batch_get_output_embd else {
             throw .unavailable(name: "mtmd_batch_get_output_embd", library: .mtmd)
         }
-        return function(batch, chunk)
+        return unsafeBitCast(pointer, to: mtmd_batch_get_output_embd_fn.self)(batch, chunk)
     }
 
     /// The corresponding C function is `mtmd_log_set` (tools/mtmd/mtmd.h:356, libmtmd).
-    @inlinable
     public func mtmd_log_set(_ log_callback: ggml_log_callback?, _ user_data: UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_log_set else {
+        guard let pointer = _mtmd_log_set else {
             throw .unavailable(name: "mtmd_log_set", library: .mtmd)
         }
-        return function(log_callback, user_data)
+        return unsafeBitCast(pointer, to: mtmd_log_set_fn.self)(log_callback, user_data)
     }
 
     /// The corresponding C function is `mtmd_get_cap_from_file` (tools/mtmd/mtmd.h:364, libmtmd).
-    @inlinable
     public func mtmd_get_cap_from_file(_ mmproj_fname: UnsafePointer<CChar>?) throws(LlamaSymbolError) -> mtmd_caps {
-        guard let function = _mtmd_get_cap_from_file else {
+        guard let pointer = _mtmd_get_cap_from_file else {
             throw .unavailable(name: "mtmd_get_cap_from_file", library: .mtmd)
         }
-        return function(mmproj_fname)
+        return unsafeBitCast(pointer, to: mtmd_get_cap_from_file_fn.self)(mmproj_fname)
     }
 
     /// The corresponding C function is `mtmd_gen_audio_get_info` (tools/mtmd/mtmd.h:382, libmtmd).
-    @inlinable
     public func mtmd_gen_audio_get_info(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> mtmd_gen_audio_info {
-        guard let function = _mtmd_gen_audio_get_info else {
+        guard let pointer = _mtmd_gen_audio_get_info else {
             throw .unavailable(name: "mtmd_gen_audio_get_info", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_gen_audio_get_info_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_gen_inp_default` (tools/mtmd/mtmd.h:433, libmtmd).
-    @inlinable
     public func mtmd_gen_inp_default(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> mtmd_gen_inp {
-        guard let function = _mtmd_gen_inp_default else {
+        guard let pointer = _mtmd_gen_inp_default else {
             throw .unavailable(name: "mtmd_gen_inp_default", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_gen_inp_default_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_gen_audio_process` (tools/mtmd/mtmd.h:436, libmtmd).
-    @inlinable
     public func mtmd_gen_audio_process(_ ctx: OpaquePointer?, _ inp: UnsafePointer<mtmd_gen_inp>?, _ out: UnsafeMutablePointer<mtmd_gen_out>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_gen_audio_process else {
+        guard let pointer = _mtmd_gen_audio_process else {
             throw .unavailable(name: "mtmd_gen_audio_process", library: .mtmd)
         }
-        return function(ctx, inp, out)
+        return unsafeBitCast(pointer, to: mtmd_gen_audio_process_fn.self)(ctx, inp, out)
     }
 
     /// The corresponding C function is `mtmd_test_create_input_chunks` (tools/mtmd/mtmd.h:443, libmtmd).
-    @inlinable
     public func mtmd_test_create_input_chunks() throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_test_create_input_chunks else {
+        guard let pointer = _mtmd_test_create_input_chunks else {
             throw .unavailable(name: "mtmd_test_create_input_chunks", library: .mtmd)
         }
-        return function()
+        return unsafeBitCast(pointer, to: mtmd_test_create_input_chunks_fn.self)()
     }
 
     /// The corresponding C function is `mtmd_helper_video_init_params_default` (tools/mtmd/mtmd-helper.h:33, libmtmd).
-    @inlinable
     public func mtmd_helper_video_init_params_default() throws(LlamaSymbolError) -> mtmd_helper_video_init_params {
-        guard let function = _mtmd_helper_video_init_params_default else {
+        guard let pointer = _mtmd_helper_video_init_params_default else {
             throw .unavailable(name: "mtmd_helper_video_init_params_default", library: .mtmd)
         }
-        return function()
+        return unsafeBitCast(pointer, to: mtmd_helper_video_init_params_default_fn.self)()
     }
 
     /// The corresponding C function is `mtmd_helper_init_opt_default` (tools/mtmd/mtmd-helper.h:41, libmtmd).
-    @inlinable
     public func mtmd_helper_init_opt_default() throws(LlamaSymbolError) -> mtmd_helper_init_opt {
-        guard let function = _mtmd_helper_init_opt_default else {
+        guard let pointer = _mtmd_helper_init_opt_default else {
             throw .unavailable(name: "mtmd_helper_init_opt_default", library: .mtmd)
         }
-        return function()
+        return unsafeBitCast(pointer, to: mtmd_helper_init_opt_default_fn.self)()
     }
 
     /// The corresponding C function is `mtmd_helper_log_set` (tools/mtmd/mtmd-helper.h:46, libmtmd).
-    @inlinable
     public func mtmd_helper_log_set(_ log_callback: ggml_log_callback?, _ user_data: UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_helper_log_set else {
+        guard let pointer = _mtmd_helper_log_set else {
             throw .unavailable(name: "mtmd_helper_log_set", library: .mtmd)
         }
-        return function(log_callback, user_data)
+        return unsafeBitCast(pointer, to: mtmd_helper_log_set_fn.self)(log_callback, user_data)
     }
 
     /// The corresponding C function is `mtmd_helper_support_video` (tools/mtmd/mtmd-helper.h:49, libmtmd).
-    @inlinable
     public func mtmd_helper_support_video(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _mtmd_helper_support_video else {
+        guard let pointer = _mtmd_helper_support_video else {
             throw .unavailable(name: "mtmd_helper_support_video", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_helper_support_video_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_helper_bitmap_init_from_file` (tools/mtmd/mtmd-helper.h:60, libmtmd).
-    @inlinable
     public func mtmd_helper_bitmap_init_from_file(_ ctx: OpaquePointer?, _ fname: UnsafePointer<CChar>?, _ placeholder: Bool, _ opt: mtmd_helper_init_opt) throws(LlamaSymbolError) -> mtmd_helper_bitmap_wrapper {
-        guard let function = _mtmd_helper_bitmap_init_from_file else {
+        guard let pointer = _mtmd_helper_bitmap_init_from_file else {
             throw .unavailable(name: "mtmd_helper_bitmap_init_from_file", library: .mtmd)
         }
-        return function(ctx, fname, placeholder, opt)
+        return unsafeBitCast(pointer, to: mtmd_helper_bitmap_init_from_file_fn.self)(ctx, fname, placeholder, opt)
     }
 
     /// The corresponding C function is `mtmd_helper_bitmap_init_from_buf` (tools/mtmd/mtmd-helper.h:77, libmtmd).
-    @inlinable
     public func mtmd_helper_bitmap_init_from_buf(_ ctx: OpaquePointer?, _ buf: UnsafePointer<CUnsignedChar>?, _ len: Int, _ placeholder: Bool, _ opt: mtmd_helper_init_opt) throws(LlamaSymbolError) -> mtmd_helper_bitmap_wrapper {
-        guard let function = _mtmd_helper_bitmap_init_from_buf else {
+        guard let pointer = _mtmd_helper_bitmap_init_from_buf else {
             throw .unavailable(name: "mtmd_helper_bitmap_init_from_buf", library: .mtmd)
         }
-        return function(ctx, buf, len, placeholder, opt)
+        return unsafeBitCast(pointer, to: mtmd_helper_bitmap_init_from_buf_fn.self)(ctx, buf, len, placeholder, opt)
     }
 
     /// The corresponding C function is `mtmd_helper_get_n_tokens` (tools/mtmd/mtmd-helper.h:84, libmtmd).
-    @inlinable
     public func mtmd_helper_get_n_tokens(_ chunks: OpaquePointer?) throws(LlamaSymbolError) -> Int {
-        guard let function = _mtmd_helper_get_n_tokens else {
+        guard let pointer = _mtmd_helper_get_n_tokens else {
             throw .unavailable(name: "mtmd_helper_get_n_tokens", library: .mtmd)
         }
-        return function(chunks)
+        return unsafeBitCast(pointer, to: mtmd_helper_get_n_tokens_fn.self)(chunks)
     }
 
     /// The corresponding C function is `mtmd_helper_get_n_pos` (tools/mtmd/mtmd-helper.h:88, libmtmd).
-    @inlinable
     public func mtmd_helper_get_n_pos(_ chunks: OpaquePointer?) throws(LlamaSymbolError) -> llama_pos {
-        guard let function = _mtmd_helper_get_n_pos else {
+        guard let pointer = _mtmd_helper_get_n_pos else {
             throw .unavailable(name: "mtmd_helper_get_n_pos", library: .mtmd)
         }
-        return function(chunks)
+        return unsafeBitCast(pointer, to: mtmd_helper_get_n_pos_fn.self)(chunks)
     }
 
     /// The corresponding C function is `mtmd_helper_image_get_decoder_pos` (tools/mtmd/mtmd-helper.h:92, libmtmd).
-    @inlinable
     public func mtmd_helper_image_get_decoder_pos(_ image: OpaquePointer?, _ pos_0: llama_pos, _ out_pos: UnsafeMutablePointer<mtmd_decoder_pos>?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_helper_image_get_decoder_pos else {
+        guard let pointer = _mtmd_helper_image_get_decoder_pos else {
             throw .unavailable(name: "mtmd_helper_image_get_decoder_pos", library: .mtmd)
         }
-        return function(image, pos_0, out_pos)
+        return unsafeBitCast(pointer, to: mtmd_helper_image_get_decoder_pos_fn.self)(image, pos_0, out_pos)
     }
 
     /// The corresponding C function is `mtmd_helper_eval_chunks` (tools/mtmd/mtmd-helper.h:100, libmtmd).
-    @inlinable
     public func mtmd_helper_eval_chunks(_ ctx: OpaquePointer?, _ lctx: OpaquePointer?, _ chunks: OpaquePointer?, _ n_past: llama_pos, _ seq_id: llama_seq_id, _ n_batch: Int32, _ logits_last: Bool, _ new_n_past: UnsafeMutablePointer<llama_pos>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_eval_chunks else {
+        guard let pointer = _mtmd_helper_eval_chunks else {
             throw .unavailable(name: "mtmd_helper_eval_chunks", library: .mtmd)
         }
-        return function(ctx, lctx, chunks, n_past, seq_id, n_batch, logits_last, new_n_past)
+        return unsafeBitCast(pointer, to: mtmd_helper_eval_chunks_fn.self)(ctx, lctx, chunks, n_past, seq_id, n_batch, logits_last, new_n_past)
     }
 
     /// The corresponding C function is `mtmd_helper_eval_chunk_single` (tools/mtmd/mtmd-helper.h:111, libmtmd).
-    @inlinable
     public func mtmd_helper_eval_chunk_single(_ ctx: OpaquePointer?, _ lctx: OpaquePointer?, _ chunk: OpaquePointer?, _ n_past: llama_pos, _ seq_id: llama_seq_id, _ n_batch: Int32, _ logits_last: Bool, _ new_n_past: UnsafeMutablePointer<llama_pos>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_eval_chunk_single else {
+        guard let pointer = _mtmd_helper_eval_chunk_single else {
             throw .unavailable(name: "mtmd_helper_eval_chunk_single", library: .mtmd)
         }
-        return function(ctx, lctx, chunk, n_past, seq_id, n_batch, logits_last, new_n_past)
+        return unsafeBitCast(pointer, to: mtmd_helper_eval_chunk_single_fn.self)(ctx, lctx, chunk, n_past, seq_id, n_batch, logits_last, new_n_past)
     }
 
     /// The corresponding C function is `mtmd_helper_decode_image_chunk` (tools/mtmd/mtmd-helper.h:135, libmtmd).
-    @inlinable
     public func mtmd_helper_decode_image_chunk(_ ctx: OpaquePointer?, _ lctx: OpaquePointer?, _ chunk: OpaquePointer?, _ encoded_embd: UnsafeMutablePointer<CFloat>?, _ n_past: llama_pos, _ seq_id: llama_seq_id, _ n_batch: Int32, _ new_n_past: UnsafeMutablePointer<llama_pos>?, _ callback: mtmd_helper_post_decode_callback?, _ user_data: UnsafeMutableRawPointer?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_decode_image_chunk else {
+        guard let pointer = _mtmd_helper_decode_image_chunk else {
             throw .unavailable(name: "mtmd_helper_decode_image_chunk", library: .mtmd)
         }
-        return function(ctx, lctx, chunk, encoded_embd, n_past, seq_id, n_batch, new_n_past, callback, user_data)
+        return unsafeBitCast(pointer, to: mtmd_helper_decode_image_chunk_fn.self)(ctx, lctx, chunk, encoded_embd, n_past, seq_id, n_batch, new_n_past, callback, user_data)
     }
 
     /// The corresponding C function is `mtmd_helper_video_init` (tools/mtmd/mtmd-helper.h:165, libmtmd).
-    @inlinable
     public func mtmd_helper_video_init(_ mctx: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ params: mtmd_helper_video_init_params) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_helper_video_init else {
+        guard let pointer = _mtmd_helper_video_init else {
             throw .unavailable(name: "mtmd_helper_video_init", library: .mtmd)
         }
-        return function(mctx, path, params)
+        return unsafeBitCast(pointer, to: mtmd_helper_video_init_fn.self)(mctx, path, params)
     }
 
     /// The corresponding C function is `mtmd_helper_video_init_from_buf` (tools/mtmd/mtmd-helper.h:174, libmtmd).
-    @inlinable
     public func mtmd_helper_video_init_from_buf(_ mctx: OpaquePointer?, _ buf: UnsafePointer<CUnsignedChar>?, _ len: Int, _ params: mtmd_helper_video_init_params) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_helper_video_init_from_buf else {
+        guard let pointer = _mtmd_helper_video_init_from_buf else {
             throw .unavailable(name: "mtmd_helper_video_init_from_buf", library: .mtmd)
         }
-        return function(mctx, buf, len, params)
+        return unsafeBitCast(pointer, to: mtmd_helper_video_init_from_buf_fn.self)(mctx, buf, len, params)
     }
 
     /// The corresponding C function is `mtmd_helper_video_free` (tools/mtmd/mtmd-helper.h:178, libmtmd).
-    @inlinable
     public func mtmd_helper_video_free(_ ctx: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_helper_video_free else {
+        guard let pointer = _mtmd_helper_video_free else {
             throw .unavailable(name: "mtmd_helper_video_free", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_helper_video_free_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_helper_video_get_info` (tools/mtmd/mtmd-helper.h:179, libmtmd).
-    @inlinable
     public func mtmd_helper_video_get_info(_ ctx: OpaquePointer?) throws(LlamaSymbolError) -> mtmd_helper_video_info {
-        guard let function = _mtmd_helper_video_get_info else {
+        guard let pointer = _mtmd_helper_video_get_info else {
             throw .unavailable(name: "mtmd_helper_video_get_info", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_helper_video_get_info_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_helper_video_read_next` (tools/mtmd/mtmd-helper.h:185, libmtmd).
-    @inlinable
     public func mtmd_helper_video_read_next(_ ctx: OpaquePointer?, _ out_bitmap: UnsafeMutablePointer<OpaquePointer?>?, _ out_text: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_video_read_next else {
+        guard let pointer = _mtmd_helper_video_read_next else {
             throw .unavailable(name: "mtmd_helper_video_read_next", library: .mtmd)
         }
-        return function(ctx, out_bitmap, out_text)
+        return unsafeBitCast(pointer, to: mtmd_helper_video_read_next_fn.self)(ctx, out_bitmap, out_text)
     }
 
     /// The corresponding C function is `mtmd_helper_model_can_chat` (tools/mtmd/mtmd-helper.h:190, libmtmd).
-    @inlinable
     public func mtmd_helper_model_can_chat(_ lctx: OpaquePointer?, _ mctx: OpaquePointer?) throws(LlamaSymbolError) -> Bool {
-        guard let function = _mtmd_helper_model_can_chat else {
+        guard let pointer = _mtmd_helper_model_can_chat else {
             throw .unavailable(name: "mtmd_helper_model_can_chat", library: .mtmd)
         }
-        return function(lctx, mctx)
+        return unsafeBitCast(pointer, to: mtmd_helper_model_can_chat_fn.self)(lctx, mctx)
     }
 
     /// The corresponding C function is `mtmd_helper_gen_audio_init` (tools/mtmd/mtmd-helper.h:222, libmtmd).
-    @inlinable
     public func mtmd_helper_gen_audio_init(_ lctx: OpaquePointer?, _ mctx: OpaquePointer?) throws(LlamaSymbolError) -> OpaquePointer? {
-        guard let function = _mtmd_helper_gen_audio_init else {
+        guard let pointer = _mtmd_helper_gen_audio_init else {
             throw .unavailable(name: "mtmd_helper_gen_audio_init", library: .mtmd)
         }
-        return function(lctx, mctx)
+        return unsafeBitCast(pointer, to: mtmd_helper_gen_audio_init_fn.self)(lctx, mctx)
     }
 
     /// The corresponding C function is `mtmd_helper_gen_audio_free` (tools/mtmd/mtmd-helper.h:226, libmtmd).
-    @inlinable
     public func mtmd_helper_gen_audio_free(_ ctx: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_helper_gen_audio_free else {
+        guard let pointer = _mtmd_helper_gen_audio_free else {
             throw .unavailable(name: "mtmd_helper_gen_audio_free", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_helper_gen_audio_free_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_helper_gen_audio_reset` (tools/mtmd/mtmd-helper.h:228, libmtmd).
-    @inlinable
     public func mtmd_helper_gen_audio_reset(_ ctx: OpaquePointer?) throws(LlamaSymbolError) {
-        guard let function = _mtmd_helper_gen_audio_reset else {
+        guard let pointer = _mtmd_helper_gen_audio_reset else {
             throw .unavailable(name: "mtmd_helper_gen_audio_reset", library: .mtmd)
         }
-        return function(ctx)
+        return unsafeBitCast(pointer, to: mtmd_helper_gen_audio_reset_fn.self)(ctx)
     }
 
     /// The corresponding C function is `mtmd_helper_gen_audio_set_input` (tools/mtmd/mtmd-helper.h:230, libmtmd).
-    @inlinable
     public func mtmd_helper_gen_audio_set_input(_ ctx: OpaquePointer?, _ inp: UnsafePointer<mtmd_helper_gen_audio_inp>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_gen_audio_set_input else {
+        guard let pointer = _mtmd_helper_gen_audio_set_input else {
             throw .unavailable(name: "mtmd_helper_gen_audio_set_input", library: .mtmd)
         }
-        return function(ctx, inp)
+        return unsafeBitCast(pointer, to: mtmd_helper_gen_audio_set_input_fn.self)(ctx, inp)
     }
 
     /// The corresponding C function is `mtmd_helper_gen_audio_step_prompt` (tools/mtmd/mtmd-helper.h:236, libmtmd).
-    @inlinable
     public func mtmd_helper_gen_audio_step_prompt(_ ctx: OpaquePointer?, _ n_batch: Int32) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_gen_audio_step_prompt else {
+        guard let pointer = _mtmd_helper_gen_audio_step_prompt else {
             throw .unavailable(name: "mtmd_helper_gen_audio_step_prompt", library: .mtmd)
         }
-        return function(ctx, n_batch)
+        return unsafeBitCast(pointer, to: mtmd_helper_gen_audio_step_prompt_fn.self)(ctx, n_batch)
     }
 
     /// The corresponding C function is `mtmd_helper_gen_audio_step_gen` (tools/mtmd/mtmd-helper.h:244, libmtmd).
-    @inlinable
     public func mtmd_helper_gen_audio_step_gen(_ ctx: OpaquePointer?, _ sampled: llama_token, _ h_state_in: UnsafePointer<CFloat>?, _ h_state_out: UnsafeMutablePointer<UnsafePointer<CFloat>?>?, _ out_stop: UnsafeMutablePointer<Bool>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_gen_audio_step_gen else {
+        guard let pointer = _mtmd_helper_gen_audio_step_gen else {
             throw .unavailable(name: "mtmd_helper_gen_audio_step_gen", library: .mtmd)
         }
-        return function(ctx, sampled, h_state_in, h_state_out, out_stop)
+        return unsafeBitCast(pointer, to: mtmd_helper_gen_audio_step_gen_fn.self)(ctx, sampled, h_state_in, h_state_out, out_stop)
     }
 
     /// The corresponding C function is `mtmd_helper_gen_audio_get_output` (tools/mtmd/mtmd-helper.h:253, libmtmd).
-    @inlinable
     public func mtmd_helper_gen_audio_get_output(_ ctx: OpaquePointer?, _ out_sample_rate: UnsafeMutablePointer<Int32>?, _ out_data: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ out_data_len: UnsafeMutablePointer<Int>?, _ out_n_samples: UnsafeMutablePointer<Int64>?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _mtmd_helper_gen_audio_get_output else {
+        guard let pointer = _mtmd_helper_gen_audio_get_output else {
             throw .unavailable(name: "mtmd_helper_gen_audio_get_output", library: .mtmd)
         }
-        return function(ctx, out_sample_rate, out_data, out_data_len, out_n_samples)
+        return unsafeBitCast(pointer, to: mtmd_helper_gen_audio_get_output_fn.self)(ctx, out_sample_rate, out_data, out_data_len, out_n_samples)
     }
 }

@@ -54,32 +54,34 @@ extension LlamaSymbols {
     ]
 }
 
-/// The resolved llama.cpp functions: one typed C function pointer each.
+/// The resolved llama.cpp functions: one C function pointer each, called through its typed
+/// `<name>_fn` type from the generated C declarations.
+///
+/// The pointers are stored untyped: a stored property of an imported C function-pointer type
+/// crashes Swift 6.3's module deserializer when another module lays out this class.
 ///
 /// Required symbols are always present; optional ones (from optional libraries) may be
 /// absent, and their wrappers throw ``LlamaSymbolError/unavailable(name:library:)``.
 public final class LlamaSymbols: @unchecked Sendable {
-    @usableFromInline let _fix_level_next: fix_level_next_fn
-    @usableFromInline let _fix_mode_default: fix_mode_default_fn
+    private let _fix_level_next: UnsafeMutableRawPointer
+    private let _fix_mode_default: UnsafeMutableRawPointer
 
     /// Resolves every symbol with `resolve`; throws once, naming every missing required symbol.
     public init(resolve: (LlamaSymbolSpec) -> UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
         var missing: [LlamaSymbolSpec] = []
         var index = 0
-        func required<T>(_: T.Type) -> T {
+        func optional() -> UnsafeMutableRawPointer? {
             let spec = LlamaSymbols.specs[index]
             index += 1
-            if let p = resolve(spec) { return unsafeBitCast(p, to: T.self) }
-            missing.append(spec)
-            return unsafeBitCast(LlamaSymbols.placeholder, to: T.self)
+            return resolve(spec)
         }
-        func optional<T>(_: T.Type) -> T? {
-            let spec = LlamaSymbols.specs[index]
-            index += 1
-            return resolve(spec).map { unsafeBitCast($0, to: T.self) }
+        func required() -> UnsafeMutableRawPointer {
+            if let p = optional() { return p }
+            missing.append(LlamaSymbols.specs[index - 1])
+            return LlamaSymbols.placeholder
         }
-        _fix_level_next = required(fix_level_next_fn.self)
-        _fix_mode_default = required(fix_mode_default_fn.self)
+        _fix_level_next = required()
+        _fix_mode_default = required()
         if !missing.isEmpty { throw .missingRequired(missing) }
     }
 
@@ -90,14 +92,12 @@ public final class LlamaSymbols: @unchecked Sendable {
 extension LlamaSymbols {
 
     /// The corresponding C function is `fix_level_next` (input.h:37, libfixture).
-    @inlinable
     public func fix_level_next(_ level: fix_level) -> fix_level {
-        _fix_level_next(level)
+        unsafeBitCast(_fix_level_next, to: fix_level_next_fn.self)(level)
     }
 
     /// The corresponding C function is `fix_mode_default` (input.h:38, libfixture).
-    @inlinable
     public func fix_mode_default() -> fix_mode {
-        _fix_mode_default()
+        unsafeBitCast(_fix_mode_default, to: fix_mode_default_fn.self)()
     }
 }

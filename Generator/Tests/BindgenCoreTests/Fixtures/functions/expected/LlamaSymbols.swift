@@ -68,60 +68,62 @@ extension LlamaSymbols {
     ]
 }
 
-/// The resolved llama.cpp functions: one typed C function pointer each.
+/// The resolved llama.cpp functions: one C function pointer each, called through its typed
+/// `<name>_fn` type from the generated C declarations.
+///
+/// The pointers are stored untyped: a stored property of an imported C function-pointer type
+/// crashes Swift 6.3's module deserializer when another module lays out this class.
 ///
 /// Required symbols are always present; optional ones (from optional libraries) may be
 /// absent, and their wrappers throw ``LlamaSymbolError/unavailable(name:library:)``.
 public final class LlamaSymbols: @unchecked Sendable {
-    @usableFromInline let _fix_default_params: fix_default_params_fn
-    @usableFromInline let _fix_load: fix_load_fn
-    @usableFromInline let _fix_tokenize: fix_tokenize_fn
-    @usableFromInline let _fix_set_abort: fix_set_abort_fn
-    @usableFromInline let _fix_set_log: fix_set_log_fn
-    @usableFromInline let _fix_each: fix_each_fn
-    @usableFromInline let _fix_names: fix_names_fn
-    @usableFromInline let _fix_shape: fix_shape_fn
-    @usableFromInline let _fix_keywords: fix_keywords_fn
-    @usableFromInline let _fix_unnamed: fix_unnamed_fn
-    @usableFromInline let _fix_open_log: fix_open_log_fn
-    @usableFromInline let _fix_is_ready: fix_is_ready_fn
-    @usableFromInline let _fix_long: fix_long_fn
-    @usableFromInline let _fix_old: fix_old_fn
-    @usableFromInline let _fix_older: fix_older_fn
-    @usableFromInline let _fix_extra_feature: fix_extra_feature_fn?
+    private let _fix_default_params: UnsafeMutableRawPointer
+    private let _fix_load: UnsafeMutableRawPointer
+    private let _fix_tokenize: UnsafeMutableRawPointer
+    private let _fix_set_abort: UnsafeMutableRawPointer
+    private let _fix_set_log: UnsafeMutableRawPointer
+    private let _fix_each: UnsafeMutableRawPointer
+    private let _fix_names: UnsafeMutableRawPointer
+    private let _fix_shape: UnsafeMutableRawPointer
+    private let _fix_keywords: UnsafeMutableRawPointer
+    private let _fix_unnamed: UnsafeMutableRawPointer
+    private let _fix_open_log: UnsafeMutableRawPointer
+    private let _fix_is_ready: UnsafeMutableRawPointer
+    private let _fix_long: UnsafeMutableRawPointer
+    private let _fix_old: UnsafeMutableRawPointer
+    private let _fix_older: UnsafeMutableRawPointer
+    private let _fix_extra_feature: UnsafeMutableRawPointer?
 
     /// Resolves every symbol with `resolve`; throws once, naming every missing required symbol.
     public init(resolve: (LlamaSymbolSpec) -> UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
         var missing: [LlamaSymbolSpec] = []
         var index = 0
-        func required<T>(_: T.Type) -> T {
+        func optional() -> UnsafeMutableRawPointer? {
             let spec = LlamaSymbols.specs[index]
             index += 1
-            if let p = resolve(spec) { return unsafeBitCast(p, to: T.self) }
-            missing.append(spec)
-            return unsafeBitCast(LlamaSymbols.placeholder, to: T.self)
+            return resolve(spec)
         }
-        func optional<T>(_: T.Type) -> T? {
-            let spec = LlamaSymbols.specs[index]
-            index += 1
-            return resolve(spec).map { unsafeBitCast($0, to: T.self) }
+        func required() -> UnsafeMutableRawPointer {
+            if let p = optional() { return p }
+            missing.append(LlamaSymbols.specs[index - 1])
+            return LlamaSymbols.placeholder
         }
-        _fix_default_params = required(fix_default_params_fn.self)
-        _fix_load = required(fix_load_fn.self)
-        _fix_tokenize = required(fix_tokenize_fn.self)
-        _fix_set_abort = required(fix_set_abort_fn.self)
-        _fix_set_log = required(fix_set_log_fn.self)
-        _fix_each = required(fix_each_fn.self)
-        _fix_names = required(fix_names_fn.self)
-        _fix_shape = required(fix_shape_fn.self)
-        _fix_keywords = required(fix_keywords_fn.self)
-        _fix_unnamed = required(fix_unnamed_fn.self)
-        _fix_open_log = required(fix_open_log_fn.self)
-        _fix_is_ready = required(fix_is_ready_fn.self)
-        _fix_long = required(fix_long_fn.self)
-        _fix_old = required(fix_old_fn.self)
-        _fix_older = required(fix_older_fn.self)
-        _fix_extra_feature = optional(fix_extra_feature_fn.self)
+        _fix_default_params = required()
+        _fix_load = required()
+        _fix_tokenize = required()
+        _fix_set_abort = required()
+        _fix_set_log = required()
+        _fix_each = required()
+        _fix_names = required()
+        _fix_shape = required()
+        _fix_keywords = required()
+        _fix_unnamed = required()
+        _fix_open_log = required()
+        _fix_is_ready = required()
+        _fix_long = required()
+        _fix_old = required()
+        _fix_older = required()
+        _fix_extra_feature = optional()
         if !missing.isEmpty { throw .missingRequired(missing) }
     }
 
@@ -132,103 +134,87 @@ public final class LlamaSymbols: @unchecked Sendable {
 extension LlamaSymbols {
 
     /// The corresponding C function is `fix_default_params` (input.h:23, libfixture).
-    @inlinable
     public func fix_default_params() -> fix_params {
-        _fix_default_params()
+        unsafeBitCast(_fix_default_params, to: fix_default_params_fn.self)()
     }
 
     /// The corresponding C function is `fix_load` (input.h:24, libfixture).
-    @inlinable
     public func fix_load(_ path: UnsafePointer<CChar>?, _ params: fix_params) -> fix_model_t? {
-        _fix_load(path, params)
+        unsafeBitCast(_fix_load, to: fix_load_fn.self)(path, params)
     }
 
     /// The corresponding C function is `fix_tokenize` (input.h:25, libfixture).
-    @inlinable
     public func fix_tokenize(_ model: fix_model_t?, _ text: UnsafePointer<CChar>?, _ tokens: UnsafeMutablePointer<Int32>?, _ n_max: Int, _ add_special: Bool) -> Int32 {
-        _fix_tokenize(model, text, tokens, n_max, add_special)
+        unsafeBitCast(_fix_tokenize, to: fix_tokenize_fn.self)(model, text, tokens, n_max, add_special)
     }
 
     /// The corresponding C function is `fix_set_abort` (input.h:26, libfixture).
-    @inlinable
     public func fix_set_abort(_ model: fix_model_t?, _ callback: fix_abort_callback?, _ data: UnsafeMutableRawPointer?) {
-        _fix_set_abort(model, callback, data)
+        unsafeBitCast(_fix_set_abort, to: fix_set_abort_fn.self)(model, callback, data)
     }
 
     /// The corresponding C function is `fix_set_log` (input.h:27, libfixture).
-    @inlinable
     public func fix_set_log(_ callback: fix_log_callback?, _ user_data: UnsafeMutableRawPointer?) {
-        _fix_set_log(callback, user_data)
+        unsafeBitCast(_fix_set_log, to: fix_set_log_fn.self)(callback, user_data)
     }
 
     /// The corresponding C function is `fix_each` (input.h:28, libfixture).
-    @inlinable
     public func fix_each(_ model: fix_model_t?, _ visit: (@convention(c) (UnsafePointer<fix_params>?, Int32) -> Void)?) {
-        _fix_each(model, visit)
+        unsafeBitCast(_fix_each, to: fix_each_fn.self)(model, visit)
     }
 
     /// The corresponding C function is `fix_names` (input.h:29, libfixture).
-    @inlinable
     public func fix_names(_ names: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ defaults: UnsafePointer<UnsafePointer<CChar>?>?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int {
-        _fix_names(names, defaults, out)
+        unsafeBitCast(_fix_names, to: fix_names_fn.self)(names, defaults, out)
     }
 
     /// The corresponding C function is `fix_shape` (input.h:30, libfixture).
-    @inlinable
     public func fix_shape(_ ne: UnsafePointer<Int64>?, _ data: UnsafeMutablePointer<UInt8>?, _ raw: UnsafeRawPointer?, _ scratch: UnsafeMutableRawPointer?) {
-        _fix_shape(ne, data, raw, scratch)
+        unsafeBitCast(_fix_shape, to: fix_shape_fn.self)(ne, data, raw, scratch)
     }
 
     /// The corresponding C function is `fix_keywords` (input.h:31, libfixture).
-    @inlinable
     public func fix_keywords(_ `in`: CInt, _ default_: CInt, _ `func`: CInt) -> CInt {
-        _fix_keywords(`in`, default_, `func`)
+        unsafeBitCast(_fix_keywords, to: fix_keywords_fn.self)(`in`, default_, `func`)
     }
 
     /// The corresponding C function is `fix_unnamed` (input.h:32, libfixture).
-    @inlinable
     public func fix_unnamed(_ arg0: CInt, _ arg1: CFloat) {
-        _fix_unnamed(arg0, arg1)
+        unsafeBitCast(_fix_unnamed, to: fix_unnamed_fn.self)(arg0, arg1)
     }
 
     /// The corresponding C function is `fix_open_log` (input.h:33, libfixture).
-    @inlinable
     public func fix_open_log(_ stream: UnsafeMutablePointer<FILE>?) -> UnsafeMutablePointer<FILE>? {
-        _fix_open_log(stream)
+        unsafeBitCast(_fix_open_log, to: fix_open_log_fn.self)(stream)
     }
 
     /// The corresponding C function is `fix_is_ready` (input.h:34, libfixture).
-    @inlinable
     public func fix_is_ready(_ model: OpaquePointer?) -> Bool {
-        _fix_is_ready(model)
+        unsafeBitCast(_fix_is_ready, to: fix_is_ready_fn.self)(model)
     }
 
     /// The corresponding C function is `fix_long` (input.h:35, libfixture).
-    @inlinable
     public func fix_long(_ a: CUnsignedLong, _ b: CLongLong, _ c: CUnsignedLongLong, _ d: CShort, _ e: CUnsignedChar, _ f: CSignedChar, _ g: CDouble) -> CLong {
-        _fix_long(a, b, c, d, e, f, g)
+        unsafeBitCast(_fix_long, to: fix_long_fn.self)(a, b, c, d, e, f, g)
     }
 
     /// The corresponding C function is `fix_old` (input.h:37, libfixture).
     @available(*, deprecated, message: "use fix_tokenize instead")
-    @inlinable
     public func fix_old(_ model: fix_model_t?) -> Int32 {
-        _fix_old(model)
+        unsafeBitCast(_fix_old, to: fix_old_fn.self)(model)
     }
 
     /// The corresponding C function is `fix_older` (input.h:38, libfixture).
     @available(*, deprecated)
-    @inlinable
     public func fix_older() -> Int32 {
-        _fix_older()
+        unsafeBitCast(_fix_older, to: fix_older_fn.self)()
     }
 
     /// The corresponding C function is `fix_extra_feature` (optional.h:5, libfixture-opt).
-    @inlinable
     public func fix_extra_feature(_ model: fix_model_t?) throws(LlamaSymbolError) -> Int32 {
-        guard let function = _fix_extra_feature else {
+        guard let pointer = _fix_extra_feature else {
             throw .unavailable(name: "fix_extra_feature", library: .fixtureOpt)
         }
-        return function(model)
+        return unsafeBitCast(pointer, to: fix_extra_feature_fn.self)(model)
     }
 }

@@ -52,7 +52,11 @@ extension LlamaSymbols {
     ]
 }
 
-/// The resolved llama.cpp functions: one typed C function pointer each.
+/// The resolved llama.cpp functions: one C function pointer each, called through its typed
+/// `<name>_fn` type from the generated C declarations.
+///
+/// The pointers are stored untyped: a stored property of an imported C function-pointer type
+/// crashes Swift 6.3's module deserializer when another module lays out this class.
 ///
 /// Required symbols are always present; optional ones (from optional libraries) may be
 /// absent, and their wrappers throw ``LlamaSymbolError/unavailable(name:library:)``.
@@ -62,17 +66,15 @@ public final class LlamaSymbols: @unchecked Sendable {
     public init(resolve: (LlamaSymbolSpec) -> UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
         var missing: [LlamaSymbolSpec] = []
         var index = 0
-        func required<T>(_: T.Type) -> T {
+        func optional() -> UnsafeMutableRawPointer? {
             let spec = LlamaSymbols.specs[index]
             index += 1
-            if let p = resolve(spec) { return unsafeBitCast(p, to: T.self) }
-            missing.append(spec)
-            return unsafeBitCast(LlamaSymbols.placeholder, to: T.self)
+            return resolve(spec)
         }
-        func optional<T>(_: T.Type) -> T? {
-            let spec = LlamaSymbols.specs[index]
-            index += 1
-            return resolve(spec).map { unsafeBitCast($0, to: T.self) }
+        func required() -> UnsafeMutableRawPointer {
+            if let p = optional() { return p }
+            missing.append(LlamaSymbols.specs[index - 1])
+            return LlamaSymbols.placeholder
         }
         if !missing.isEmpty { throw .missingRequired(missing) }
     }

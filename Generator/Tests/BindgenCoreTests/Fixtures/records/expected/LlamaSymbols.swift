@@ -54,32 +54,34 @@ extension LlamaSymbols {
     ]
 }
 
-/// The resolved llama.cpp functions: one typed C function pointer each.
+/// The resolved llama.cpp functions: one C function pointer each, called through its typed
+/// `<name>_fn` type from the generated C declarations.
+///
+/// The pointers are stored untyped: a stored property of an imported C function-pointer type
+/// crashes Swift 6.3's module deserializer when another module lays out this class.
 ///
 /// Required symbols are always present; optional ones (from optional libraries) may be
 /// absent, and their wrappers throw ``LlamaSymbolError/unavailable(name:library:)``.
 public final class LlamaSymbols: @unchecked Sendable {
-    @usableFromInline let _fix_point_make: fix_point_make_fn
-    @usableFromInline let _fix_tensor_print: fix_tensor_print_fn
+    private let _fix_point_make: UnsafeMutableRawPointer
+    private let _fix_tensor_print: UnsafeMutableRawPointer
 
     /// Resolves every symbol with `resolve`; throws once, naming every missing required symbol.
     public init(resolve: (LlamaSymbolSpec) -> UnsafeMutableRawPointer?) throws(LlamaSymbolError) {
         var missing: [LlamaSymbolSpec] = []
         var index = 0
-        func required<T>(_: T.Type) -> T {
+        func optional() -> UnsafeMutableRawPointer? {
             let spec = LlamaSymbols.specs[index]
             index += 1
-            if let p = resolve(spec) { return unsafeBitCast(p, to: T.self) }
-            missing.append(spec)
-            return unsafeBitCast(LlamaSymbols.placeholder, to: T.self)
+            return resolve(spec)
         }
-        func optional<T>(_: T.Type) -> T? {
-            let spec = LlamaSymbols.specs[index]
-            index += 1
-            return resolve(spec).map { unsafeBitCast($0, to: T.self) }
+        func required() -> UnsafeMutableRawPointer {
+            if let p = optional() { return p }
+            missing.append(LlamaSymbols.specs[index - 1])
+            return LlamaSymbols.placeholder
         }
-        _fix_point_make = required(fix_point_make_fn.self)
-        _fix_tensor_print = required(fix_tensor_print_fn.self)
+        _fix_point_make = required()
+        _fix_tensor_print = required()
         if !missing.isEmpty { throw .missingRequired(missing) }
     }
 
@@ -90,14 +92,12 @@ public final class LlamaSymbols: @unchecked Sendable {
 extension LlamaSymbols {
 
     /// The corresponding C function is `fix_point_make` (input.h:62, libfixture).
-    @inlinable
     public func fix_point_make(_ x: CFloat, _ y: CFloat) -> fix_point {
-        _fix_point_make(x, y)
+        unsafeBitCast(_fix_point_make, to: fix_point_make_fn.self)(x, y)
     }
 
     /// The corresponding C function is `fix_tensor_print` (input.h:63, libfixture).
-    @inlinable
     public func fix_tensor_print(_ t: UnsafePointer<fix_tensor>?) {
-        _fix_tensor_print(t)
+        unsafeBitCast(_fix_tensor_print, to: fix_tensor_print_fn.self)(t)
     }
 }
