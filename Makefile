@@ -19,7 +19,7 @@ export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-generator test-package run
+        test test-fetch test-generator test-package run bump api-diff
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -29,6 +29,8 @@ help:
 	@echo "make model        fetch and verify SmolLM2-135M-Instruct (Q4_1)"
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
+	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
+	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
 deps:
 	@tools/install-deps.sh
@@ -62,13 +64,26 @@ check-standalone:
 	@! ldd .build/debug/raw-generate | grep -E "libclang|libllama|libggml" || { echo "error: raw-generate links llama.cpp or libclang" >&2; exit 1; }
 	@echo "the root package builds and links without libclang and llama.cpp"
 
+# Move the pin: make bump TAG=b11500 [GITHUB_API=http://mirror] — see Generator's `bump --help`.
+bump: generator
+	@test -n "$(TAG)" || { echo "usage: make bump TAG=bN|vX.Y.Z" >&2; exit 2; }
+	$(BINDGEN) bump --tag $(TAG) $(if $(GITHUB_API),--github-api $(GITHUB_API)) $(if $(GITHUB),--github $(GITHUB))
+
+# The Markdown API diff of two listings: make api-diff FROM=old/api.txt TO=new/api.txt
+api-diff: generator
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make api-diff FROM=old-api.txt TO=new-api.txt" >&2; exit 2; }
+	@$(BINDGEN) api-diff $(FROM) $(TO)
+
+test-fetch:
+	$(PYTHON) -m unittest tools/test_fetch.py
+
 test-generator: generator
 	swift test --package-path Generator
 
 test-package: llama model headers
 	swift test
 
-test: check-generated check-standalone test-generator test-package
+test: test-fetch check-generated check-standalone test-generator test-package
 
 run: llama model
 	@swift build --product raw-generate >&2

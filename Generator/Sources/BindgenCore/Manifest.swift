@@ -62,9 +62,21 @@ public struct Manifest: Codable, Hashable, Sendable {
     public var symbol_libraries: [String: String]
     public var release: Release
     public var model: Model
+    /// Earlier tags whose API listing is identical to this tag's: libraries of those versions
+    /// may be loaded with these bindings. A bump with an empty API diff extends it.
+    public var api_compatible_tags: [String]?
 
     public static func load(from url: URL) throws -> Manifest {
         try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: url))
+    }
+
+    /// The manifest as JSON: sorted keys, two-space indentation, as committed.
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        var data = try encoder.encode(self)
+        data.append(contentsOf: Array("\n".utf8))
+        return data
     }
 
     /// The library that exports `function`, declared in `header`.

@@ -105,6 +105,8 @@ public func emitPin(_ m: Manifest) -> String {
                "public enum LlamaPin {",
                "    /// The llama.cpp tag the bindings were generated from.",
                "    public static let tag = \(swiftStringLiteral(m.tag))", "",
+            "    /// Earlier tags with an API listing identical to `tag`'s: their libraries work with these bindings.",
+            "    public static let compatibleTags: [String] = [\((m.api_compatible_tags ?? []).map(swiftStringLiteral).joined(separator: ", "))]", "",
                "    /// Every bound header: path in the source tree, sha256, exporting library.",
                "    public static let headers: [(path: String, sha256: String, library: String)] = ["]
     out += m.headers.map { "        (\(swiftStringLiteral($0.path)), \(swiftStringLiteral($0.sha256)), \(swiftStringLiteral($0.library)))," }

@@ -5,6 +5,9 @@ public enum LlamaPin {
     /// The llama.cpp tag the bindings were generated from.
     public static let tag = "b11434"
 
+    /// Earlier tags with an API listing identical to `tag`'s: their libraries work with these bindings.
+    public static let compatibleTags: [String] = []
+
     /// Every bound header: path in the source tree, sha256, exporting library.
     public static let headers: [(path: String, sha256: String, library: String)] = [
         ("ggml/include/ggml.h", "12ee71f99db7db9b353bc02b1fbb57c344ee17c01ac5fb7952b41a637a747ea9", "ggml-base"),
@@ -34,20 +37,29 @@ public enum LlamaPin {
 
     /// Release assets: os, arch, variant, file name, sha256 (nil until a bump records it), companions.
     public static let assets: [(os: String, arch: String, variant: String, name: String, sha256: String?, companions: [(name: String, sha256: String?)])] = [
-        ("linux", "x64", "cpu", "llama-b11434-bin-ubuntu-x64.tar.gz", nil, []),
         ("linux", "arm64", "cpu", "llama-b11434-bin-ubuntu-arm64.tar.gz", nil, []),
-        ("linux", "x64", "vulkan", "llama-b11434-bin-ubuntu-vulkan-x64.tar.gz", nil, []),
-        ("linux", "arm64", "vulkan", "llama-b11434-bin-ubuntu-vulkan-arm64.tar.gz", nil, []),
+        ("linux", "s390x", "cpu", "llama-b11434-bin-ubuntu-s390x.tar.gz", nil, []),
+        ("linux", "x64", "cpu", "llama-b11434-bin-ubuntu-x64.tar.gz", nil, []),
         ("linux", "x64", "cuda-12.8", "llama-b11434-bin-ubuntu-cuda-12.8-x64.tar.gz", nil, [("cudart-llama-b11434-bin-ubuntu-cuda-12.8-x64.tar.gz", nil)]),
-        ("linux", "x64", "cuda-13.4", "llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", nil, [("cudart-llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", nil)]),
         ("linux", "arm64", "cuda-13.4", "llama-b11434-bin-ubuntu-cuda-13.4-arm64.tar.gz", nil, [("cudart-llama-b11434-bin-ubuntu-cuda-13.4-arm64.tar.gz", nil)]),
+        ("linux", "x64", "cuda-13.4", "llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", nil, [("cudart-llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", nil)]),
+        ("linux", "x64", "openvino-2026.4.1", "llama-b11434-bin-ubuntu-openvino-2026.4.1-x64.tar.gz", nil, []),
         ("linux", "x64", "rocm-10.0", "llama-b11434-bin-ubuntu-rocm-10.0-x64.tar.gz", nil, []),
         ("linux", "x64", "sycl-fp16", "llama-b11434-bin-ubuntu-sycl-fp16-x64.tar.gz", nil, []),
         ("linux", "x64", "sycl-fp32", "llama-b11434-bin-ubuntu-sycl-fp32-x64.tar.gz", nil, []),
-        ("linux", "x64", "openvino-2026.4.1", "llama-b11434-bin-ubuntu-openvino-2026.4.1-x64.tar.gz", nil, []),
-        ("macos", "arm64", "metal", "llama-b11434-bin-macos-arm64.tar.gz", nil, []),
+        ("linux", "arm64", "vulkan", "llama-b11434-bin-ubuntu-vulkan-arm64.tar.gz", nil, []),
+        ("linux", "x64", "vulkan", "llama-b11434-bin-ubuntu-vulkan-x64.tar.gz", nil, []),
         ("macos", "x64", "cpu", "llama-b11434-bin-macos-x64.tar.gz", nil, []),
-        ("windows", "x64", "cpu", "llama-b11434-bin-win-cpu-x64.zip", nil, []),
+        ("macos", "arm64", "metal", "llama-b11434-bin-macos-arm64.tar.gz", nil, []),
         ("windows", "arm64", "cpu", "llama-b11434-bin-win-cpu-arm64.zip", nil, []),
+        ("windows", "x64", "cpu", "llama-b11434-bin-win-cpu-x64.zip", nil, []),
+        ("windows", "x64", "cuda-12.4", "llama-b11434-bin-win-cuda-12.4-x64.zip", nil, [("cudart-llama-b11434-bin-win-cuda-12.4-x64.zip", nil)]),
+        ("windows", "arm64", "cuda-13.4", "llama-b11434-bin-win-cuda-13.4-arm64.zip", nil, [("cudart-llama-b11434-bin-win-cuda-13.4-arm64.zip", nil)]),
+        ("windows", "x64", "cuda-13.4", "llama-b11434-bin-win-cuda-13.4-x64.zip", nil, [("cudart-llama-b11434-bin-win-cuda-13.4-x64.zip", nil)]),
+        ("windows", "arm64", "opencl-adreno", "llama-b11434-bin-win-opencl-adreno-arm64.zip", nil, []),
+        ("windows", "x64", "openvino-2026.4.1", "llama-b11434-bin-win-openvino-2026.4.1-x64.zip", nil, []),
+        ("windows", "x64", "sycl", "llama-b11434-bin-win-sycl-x64.zip", nil, []),
+        ("windows", "arm64", "vulkan", "llama-b11434-bin-win-vulkan-arm64.zip", nil, []),
+        ("windows", "x64", "vulkan", "llama-b11434-bin-win-vulkan-x64.zip", nil, []),
     ]
 }

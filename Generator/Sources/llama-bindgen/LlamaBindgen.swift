@@ -7,7 +7,7 @@ struct LlamaBindgen: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llama-bindgen",
         abstract: "Generate the Swift bindings of llama.cpp from its pinned headers with libclang.",
-        subcommands: [Generate.self, Listing.self])
+        subcommands: [Generate.self, Listing.self, Bump.self, APIDiff.self])
 }
 
 struct Common: ParsableArguments {
