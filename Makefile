@@ -19,7 +19,7 @@ export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-fetch test-generator test-package run bump api-diff
+        test test-fetch test-generator test-bump test-package run bump api-diff
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -77,13 +77,16 @@ api-diff: generator
 test-fetch:
 	$(PYTHON) -m unittest tools/test_fetch.py
 
+test-bump: generator headers
+	$(PYTHON) -m unittest -v tools/test_bump.py
+
 test-generator: generator
 	swift test --package-path Generator
 
 test-package: llama model headers
 	swift test
 
-test: test-fetch check-generated check-standalone test-generator test-package
+test: test-fetch check-generated check-standalone test-generator test-bump test-package
 
 run: llama model
 	@swift build --product raw-generate >&2

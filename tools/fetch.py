@@ -296,9 +296,20 @@ def cmd_llama(args, manifest, cache):
             raise FetchError(f"{tool} is needed to build llama.cpp: apt-get install cmake g++")
     jobs = str(args.jobs or os.cpu_count() or 2)
     log(f"building llama.cpp {cache.tag} shared libraries with {jobs} jobs (several minutes on 2 cores)")
-    subprocess.run(["cmake", "-S", source, "-B", cache.build, *CMAKE_FLAGS], check=True,
-                   stdout=subprocess.DEVNULL if not args.verbose else None)
-    subprocess.run(["cmake", "--build", cache.build, "-j", jobs], check=True)
+    os.makedirs(cache.build, exist_ok=True)
+    log_path = os.path.join(cache.build, "build.log")
+    log(f"compiler output goes to {log_path}")
+    with open(log_path, "w") as build_log:
+        for step in (["cmake", "-S", source, "-B", cache.build, *CMAKE_FLAGS],
+                     ["cmake", "--build", cache.build, "-j", jobs]):
+            out = None if args.verbose else build_log
+            result = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT if out else None)
+            if result.returncode != 0:
+                if not args.verbose:
+                    build_log.flush()
+                    with open(log_path) as f:
+                        sys.stderr.write("".join(f.readlines()[-60:]))
+                raise FetchError(f"{' '.join(step[:2])} failed with exit status {result.returncode} (log: {log_path})")
     pack_release(os.path.join(cache.build, "bin"), os.path.join(source, "LICENSE"), cache.archive, cache.tag)
     log(f"packed {cache.archive}")
     staging = staging_dir(cache.libs_parent)
