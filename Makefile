@@ -19,7 +19,7 @@ export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-fetch test-generator test-bump test-package run bump api-diff
+        test test-tools test-generator test-bump test-package run bump api-diff
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -45,7 +45,7 @@ model:
 	$(FETCH) model
 
 generator: deps
-	swift build --package-path Generator --product llama-bindgen
+	swift build --package-path Generator --product llama-bindgen >&2
 
 regenerate: headers generator
 	$(BINDGEN) generate --output . --report
@@ -74,8 +74,8 @@ api-diff: generator
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make api-diff FROM=old-api.txt TO=new-api.txt" >&2; exit 2; }
 	@$(BINDGEN) api-diff $(FROM) $(TO)
 
-test-fetch:
-	$(PYTHON) -m unittest tools/test_fetch.py
+test-tools:
+	$(PYTHON) -m unittest tools/test_fetch.py tools/test_repo_config.py
 
 test-bump: generator headers
 	$(PYTHON) -m unittest -v tools/test_bump.py
@@ -86,7 +86,7 @@ test-generator: generator
 test-package: llama model headers
 	swift test
 
-test: test-fetch check-generated check-standalone test-generator test-bump test-package
+test: test-tools check-generated check-standalone test-generator test-bump test-package
 
 run: llama model
 	@swift build --product raw-generate >&2

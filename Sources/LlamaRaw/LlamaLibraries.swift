@@ -23,6 +23,8 @@ public struct LlamaLoadError: Error, Sendable, CustomStringConvertible {
         case missingSymbols([String])
         /// ggml registered no backend from the folder (no usable `libggml-cpu-*`).
         case noBackend
+        /// The libraries are another llama.cpp version than the bindings (nil: the version is unknown).
+        case versionMismatch(found: String?)
     }
 
     public let code: Code
@@ -45,6 +47,13 @@ public struct LlamaLoadError: Error, Sendable, CustomStringConvertible {
             return "the libraries at \(path) lack \(names.count) required function(s) (\(names.prefix(8).joined(separator: ", "))"
                 + "\(names.count > 8 ? ", ..." : "")): they are not llama.cpp \(LlamaPin.tag). "
                 + "Load the \(LlamaPin.tag) release, or regenerate the bindings for your version (make bump TAG=...)."
+        case .versionMismatch(let found):
+            let what = found.map { "llama.cpp \($0)" } ?? "of an unknown llama.cpp version (no llama-bN folder in the path)"
+            let compatible = LlamaPin.compatibleTags.isEmpty ? "" : " or \(LlamaPin.compatibleTags.joined(separator: ", "))"
+            return "the libraries at \(path) are \(what), but the bindings were generated from \(LlamaPin.tag)\(compatible). "
+                + "Load the \(LlamaPin.tag) release, or regenerate the bindings for your version (make bump TAG=...). "
+                + "To load them anyway, at the risk of memory corruption where structs changed, set "
+                + "\(LlamaLibraries.allowMismatchVariable)=1 or pass allowVersionMismatch: true."
         case .noBackend:
             return "ggml loaded no backend from \(path): no usable libggml-cpu-*.\(LlamaLibraries.libraryExtension) "
                 + "for this CPU. Reinstall the llama.cpp \(LlamaPin.tag) release."
@@ -72,17 +81,54 @@ public final class LlamaLibraries: Sendable {
     static let libraryExtension = "so"
     #endif
 
+    /// The environment variable that lets libraries of another version load.
+    public static let allowMismatchVariable = "LLAMA_SWIFT_ALLOW_VERSION_MISMATCH"
+
     /// Opens the libraries in `directory`, resolves every symbol, loads the ggml backends found
     /// there and calls `llama_backend_init`.
-    public static func load(from directory: URL) throws(LlamaLoadError) -> LlamaLibraries {
-        try LlamaLibraries(directory: directory)
+    ///
+    /// The folder must hold llama.cpp ``LlamaPin/tag`` (or a tag of ``LlamaPin/compatibleTags``),
+    /// as its official release layout tells: the archive's top folder is `llama-<tag>`. Other
+    /// versions are refused, since a struct that changed layout corrupts memory instead of
+    /// failing, unless `allowVersionMismatch` (default: the environment variable
+    /// ``allowMismatchVariable`` set to 1) says to load them anyway.
+    public static func load(from directory: URL, allowVersionMismatch: Bool? = nil) throws(LlamaLoadError) -> LlamaLibraries {
+        let allow = allowVersionMismatch ?? (ProcessInfo.processInfo.environment[allowMismatchVariable] == "1")
+        return try LlamaLibraries(directory: directory, allowVersionMismatch: allow)
     }
 
-    private init(directory: URL) throws(LlamaLoadError) {
+    /// The llama.cpp tag of a release folder: the nearest `llama-<tag>` folder of its path.
+    public static func releaseTag(of directory: URL) -> String? {
+        for component in directory.standardizedFileURL.pathComponents.reversed() where component.hasPrefix("llama-") {
+            let tag = String(component.dropFirst("llama-".count))
+            if isTag(tag) { return tag }
+        }
+        return nil
+    }
+
+    /// Whether libraries of `tag` may be loaded with bindings generated from `pinned`.
+    public static func accepts(tag: String?, pinned: String = LlamaPin.tag,
+                               compatible: [String] = LlamaPin.compatibleTags) -> Bool {
+        guard let tag else { return false }
+        return tag == pinned || compatible.contains(tag)
+    }
+
+    static func isTag(_ s: String) -> Bool {
+        if s.hasPrefix("b") { return s.count > 1 && s.dropFirst().allSatisfy(\.isNumber) }
+        guard s.hasPrefix("v") else { return false }
+        let parts = s.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 3 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
+    }
+
+    private init(directory: URL, allowVersionMismatch: Bool) throws(LlamaLoadError) {
         let dir = directory.standardizedFileURL
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw LlamaLoadError(code: .directoryNotFound, path: dir.path, underlying: nil)
+        }
+        let found = Self.releaseTag(of: dir)
+        guard allowVersionMismatch || Self.accepts(tag: found) else {
+            throw LlamaLoadError(code: .versionMismatch(found: found), path: dir.path, underlying: nil)
         }
         var handles: [LlamaLibraryID: UnsafeMutableRawPointer] = [:]
         var absent: [LlamaLibraryID] = []

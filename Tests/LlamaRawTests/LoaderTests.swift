@@ -118,8 +118,8 @@ struct LoaderTests {
 
     @Test("a folder without the libraries")
     func librariesMissing() throws {
-        let dir = try TestEnvironment.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try TestEnvironment.releaseFolder()
+        defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
         #expect {
             _ = try LlamaLibraries.load(from: dir)
         } throws: { error in
@@ -129,8 +129,8 @@ struct LoaderTests {
 
     @Test("a file that is not a library")
     func corruptLibrary() throws {
-        let dir = try TestEnvironment.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try TestEnvironment.releaseFolder()
+        defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
         try Data("this is not an ELF file".utf8).write(to: dir.appendingPathComponent("libggml-base.so"))
         #expect {
             _ = try LlamaLibraries.load(from: dir)

@@ -57,6 +57,24 @@ enum TestEnvironment {
         return Bundle.main.bundleURL
     }
 
+    /// An empty folder laid out like an unpacked release of `tag` (`.../llama-<tag>`).
+    static func releaseFolder(tag: String = LlamaPin.tag) throws -> URL {
+        let dir = try temporaryDirectory().appendingPathComponent("llama-\(tag)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A release folder of `tag` whose files link to the real libraries.
+    static func linkedReleaseFolder(tag: String) throws -> URL {
+        let real = try libraryDirectory()
+        let dir = try releaseFolder(tag: tag)
+        for name in try FileManager.default.contentsOfDirectory(atPath: real.path) {
+            try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent(name),
+                                                       withDestinationURL: real.appendingPathComponent(name))
+        }
+        return dir
+    }
+
     static func temporaryDirectory() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("llama-raw-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -71,10 +89,12 @@ struct ProcessResult {
 }
 
 /// Runs a program to completion, killing it after `timeout` seconds.
-func runProcess(_ executable: URL, _ arguments: [String], timeout: TimeInterval = 300) throws -> ProcessResult {
+func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
+                timeout: TimeInterval = 300) throws -> ProcessResult {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out
