@@ -164,6 +164,20 @@ class BumpTests(unittest.TestCase):
         self.assertIn("No API changes.", self.diff())
         self.assertEqual(self.snapshot(), before)
 
+    def test_6_tags_with_an_identical_api_are_remembered(self):
+        before = self.snapshot()
+        self.assertEqual(self.bump("b11401", "--no-build").returncode, 0)
+        self.assertIsNone(self.manifest().get("api_compatible_tags"))
+        same_api = self.bump("b11393", "--no-build")
+        self.assertEqual(same_api.returncode, 0, same_api.stderr[-3000:])
+        self.assertIn("No API changes.", self.diff())
+        self.assertEqual(self.manifest()["api_compatible_tags"], ["b11401"])
+        with open(os.path.join(self.repo, "Sources", "LlamaRaw", "generated", "LlamaPin.swift")) as f:
+            self.assertIn('public static let compatibleTags: [String] = ["b11401"]', f.read())
+        back = self.bump("b11434", "--no-build")
+        self.assertEqual(back.returncode, 0, back.stderr[-3000:])
+        self.assertEqual(self.snapshot(), before, "an API change forgets the compatible tags")
+
     def assert_refused(self, tag, *extra, message):
         before = self.snapshot()
         result = self.bump(tag, "--no-build", *extra)
