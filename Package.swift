@@ -12,9 +12,13 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "swift-llama-cpp",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
+        .library(name: "Llama", targets: ["Llama"]),
         .library(name: "LlamaRaw", targets: ["LlamaRaw"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
@@ -24,6 +28,12 @@ let package = Package(
             name: "LlamaRaw",
             dependencies: ["CLlama"],
             exclude: ["generated/api.txt"],
+            swiftSettings: swiftSettings
+        ),
+        // The Swift API: models, contexts, batches, samplers, generation, chat, embeddings.
+        .target(
+            name: "Llama",
+            dependencies: ["LlamaRaw", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         // Greedy generation through the raw bindings; the Swift side of the token equality test.
@@ -37,6 +47,11 @@ let package = Package(
             name: "LlamaRawTests",
             dependencies: ["LlamaRaw", "raw-generate"],
             exclude: ["Native"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LlamaTests",
+            dependencies: ["Llama", "LlamaRaw"],
             swiftSettings: swiftSettings
         ),
     ]

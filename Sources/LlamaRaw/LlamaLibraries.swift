@@ -92,10 +92,26 @@ public final class LlamaLibraries: Sendable {
     /// versions are refused, since a struct that changed layout corrupts memory instead of
     /// failing, unless `allowVersionMismatch` (default: the environment variable
     /// ``allowMismatchVariable`` set to 1) says to load them anyway.
+    ///
+    /// Loading is process-wide (the dynamic loader and ggml's backend registry are global), so
+    /// loading the same folder again returns the libraries already loaded.
     public static func load(from directory: URL, allowVersionMismatch: Bool? = nil) throws(LlamaLoadError) -> LlamaLibraries {
         let allow = allowVersionMismatch ?? (ProcessInfo.processInfo.environment[allowMismatchVariable] == "1")
-        return try LlamaLibraries(directory: directory, allowVersionMismatch: allow)
+        let key = directory.standardizedFileURL.resolvingSymlinksInPath().path
+        loaded.lock.lock()
+        defer { loaded.lock.unlock() }
+        if let existing = loaded.byPath[key] { return existing }
+        let libraries = try LlamaLibraries(directory: directory, allowVersionMismatch: allow)
+        loaded.byPath[key] = libraries
+        return libraries
     }
+
+    /// The folders loaded so far in this process.
+    private final class Registry: @unchecked Sendable {
+        let lock = NSLock()
+        var byPath: [String: LlamaLibraries] = [:]
+    }
+    private static let loaded = Registry()
 
     /// The llama.cpp tag of a release folder: the nearest `llama-<tag>` folder of its path.
     public static func releaseTag(of directory: URL) -> String? {

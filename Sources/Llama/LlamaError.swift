@@ -1,0 +1,50 @@
+/// An error of the Llama API: a code to switch on, a message that says what to do, and the
+/// llama.cpp status where there was one.
+public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// What went wrong. Open: new codes may be added.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The llama.cpp libraries could not be loaded.
+        public static let libraryLoad = Code(rawValue: "libraryLoad")
+        /// A file does not exist or cannot be read.
+        public static let fileNotFound = Code(rawValue: "fileNotFound")
+        /// A file is not a GGUF model, or is damaged or truncated.
+        public static let invalidModel = Code(rawValue: "invalidModel")
+        /// llama.cpp could not create something (context, sampler, adapter).
+        public static let creationFailed = Code(rawValue: "creationFailed")
+        /// A parameter is out of its range.
+        public static let invalidArgument = Code(rawValue: "invalidArgument")
+        /// Text is not valid UTF-8.
+        public static let invalidUTF8 = Code(rawValue: "invalidUTF8")
+        /// The input does not fit in the context window.
+        public static let contextOverflow = Code(rawValue: "contextOverflow")
+        /// llama.cpp failed to evaluate a batch.
+        public static let decodeFailed = Code(rawValue: "decodeFailed")
+        /// The work was cancelled.
+        public static let cancelled = Code(rawValue: "cancelled")
+        /// The model or context cannot do this (no chat template, no ranking head...).
+        public static let unsupported = Code(rawValue: "unsupported")
+        /// A grammar did not parse.
+        public static let invalidGrammar = Code(rawValue: "invalidGrammar")
+        /// Saving or restoring state failed.
+        public static let stateFailed = Code(rawValue: "stateFailed")
+    }
+
+    public let code: Code
+    public let message: String
+    /// The status a llama.cpp function returned, when it returned one.
+    public let status: Int32?
+
+    public init(_ code: Code, _ message: String, status: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.status = status
+    }
+
+    public var description: String {
+        message + (status.map { " (llama.cpp status \($0))" } ?? "")
+    }
+}

@@ -1,0 +1,177 @@
+public import Foundation
+import LlamaRaw
+import Synchronization
+
+/// A token id of a model's vocabulary.
+public typealias LlamaToken = Int32
+
+/// How a model is loaded. The corresponding C struct is `llama_model_params`.
+public struct ModelOptions: Sendable {
+    /// Layers to offload to a GPU (-1: all). No effect with the CPU backend.
+    public var gpuLayers: Int32 = -1
+    /// The GPU holding the whole model when layers are not split.
+    public var mainGPU: Int32 = 0
+    /// Map the file instead of reading it (faster start, shared pages).
+    public var useMemoryMap = true
+    /// Load only the vocabulary (tokenizing without weights).
+    public var vocabularyOnly = false
+    /// Validate tensor data while loading (slower).
+    public var checkTensors = false
+
+    public init() {}
+}
+
+/// A GGUF model, loaded. Immutable and shareable: any number of contexts may use it at once,
+/// and it stays alive as long as one of them does.
+public final class LlamaModel: Sendable {
+    let runtime: LlamaRuntime
+    nonisolated(unsafe) let pointer: OpaquePointer
+    /// The model's tokenizer.
+    public let vocab: LlamaVocab
+    /// The file it was loaded from (the first, for split models).
+    public let path: String
+
+    var c: LlamaSymbols { runtime.raw }
+
+    /// Loads a model; `progress` gets the fraction loaded and returns false to cancel.
+    ///
+    /// - Parameter paths: one GGUF file, or every part of a split model, in order.
+    public init(runtime: LlamaRuntime, paths: [String], options: ModelOptions = ModelOptions(),
+                progress: (@Sendable (Float) -> Bool)? = nil) throws(LlamaError) {
+        guard let first = paths.first else { throw LlamaError(.invalidArgument, "no model file given") }
+        for path in paths { try Self.checkGGUF(path) }
+        self.runtime = runtime
+        self.path = first
+        let c = runtime.raw
+        var params = c.llama_model_default_params()
+        params.n_gpu_layers = options.gpuLayers
+        params.main_gpu = options.mainGPU
+        params.vocab_only = options.vocabularyOnly
+        params.check_tensors = options.checkTensors
+        if !options.useMemoryMap { params.load_mode = LLAMA_LOAD_MODE_NONE }
+        let box = ProgressBox(progress)
+        let loaded: OpaquePointer? = withExtendedLifetime(box) {
+            params.progress_callback = { fraction, data in
+                Unmanaged<ProgressBox>.fromOpaque(data!).takeUnretainedValue().report(fraction)
+            }
+            params.progress_callback_user_data = Unmanaged.passUnretained(box).toOpaque()
+            if paths.count == 1 { return c.llama_model_load_from_file(first, params) }
+            var cStrings = paths.map { strdup($0) }
+            defer { cStrings.forEach { free($0) } }
+            return cStrings.withUnsafeMutableBufferPointer { buffer in
+                buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) {
+                    c.llama_model_load_from_splits($0.baseAddress, paths.count, params)
+                }
+            }
+        }
+        guard let loaded else {
+            if box.cancelled { throw LlamaError(.cancelled, "loading \(first) was cancelled") }
+            throw LlamaError(.invalidModel, "llama.cpp could not load \(first): the file is damaged, truncated, "
+                + "or a model architecture this llama.cpp (\(LlamaPin.tag)) does not know")
+        }
+        pointer = loaded
+        vocab = LlamaVocab(runtime: runtime, pointer: c.llama_model_get_vocab(loaded)!)
+    }
+
+    /// Loads one GGUF file.
+    public convenience init(runtime: LlamaRuntime, path: String, options: ModelOptions = ModelOptions(),
+                            progress: (@Sendable (Float) -> Bool)? = nil) throws(LlamaError) {
+        try self.init(runtime: runtime, paths: [path], options: options, progress: progress)
+    }
+
+    /// Loads a model off the caller's thread; cancelling the task cancels the load.
+    public static func load(runtime: LlamaRuntime, paths: [String], options: ModelOptions = ModelOptions(),
+                            progress: (@Sendable (Float) -> Void)? = nil) async throws -> LlamaModel {
+        let cancelled = Atomic<Bool>(false)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<LlamaModel, any Error>) in
+                Thread.detachNewThread {
+                    continuation.resume(with: Result {
+                        try LlamaModel(runtime: runtime, paths: paths, options: options) { fraction in
+                            progress?(fraction)
+                            return !cancelled.load(ordering: .relaxed)
+                        }
+                    })
+                }
+            }
+        } onCancel: {
+            cancelled.store(true, ordering: .relaxed)
+        }
+    }
+
+    deinit { c.llama_model_free(pointer) }
+
+    /// Refuses what is not a readable GGUF file before llama.cpp sees it.
+    static func checkGGUF(_ path: String) throws(LlamaError) {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw LlamaError(.fileNotFound, "cannot read the model \(path): no such file, or no permission")
+        }
+        defer { try? handle.close() }
+        let magic = (try? handle.read(upToCount: 4)) ?? nil
+        guard magic == Data("GGUF".utf8) else {
+            throw LlamaError(.invalidModel, "\(path) is not a GGUF model (it does not start with GGUF): "
+                + "llama.cpp loads .gguf files; convert other formats with llama.cpp's convert_hf_to_gguf.py")
+        }
+    }
+
+    // MARK: Facts
+
+    /// A one-line description (architecture, size, quantization).
+    public var description: String { Self.string { c.llama_model_desc(pointer, $0, $1) } ?? "" }
+    /// The size of the weights in bytes.
+    public var sizeInBytes: UInt64 { c.llama_model_size(pointer) }
+    /// The number of parameters.
+    public var parameterCount: UInt64 { c.llama_model_n_params(pointer) }
+    /// The context length the model was trained with.
+    public var trainingContextLength: Int32 { c.llama_model_n_ctx_train(pointer) }
+    /// The embedding width.
+    public var embeddingLength: Int32 { c.llama_model_n_embd(pointer) }
+    /// The number of layers.
+    public var layerCount: Int32 { c.llama_model_n_layer(pointer) }
+    /// The architecture (`general.architecture`), e.g. "llama".
+    public var architecture: String? { metadata["general.architecture"] }
+    /// Whether the model has an encoder (T5-like) and whether it can decode.
+    public var hasEncoder: Bool { c.llama_model_has_encoder(pointer) }
+    public var hasDecoder: Bool { c.llama_model_has_decoder(pointer) }
+
+    /// Every metadata key and its value, as text.
+    public var metadata: [String: String] {
+        var result: [String: String] = [:]
+        for i in 0..<c.llama_model_meta_count(pointer) {
+            guard let key = Self.string({ c.llama_model_meta_key_by_index(pointer, i, $0, $1) }),
+                  let value = Self.string({ c.llama_model_meta_val_str_by_index(pointer, i, $0, $1) }) else { continue }
+            result[key] = value
+        }
+        return result
+    }
+
+    /// The chat template stored in the model (`name` selects one of several), if any.
+    public func chatTemplate(named name: String? = nil) -> String? {
+        c.llama_model_chat_template(pointer, name).map { String(cString: $0) }
+    }
+
+    /// Calls a C function that writes a string into a buffer and returns the length it needed.
+    static func string(_ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        var n = buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
+        if n < 0 { return nil }
+        if Int(n) >= buffer.count {
+            buffer = [CChar](repeating: 0, count: Int(n) + 1)
+            n = buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
+        }
+        return String(decoding: buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Carries the Swift progress closure through llama.cpp's `void *` user data.
+final class ProgressBox: @unchecked Sendable {
+    let body: (@Sendable (Float) -> Bool)?
+    var cancelled = false
+    init(_ body: (@Sendable (Float) -> Bool)?) { self.body = body }
+    func report(_ fraction: Float) -> Bool {
+        guard let body else { return true }
+        if body(fraction) { return true }
+        cancelled = true
+        return false
+    }
+}

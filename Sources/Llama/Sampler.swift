@@ -1,0 +1,248 @@
+import Foundation
+import LlamaRaw
+
+/// One step of a sampler chain: every built-in sampler of llama.cpp, and samplers written in
+/// Swift (``LlamaCustomSampler``).
+public enum SamplerStage: Sendable {
+    /// The most likely token (`llama_sampler_init_greedy`).
+    case greedy
+    /// A random draw from the distribution (`llama_sampler_init_dist`).
+    case distribution(seed: UInt32 = SamplerChain.randomSeed)
+    case topK(Int32)
+    case topP(Float, minKeep: Int = 1)
+    case minP(Float, minKeep: Int = 1)
+    case typical(Float, minKeep: Int = 1)
+    case temperature(Float)
+    /// Dynamic temperature (`llama_sampler_init_temp_ext`).
+    case temperatureExtended(Float, delta: Float, exponent: Float)
+    /// Exclude Top Choices (`llama_sampler_init_xtc`).
+    case xtc(probability: Float, threshold: Float, minKeep: Int = 1, seed: UInt32 = SamplerChain.randomSeed)
+    case topNSigma(Float)
+    case mirostat(tau: Float, eta: Float, m: Int32 = 100, seed: UInt32 = SamplerChain.randomSeed)
+    case mirostatV2(tau: Float, eta: Float, seed: UInt32 = SamplerChain.randomSeed)
+    /// Adaptive-p (`llama_sampler_init_adaptive_p`).
+    case adaptiveP(target: Float, decay: Float, seed: UInt32 = SamplerChain.randomSeed)
+    /// Only tokens a GBNF grammar allows (`llama_sampler_init_grammar`).
+    case grammar(String, root: String = "root")
+    /// A grammar that applies once a trigger pattern or token appears (`..._grammar_lazy_patterns`).
+    case lazyGrammar(String, root: String = "root", triggerPatterns: [String], triggerTokens: [LlamaToken] = [])
+    case penalties(lastN: Int32 = 64, repeat: Float = 1.0, frequency: Float = 0, presence: Float = 0)
+    /// DRY repetition penalty (`llama_sampler_init_dry`).
+    case dry(multiplier: Float, base: Float = 1.75, allowedLength: Int32 = 2, penaltyLastN: Int32 = -1,
+             sequenceBreakers: [String] = ["\n", ":", "\"", "*"])
+    case logitBias([LlamaToken: Float])
+    /// Fill-in-the-middle (`llama_sampler_init_infill`).
+    case infill
+    /// A sampler written in Swift.
+    case custom(any LlamaCustomSampler)
+}
+
+/// A sampler chain, as a value: built into llama.cpp samplers when generation starts.
+public struct SamplerChain: Sendable {
+    public var stages: [SamplerStage]
+
+    public init(_ stages: [SamplerStage]) { self.stages = stages }
+
+    /// The seed that asks llama.cpp for a random one (`LLAMA_DEFAULT_SEED`).
+    public static let randomSeed: UInt32 = 0xFFFF_FFFF
+
+    /// Always the most likely token: deterministic.
+    public static let greedy = SamplerChain([.greedy])
+
+    /// The usual chain: penalties, top-k, top-p, min-p, temperature, then a seeded draw.
+    public static func standard(temperature: Float = 0.8, topK: Int32 = 40, topP: Float = 0.95, minP: Float = 0.05,
+                                repeatPenalty: Float = 1.0, seed: UInt32 = SamplerChain.randomSeed) -> SamplerChain {
+        if temperature <= 0 { return .greedy }
+        return SamplerChain([.penalties(repeat: repeatPenalty), .topK(topK), .topP(topP), .minP(minP),
+                             .temperature(temperature), .distribution(seed: seed)])
+    }
+
+    /// Builds the C chain for a model.
+    func make(for model: LlamaModel) throws(LlamaError) -> SamplerInstance {
+        let c = model.runtime.raw
+        var params = c.llama_sampler_chain_default_params()
+        params.no_perf = false
+        guard let chain = c.llama_sampler_chain_init(params) else {
+            throw LlamaError(.creationFailed, "llama.cpp could not create a sampler chain")
+        }
+        let instance = SamplerInstance(runtime: model.runtime, pointer: chain)
+        for stage in stages {
+            guard let s = try Self.make(stage, model: model) else {
+                throw LlamaError(.creationFailed, "llama.cpp could not create the sampler \(stage)")
+            }
+            c.llama_sampler_chain_add(chain, s)
+        }
+        return instance
+    }
+
+    static func make(_ stage: SamplerStage, model: LlamaModel) throws(LlamaError) -> UnsafeMutablePointer<llama_sampler>? {
+        let c = model.runtime.raw
+        let vocab = model.vocab.pointer
+        func probability(_ p: Float, _ name: String) throws(LlamaError) {
+            guard p >= 0, p <= 1 else { throw LlamaError(.invalidArgument, "\(name) must be within 0...1, not \(p)") }
+        }
+        switch stage {
+        case .greedy: return c.llama_sampler_init_greedy()
+        case .distribution(let seed): return c.llama_sampler_init_dist(seed)
+        case .topK(let k):
+            guard k > 0 else { throw LlamaError(.invalidArgument, "topK must be positive, not \(k)") }
+            return c.llama_sampler_init_top_k(k)
+        case .topP(let p, let minKeep):
+            try probability(p, "topP")
+            return c.llama_sampler_init_top_p(p, minKeep)
+        case .minP(let p, let minKeep):
+            try probability(p, "minP")
+            return c.llama_sampler_init_min_p(p, minKeep)
+        case .typical(let p, let minKeep):
+            try probability(p, "typical")
+            return c.llama_sampler_init_typical(p, minKeep)
+        case .temperature(let t):
+            guard t >= 0 else { throw LlamaError(.invalidArgument, "temperature must not be negative, not \(t)") }
+            return c.llama_sampler_init_temp(t)
+        case .temperatureExtended(let t, let delta, let exponent):
+            guard t >= 0 else { throw LlamaError(.invalidArgument, "temperature must not be negative, not \(t)") }
+            return c.llama_sampler_init_temp_ext(t, delta, exponent)
+        case .xtc(let p, let threshold, let minKeep, let seed):
+            try probability(p, "xtc probability")
+            return c.llama_sampler_init_xtc(p, threshold, minKeep, seed)
+        case .topNSigma(let n): return c.llama_sampler_init_top_n_sigma(n)
+        case .mirostat(let tau, let eta, let m, let seed):
+            return c.llama_sampler_init_mirostat(model.vocab.count, seed, tau, eta, m)
+        case .mirostatV2(let tau, let eta, let seed): return c.llama_sampler_init_mirostat_v2(seed, tau, eta)
+        case .adaptiveP(let target, let decay, let seed): return c.llama_sampler_init_adaptive_p(target, decay, seed)
+        case .grammar(let grammar, let root):
+            guard let s = c.llama_sampler_init_grammar(vocab, grammar, root) else {
+                throw LlamaError(.invalidGrammar, "the GBNF grammar did not parse (start symbol \"\(root)\"); "
+                    + "llama.cpp's log names the error")
+            }
+            return s
+        case .lazyGrammar(let grammar, let root, let patterns, let tokens):
+            let s = withCStrings(patterns) { p in
+                c.llama_sampler_init_grammar_lazy_patterns(vocab, grammar, root, p, patterns.count, tokens, tokens.count)
+            }
+            guard let s else { throw LlamaError(.invalidGrammar, "the lazy GBNF grammar did not parse") }
+            return s
+        case .penalties(let lastN, let rep, let freq, let presence):
+            guard lastN >= -1 else { throw LlamaError(.invalidArgument, "penalty lastN must be -1 or more") }
+            return c.llama_sampler_init_penalties(model.vocab.count, lastN, rep, freq, presence)
+        case .dry(let multiplier, let base, let allowed, let lastN, let breakers):
+            return withCStrings(breakers) { b in
+                c.llama_sampler_init_dry(vocab, multiplier, base, allowed, lastN, b, breakers.count)
+            }
+        case .logitBias(let biases):
+            for t in biases.keys { try model.vocab.check(t) }
+            let entries = biases.sorted { $0.key < $1.key }.map { llama_logit_bias(token: $0.key, bias: $0.value) }
+            return c.llama_sampler_init_logit_bias(model.vocab.count, Int32(entries.count), entries)
+        case .infill: return c.llama_sampler_init_infill(vocab)
+        case .custom(let sampler): return CustomSamplerInterface.shared.make(sampler, c: c)
+        }
+    }
+}
+
+/// Calls `body` with a C array of C strings.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    var pointers = strings.map { UnsafePointer(strdup($0)) }
+    defer { pointers.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
+    return pointers.withUnsafeMutableBufferPointer { body($0.baseAddress) }
+}
+
+/// A built llama.cpp sampler chain; freed with this object.
+final class SamplerInstance {
+    let runtime: LlamaRuntime
+    let pointer: UnsafeMutablePointer<llama_sampler>
+    init(runtime: LlamaRuntime, pointer: UnsafeMutablePointer<llama_sampler>) {
+        self.runtime = runtime
+        self.pointer = pointer
+    }
+    deinit { runtime.raw.llama_sampler_free(pointer) }
+}
+
+// MARK: - Samplers written in Swift
+
+/// A sampler written in Swift, run by llama.cpp inside its chain through `llama_sampler_i`.
+///
+/// `apply` sees the candidates (token, logit, probability), may change logits, shrink the list
+/// or select one; `accept` is told each token that was chosen.
+public protocol LlamaCustomSampler: AnyObject, Sendable {
+    var name: String { get }
+    func apply(_ candidates: inout TokenCandidates)
+    func accept(_ token: LlamaToken)
+    func reset()
+}
+
+extension LlamaCustomSampler {
+    public var name: String { String(describing: type(of: self)) }
+    public func accept(_ token: LlamaToken) {}
+    public func reset() {}
+}
+
+/// The candidates of one sampling step (`llama_token_data_array`), edited in place.
+public struct TokenCandidates {
+    let array: UnsafeMutablePointer<llama_token_data_array>
+
+    public var count: Int { array.pointee.size }
+    public func token(at i: Int) -> LlamaToken { array.pointee.data[i].id }
+    public func logit(at i: Int) -> Float { array.pointee.data[i].logit }
+    public func probability(at i: Int) -> Float { array.pointee.data[i].p }
+    public mutating func setLogit(_ logit: Float, at i: Int) { array.pointee.data[i].logit = logit }
+    /// The index of the selected candidate, if a sampler selected one.
+    public var selected: Int? {
+        get { array.pointee.selected < 0 ? nil : Int(array.pointee.selected) }
+        nonmutating set { array.pointee.selected = Int64(newValue ?? -1) }
+    }
+    /// Keeps only the first `n` candidates.
+    public mutating func truncate(to n: Int) { array.pointee.size = min(array.pointee.size, max(n, 1)) }
+    /// Whether the candidates are sorted by logit, descending.
+    public var isSorted: Bool {
+        get { array.pointee.sorted }
+        nonmutating set { array.pointee.sorted = newValue }
+    }
+}
+
+/// Holds a Swift sampler and its C name for the lifetime of the llama.cpp sampler.
+final class CustomSamplerBox {
+    let sampler: any LlamaCustomSampler
+    let cName: UnsafeMutablePointer<CChar>
+    init(_ sampler: any LlamaCustomSampler) {
+        self.sampler = sampler
+        cName = strdup(sampler.name)
+    }
+    deinit { free(cName) }
+
+    static func from(_ s: UnsafePointer<llama_sampler>?) -> CustomSamplerBox {
+        Unmanaged<CustomSamplerBox>.fromOpaque(s!.pointee.ctx!).takeUnretainedValue()
+    }
+}
+
+/// The one `llama_sampler_i` table shared by every Swift sampler; it lives for the process.
+final class CustomSamplerInterface: @unchecked Sendable {
+    static let shared = CustomSamplerInterface()
+    let table: UnsafeMutablePointer<llama_sampler_i>
+
+    private init() {
+        var i = llama_sampler_i()
+        i.name = { s in UnsafePointer(CustomSamplerBox.from(s).cName) }
+        i.accept = { s, token in CustomSamplerBox.from(s).sampler.accept(token) }
+        i.apply = { s, array in
+            guard let array else { return }
+            var candidates = TokenCandidates(array: array)
+            CustomSamplerBox.from(s).sampler.apply(&candidates)
+        }
+        i.reset = { s in CustomSamplerBox.from(s).sampler.reset() }
+        i.free = { s in
+            guard let ctx = s?.pointee.ctx else { return }
+            Unmanaged<CustomSamplerBox>.fromOpaque(ctx).release()
+        }
+        table = .allocate(capacity: 1)
+        table.initialize(to: i)
+    }
+
+    func make(_ sampler: any LlamaCustomSampler, c: LlamaSymbols) -> UnsafeMutablePointer<llama_sampler>? {
+        let box = Unmanaged.passRetained(CustomSamplerBox(sampler)).toOpaque()
+        guard let s = c.llama_sampler_init(table, box) else {
+            Unmanaged<CustomSamplerBox>.fromOpaque(box).release()
+            return nil
+        }
+        return s
+    }
+}

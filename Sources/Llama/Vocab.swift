@@ -1,0 +1,158 @@
+import LlamaRaw
+
+/// A model's tokenizer. Valid as long as its model (it keeps the model alive).
+public struct LlamaVocab: @unchecked Sendable {
+    let runtime: LlamaRuntime
+    let pointer: OpaquePointer
+    var c: LlamaSymbols { runtime.raw }
+
+    init(runtime: LlamaRuntime, pointer: OpaquePointer) {
+        self.runtime = runtime
+        self.pointer = pointer
+    }
+
+    /// The number of tokens.
+    public var count: Int32 { c.llama_vocab_n_tokens(pointer) }
+
+    /// Special tokens (nil when the model has none).
+    public var bos: LlamaToken? { valid(c.llama_vocab_bos(pointer)) }
+    public var eos: LlamaToken? { valid(c.llama_vocab_eos(pointer)) }
+    public var eot: LlamaToken? { valid(c.llama_vocab_eot(pointer)) }
+    public var sep: LlamaToken? { valid(c.llama_vocab_sep(pointer)) }
+    public var newline: LlamaToken? { valid(c.llama_vocab_nl(pointer)) }
+    public var pad: LlamaToken? { valid(c.llama_vocab_pad(pointer)) }
+    public var fillInMiddlePrefix: LlamaToken? { valid(c.llama_vocab_fim_pre(pointer)) }
+    public var fillInMiddleSuffix: LlamaToken? { valid(c.llama_vocab_fim_suf(pointer)) }
+    public var fillInMiddleMiddle: LlamaToken? { valid(c.llama_vocab_fim_mid(pointer)) }
+    /// Whether tokenizing with `addSpecial` puts BOS in front.
+    public var addsBOS: Bool { c.llama_vocab_get_add_bos(pointer) }
+
+    private func valid(_ t: LlamaToken) -> LlamaToken? { t == LLAMA_TOKEN_NULL ? nil : t }
+
+    /// Whether a token ends generation (EOS, EOT, ...).
+    public func isEndOfGeneration(_ token: LlamaToken) -> Bool { c.llama_vocab_is_eog(pointer, token) }
+    /// Whether a token is a control token.
+    public func isControl(_ token: LlamaToken) -> Bool { c.llama_vocab_is_control(pointer, token) }
+
+    func check(_ token: LlamaToken) throws(LlamaError) {
+        guard token >= 0, token < count else {
+            throw LlamaError(.invalidArgument, "token \(token) is not in the vocabulary (0..<\(count))")
+        }
+    }
+
+    /// Turns text into tokens.
+    ///
+    /// - Parameters:
+    ///   - addSpecial: add the model's BOS/EOS as it wants them.
+    ///   - parseSpecial: read special-token text (`<|im_start|>`) as the special token.
+    public func tokenize(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) throws(LlamaError) -> [LlamaToken] {
+        var utf8 = Array(text.utf8)
+        return try tokenize(utf8: &utf8, addSpecial: addSpecial, parseSpecial: parseSpecial)
+    }
+
+    /// Turns UTF-8 bytes into tokens; bytes that are not valid UTF-8 are an error.
+    public func tokenize(bytes: [UInt8], addSpecial: Bool = true, parseSpecial: Bool = false) throws(LlamaError) -> [LlamaToken] {
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw LlamaError(.invalidUTF8, "the text to tokenize is not valid UTF-8")
+        }
+        var utf8 = bytes
+        return try tokenize(utf8: &utf8, addSpecial: addSpecial, parseSpecial: parseSpecial)
+    }
+
+    private func tokenize(utf8: inout [UInt8], addSpecial: Bool, parseSpecial: Bool) throws(LlamaError) -> [LlamaToken] {
+        guard utf8.count < Int32.max else { throw LlamaError(.invalidArgument, "the text is too long to tokenize") }
+        let length = Int32(utf8.count)
+        var tokens = [LlamaToken](repeating: 0, count: utf8.count + 2)
+        func run(_ tokens: inout [LlamaToken]) -> Int32 {
+            utf8.withUnsafeBufferPointer { text in
+                text.withMemoryRebound(to: CChar.self) { chars in
+                    tokens.withUnsafeMutableBufferPointer {
+                        c.llama_tokenize(pointer, chars.baseAddress, length, $0.baseAddress, Int32($0.count),
+                                         addSpecial, parseSpecial)
+                    }
+                }
+            }
+        }
+        var n = run(&tokens)
+        if n < 0 {  // the buffer was too small; -n is the size needed
+            tokens = [LlamaToken](repeating: 0, count: Int(-n))
+            n = run(&tokens)
+        }
+        guard n >= 0 else { throw LlamaError(.invalidArgument, "llama.cpp could not tokenize the text", status: n) }
+        return Array(tokens.prefix(Int(n)))
+    }
+
+    /// The bytes of one token's text (a token may hold part of a UTF-8 character).
+    ///
+    /// - Parameter special: render special tokens as their text instead of nothing.
+    public func piece(_ token: LlamaToken, special: Bool = false) throws(LlamaError) -> [UInt8] {
+        try check(token)
+        var buffer = [CChar](repeating: 0, count: 64)
+        var n = c.llama_token_to_piece(pointer, token, &buffer, Int32(buffer.count), 0, special)
+        if n < 0 {
+            buffer = [CChar](repeating: 0, count: Int(-n))
+            n = c.llama_token_to_piece(pointer, token, &buffer, Int32(buffer.count), 0, special)
+        }
+        return buffer.prefix(Int(max(n, 0))).map { UInt8(bitPattern: $0) }
+    }
+
+    /// Turns tokens back into text; bytes that do not form UTF-8 become U+FFFD.
+    public func detokenize(_ tokens: [LlamaToken], removeSpecial: Bool = false, unparseSpecial: Bool = false) throws(LlamaError) -> String {
+        for t in tokens { try check(t) }
+        var buffer = [CChar](repeating: 0, count: tokens.count * 8 + 16)
+        func run(_ buffer: inout [CChar]) -> Int32 {
+            tokens.withUnsafeBufferPointer { t in
+                buffer.withUnsafeMutableBufferPointer {
+                    c.llama_detokenize(pointer, t.baseAddress, Int32(t.count), $0.baseAddress, Int32($0.count),
+                                       removeSpecial, unparseSpecial)
+                }
+            }
+        }
+        var n = run(&buffer)
+        if n < 0 {
+            buffer = [CChar](repeating: 0, count: Int(-n))
+            n = run(&buffer)
+        }
+        return String(decoding: buffer.prefix(Int(max(n, 0))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Turns a stream of byte chunks into text without ever splitting a UTF-8 character: a
+/// character whose bytes span two tokens comes out whole with the second one.
+public struct UTF8StreamDecoder: Sendable {
+    private var pending: [UInt8] = []
+
+    public init() {}
+
+    /// Adds bytes and returns the text that is now complete.
+    public mutating func append(_ bytes: [UInt8]) -> String {
+        pending += bytes
+        let complete = Self.completePrefixLength(pending)
+        let text = String(decoding: pending.prefix(complete), as: UTF8.self)
+        pending.removeFirst(complete)
+        return text
+    }
+
+    /// Returns what is left; an unfinished character becomes U+FFFD.
+    public mutating func finish() -> String {
+        defer { pending = [] }
+        return String(decoding: pending, as: UTF8.self)
+    }
+
+    /// The length of the prefix that does not end inside a character that more bytes could complete.
+    static func completePrefixLength(_ bytes: [UInt8]) -> Int {
+        // Look back over at most 3 bytes for the start of the last character.
+        var i = bytes.count - 1
+        var back = 0
+        while i >= 0, back < 4 {
+            let b = bytes[i]
+            if b & 0xC0 != 0x80 {  // not a continuation byte: a character starts here
+                let needed = b < 0x80 ? 1 : b & 0xE0 == 0xC0 ? 2 : b & 0xF0 == 0xE0 ? 3 : b & 0xF8 == 0xF0 ? 4 : 1
+                return bytes.count - i < needed ? i : bytes.count
+            }
+            i -= 1
+            back += 1
+        }
+        return bytes.count
+    }
+}
