@@ -43,15 +43,22 @@ let package = Package(
             path: "Examples/raw-generate",
             swiftSettings: swiftSettings
         ),
+        // What both test targets need: the libraries, the model, the native reference.
+        .target(
+            name: "LlamaTestSupport",
+            dependencies: ["LlamaRaw"],
+            path: "Tests/Support",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "LlamaRawTests",
-            dependencies: ["LlamaRaw", "raw-generate"],
+            dependencies: ["LlamaRaw", "LlamaTestSupport", "raw-generate"],
             exclude: ["Native"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "LlamaTests",
-            dependencies: ["Llama", "LlamaRaw"],
+            dependencies: ["Llama", "LlamaRaw", "LlamaTestSupport", "raw-generate"],
             swiftSettings: swiftSettings
         ),
     ]

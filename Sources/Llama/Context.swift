@@ -218,13 +218,14 @@ public actor LlamaContext {
         return data.prefix(written)
     }
 
-    /// Restores a state from ``state()`` of a context of the same model and options.
-    public func restore(state: Data) throws(LlamaError) {
+    /// Restores a state from ``state()`` of a context of the same model and options; `tokens`
+    /// (what sequence 0 held) lets generation reuse the restored cache.
+    public func restore(state: Data, tokens: [LlamaToken]? = nil) throws(LlamaError) {
         let read = state.withUnsafeBytes { c.llama_state_set_data(pointer, $0.bindMemory(to: UInt8.self).baseAddress, $0.count) }
         guard read > 0 else {
             throw LlamaError(.stateFailed, "the state could not be restored: it comes from another model or context size")
         }
-        history = nil
+        history = tokens
     }
 
     /// One sequence's state as bytes.
@@ -236,13 +237,13 @@ public actor LlamaContext {
         return data.prefix(written)
     }
 
-    /// Restores one sequence's state into `sequence`.
-    public func restore(state: Data, into sequence: Int32) throws(LlamaError) {
+    /// Restores one sequence's state into `sequence`; `tokens` as in ``restore(state:tokens:)``.
+    public func restore(state: Data, into sequence: Int32, tokens: [LlamaToken]? = nil) throws(LlamaError) {
         let read = state.withUnsafeBytes {
             c.llama_state_seq_set_data(pointer, $0.bindMemory(to: UInt8.self).baseAddress, $0.count, sequence)
         }
         guard read > 0 else { throw LlamaError(.stateFailed, "the sequence state could not be restored") }
-        if sequence == 0 { history = nil }
+        if sequence == 0 { history = tokens }
     }
 
     /// Saves the state and the tokens it holds to a file (written beside and renamed into place).
@@ -252,11 +253,10 @@ public actor LlamaContext {
             try? FileManager.default.removeItem(at: partial)
             throw LlamaError(.stateFailed, "could not write the state to \(url.path)")
         }
-        do {
-            _ = try FileManager.default.replaceItemAt(url, withItemAt: partial)
-        } catch {
+        guard rename(partial.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
             try? FileManager.default.removeItem(at: partial)
-            throw LlamaError(.stateFailed, "could not move the state into \(url.path): \(error)")
+            throw LlamaError(.stateFailed, "could not move the state into \(url.path): \(reason)")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import LlamaTestSupport
 import LlamaRaw
 import Testing
 

@@ -3,6 +3,7 @@
 //
 //   greedy LIB_DIR MODEL PROMPT N_PREDICT N_THREADS   prints "prompt: ids" and "generated: ids"
 //   greedy --constants                                prints API constants as NAME=VALUE
+//   greedy --chat LIB_DIR MODEL ROLE TEXT [ROLE TEXT...] prints the model's chat template applied
 #include "llama.h"
 
 #include <stdio.h>
@@ -34,8 +35,34 @@ static void print_tokens(const char * label, const llama_token * tokens, int n) 
     printf("\n");
 }
 
+static int print_chat(int argc, char ** argv) {
+    llama_log_set(quiet, NULL);
+    ggml_backend_load_all_from_path(argv[2]);
+    struct llama_model_params params = llama_model_default_params();
+    params.vocab_only = true;
+    struct llama_model * model = llama_model_load_from_file(argv[3], params);
+    if (model == NULL) return 1;
+    const int n = (argc - 4) / 2;
+    struct llama_chat_message * chat = malloc(sizeof(struct llama_chat_message) * (size_t) n);
+    for (int i = 0; i < n; i++) {
+        chat[i].role = argv[4 + 2 * i];
+        chat[i].content = argv[5 + 2 * i];
+    }
+    const char * tmpl = llama_model_chat_template(model, NULL);
+    int length = llama_chat_apply_template(tmpl, chat, (size_t) n, true, NULL, 0);
+    if (length < 0) return 1;
+    char * buffer = malloc((size_t) length + 1);
+    llama_chat_apply_template(tmpl, chat, (size_t) n, true, buffer, length + 1);
+    fwrite(buffer, 1, (size_t) length, stdout);
+    free(buffer);
+    free(chat);
+    llama_model_free(model);
+    return 0;
+}
+
 int main(int argc, char ** argv) {
     if (argc == 2 && strcmp(argv[1], "--constants") == 0) return print_constants();
+    if (argc >= 6 && strcmp(argv[1], "--chat") == 0) return print_chat(argc, argv);
     if (argc != 6) {
         fprintf(stderr, "usage: %s LIB_DIR MODEL PROMPT N_PREDICT N_THREADS | --constants\n", argv[0]);
         return 2;

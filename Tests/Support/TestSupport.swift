@@ -1,18 +1,19 @@
-import Foundation
-import LlamaRaw
+public import Foundation
+public import LlamaRaw
 
 /// What the tests need from the machine: the libraries built from the pinned source, the
 /// pinned headers and the real model. `make test` provides all three; a missing one fails
 /// the test with what to run, it never skips.
-enum TestEnvironment {
-    struct Missing: Error, CustomStringConvertible {
-        var description: String
+public enum TestEnvironment {
+    public struct Missing: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
     }
 
-    static let packageRoot = URL(fileURLWithPath: #filePath)
+    public static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    static var devCache: URL {
+    public static var devCache: URL {
         let env = ProcessInfo.processInfo.environment
         if let explicit = env["LLAMA_DEV_CACHE"] { return URL(fileURLWithPath: explicit) }
         let base = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
@@ -20,7 +21,7 @@ enum TestEnvironment {
         return base.appendingPathComponent("swift-llama-cpp/dev")
     }
 
-    static func existing(_ variable: String, default path: URL, make target: String) throws -> URL {
+    public static func existing(_ variable: String, default path: URL, make target: String) throws -> URL {
         let url = ProcessInfo.processInfo.environment[variable].map { URL(fileURLWithPath: $0) } ?? path
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw Missing(description: "\(url.path) does not exist (from \(variable) or its default): run `\(target)`, or `make test`, which runs it")
@@ -28,27 +29,27 @@ enum TestEnvironment {
         return url
     }
 
-    static func libraryDirectory() throws -> URL {
+    public static func libraryDirectory() throws -> URL {
         try existing("LLAMA_LIB_DIR", default: devCache.appendingPathComponent("lib/\(LlamaPin.tag)/cpu/llama-\(LlamaPin.tag)"),
                      make: "make llama")
     }
 
-    static func model() throws -> URL {
+    public static func model() throws -> URL {
         try existing("LLAMA_MODEL", default: devCache.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
                      make: "make model")
     }
 
-    static func headers() throws -> URL {
+    public static func headers() throws -> URL {
         try existing("LLAMA_HEADERS", default: packageRoot.appendingPathComponent("headers/pinned"), make: "make headers")
     }
 
     /// The libraries, loaded once for the whole test run (llama.cpp's backend registry is global).
-    static let libraries: Result<LlamaLibraries, any Error> = Result {
+    public static let libraries: Result<LlamaLibraries, any Error> = Result {
         try LlamaLibraries.load(from: try libraryDirectory())
     }
 
     /// The folder of the built products (the test runner and the example executables).
-    static var productsDirectory: URL {
+    public static var productsDirectory: URL {
         #if os(macOS)
         for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
             return bundle.bundleURL.deletingLastPathComponent()
@@ -58,14 +59,14 @@ enum TestEnvironment {
     }
 
     /// An empty folder laid out like an unpacked release of `tag` (`.../llama-<tag>`).
-    static func releaseFolder(tag: String = LlamaPin.tag) throws -> URL {
+    public static func releaseFolder(tag: String = LlamaPin.tag) throws -> URL {
         let dir = try temporaryDirectory().appendingPathComponent("llama-\(tag)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
 
     /// A release folder of `tag` whose files link to the real libraries.
-    static func linkedReleaseFolder(tag: String) throws -> URL {
+    public static func linkedReleaseFolder(tag: String) throws -> URL {
         let real = try libraryDirectory()
         let dir = try releaseFolder(tag: tag)
         for name in try FileManager.default.contentsOfDirectory(atPath: real.path) {
@@ -75,21 +76,21 @@ enum TestEnvironment {
         return dir
     }
 
-    static func temporaryDirectory() throws -> URL {
+    public static func temporaryDirectory() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("llama-raw-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
 }
 
-struct ProcessResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
 }
 
 /// Runs a program to completion, killing it after `timeout` seconds.
-func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
+public func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
                 timeout: TimeInterval = 300) throws -> ProcessResult {
     let process = Process()
     process.executableURL = executable
@@ -119,7 +120,7 @@ func runProcess(_ executable: URL, _ arguments: [String], environment: [String: 
 }
 
 /// Compiles the native reference program against the pinned headers and the libraries.
-func buildNativeReference() throws -> URL {
+public func buildNativeReference() throws -> URL {
     let libs = try TestEnvironment.libraryDirectory()
     let headers = try TestEnvironment.headers()
     let source = TestEnvironment.packageRoot.appendingPathComponent("Tests/LlamaRawTests/Native/greedy.c")
