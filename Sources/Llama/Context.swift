@@ -38,6 +38,8 @@ public actor LlamaContext {
     public nonisolated let maxSequences: Int
     /// Whether the context computes embeddings.
     public nonisolated let computesEmbeddings: Bool
+    /// Whether all sequences share one KV buffer (``ContextOptions/unifiedCache``).
+    public nonisolated let unifiedCache: Bool
 
     public init(model: LlamaModel, options: ContextOptions = ContextOptions()) throws(LlamaError) {
         try options.validate()
@@ -59,6 +61,7 @@ public actor LlamaContext {
         batchCapacity = Int(c.llama_n_batch(ctx))
         maxSequences = Int(c.llama_n_seq_max(ctx))
         computesEmbeddings = params.embeddings
+        unifiedCache = params.kv_unified
         cBatch = c.llama_batch_init(Int32(batchCapacity), 0, Int32(maxSequences))
     }
 
@@ -190,10 +193,14 @@ public actor LlamaContext {
         c.llama_memory_seq_cp(memory, source, destination, start, end ?? -1)
     }
 
-    /// Removes every sequence but one.
+    /// Removes every sequence but one. (llama.cpp's `llama_memory_seq_keep` acts on the cache
+    /// stream of that sequence only; the others are removed one by one.)
     public func keepOnly(sequence: Int32) {
         if sequence != 0 { history = [] }
         c.llama_memory_seq_keep(memory, sequence)
+        for other in 0..<Int32(maxSequences) where other != sequence {
+            _ = c.llama_memory_seq_rm(memory, other, -1, -1)
+        }
     }
 
     /// Adds `delta` to the positions `start..<end` of a sequence (context shifting).

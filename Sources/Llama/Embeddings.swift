@@ -5,7 +5,10 @@ extension LlamaContext {
     /// Pooled sentence embeddings of texts, evaluated several at a time as separate sequences.
     ///
     /// The context must be created with `embeddings: true` and a pooling type (mean, cls,
-    /// last); each text must fit in one batch.
+    /// last); each text must fit in one batch. Several texts share one decode only with a
+    /// unified cache (``ContextOptions/unifiedCache``): at b11434, pooling over several
+    /// sequences of separate cache streams in one batch gives wrong vectors, so without it
+    /// each text is evaluated alone.
     public func embeddings(for texts: [String], normalize: Bool = true) async throws(LlamaError) -> [[Float]] {
         guard computesEmbeddings else {
             throw LlamaError(.unsupported, "the context does not compute embeddings: create it with "
@@ -23,12 +26,13 @@ extension LlamaContext {
             }
             return tokens
         }
+        let perBatch = unifiedCache ? maxSequences : 1
         var result: [[Float]] = []
         var start = 0
         while start < tokenized.count {
             var batch = LlamaBatch()
             var end = start
-            while end < tokenized.count, end - start < maxSequences, batch.count + tokenized[end].count <= batchCapacity {
+            while end < tokenized.count, end - start < perBatch, batch.count + tokenized[end].count <= batchCapacity {
                 for (i, t) in tokenized[end].enumerated() {
                     batch.add(t, position: Int32(i), sequences: [Int32(end - start)], output: true)
                 }

@@ -84,12 +84,12 @@ public struct ContextOptions: Sendable {
     /// Compute embeddings (for embedding models and pooled sentence embeddings).
     public var embeddings: Bool?
     public var offloadKQV: Bool?
-    /// Skip performance timings.
+    /// Skip performance timings (measured by default).
     public var noPerformanceCounters: Bool?
     public var offloadOperations: Bool?
     /// Full-size sliding-window cache.
     public var fullSlidingWindowCache: Bool?
-    /// One KV buffer shared by all sequences.
+    /// One KV buffer shared by all sequences (needed to embed several texts in one decode).
     public var unifiedCache: Bool?
     public var maxOutputs: UInt32?
     public var maxOutputsPerSequence: UInt32?
@@ -142,7 +142,7 @@ public struct ContextOptions: Sendable {
         set(valueCacheType.map { ggml_type(rawValue: UInt32($0.rawValue)) }, &p.type_v)
         set(embeddings, &p.embeddings)
         set(offloadKQV, &p.offload_kqv)
-        set(noPerformanceCounters, &p.no_perf)
+        p.no_perf = noPerformanceCounters ?? false  // llama.cpp's default is off; counters are cheap
         set(offloadOperations, &p.op_offload)
         set(fullSlidingWindowCache, &p.swa_full)
         set(unifiedCache, &p.kv_unified)
