@@ -24,7 +24,8 @@ public struct ModelOptions: Sendable {
 /// A GGUF model, loaded. Immutable and shareable: any number of contexts may use it at once,
 /// and it stays alive as long as one of them does.
 public final class LlamaModel: Sendable {
-    let runtime: LlamaRuntime
+    /// The runtime the model was loaded with.
+    public let runtime: LlamaRuntime
     nonisolated(unsafe) let pointer: OpaquePointer
     /// The model's tokenizer.
     public let vocab: LlamaVocab
