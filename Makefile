@@ -9,7 +9,7 @@ LLAMA_DEV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swift-llama-cpp/dev
 export LLAMA_DEV_CACHE
 FETCH := $(PYTHON) tools/fetch.py
 BINDGEN := Generator/.build/debug/llama-bindgen
-PROMPT ?= The three primary colors are
+PROMPT ?= Write a haiku about the sea.
 TOKENS ?= 64
 
 # The cache paths of the pinned libraries and model, exported for the tests and examples.
@@ -89,5 +89,5 @@ test-package: llama model headers
 test: test-tools check-generated check-standalone test-generator test-bump test-package
 
 run: llama model
-	@swift build --product raw-generate >&2
-	@.build/debug/raw-generate --prompt "$(PROMPT)" -n $(TOKENS)
+	@swift build --product generate >&2
+	@.build/debug/generate --prompt "$(PROMPT)" -n $(TOKENS)

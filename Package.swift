@@ -36,6 +36,13 @@ let package = Package(
             dependencies: ["LlamaRaw", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // Streaming generation with the Llama API: what `make run` runs.
+        .executableTarget(
+            name: "generate",
+            dependencies: ["Llama"],
+            path: "Examples/generate",
+            swiftSettings: swiftSettings
+        ),
         // Greedy generation through the raw bindings; the Swift side of the token equality test.
         .executableTarget(
             name: "raw-generate",

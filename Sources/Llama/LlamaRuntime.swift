@@ -35,8 +35,9 @@ public final class LlamaRuntime: Sendable {
             throw LlamaError(.libraryLoad, "no llama.cpp libraries given: pass libraryDirectory or set "
                 + "\(Self.libraryDirectoryVariable) to the folder of an unpacked llama.cpp \(LlamaPin.tag) release")
         }
+        LlamaLog.state.withLock { $0.logger = logger }
         do {
-            libraries = try LlamaLibraries.load(from: dir, allowVersionMismatch: allowVersionMismatch)
+            libraries = try LlamaLibraries.load(from: dir, allowVersionMismatch: allowVersionMismatch, log: LlamaLog.callback)
         } catch {
             throw LlamaError(.libraryLoad, error.description)
         }
@@ -61,12 +62,14 @@ enum LlamaLog {
     }
     static let state = Mutex(State())
 
+    static let callback: ggml_log_callback = { level, text, _ in
+        guard let text else { return }
+        LlamaLog.receive(level: level, text: String(cString: text))
+    }
+
     static func install(on c: LlamaSymbols, logger: Logger) {
         state.withLock { $0.logger = logger }
-        c.llama_log_set({ level, text, _ in
-            guard let text else { return }
-            LlamaLog.receive(level: level, text: String(cString: text))
-        }, nil)
+        c.llama_log_set(callback, nil)
     }
 
     static func receive(level: ggml_log_level, text: String) {

@@ -95,13 +95,17 @@ public final class LlamaLibraries: Sendable {
     ///
     /// Loading is process-wide (the dynamic loader and ggml's backend registry are global), so
     /// loading the same folder again returns the libraries already loaded.
-    public static func load(from directory: URL, allowVersionMismatch: Bool? = nil) throws(LlamaLoadError) -> LlamaLibraries {
+    ///
+    /// `log`, when given, receives ggml's log from the start (loading the backends logs), as
+    /// `ggml_log_set` would install it; without it ggml writes to stderr.
+    public static func load(from directory: URL, allowVersionMismatch: Bool? = nil,
+                            log: ggml_log_callback? = nil) throws(LlamaLoadError) -> LlamaLibraries {
         let allow = allowVersionMismatch ?? (ProcessInfo.processInfo.environment[allowMismatchVariable] == "1")
         let key = directory.standardizedFileURL.resolvingSymlinksInPath().path
         loaded.lock.lock()
         defer { loaded.lock.unlock() }
         if let existing = loaded.byPath[key] { return existing }
-        let libraries = try LlamaLibraries(directory: directory, allowVersionMismatch: allow)
+        let libraries = try LlamaLibraries(directory: directory, allowVersionMismatch: allow, log: log)
         loaded.byPath[key] = libraries
         return libraries
     }
@@ -136,7 +140,7 @@ public final class LlamaLibraries: Sendable {
         return parts.count == 3 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
     }
 
-    private init(directory: URL, allowVersionMismatch: Bool) throws(LlamaLoadError) {
+    private init(directory: URL, allowVersionMismatch: Bool, log: ggml_log_callback?) throws(LlamaLoadError) {
         let dir = directory.standardizedFileURL
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -162,6 +166,9 @@ public final class LlamaLibraries: Sendable {
             handles[id] = handle
         }
 
+        if let log, let base = handles[.ggmlBase], let setLog = dlsym(base, "ggml_log_set") {
+            unsafeBitCast(setLog, to: ggml_log_set_fn.self)(log, nil)
+        }
         // ggml loads its CPU backend itself; the backends must be loaded before its functions
         // can be found.
         guard let ggml = handles[.ggml], let load = dlsym(ggml, "ggml_backend_load_all_from_path") else {
