@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
@@ -39,14 +40,14 @@ let package = Package(
         // Streaming generation with the Llama API: what `make run` runs.
         .executableTarget(
             name: "generate",
-            dependencies: ["Llama"],
+            dependencies: ["Llama", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/generate",
             swiftSettings: swiftSettings
         ),
         // Greedy generation through the raw bindings; the Swift side of the token equality test.
         .executableTarget(
             name: "raw-generate",
-            dependencies: ["LlamaRaw"],
+            dependencies: ["LlamaRaw", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/raw-generate",
             swiftSettings: swiftSettings
         ),
