@@ -255,8 +255,14 @@ public actor LlamaContext {
 
     /// Saves the state and the tokens it holds to a file (written beside and renamed into place).
     public func saveState(to url: URL, tokens: [LlamaToken]) throws(LlamaError) {
+        try writeAtomically(url) { path in c.llama_state_save_file(pointer, path, tokens, tokens.count) }
+    }
+
+    /// Runs `write` on a temporary path beside `url`, then renames it into place: a failure
+    /// leaves neither a partial file nor a damaged older one.
+    private func writeAtomically(_ url: URL, _ write: (String) -> Bool) throws(LlamaError) {
         let partial = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(UUID().uuidString)")
-        guard c.llama_state_save_file(pointer, partial.path, tokens, tokens.count) else {
+        guard write(partial.path) else {
             try? FileManager.default.removeItem(at: partial)
             throw LlamaError(.stateFailed, "could not write the state to \(url.path)")
         }
@@ -265,6 +271,26 @@ public actor LlamaContext {
             try? FileManager.default.removeItem(at: partial)
             throw LlamaError(.stateFailed, "could not move the state into \(url.path): \(reason)")
         }
+    }
+
+    /// Saves one sequence's state and its tokens to a file (written beside and renamed into place).
+    public func saveState(sequence: Int32, to url: URL, tokens: [LlamaToken]) throws(LlamaError) {
+        try writeAtomically(url) { path in c.llama_state_seq_save_file(pointer, path, sequence, tokens, tokens.count) > 0 }
+    }
+
+    /// Loads a sequence state file into `sequence` and returns the tokens saved with it.
+    public func loadState(from url: URL, into sequence: Int32) throws(LlamaError) -> [LlamaToken] {
+        guard FileManager.default.isReadableFile(atPath: url.path) else {
+            throw LlamaError(.fileNotFound, "cannot read the state file \(url.path)")
+        }
+        var tokens = [LlamaToken](repeating: 0, count: contextLength)
+        var count = 0
+        guard c.llama_state_seq_load_file(pointer, url.path, sequence, &tokens, tokens.count, &count) > 0 else {
+            throw LlamaError(.stateFailed, "\(url.path) is not a sequence state of this model and context")
+        }
+        let loaded = Array(tokens.prefix(count))
+        if sequence == 0 { history = loaded }
+        return loaded
     }
 
     /// Loads a state file and returns the tokens saved with it.

@@ -92,6 +92,18 @@ struct GenerationTests {
         let c = try await perSequence.generate(tokens: tokens, options: GenerationOptions(maxTokens: 24)).summary()
         #expect(c.generatedTokens == expected.generatedTokens)
 
+        let sequenceFile = file.deletingLastPathComponent().appendingPathComponent("sequence.bin")
+        try await first.saveState(sequence: 0, to: sequenceFile, tokens: tokens)
+        let fromSequenceFile = try Fixture.context()
+        #expect(try await fromSequenceFile.loadState(from: sequenceFile, into: 0) == tokens)
+        let d = try await fromSequenceFile.generate(tokens: tokens, options: GenerationOptions(maxTokens: 24)).summary()
+        #expect(d.generatedTokens == expected.generatedTokens)
+
+        let unwritable = URL(fileURLWithPath: "/nonexistent-dir/state.bin")
+        #expect(await expectLlamaError(.stateFailed) { try await first.saveState(to: unwritable, tokens: tokens) } != nil)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: file.deletingLastPathComponent().path)
+        #expect(leftovers.sorted() == ["sequence.bin", "state.bin"], "no partial files")
+
         let bogus = try Fixture.context()
         let error = await expectLlamaError(.stateFailed) { try await bogus.restore(state: Data([1, 2, 3])) }
         #expect(error != nil)
@@ -166,6 +178,47 @@ struct GenerationTests {
         let end = try #require(await context.positions()?.upperBound)
         #expect(seen >= 5)
         #expect(Int(end) + 1 <= promptCount + seen + 1, "generation went on after cancellation")
+    }
+
+    @Test("every built-in sampler builds and samples; a seeded draw is reproducible")
+    func builtinSamplers() async throws {
+        let model = try Fixture.model.get()
+        let vocab = model.vocab
+        let stages: [SamplerStage] = [
+            .topK(40), .topP(0.9), .minP(0.05), .typical(0.9), .temperature(0.8),
+            .temperatureExtended(0.8, delta: 0.2, exponent: 1), .xtc(probability: 0.5, threshold: 0.1, seed: 1),
+            .topNSigma(2), .penalties(lastN: 64, repeat: 1.1, frequency: 0.1, presence: 0.1),
+            .dry(multiplier: 0.8), .logitBias([try vocab.tokenize(" Paris", addSpecial: false)[0]: -100]),
+            .adaptiveP(target: 0.5, decay: 0.9, seed: 1),
+        ]
+        let context = try Fixture.context()
+        for stage in stages {
+            let s = try await context.generate(prompt: "The capital of France is",
+                                               sampling: SamplerChain([stage, .distribution(seed: 7)]),
+                                               options: GenerationOptions(maxTokens: 4)).summary()
+            #expect(!s.generatedTokens.isEmpty, "\(stage)")
+        }
+        for stage in [SamplerStage.mirostat(tau: 5, eta: 0.1, seed: 3), .mirostatV2(tau: 5, eta: 0.1, seed: 3)] {
+            let s = try await context.generate(prompt: "Once upon a time", sampling: SamplerChain([.temperature(0.8), stage]),
+                                               options: GenerationOptions(maxTokens: 4)).summary()
+            #expect(!s.generatedTokens.isEmpty, "\(stage)")
+        }
+        let infill = try await context.generate(prompt: "def add(a, b):", sampling: SamplerChain([.infill, .greedy]),
+                                                options: GenerationOptions(maxTokens: 2)).summary()
+        #expect(infill.generatedTokens.count <= 2)
+        let lazy = try await context.generate(prompt: "Answer:", sampling: SamplerChain([
+            .lazyGrammar("root ::= [0-9]+", triggerPatterns: ["NEVER_APPEARS"]), .greedy]),
+            options: GenerationOptions(maxTokens: 4)).summary()
+        #expect(!lazy.generatedTokens.isEmpty)
+
+        let chain = SamplerChain.standard(temperature: 0.9, seed: 1234)
+        let a = try await context.generate(prompt: "Once upon a time", sampling: chain, options: GenerationOptions(maxTokens: 16)).summary()
+        let b = try await context.generate(prompt: "Once upon a time", sampling: chain, options: GenerationOptions(maxTokens: 16)).summary()
+        #expect(a.generatedTokens == b.generatedTokens)
+        let biased = try await context.generate(prompt: "The capital of France is", sampling: SamplerChain([
+            .logitBias([try vocab.tokenize(" Paris", addSpecial: false)[0]: -1000]), .greedy]),
+            options: GenerationOptions(maxTokens: 8)).summary()
+        #expect(!biased.generatedTokens.contains(try vocab.tokenize(" Paris", addSpecial: false)[0]))
     }
 
     @Test("stop sequences end generation and are not part of the text")
