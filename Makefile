@@ -19,7 +19,7 @@ export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-tools test-generator test-bump test-package run bump api-diff
+        test test-tools test-generator test-bump test-package run bump api-diff bench
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -29,6 +29,7 @@ help:
 	@echo "make model        fetch and verify SmolLM2-135M-Instruct (Q4_1)"
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
+	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations (bench.json)"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
@@ -87,6 +88,11 @@ test-package: llama model headers
 	swift test
 
 test: test-tools check-generated check-standalone test-generator test-bump test-package
+
+# Overhead against native C, side by side (release build): make bench [BENCH_ARGS="--runs 9"]
+bench: llama model headers
+	swift build -c release >&2
+	.build/release/llama-swift bench --json bench.json $(BENCH_ARGS)
 
 run: llama model
 	@swift build --product generate >&2

@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .library(name: "Llama", targets: ["Llama"]),
         .library(name: "LlamaRaw", targets: ["LlamaRaw"]),
+        .executable(name: "llama-swift", targets: ["llama-swift"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -35,6 +36,20 @@ let package = Package(
         .target(
             name: "Llama",
             dependencies: ["LlamaRaw", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // Counts heap allocations; linked into benchmark programs only.
+        .target(name: "CAllocCounter", path: "Sources/CAllocCounter"),
+        // One benchmark measurement per process, for `llama-swift bench`.
+        .executableTarget(
+            name: "llama-bench-worker",
+            dependencies: ["Llama", "LlamaRaw", "CAllocCounter"],
+            swiftSettings: swiftSettings
+        ),
+        // The command-line tool.
+        .executableTarget(
+            name: "llama-swift",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         // Streaming generation with the Llama API: what `make run` runs.
@@ -66,7 +81,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LlamaTests",
-            dependencies: ["Llama", "LlamaRaw", "LlamaTestSupport", "raw-generate"],
+            dependencies: ["Llama", "LlamaRaw", "LlamaTestSupport", "raw-generate", "llama-swift", "llama-bench-worker"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -88,6 +88,22 @@ public actor LlamaContext {
 
     func run(_ batch: LlamaBatch, encode: Bool) async throws(LlamaError) {
         try fill(batch)
+        try await evaluate(encode: encode)
+    }
+
+    /// Evaluates one generated token of sequence 0, written straight into the C batch: the
+    /// generation loop's path, with no Swift allocation.
+    func runNext(_ token: LlamaToken, position: Int32) async throws(LlamaError) {
+        cBatch.token[0] = token
+        cBatch.pos[0] = position
+        cBatch.n_seq_id[0] = 1
+        cBatch.seq_id[0]![0] = 0
+        cBatch.logits[0] = 1
+        cBatch.n_tokens = 1
+        try await evaluate(encode: false)
+    }
+
+    private func evaluate(encode: Bool) async throws(LlamaError) {
         let flag = abort
         flag.raised.store(false, ordering: .relaxed)
         let status: Int32 = await withTaskCancellationHandler {

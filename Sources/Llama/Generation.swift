@@ -190,6 +190,7 @@ extension LlamaContext {
         var text = ""
         var utf8 = UTF8StreamDecoder()
         var stops = StopSequenceFilter(stops: options.stopSequences)
+        var pieceBuffer = [CChar](repeating: 0, count: 64)
         var reason: StopReason = cancelled ? .cancelled : .maxTokens
         var firstToken: Duration?
         while !cancelled {
@@ -201,16 +202,16 @@ extension LlamaContext {
             }
             generated.append(token)
             if firstToken == nil { firstToken = ContinuousClock.now - start }
-            let (release, stop) = stops.add(utf8.append(try vocab.piece(token, special: options.renderSpecial)))
+            let (release, stop) = stops.add(try vocab.withPiece(token, special: options.renderSpecial, buffer: &pieceBuffer) {
+                utf8.append($0)
+            })
             text += release
             emit(.token(token, text: release))
             if let stop { reason = .stopSequence(stop); break }
             if generated.count >= options.maxTokens { reason = .maxTokens; break }
             if position + 1 >= contextLength { reason = .contextFull; break }
-            var batch = LlamaBatch()
-            batch.add(token, position: Int32(position), output: true)
             do {
-                try await run(batch, encode: false)
+                try await runNext(token, position: Int32(position))
             } catch {
                 guard error.code == .cancelled else { throw error }
                 reason = .cancelled

@@ -96,6 +96,21 @@ public struct LlamaVocab: @unchecked Sendable {
         return buffer.prefix(Int(max(n, 0))).map { UInt8(bitPattern: $0) }
     }
 
+    /// Calls `body` with the bytes of a token's text, rendered into a reusable buffer.
+    func withPiece<R>(_ token: LlamaToken, special: Bool, buffer: inout [CChar],
+                      _ body: (UnsafeBufferPointer<UInt8>) -> R) throws(LlamaError) -> R {
+        try check(token)
+        var n = c.llama_token_to_piece(pointer, token, &buffer, Int32(buffer.count), 0, special)
+        if n < 0 {
+            buffer = [CChar](repeating: 0, count: Int(-n))
+            n = c.llama_token_to_piece(pointer, token, &buffer, Int32(buffer.count), 0, special)
+        }
+        let count = Int(max(n, 0))
+        return buffer.withUnsafeBufferPointer { chars in
+            chars.withMemoryRebound(to: UInt8.self) { body(UnsafeBufferPointer(rebasing: $0.prefix(count))) }
+        }
+    }
+
     /// Turns tokens back into text; bytes that do not form UTF-8 become U+FFFD.
     public func detokenize(_ tokens: [LlamaToken], removeSpecial: Bool = false, unparseSpecial: Bool = false) throws(LlamaError) -> String {
         for t in tokens { try check(t) }
@@ -126,7 +141,17 @@ public struct UTF8StreamDecoder: Sendable {
 
     /// Adds bytes and returns the text that is now complete.
     public mutating func append(_ bytes: [UInt8]) -> String {
-        pending += bytes
+        bytes.withUnsafeBufferPointer { append($0) }
+    }
+
+    /// Adds bytes and returns the text that is now complete.
+    public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        if pending.isEmpty {
+            let complete = Self.completePrefixLength(bytes)
+            if complete < bytes.count { pending.append(contentsOf: bytes[complete...]) }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[..<complete]), as: UTF8.self)
+        }
+        pending.append(contentsOf: bytes)
         let complete = Self.completePrefixLength(pending)
         let text = String(decoding: pending.prefix(complete), as: UTF8.self)
         pending.removeFirst(complete)
@@ -140,7 +165,7 @@ public struct UTF8StreamDecoder: Sendable {
     }
 
     /// The length of the prefix that does not end inside a character that more bytes could complete.
-    static func completePrefixLength(_ bytes: [UInt8]) -> Int {
+    static func completePrefixLength<C: RandomAccessCollection<UInt8>>(_ bytes: C) -> Int where C.Index == Int {
         // Look back over at most 3 bytes for the start of the last character.
         var i = bytes.count - 1
         var back = 0

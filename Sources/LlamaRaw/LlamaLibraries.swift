@@ -74,6 +74,8 @@ public final class LlamaLibraries: Sendable {
     public let cpuVariant: String?
     /// Optional libraries that were not in the folder.
     public let absentLibraries: [LlamaLibraryID]
+    /// The open libraries (handles from dlopen).
+    nonisolated(unsafe) private let handles: [LlamaLibraryID: UnsafeMutableRawPointer]
 
     #if os(macOS)
     static let libraryExtension = "dylib"
@@ -179,9 +181,7 @@ public final class LlamaLibraries: Sendable {
         if let cpu { handles[.ggmlCpu] = cpu.handle } else { absent.append(.ggmlCpu) }
 
         do {
-            symbols = try LlamaSymbols { spec in
-                handles[spec.library].flatMap { dlsym($0, spec.name) }
-            }
+            symbols = try Self.resolve(handles)
         } catch {
             switch error {
             case .missingRequired(let specs):
@@ -195,8 +195,19 @@ public final class LlamaLibraries: Sendable {
         }
         symbols.llama_backend_init()
         self.directory = dir
+        self.handles = handles
         self.cpuVariant = cpu?.name
         self.absentLibraries = absent
+    }
+
+    private static func resolve(_ handles: [LlamaLibraryID: UnsafeMutableRawPointer]) throws(LlamaSymbolError) -> LlamaSymbols {
+        try LlamaSymbols { spec in handles[spec.library].flatMap { dlsym($0, spec.name) } }
+    }
+
+    /// Resolves the whole symbol table again against the loaded libraries (what loading does;
+    /// the benchmark times it).
+    public func resolveSymbolTable() throws(LlamaSymbolError) -> LlamaSymbols {
+        try Self.resolve(handles)
     }
 
     /// The `libggml-cpu-*` that ggml loaded, found by asking the dynamic loader which one is

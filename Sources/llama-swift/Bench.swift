@@ -1,0 +1,215 @@
+import ArgumentParser
+import Foundation
+
+/// `llama-swift bench`: native C, the raw bindings and the streaming API, side by side on the
+/// same libraries, model, threads and prompt, alternating runs to cancel drift.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the bindings' overhead against a native C program, run for run.",
+        discussion: """
+            Each run is its own process (peak RSS is per process): the native C program (built \
+            here with cc against the pinned headers), then the same loop through the raw \
+            bindings, then through the streaming API; runs alternate. Reports prompt and \
+            generation tokens/s, time to first token, load time, peak RSS and heap allocations \
+            per token, with the ratio to native (min/median/max); symbol-table resolution time; \
+            tokenizer throughput against C.
+            """)
+
+    @Option(help: "The folder of an unpacked llama.cpp release (default: $LLAMA_LIB_DIR).")
+    var libDir: String?
+    @Option(name: [.short, .long], help: "The GGUF model (default: $LLAMA_MODEL).")
+    var model: String?
+    @Option(help: "A file with the prompt (default: Bench/prompt.txt).")
+    var promptFile: String?
+    @Option(help: "Tokens to generate per run.")
+    var generate = 128
+    @Option(name: [.short, .long], help: "Threads.")
+    var threads = 2
+    @Option(help: "Runs of each variant.")
+    var runs = 5
+    @Option(help: "The swift-llama-cpp checkout (the native benchmark's source and the pinned headers).")
+    var packageRoot = "."
+    @Option(help: "The pinned headers, relative to the package root (make headers).")
+    var headers = "headers/pinned"
+    @Option(help: "Write every figure to this JSON file.")
+    var json: String?
+
+    func validate() throws {
+        guard generate > 1, threads > 0, runs > 0 else { throw ValidationError("--generate, --threads and --runs must be positive") }
+    }
+
+    struct Failure: Error, CustomStringConvertible { var description: String }
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let lib = libDir ?? env["LLAMA_LIB_DIR"] else { throw ValidationError("no libraries: pass --lib-dir or set LLAMA_LIB_DIR") }
+        guard let modelPath = model ?? env["LLAMA_MODEL"] else { throw ValidationError("no model: pass --model or set LLAMA_MODEL") }
+        let root = URL(fileURLWithPath: packageRoot)
+        let prompt = promptFile ?? root.appendingPathComponent("Bench/prompt.txt").path
+        guard FileManager.default.isReadableFile(atPath: prompt) else { throw Failure(description: "cannot read the prompt file \(prompt)") }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("llama-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+
+        let native = try buildNative(root: root, lib: lib, into: work)
+        let worker = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent().appendingPathComponent("llama-bench-worker").path
+        guard FileManager.default.isExecutableFile(atPath: worker) else {
+            throw Failure(description: "\(worker) is missing: build it with `swift build -c release --product llama-bench-worker`")
+        }
+        let variants = [("native", native, "gen"), ("raw", worker, "raw"), ("stream", worker, "stream")]
+        var results: [String: [[String: Double]]] = [:]
+        for run in 1...runs {
+            for (name, program, mode) in variants {
+                let r = try measure(program, [mode, lib, modelPath, prompt, "\(generate)", "\(threads)"])
+                results[name, default: []].append(r)
+                log("run \(run)/\(runs) \(name): \(format(r["gen_tokens"]! / r["gen_ms"]! * 1e3)) gen tokens/s")
+            }
+        }
+        let sameOutput = Set(variants.map { results[$0.0]!.map { $0["last_token"]! } }).count == 1
+        // Tokenizer: a long text, alternating native and Swift.
+        let longText = work.appendingPathComponent("long.txt")
+        try String(repeating: try String(contentsOfFile: prompt, encoding: .utf8), count: 40)
+            .write(to: longText, atomically: true, encoding: .utf8)
+        var tokenizer: [String: [Double]] = [:]
+        for _ in 0..<3 {
+            for (name, program) in [("native", native), ("swift", worker)] {
+                let r = try measure(program, ["tokenize", lib, modelPath, longText.path, "20"])
+                tokenizer[name, default: []].append(r["tokens"]! / r["ms"]! * 1e3)
+            }
+        }
+        let symbols = try measure(worker, ["symbols", lib, "200"])
+
+        report(results, tokenizer: tokenizer, symbols: symbols, sameOutput: sameOutput)
+        if let json {
+            var document: [String: Any] = ["model": modelPath, "threads": threads, "generate": generate, "runs": runs,
+                                           "runs_by_variant": results, "tokenizer_tokens_per_s": tokenizer,
+                                           "symbol_table": symbols, "same_output": sameOutput]
+            document["ratios"] = ratios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
+            let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: json))
+            log("figures written to \(json)")
+        }
+    }
+
+    func log(_ message: String) { FileHandle.standardError.write(Data("bench: \(message)\n".utf8)) }
+
+    func buildNative(root: URL, lib: String, into dir: URL) throws -> String {
+        let output = dir.appendingPathComponent("native_bench").path
+        let h = root.appendingPathComponent(headers)
+        let result = try runProgram("/usr/bin/env", [
+            "cc", "-std=c11", "-O2", "-I", h.appendingPathComponent("include").path,
+            "-I", h.appendingPathComponent("ggml/include").path,
+            "-I", root.appendingPathComponent("Sources/CAllocCounter/include").path,
+            root.appendingPathComponent("Bench/native_bench.c").path,
+            root.appendingPathComponent("Sources/CAllocCounter/alloc_counter.c").path,
+            "-o", output, "-L", lib, "-lllama", "-lggml", "-lggml-base", "-Wl,-rpath," + lib,
+        ])
+        guard result.status == 0 else {
+            throw Failure(description: "the native benchmark did not compile (run from the package root after `make headers`):\n\(result.stderr)")
+        }
+        return output
+    }
+
+    func measure(_ program: String, _ arguments: [String]) throws -> [String: Double] {
+        let result = try runProgram(program, arguments)
+        guard result.status == 0, let line = result.stdout.split(separator: "\n").last,
+              let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Double] else {
+            throw Failure(description: "\(program) \(arguments.first ?? "") failed: \(result.stderr.suffix(2000))")
+        }
+        return object
+    }
+
+    struct Stats { var min: Double; var median: Double; var max: Double }
+
+    static func stats(_ values: [Double]) -> Stats {
+        let sorted = values.sorted()
+        return Stats(min: sorted.first ?? 0, median: sorted[sorted.count / 2], max: sorted.last ?? 0)
+    }
+
+    /// Per-metric values of one variant's runs.
+    func series(_ runs: [[String: Double]], _ metric: String) -> [Double] {
+        runs.map { r in
+            switch metric {
+            case "prompt_tps": return r["prompt_tokens"]! / r["prompt_ms"]! * 1e3
+            case "gen_tps": return r["gen_tokens"]! / r["gen_ms"]! * 1e3
+            default: return r[metric]!
+            }
+        }
+    }
+
+    static let metrics = ["prompt_tps", "gen_tps", "ttft_ms", "load_ms", "peak_rss_kb", "allocs_per_token"]
+
+    /// Each variant's value over native, run by run (the runs were interleaved).
+    func ratios(_ results: [String: [[String: Double]]]) -> [String: Stats] {
+        var out: [String: Stats] = [:]
+        for variant in ["raw", "stream"] {
+            for metric in Self.metrics where metric != "allocs_per_token" {
+                let mine = series(results[variant]!, metric), base = series(results["native"]!, metric)
+                out["\(variant).\(metric)"] = Self.stats(zip(mine, base).map { $1 == 0 ? 0 : $0 / $1 })
+            }
+        }
+        return out
+    }
+
+    func format(_ v: Double) -> String { String(format: v >= 100 ? "%.0f" : "%.2f", v) }
+
+    func report(_ results: [String: [[String: Double]]], tokenizer: [String: [Double]], symbols: [String: Double], sameOutput: Bool) {
+        let r = ratios(results)
+        var lines = ["metric (median of \(runs) runs)      native      raw   stream   raw/native (min-max)   stream/native (min-max)"]
+        for metric in Self.metrics {
+            let v = ["native", "raw", "stream"].map { Self.stats(series(results[$0]!, metric)).median }
+            var line = metric.padding(toLength: 34, withPad: " ", startingAt: 0)
+                + v.map { format($0).leftPad(9) }.joined()
+            if let a = r["raw.\(metric)"], let b = r["stream.\(metric)"] {
+                line += "   \(format(a.median)) (\(format(a.min))-\(format(a.max)))".leftPad(22)
+                    + "   \(format(b.median)) (\(format(b.min))-\(format(b.max)))".leftPad(25)
+            }
+            lines.append(line)
+        }
+        let tokNative = Self.stats(tokenizer["native"]!).median, tokSwift = Self.stats(tokenizer["swift"]!).median
+        lines.append("tokenizer tokens/s: native \(format(tokNative)), Swift \(format(tokSwift)), ratio \(format(tokSwift / tokNative))")
+        lines.append("symbol table: \(Int(symbols["symbols"]!)) functions resolved in \(format(symbols["median_ms"]!)) ms (median), "
+                     + "\(format(symbols["max_ms"]!)) ms at most")
+        lines.append("same greedy output in every variant: \(sameOutput ? "yes" : "NO")")
+        let gen = r["stream.gen_tps"]!.median, prompt = r["stream.prompt_tps"]!.median
+        lines.append("targets: streaming gen ≥ 0.99×native: \(gen >= 0.99 ? "met" : "missed") (\(format(gen))); "
+                     + "prompt ≥ 0.99×: \(prompt >= 0.99 ? "met" : "missed") (\(format(prompt))); "
+                     + "symbol table ≤ 2 ms: \(symbols["median_ms"]! <= 2 ? "met" : "missed"); "
+                     + "tokenizer ≥ 0.95×: \(tokSwift / tokNative >= 0.95 ? "met" : "missed")")
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
+
+struct ProgramResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a program to completion, reading its output while it runs.
+func runProgram(_ path: String, _ arguments: [String]) throws -> ProgramResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    nonisolated(unsafe) var errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return ProgramResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The `llama-swift` command-line tool.
+@main
+struct LlamaSwift: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "llama-swift",
+        abstract: "Run llama.cpp models from Swift.",
+        subcommands: [Bench.self])
+}

@@ -1,0 +1,33 @@
+import Foundation
+import LlamaTestSupport
+import Testing
+
+/// `llama-swift bench` runs end to end (one short run) and its JSON parses.
+@Suite("llama-swift bench")
+struct BenchCommandTests {
+    @Test("a short benchmark writes its figures")
+    func shortRun() throws {
+        let json = try TestEnvironment.temporaryDirectory().appendingPathComponent("bench.json")
+        let result = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("llama-swift"), [
+            "bench", "--lib-dir", try TestEnvironment.libraryDirectory().path, "--model", try TestEnvironment.model().path,
+            "--package-root", TestEnvironment.packageRoot.path, "--runs", "1", "--generate", "8", "--json", json.path,
+        ], timeout: 600)
+        try #require(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("gen_tps"))
+        #expect(result.stdout.contains("same greedy output in every variant: yes"))
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any])
+        let ratios = try #require(document["ratios"] as? [String: [String: Double]])
+        #expect((ratios["stream.gen_tps"]?["median"] ?? 0) > 0.5)
+        let symbols = try #require(document["symbol_table"] as? [String: Double])
+        #expect(symbols["symbols"] == 1012 || (symbols["symbols"] ?? 0) > 900)
+    }
+
+    @Test("bad flags are one-line errors with a non-zero exit")
+    func badFlags() throws {
+        let result = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("llama-swift"),
+                                    ["bench", "--runs", "0"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("must be positive"))
+        #expect(result.stdout.isEmpty)
+    }
+}
