@@ -1,5 +1,5 @@
 // The native side of `llama-swift bench`: the same work as the Swift worker, in C, linked
-// against the same libraries, timed with ggml_time_us. Prints one JSON object.
+// against the same libraries, timed with llama_time_us. Prints one JSON object.
 //
 //   native_bench gen LIB_DIR MODEL PROMPT_FILE N_GEN THREADS
 //   native_bench tokenize LIB_DIR MODEL TEXT_FILE REPEAT
@@ -36,9 +36,9 @@ static struct llama_model * load(const char * lib_dir, const char * path, int64_
     llama_log_set(quiet, NULL);
     ggml_backend_load_all_from_path(lib_dir);
     llama_backend_init();
-    int64_t t0 = ggml_time_us();
+    int64_t t0 = llama_time_us();
     struct llama_model * model = llama_model_load_from_file(path, llama_model_default_params());
-    *load_us = ggml_time_us() - t0;
+    *load_us = llama_time_us() - t0;
     if (model == NULL) { fprintf(stderr, "cannot load %s\n", path); exit(1); }
     return model;
 }
@@ -69,10 +69,10 @@ static int bench_gen(char ** argv) {
     struct llama_sampler * sampler = llama_sampler_chain_init(llama_sampler_chain_default_params());
     llama_sampler_chain_add(sampler, llama_sampler_init_greedy());
 
-    int64_t t0 = ggml_time_us();
+    int64_t t0 = llama_time_us();
     if (llama_decode(ctx, llama_batch_get_one(tokens, n_prompt)) != 0) return 1;
     llama_token token = llama_sampler_sample(sampler, ctx, -1);
-    int64_t t1 = ggml_time_us();
+    int64_t t1 = llama_time_us();
     long long allocs0 = alloc_counter_total();
     int n = 1;
     while (n < n_gen) {
@@ -80,7 +80,7 @@ static int bench_gen(char ** argv) {
         token = llama_sampler_sample(sampler, ctx, -1);
         n++;
     }
-    int64_t t2 = ggml_time_us();
+    int64_t t2 = llama_time_us();
     long long allocs = alloc_counter_total() - allocs0;
     printf("{\"load_ms\": %.3f, \"prompt_tokens\": %d, \"prompt_ms\": %.3f, \"ttft_ms\": %.3f, "
            "\"gen_tokens\": %d, \"gen_ms\": %.3f, \"allocs_per_token\": %.3f, \"peak_rss_kb\": %ld, \"last_token\": %d}\n",
@@ -96,7 +96,7 @@ static int bench_tokenize(char ** argv) {
     char * text = read_file(argv[4]);
     const int repeat = atoi(argv[5]);
     long long total = 0;
-    int64_t t0 = ggml_time_us();
+    int64_t t0 = llama_time_us();
     // As the Swift side does: one call into a buffer that is large enough.
     const int32_t length = (int32_t) strlen(text);
     for (int i = 0; i < repeat; i++) {
@@ -104,7 +104,7 @@ static int bench_tokenize(char ** argv) {
         total += llama_tokenize(vocab, text, length, tokens, length + 2, true, true);
         free(tokens);
     }
-    int64_t t1 = ggml_time_us();
+    int64_t t1 = llama_time_us();
     printf("{\"tokens\": %lld, \"ms\": %.3f}\n", total, (t1 - t0) / 1e3);
     return 0;
 }

@@ -35,9 +35,9 @@ func benchRaw(lib: String, model path: String, prompt: String, generate: Int, th
     let libraries = try LlamaLibraries.load(from: URL(fileURLWithPath: lib))
     let c = libraries.symbols
     c.llama_log_set({ _, _, _ in }, nil)
-    let t0 = c.ggml_time_us()
+    let t0 = c.llama_time_us()
     guard let model = c.llama_model_load_from_file(path, c.llama_model_default_params()) else { fail("cannot load \(path)") }
-    let loadUs = c.ggml_time_us() - t0
+    let loadUs = c.llama_time_us() - t0
     let vocab = c.llama_model_get_vocab(model)
     let n = -c.llama_tokenize(vocab, prompt, Int32(prompt.utf8.count), nil, 0, true, true)
     var tokens = [llama_token](repeating: 0, count: Int(n))
@@ -51,12 +51,12 @@ func benchRaw(lib: String, model path: String, prompt: String, generate: Int, th
           let sampler = c.llama_sampler_chain_init(c.llama_sampler_chain_default_params()) else { fail("no context") }
     c.llama_sampler_chain_add(sampler, c.llama_sampler_init_greedy())
 
-    let t1 = c.ggml_time_us()
+    let t1 = c.llama_time_us()
     guard tokens.withUnsafeMutableBufferPointer({ c.llama_decode(ctx, c.llama_batch_get_one($0.baseAddress, n)) }) == 0 else {
         fail("decode failed")
     }
     var token = c.llama_sampler_sample(sampler, ctx, -1)
-    let t2 = c.ggml_time_us()
+    let t2 = c.llama_time_us()
     let allocs0 = alloc_counter_total()
     var count = 1
     while count < generate {
@@ -64,7 +64,7 @@ func benchRaw(lib: String, model path: String, prompt: String, generate: Int, th
         token = c.llama_sampler_sample(sampler, ctx, -1)
         count += 1
     }
-    let t3 = c.ggml_time_us()
+    let t3 = c.llama_time_us()
     let allocs = alloc_counter_total() - allocs0
     emit(["load_ms": Double(loadUs) / 1e3, "prompt_tokens": Double(n), "prompt_ms": Double(t2 - t1) / 1e3,
           "ttft_ms": Double(t2 - t1) / 1e3, "gen_tokens": Double(count - 1), "gen_ms": Double(t3 - t2) / 1e3,
@@ -114,9 +114,9 @@ func benchTokenize(lib: String, model path: String, text: String, repeat count: 
     let model = try LlamaModel(runtime: runtime, path: path, options: { var o = ModelOptions(); o.vocabularyOnly = true; return o }())
     let c = runtime.raw
     var total = 0
-    let t0 = c.ggml_time_us()
+    let t0 = c.llama_time_us()
     for _ in 0..<count { total += try model.vocab.tokenize(text, addSpecial: true, parseSpecial: true).count }
-    let t1 = c.ggml_time_us()
+    let t1 = c.llama_time_us()
     emit(["tokens": Double(total), "ms": Double(t1 - t0) / 1e3])
 }
 
@@ -125,9 +125,9 @@ func benchSymbols(lib: String, repeat count: Int) throws {
     let c = libraries.symbols
     var times: [Double] = []
     for _ in 0..<count {
-        let t0 = c.ggml_time_us()
+        let t0 = c.llama_time_us()
         _ = try libraries.resolveSymbolTable()
-        times.append(Double(c.ggml_time_us() - t0) / 1e3)
+        times.append(Double(c.llama_time_us() - t0) / 1e3)
     }
     times.sort()
     emit(["median_ms": times[times.count / 2], "max_ms": times.last!, "symbols": Double(LlamaSymbols.specs.count)])
