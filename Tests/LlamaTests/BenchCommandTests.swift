@@ -1,4 +1,5 @@
 import Foundation
+import LlamaRaw
 import LlamaTestSupport
 import Testing
 
@@ -17,9 +18,12 @@ struct BenchCommandTests {
         #expect(result.stdout.contains("same greedy output in every variant: yes"))
         let document = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any])
         let ratios = try #require(document["ratios"] as? [String: [String: Double]])
-        #expect((ratios["stream.gen_tps"]?["median"] ?? 0) > 0.5)
+        // Figures, not verdicts: speed is judged by `make bench`, never by a timed test.
+        for key in ["raw.gen_tps", "stream.gen_tps", "stream.prompt_tps", "stream.peak_rss_kb"] {
+            #expect((ratios[key]?["median"] ?? 0) > 0, "\(key)")
+        }
         let symbols = try #require(document["symbol_table"] as? [String: Double])
-        #expect(symbols["symbols"] == 1012 || (symbols["symbols"] ?? 0) > 900)
+        #expect(symbols["symbols"] == Double(LlamaSymbols.specs.count))
     }
 
     @Test("bad flags are one-line errors with a non-zero exit")
