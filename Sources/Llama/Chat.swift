@@ -73,7 +73,8 @@ public actor ChatSession {
         self.template = template
     }
 
-    /// Adds the user's message and streams the reply, which joins the history when it ends.
+    /// Adds the user's message and streams the reply, which joins the history when it ends
+    /// (as far as it got, when the stream is abandoned or cancelled).
     public func respond(to text: String, sampling: SamplerChain = .greedy,
                         options: GenerationOptions = GenerationOptions()) throws(LlamaError)
         -> AsyncThrowingStream<GenerationEvent, any Error> {
@@ -82,15 +83,24 @@ public actor ChatSession {
         let inner = context.generate(prompt: prompt, sampling: sampling, options: options)
         return AsyncThrowingStream { continuation in
             let task = Task {
+                // What was said so far joins the history even when the reply is abandoned.
+                var partial = ""
+                var recorded = false
                 do {
                     for try await event in inner {
-                        if case .finished(let summary) = event { self.record(reply: summary.text) }
+                        switch event {
+                        case .token(_, let text), .text(let text): partial += text
+                        case .finished(let summary):
+                            await self.record(reply: summary.text)
+                            recorded = true
+                        }
                         continuation.yield(event)
                     }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
                 }
+                if !recorded { await self.record(reply: partial) }
             }
             continuation.onTermination = { _ in task.cancel() }
         }

@@ -150,6 +150,22 @@ struct ModelTests {
         #expect(await session.messages.last?.content == second.text)
         await session.reset()
         #expect(await session.messages.count == 1)
+
+        // An abandoned reply keeps what was said so far.
+        var seen = 0
+        for try await event in try await session.respond(to: "Tell me a long story.", options: GenerationOptions(maxTokens: 200)) {
+            if case .token = event {
+                seen += 1
+                if seen == 3 { break }
+            }
+        }
+        // The reply is recorded by the session's own task once generation has stopped.
+        for _ in 0..<250 where await session.messages.last?.role != "assistant" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let last = await session.messages.last
+        #expect(last?.role == "assistant")
+        #expect(last?.content.isEmpty == false)
     }
 
     @Test("embeddings of paraphrases are closer than of unrelated sentences")
