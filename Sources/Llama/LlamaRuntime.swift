@@ -64,7 +64,7 @@ enum LlamaLog {
 
     static let callback: ggml_log_callback = { level, text, _ in
         guard let text else { return }
-        LlamaLog.receive(level: level, text: String(cString: text))
+        LlamaLog.receive(level: level, text: text)
     }
 
     static func install(on c: LlamaSymbols, logger: Logger) {
@@ -72,7 +72,8 @@ enum LlamaLog {
         c.llama_log_set(callback, nil)
     }
 
-    static func receive(level: ggml_log_level, text: String) {
+    /// Handles one call of the C callback; below the threshold nothing is copied.
+    static func receive(level: ggml_log_level, text: UnsafePointer<CChar>) {
         state.withLock { s in
             let mapped: Logger.Level
             switch level {
@@ -83,11 +84,15 @@ enum LlamaLog {
             default: mapped = s.lastLevel  // a continuation of the previous message
             }
             s.lastLevel = mapped
-            s.pending += text
+            guard mapped >= s.threshold, s.logger != nil else {
+                s.pending = ""
+                return
+            }
+            s.pending += String(cString: text)
             guard s.pending.hasSuffix("\n") else { return }
             let message = s.pending.trimmingCharacters(in: .whitespacesAndNewlines)
             s.pending = ""
-            guard mapped >= s.threshold, !message.isEmpty else { return }
+            guard !message.isEmpty else { return }
             s.logger?.log(level: mapped, "\(message)")
         }
     }
