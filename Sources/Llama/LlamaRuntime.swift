@@ -26,22 +26,26 @@ public final class LlamaRuntime: Sendable {
     ///   - libraryDirectory: the release folder (`.../llama-b11434`); by default the folder that
     ///     `LLAMA_SWIFT_LIB_DIR` names.
     ///   - allowVersionMismatch: load libraries of another llama.cpp version anyway.
-    ///   - logger: where llama.cpp's and ggml's logs go; quiet by default (warnings and errors).
+    ///   - logger: where llama.cpp's and ggml's logs go (quiet by default: warnings and errors).
+    ///     llama.cpp has one log callback per process, so this destination is process-wide:
+    ///     passing a logger replaces it; nil keeps the current one (at first `llama.cpp`).
     public init(libraryDirectory: URL? = nil, allowVersionMismatch: Bool? = nil,
-                logger: Logger = Logger(label: "llama.cpp")) throws(LlamaError) {
+                logger: Logger? = nil) throws(LlamaError) {
         guard let dir = libraryDirectory
             ?? ProcessInfo.processInfo.environment[Self.libraryDirectoryVariable].map({ URL(fileURLWithPath: $0) })
         else {
             throw LlamaError(.libraryLoad, "no llama.cpp libraries given: pass libraryDirectory or set "
                 + "\(Self.libraryDirectoryVariable) to the folder of an unpacked llama.cpp \(LlamaPin.tag) release")
         }
-        LlamaLog.state.withLock { $0.logger = logger }
+        LlamaLog.state.withLock { s in
+            if let logger { s.logger = logger } else if s.logger == nil { s.logger = Logger(label: "llama.cpp") }
+        }
         do {
             libraries = try LlamaLibraries.load(from: dir, allowVersionMismatch: allowVersionMismatch, log: LlamaLog.callback)
         } catch {
             throw LlamaError(.libraryLoad, error.description)
         }
-        LlamaLog.install(on: libraries.symbols, logger: logger)
+        LlamaLog.install(on: libraries.symbols)
     }
 
     /// The least severe llama.cpp log level that reaches the logger (default `.warning`).
@@ -67,8 +71,7 @@ enum LlamaLog {
         LlamaLog.receive(level: level, text: text)
     }
 
-    static func install(on c: LlamaSymbols, logger: Logger) {
-        state.withLock { $0.logger = logger }
+    static func install(on c: LlamaSymbols) {
         c.llama_log_set(callback, nil)
     }
 
