@@ -37,13 +37,13 @@ deps:
 	@tools/install-deps.sh
 
 headers:
-	$(FETCH) headers
+	@$(FETCH) headers
 
 llama: deps
-	$(FETCH) llama
+	@$(FETCH) llama
 
 model:
-	$(FETCH) model
+	@$(FETCH) model
 
 generator: deps
 	swift build --package-path Generator --product llama-bindgen >&2
