@@ -178,6 +178,25 @@ class BumpTests(unittest.TestCase):
         self.assertEqual(back.returncode, 0, back.stderr[-3000:])
         self.assertEqual(self.snapshot(), before, "an API change forgets the compatible tags")
 
+    def test_7_handwritten_calls_that_break_are_named(self):
+        before = self.snapshot()
+        user = os.path.join(self.repo, "Sources", "LlamaRaw", "UsesCausalAttention.swift")
+        with open(user, "w") as f:
+            f.write("extension LlamaSymbols {\n"
+                    "    func isCausal(_ ctx: OpaquePointer?) -> Bool { llama_get_causal_attn(ctx) }\n"
+                    "}\n")
+        try:
+            broken = self.bump(OLD_TAG)
+            self.assertNotEqual(broken.returncode, 0)
+            self.assertIn(f"the handwritten code no longer compiles against the {OLD_TAG} bindings", broken.stderr)
+            self.assertIn("UsesCausalAttention.swift:2:", broken.stderr)
+            self.assertIn("llama_get_causal_attn", broken.stderr)
+        finally:
+            os.remove(user)
+        back = self.bump("b11434", "--no-build")
+        self.assertEqual(back.returncode, 0, back.stderr[-3000:])
+        self.assertEqual(self.snapshot(), before)
+
     def assert_refused(self, tag, *extra, message):
         before = self.snapshot()
         result = self.bump(tag, "--no-build", *extra)
