@@ -85,6 +85,7 @@ test-generator: generator
 	swift test --package-path Generator
 
 test-package: llama model headers
+	swift build --product llama-bench-worker
 	swift test
 
 test: test-tools check-generated check-standalone test-generator test-bump test-package

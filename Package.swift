@@ -81,7 +81,9 @@ let package = Package(
         ),
         .testTarget(
             name: "LlamaTests",
-            dependencies: ["Llama", "LlamaRaw", "LlamaTestSupport", "raw-generate", "llama-swift", "llama-bench-worker"],
+            // Not llama-bench-worker: a test bundle that depends on an executable links its code,
+            // and the worker's allocation counter replaces malloc. `make test-package` builds it.
+            dependencies: ["Llama", "LlamaRaw", "LlamaTestSupport", "raw-generate", "llama-swift"],
             swiftSettings: swiftSettings
         ),
     ]

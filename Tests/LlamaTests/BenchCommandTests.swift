@@ -8,6 +8,9 @@ import Testing
 struct BenchCommandTests {
     @Test("a short benchmark writes its figures")
     func shortRun() throws {
+        let worker = TestEnvironment.productsDirectory.appendingPathComponent("llama-bench-worker")
+        try #require(FileManager.default.isExecutableFile(atPath: worker.path),
+                     "\(worker.path) is missing: `make test` builds it (swift build --product llama-bench-worker)")
         let json = try TestEnvironment.temporaryDirectory().appendingPathComponent("bench.json")
         let result = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("llama-swift"), [
             "bench", "--lib-dir", try TestEnvironment.libraryDirectory().path, "--model", try TestEnvironment.model().path,
