@@ -1,5 +1,5 @@
-// The parts of the symbol table that do not depend on the headers: what describes a symbol,
-// and what goes wrong when resolving one. The generated LlamaSymbols.swift uses both.
+// The parts of the generated code that do not depend on the headers: what describes a symbol,
+// what goes wrong when resolving one, and what a record layout is.
 
 /// One entry per bound C function: where it comes from and whether loading requires it.
 public struct LlamaSymbolSpec: Sendable, Hashable {
@@ -37,5 +37,38 @@ public enum LlamaSymbolError: Error, Sendable, Equatable, CustomStringConvertibl
             return "\(name) is not available: lib\(library.rawValue) is not loaded or does not export it. "
                 + "Install a llama.cpp build that includes lib\(library.rawValue)."
         }
+    }
+}
+
+/// A record's layout as libclang computed it from the original headers (LP64), beside the
+/// layout Swift's importer gave the generated C declaration. The generated `all` lists them.
+public struct LlamaRecordLayout: Sendable {
+    public let name: String
+    public let size: Int
+    public let alignment: Int
+    public let swiftStride: Int
+    public let swiftAlignment: Int
+    /// Directly stored fields: name, C offset, and the offset Swift reports.
+    public let fields: [Field]
+
+    public struct Field: Sendable {
+        public let name: String
+        public let offset: Int
+        public let swiftOffset: Int?
+
+        public init(name: String, offset: Int, swiftOffset: Int?) {
+            self.name = name
+            self.offset = offset
+            self.swiftOffset = swiftOffset
+        }
+    }
+
+    public init(name: String, size: Int, alignment: Int, swiftStride: Int, swiftAlignment: Int, fields: [Field]) {
+        self.name = name
+        self.size = size
+        self.alignment = alignment
+        self.swiftStride = swiftStride
+        self.swiftAlignment = swiftAlignment
+        self.fields = fields
     }
 }

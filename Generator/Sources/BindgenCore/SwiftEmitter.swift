@@ -233,19 +233,10 @@ private func wrapper(_ f: Function, required: Bool) throws -> [String] {
 /// The layout table: size, alignment and field offsets that libclang computed, for a Swift test
 /// against `MemoryLayout`.
 public func emitSwiftLayout(_ module: APIModule, options: SwiftEmitterOptions) -> String {
+    // The LlamaRecordLayout type itself is handwritten (Sources/LlamaRaw/LlamaSymbolSupport.swift).
     var out = [options.banner, "import \(options.cModule)", "",
-               "/// A record's layout as libclang computed it from the original headers (LP64), beside the",
-               "/// layout Swift's importer gave the generated C declaration.",
-               "public struct LlamaRecordLayout: Sendable {",
-               "    public let name: String",
-               "    public let size: Int", "    public let alignment: Int",
-               "    public let swiftStride: Int", "    public let swiftAlignment: Int",
-               "    /// Directly stored fields: name, C offset, and the offset Swift reports.",
-               "    public let fields: [Field]", "",
-               "    public struct Field: Sendable {",
-               "        public let name: String", "        public let offset: Int", "        public let swiftOffset: Int?",
-               "    }", "}", "",
                "extension LlamaRecordLayout {",
+               "    /// Every record of the headers: libclang's layout beside the one Swift imported.",
                "    public static let all: [LlamaRecordLayout] = ["]
     for d in module.declarations {
         guard let subject = layoutSubject(d) else { continue }
