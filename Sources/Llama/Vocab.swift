@@ -86,14 +86,8 @@ public struct LlamaVocab: @unchecked Sendable {
     ///
     /// - Parameter special: render special tokens as their text instead of nothing.
     public func piece(_ token: LlamaToken, special: Bool = false) throws(LlamaError) -> [UInt8] {
-        try check(token)
         var buffer = [CChar](repeating: 0, count: 64)
-        var n = c.llama_token_to_piece(pointer, token, &buffer, Int32(buffer.count), 0, special)
-        if n < 0 {
-            buffer = [CChar](repeating: 0, count: Int(-n))
-            n = c.llama_token_to_piece(pointer, token, &buffer, Int32(buffer.count), 0, special)
-        }
-        return buffer.prefix(Int(max(n, 0))).map { UInt8(bitPattern: $0) }
+        return try withPiece(token, special: special, buffer: &buffer) { Array($0) }
     }
 
     /// Calls `body` with the bytes of a token's text, rendered into a reusable buffer.
