@@ -296,30 +296,35 @@ public actor LlamaContext {
 
     /// Loads a sequence state file into `sequence` and returns the tokens saved with it.
     public func loadState(from url: URL, into sequence: Int32) throws(LlamaError) -> [LlamaToken] {
-        guard FileManager.default.isReadableFile(atPath: url.path) else {
-            throw LlamaError(.fileNotFound, "cannot read the state file \(url.path)")
+        let loaded = try readStateFile(url, what: "a sequence state") { path, tokens, capacity, count in
+            c.llama_state_seq_load_file(pointer, path, sequence, tokens, capacity, count) > 0
         }
-        var tokens = [LlamaToken](repeating: 0, count: contextLength)
-        var count = 0
-        guard c.llama_state_seq_load_file(pointer, url.path, sequence, &tokens, tokens.count, &count) > 0 else {
-            throw LlamaError(.stateFailed, "\(url.path) is not a sequence state of this model and context")
-        }
-        let loaded = Array(tokens.prefix(count))
         if sequence == 0 { history = loaded }
         return loaded
     }
 
     /// Loads a state file and returns the tokens saved with it.
     public func loadState(from url: URL) throws(LlamaError) -> [LlamaToken] {
+        let loaded = try readStateFile(url, what: "a state") { path, tokens, capacity, count in
+            c.llama_state_load_file(pointer, path, tokens, capacity, count)
+        }
+        history = loaded
+        return loaded
+    }
+
+    /// Runs a llama.cpp state loader on a readable file and returns the tokens it read.
+    private func readStateFile(
+        _ url: URL, what: String,
+        _ load: (String, UnsafeMutablePointer<LlamaToken>, Int, UnsafeMutablePointer<Int>) -> Bool
+    ) throws(LlamaError) -> [LlamaToken] {
         guard FileManager.default.isReadableFile(atPath: url.path) else {
             throw LlamaError(.fileNotFound, "cannot read the state file \(url.path)")
         }
         var tokens = [LlamaToken](repeating: 0, count: contextLength)
         var count = 0
-        guard c.llama_state_load_file(pointer, url.path, &tokens, tokens.count, &count) else {
-            throw LlamaError(.stateFailed, "\(url.path) is not a state of this model and context")
-        }
-        history = Array(tokens.prefix(count))
+        let capacity = tokens.count
+        let ok = tokens.withUnsafeMutableBufferPointer { buffer in load(url.path, buffer.baseAddress!, capacity, &count) }
+        guard ok else { throw LlamaError(.stateFailed, "\(url.path) is not \(what) of this model and context") }
         return Array(tokens.prefix(count))
     }
 
