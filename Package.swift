@@ -21,6 +21,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
@@ -32,10 +35,20 @@ let package = Package(
             exclude: ["generated/api.txt"],
             swiftSettings: swiftSettings
         ),
-        // The Swift API: models, contexts, batches, samplers, generation, chat, embeddings.
+        // zlib, for unpacking release archives (part of every Swift installation on Linux and of macOS).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // The Swift API: models, contexts, batches, samplers, generation, chat, embeddings; and
+        // provisioning: release assets downloaded, verified, unpacked and cached, or built from source.
         .target(
             name: "Llama",
-            dependencies: ["LlamaRaw", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "LlamaRaw", "CZlib",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Counts heap allocations; linked into benchmark programs only.

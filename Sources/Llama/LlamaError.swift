@@ -31,6 +31,24 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let invalidGrammar = Code(rawValue: "invalidGrammar")
         /// Saving or restoring state failed.
         public static let stateFailed = Code(rawValue: "stateFailed")
+        /// No release asset exists for this platform and variant.
+        public static let noAsset = Code(rawValue: "noAsset")
+        /// A download failed (every mirror tried), or the server answered with an error.
+        public static let downloadFailed = Code(rawValue: "downloadFailed")
+        /// A server stopped sending within the idle timeout, or did not accept the connection in time.
+        public static let timeout = Code(rawValue: "timeout")
+        /// Downloaded or installed bytes do not have the expected sha256.
+        public static let checksumMismatch = Code(rawValue: "checksumMismatch")
+        /// An asset has no pinned digest and strict digest checking is on.
+        public static let unpinnedDigest = Code(rawValue: "unpinnedDigest")
+        /// An archive is damaged, of an unknown format, or holds a path or link that leaves its folder.
+        public static let unsafeArchive = Code(rawValue: "unsafeArchive")
+        /// Offline mode, and the cache lacks what is needed.
+        public static let offline = Code(rawValue: "offline")
+        /// The cache could not be read or written.
+        public static let cacheFailed = Code(rawValue: "cacheFailed")
+        /// Building llama.cpp from source failed, or no compiler or cmake was found.
+        public static let buildFailed = Code(rawValue: "buildFailed")
     }
 
     public let code: Code

@@ -46,6 +46,74 @@ public final class LlamaRuntime: Sendable {
             throw LlamaError(.libraryLoad, error.description)
         }
         LlamaLog.install(on: libraries.symbols)
+        Self.retainBackend(libraries)
+    }
+
+    deinit {
+        Self.releaseBackend(libraries)
+    }
+
+    /// Live runtimes per loaded folder: llama.cpp's backend is initialised when the first runtime
+    /// of a folder appears (loading does it the first time) and freed when the last one goes.
+    private static let backendUsers = Mutex<[ObjectIdentifier: (count: Int, freed: Bool)]>([:])
+
+    private static func retainBackend(_ libraries: LlamaLibraries) {
+        backendUsers.withLock { users in
+            var state = users[ObjectIdentifier(libraries)] ?? (0, false)
+            if state.count == 0 && state.freed { libraries.symbols.llama_backend_init() }
+            state.count += 1
+            users[ObjectIdentifier(libraries)] = state
+        }
+    }
+
+    private static func releaseBackend(_ libraries: LlamaLibraries) {
+        backendUsers.withLock { users in
+            guard var state = users[ObjectIdentifier(libraries)] else { return }
+            state.count -= 1
+            if state.count == 0 {
+                libraries.symbols.llama_backend_free()
+                state.freed = true
+            }
+            users[ObjectIdentifier(libraries)] = state
+        }
+    }
+
+    /// Whether llama.cpp's backend is initialised for these libraries (some runtime holds them).
+    var backendActive: Bool {
+        Self.backendUsers.withLock { ($0[ObjectIdentifier(libraries)]?.count ?? 0) > 0 }
+    }
+
+    /// Where the libraries came from when the runtime installed them (nil when a folder was given).
+    public private(set) var installation: LlamaInstallation? {
+        get { provenance.withLock { $0 } }
+        set { provenance.withLock { $0 = newValue } }
+    }
+    private let provenance = Mutex<LlamaInstallation?>(nil)
+
+    /// Finds, installs when needed, and loads the libraries, in this order: `libraryDirectory`,
+    /// the folder `LLAMA_SWIFT_LIB_DIR` names, the bundle of `options.bundleDirectory`, the cache,
+    /// and finally a download (or a source build) into the cache — unless `options.offline`.
+    ///
+    /// - Parameters:
+    ///   - options: variant, mirrors, cache, bundle, offline and digest policy.
+    ///   - progress: downloads, unpacking and source builds report here.
+    public static func load(libraryDirectory: URL? = nil, options: LlamaInstallOptions = LlamaInstallOptions(),
+                            allowVersionMismatch: Bool? = nil, logger: Logger? = nil,
+                            progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaRuntime {
+        if let dir = libraryDirectory ?? ProcessInfo.processInfo.environment[libraryDirectoryVariable].map({ URL(fileURLWithPath: $0) }) {
+            return try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
+        }
+        if let bundle = options.bundleDirectory,
+           let dir = try LlamaBundle.locate(in: bundle, tag: options.release.tag, platform: options.platform, variant: options.variant) {
+            return try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
+        }
+        let installation = try await LlamaInstaller(options: options).install(progress: progress)
+        guard let dir = installation.directory else {
+            throw LlamaError(.cacheFailed, "the installation of llama.cpp \(installation.tag) has no folder")
+        }
+        let runtime = try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
+        runtime.installation = installation
+        return runtime
     }
 
     /// The least severe llama.cpp log level that reaches the logger (default `.warning`).

