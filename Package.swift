@@ -62,7 +62,11 @@ let package = Package(
         // The command-line tool.
         .executableTarget(
             name: "llama-swift",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Llama",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Streaming generation with the Llama API: what `make run` runs.
@@ -84,6 +88,7 @@ let package = Package(
             name: "LlamaTestSupport",
             dependencies: ["LlamaRaw"],
             path: "Tests/Support",
+            exclude: ["mirror_server.py"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, when they are missing:
 # cmake and a C++ compiler (to build llama.cpp from the pinned source) and libclang-dev (for
-# the generator). Needs root (or sudo) only when something is missing.
+# the generator), zlib1g-dev (release archives are unpacked with zlib), curl (the
+# download tests compare with it and read the loopback mirror). Needs root (or sudo) only when something is missing.
 set -euo pipefail
-packages=(cmake g++ libclang-dev)
+packages=(cmake g++ libclang-dev zlib1g-dev curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -6,5 +6,5 @@ struct LlamaSwift: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llama-swift",
         abstract: "Run llama.cpp models from Swift.",
-        subcommands: [Bench.self])
+        subcommands: [Libs.self, Bench.self])
 }

@@ -39,6 +39,20 @@ public enum TestEnvironment {
                      make: "make model")
     }
 
+    /// The release archive `make llama` packed like the official one.
+    public static func releaseArchive() throws -> URL {
+        try existing("LLAMA_ARCHIVE", default: devCache.appendingPathComponent("dist/\(LlamaPin.tag)/llama-\(LlamaPin.tag)-bin-ubuntu-x64.tar.gz"),
+                     make: "make llama")
+    }
+
+    /// The pinned source archive (the PyPI sdist) that `make headers` downloaded.
+    public static func sourceArchive() throws -> URL {
+        guard let file = LlamaPin.sources.first(where: { $0.kind == "pypi-sdist" })?.file else {
+            throw Missing(description: "the manifest pins no PyPI source archive")
+        }
+        return try existing("LLAMA_SOURCE_ARCHIVE", default: devCache.appendingPathComponent("downloads/\(file)"), make: "make headers")
+    }
+
     public static func headers() throws -> URL {
         try existing("LLAMA_HEADERS", default: packageRoot.appendingPathComponent("headers/pinned"), make: "make headers")
     }
@@ -136,4 +150,64 @@ public func buildNativeReference() throws -> URL {
         throw TestEnvironment.Missing(description: "the native reference did not compile:\n\(result.stderr)")
     }
     return output
+}
+
+/// The loopback server of `mirror_server.py`, serving a folder laid out like the remote it
+/// stands for; fault prefixes (`/404/`, `/cut/`, `/stall/`, `/corrupt/`, `/slow/`) break it per request.
+public final class MirrorServer: @unchecked Sendable {
+    public let root: URL
+    public let port: Int
+    private let process: Process
+    private let stdin: Pipe
+
+    /// Starts a server over a new folder; `files` maps paths in it to the files to copy there.
+    public init(files: [String: URL], headers: [String: [String: String]] = [:]) throws {
+        root = try TestEnvironment.temporaryDirectory().appendingPathComponent("mirror")
+        for (path, source) in files {
+            let target = root.appendingPathComponent(path)
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: source, to: target)
+        }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        var arguments = [TestEnvironment.packageRoot.appendingPathComponent("Tests/Support/mirror_server.py").path, root.path]
+        if !headers.isEmpty {
+            let file = root.deletingLastPathComponent().appendingPathComponent("headers.json")
+            try JSONSerialization.data(withJSONObject: headers).write(to: file)
+            arguments += ["--headers", file.path]
+        }
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3"] + arguments
+        let out = Pipe()
+        stdin = Pipe()
+        process.standardOutput = out
+        process.standardInput = stdin
+        try process.run()
+        // The first line is the port.
+        var line = Data()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
+            line.append(byte)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+            throw TestEnvironment.Missing(description: "the loopback mirror did not start (python3 Tests/Support/mirror_server.py)")
+        }
+        self.port = port
+    }
+
+    deinit {
+        try? stdin.fileHandleForWriting.close()
+        process.terminate()
+    }
+
+    /// `http://127.0.0.1:<port>/<path>`.
+    public func url(_ path: String) -> URL {
+        URL(string: "http://127.0.0.1:\(port)/\(path)")!
+    }
+
+    /// The requests served so far ("<path>[ bytes=N-]"), from the server's log.
+    public func requests() throws -> [String] {
+        let result = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["curl", "-sf", url("_log").absoluteString], timeout: 10)
+        guard result.status == 0 else { throw TestEnvironment.Missing(description: "curl could not read the mirror's log") }
+        return result.stdout.split(separator: "\n").map(String.init)
+    }
 }

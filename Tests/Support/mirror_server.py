@@ -11,6 +11,7 @@ prefix, so one server can play a healthy and a broken mirror:
   /cut/<path>        sends half the body, then closes the connection (once per path; then healthy)
   /stall/<path>      sends the headers and a few bytes, then stays silent for a minute
   /corrupt/<path>    serves the file with one byte changed
+  /slow/<path>       sends the body in 20 pieces, 0.1 s apart
   /_log              the paths requested so far, one per line (the log is not logged itself)
 
 Files named in the optional --headers JSON ({"path": {"Header": "value"}}) get those headers,
@@ -24,7 +25,7 @@ import sys
 import threading
 import time
 
-FAULTS = ("404", "500", "cut", "stall", "corrupt")
+FAULTS = ("404", "500", "cut", "stall", "corrupt", "slow")
 
 
 def main():
@@ -112,6 +113,13 @@ def main():
                     self.wfile.flush()
                     self.close_connection = True
                     return
+            if fault == "slow":
+                step = max(1, len(body) // 20)
+                for i in range(0, len(body), step):
+                    self.wfile.write(body[i:i + step])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return
             self.wfile.write(body)
 
         def reply(self, status, body, head):

@@ -41,7 +41,6 @@ enum SafeArchive {
         }
         defer { try? output.close() }
         var inflater = try Inflater(windowBits: 15 + 32)  // zlib or gzip header, detected
-        defer { inflater.end() }
         while let chunk = try? input.read(upToCount: 1 << 20), !chunk.isEmpty {
             try inflater.feed(chunk, name: source.lastPathComponent) { try? output.write(contentsOf: $0) }
         }
@@ -50,19 +49,25 @@ enum SafeArchive {
         }
     }
 
-    /// A zlib inflate stream.
+    /// A zlib inflate stream. The z_stream lives at a fixed address: zlib keeps a pointer to it.
     struct Inflater: ~Copyable {
-        private var stream = z_stream()
+        private let stream: UnsafeMutablePointer<z_stream>
         private(set) var finished = false
-        private let windowBits: Int32
 
         init(windowBits: Int32) throws(LlamaError) {
-            self.windowBits = windowBits
-            let status = inflateInit2_(&stream, windowBits, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
-            guard status == Z_OK else { throw LlamaError(.unsafeArchive, "zlib could not start (status \(status))") }
+            stream = .allocate(capacity: 1)
+            stream.initialize(to: z_stream())
+            let status = inflateInit2_(stream, windowBits, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
+            guard status == Z_OK else {
+                stream.deallocate()
+                throw LlamaError(.unsafeArchive, "zlib could not start (status \(status))")
+            }
         }
 
-        mutating func end() { inflateEnd(&stream) }
+        deinit {
+            inflateEnd(stream)
+            stream.deallocate()
+        }
 
         /// Inflates `data`, passing each piece of output to `sink`. Concatenated gzip members are read on.
         mutating func feed(_ data: Data, name: String, sink: (Data) -> Void) throws(LlamaError) {
@@ -71,24 +76,24 @@ enum SafeArchive {
             while !input.isEmpty {
                 if finished {
                     // Another member follows the end of the previous one.
-                    inflateReset(&stream)
+                    inflateReset(stream)
                     finished = false
                 }
                 var consumed = 0
                 var status: Int32 = Z_OK
                 input.withUnsafeMutableBytes { (inBytes: UnsafeMutableRawBufferPointer) in
-                    stream.next_in = inBytes.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                    stream.avail_in = uInt(inBytes.count)
+                    stream.pointee.next_in = inBytes.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                    stream.pointee.avail_in = uInt(inBytes.count)
                     repeat {
                         output.withUnsafeMutableBytes { outBytes in
-                            stream.next_out = outBytes.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                            stream.avail_out = uInt(outBytes.count)
-                            status = inflate(&stream, Z_NO_FLUSH)
-                            let produced = outBytes.count - Int(stream.avail_out)
+                            stream.pointee.next_out = outBytes.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                            stream.pointee.avail_out = uInt(outBytes.count)
+                            status = inflate(stream, Z_NO_FLUSH)
+                            let produced = outBytes.count - Int(stream.pointee.avail_out)
                             if produced > 0 { sink(Data(outBytes.prefix(produced))) }
                         }
-                    } while status == Z_OK && (stream.avail_in > 0 || stream.avail_out == 0)
-                    consumed = inBytes.count - Int(stream.avail_in)
+                    } while status == Z_OK && (stream.pointee.avail_in > 0 || stream.pointee.avail_out == 0)
+                    consumed = inBytes.count - Int(stream.pointee.avail_in)
                 }
                 switch status {
                 case Z_STREAM_END: finished = true
@@ -339,8 +344,7 @@ enum SafeArchive {
             case 0: content = raw
             case 8:
                 var inflater = try Inflater(windowBits: -15)
-                defer { inflater.end() }
-                try inflater.feed(raw, name: name) { content.append($0) }
+                        try inflater.feed(raw, name: name) { content.append($0) }
             default:
                 throw LlamaError(.unsafeArchive, "\(name) stores \(path) with compression method \(method), which is not supported")
             }
