@@ -16,6 +16,8 @@ let package = Package(
     products: [
         .library(name: "Llama", targets: ["Llama"]),
         .library(name: "LlamaRaw", targets: ["LlamaRaw"]),
+        // API listings and their Markdown diff, shared with the generator (which depends on this package).
+        .library(name: "LlamaAPI", targets: ["LlamaAPI"]),
         .executable(name: "llama-swift", targets: ["llama-swift"]),
     ],
     dependencies: [
@@ -26,6 +28,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
+        // API listings (api.txt) read back, and the Markdown diff of two: `llama-swift api`, and the
+        // generator's bump report.
+        .target(name: "LlamaAPI", swiftSettings: swiftSettings),
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
         .target(name: "CLlama", path: "Sources/CLlama"),
         // The generated symbol table and thin wrappers, and the loader that fills the table.
@@ -63,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "llama-swift",
             dependencies: [
-                "Llama",
+                "Llama", "LlamaAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

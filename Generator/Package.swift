@@ -21,6 +21,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The root package, for its LlamaAPI target only (API listings and their diff).
+        .package(name: "swift-llama-cpp", path: ".."),
     ],
     targets: [
         .systemLibrary(name: "CClang", path: "Sources/CClang"),
@@ -32,7 +34,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "llama-bindgen",
-            dependencies: ["BindgenCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "BindgenCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "LlamaAPI", package: "swift-llama-cpp"),
+            ],
             swiftSettings: swiftSettings + [.unsafeFlags(["-Xcc", "-I\(llvm)/include"])]
         ),
         .testTarget(

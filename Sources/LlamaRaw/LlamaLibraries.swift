@@ -186,7 +186,7 @@ public final class LlamaLibraries: Sendable {
         } catch {
             switch error {
             case .missingRequired(let specs):
-                throw LlamaLoadError(code: .missingSymbols(specs.map(\.name)), path: dir.path, underlying: nil)
+                throw LlamaLoadError(code: .missingSymbols(specs.map { "\($0.name) (lib\($0.library.rawValue))" }), path: dir.path, underlying: nil)
             case .unavailable(let name, _):
                 throw LlamaLoadError(code: .missingSymbols([name]), path: dir.path, underlying: nil)
             }

@@ -48,8 +48,15 @@ public struct Manifest: Codable, Hashable, Sendable {
             public var sha256: String
             public var member: String
         }
+        /// Where the Hugging Face Hub has the same file.
+        public struct HuggingFace: Codable, Hashable, Sendable {
+            public var repo: String
+            public var revision: String
+            public var file: String
+        }
         public var name: String
         public var pypi: PyPI
+        public var huggingface: HuggingFace?
         public var sha256: String
     }
 

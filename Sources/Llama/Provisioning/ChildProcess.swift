@@ -1,0 +1,83 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A child process whose stdout and stderr come back through one pipe, started with posix_spawn
+/// and a clean signal state: threads of a Swift program (the concurrency pool, NIO) block most
+/// signals, and a child inheriting that mask never sees SIGCHLD — cmake then waits forever for
+/// its own children.
+final class ChildProcess: Sendable {
+    struct SpawnError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let pid: pid_t
+    private let output: Int32
+
+    init(_ executable: String, _ arguments: [String]) throws(SpawnError) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
+        #if canImport(Glibc)
+        var actions = posix_spawn_file_actions_t()
+        var attributes = posix_spawnattr_t()
+        #else
+        var actions: posix_spawn_file_actions_t? = nil
+        var attributes: posix_spawnattr_t? = nil
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+        posix_spawnattr_init(&attributes)
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attributes)
+        }
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        close(fds[1])
+        guard status == 0 else {
+            close(fds[0])
+            throw SpawnError(description: String(cString: strerror(status)))
+        }
+        self.pid = pid
+        self.output = fds[0]
+    }
+
+    /// The next output, empty at the end.
+    func read() -> Data? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Foundation.read(output, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            return n > 0 ? Data(buffer[0..<n]) : Data()
+        }
+    }
+
+    /// Waits for the exit; the exit status, or 128 + the signal that ended it.
+    func wait() -> Int32 {
+        close(output)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signal = status & 0x7F
+        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+    }
+
+    func terminate() {
+        kill(pid, SIGTERM)
+    }
+}
