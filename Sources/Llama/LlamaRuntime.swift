@@ -20,6 +20,11 @@ public final class LlamaRuntime: Sendable {
     /// The environment variable naming the folder of an unpacked llama.cpp release.
     public static let libraryDirectoryVariable = "LLAMA_SWIFT_LIB_DIR"
 
+    /// The folder `LLAMA_SWIFT_LIB_DIR` names (unset or empty: none).
+    public static var environmentLibraryDirectory: URL? {
+        ProcessInfo.processInfo.environment[libraryDirectoryVariable].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+    }
+
     /// Loads the libraries of an unpacked llama.cpp release.
     ///
     /// - Parameters:
@@ -31,9 +36,7 @@ public final class LlamaRuntime: Sendable {
     ///     passing a logger replaces it; nil keeps the current one (at first `llama.cpp`).
     public init(libraryDirectory: URL? = nil, allowVersionMismatch: Bool? = nil,
                 logger: Logger? = nil) throws(LlamaError) {
-        guard let dir = libraryDirectory
-            ?? ProcessInfo.processInfo.environment[Self.libraryDirectoryVariable].map({ URL(fileURLWithPath: $0) })
-        else {
+        guard let dir = libraryDirectory ?? Self.environmentLibraryDirectory else {
             throw LlamaError(.libraryLoad, "no llama.cpp libraries given: pass libraryDirectory or set "
                 + "\(Self.libraryDirectoryVariable) to the folder of an unpacked llama.cpp \(LlamaPin.tag) release")
         }
@@ -100,7 +103,7 @@ public final class LlamaRuntime: Sendable {
     public static func load(libraryDirectory: URL? = nil, options: LlamaInstallOptions = LlamaInstallOptions(),
                             allowVersionMismatch: Bool? = nil, logger: Logger? = nil,
                             progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaRuntime {
-        if let dir = libraryDirectory ?? ProcessInfo.processInfo.environment[libraryDirectoryVariable].map({ URL(fileURLWithPath: $0) }) {
+        if let dir = libraryDirectory ?? environmentLibraryDirectory {
             return try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
         }
         if let bundle = options.bundleDirectory,

@@ -102,7 +102,7 @@ struct Libs: AsyncParsableCommand {
         func run() async throws {
             let options = flags.options()
             let path = try await CLI.run { () async throws(LlamaError) -> String in
-                if let dir = ProcessInfo.processInfo.environment[LlamaRuntime.libraryDirectoryVariable] { return dir }
+                if let dir = LlamaRuntime.environmentLibraryDirectory { return dir.path }
                 if let bundle = options.bundleDirectory,
                    let dir = try LlamaBundle.locate(in: bundle, tag: options.release.tag, platform: options.platform, variant: options.variant) {
                     return dir.path

@@ -104,17 +104,25 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs a program to completion, killing it after `timeout` seconds.
+/// `stdin`, when given, is written to the program's standard input (then closed); otherwise it reads nothing.
 public func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
-                timeout: TimeInterval = 300) throws -> ProcessResult {
+                       stdin: String? = nil, timeout: TimeInterval = 300) throws -> ProcessResult {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     let out = Pipe()
     let err = Pipe()
+    let input = Pipe()
     process.standardOutput = out
     process.standardError = err
+    process.standardInput = input
     try process.run()
+    let text = Data((stdin ?? "").utf8)
+    DispatchQueue.global().async {
+        try? input.fileHandleForWriting.write(contentsOf: text)
+        try? input.fileHandleForWriting.close()
+    }
     // Read both pipes while the process runs, so that neither fills up.
     nonisolated(unsafe) var stdoutData = Data()
     nonisolated(unsafe) var stderrData = Data()

@@ -14,7 +14,8 @@ prefix, so one server can play a healthy and a broken mirror:
   /slow/<path>       sends the body in 20 pieces, 0.1 s apart
   /_log              the paths requested so far, one per line (the log is not logged itself)
 
-Files named in the optional --headers JSON ({"path": {"Header": "value"}}) get those headers,
+A path ending in / serves the index.json in that folder (a PyPI simple-index page). Files
+named in the optional --headers JSON ({"path": {"Header": "value"}}) get those headers,
 which is how the Hub's x-linked-etag (an LFS file's sha256) is answered.
 """
 import argparse
@@ -71,6 +72,8 @@ def main():
             if fault == "500":
                 return self.reply(503, b"unavailable\n", head)
             file = os.path.realpath(os.path.join(root, path.lstrip("/")))
+            if path.endswith("/"):
+                file = os.path.join(file, "index.json")  # a directory page, as a static site serves it
             if not file.startswith(root + os.sep) or not os.path.isfile(file):
                 return self.reply(404, b"not found\n", head)
             with open(file, "rb") as f:

