@@ -18,8 +18,10 @@ export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
+EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
+
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-tools test-generator test-bump test-package run bump api-diff bench
+        test test-tools test-generator test-bump test-package test-examples run bump api-diff bench
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -88,7 +90,18 @@ test-package: llama model headers
 	swift build --product llama-bench-worker
 	swift test
 
-test: test-tools check-generated check-standalone test-generator test-bump test-package
+# Every example is built and run on the default model; each checks what it shows and exits
+# non-zero when that does not hold.
+test-examples: llama model
+	swift build $(foreach e,$(EXAMPLES),--product $(e)) >&2
+	@export LLAMA_SWIFT_LIB_DIR="$(LLAMA_LIB_DIR)"; \
+	for e in $(EXAMPLES); do \
+	  echo "== example $$e" >&2; \
+	  .build/debug/$$e > /tmp/llama-example-$$e.out 2>&1 || { cat /tmp/llama-example-$$e.out >&2; echo "error: example $$e failed" >&2; exit 1; }; \
+	  tail -n 4 /tmp/llama-example-$$e.out; \
+	done
+
+test: test-tools check-generated check-standalone test-generator test-bump test-package test-examples
 
 # Overhead against native C, side by side (release build): make bench [BENCH_ARGS="--runs 9"]
 bench: llama model headers
@@ -96,5 +109,5 @@ bench: llama model headers
 	.build/release/llama-swift bench --json bench.json $(BENCH_ARGS)
 
 run: llama model
-	@swift build --product generate >&2
-	@.build/debug/generate --prompt "$(PROMPT)" -n $(TOKENS)
+	@swift build --product llama-swift >&2
+	@LLAMA_SWIFT_LIB_DIR="$(LLAMA_LIB_DIR)" .build/debug/llama-swift run --prompt "$(PROMPT)" -n $(TOKENS) --temp 0

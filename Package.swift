@@ -81,6 +81,14 @@ let package = Package(
             path: "Examples/generate",
             swiftSettings: swiftSettings
         ),
+        // Examples: one folder each under Examples/ (see README); `make examples` builds and runs them.
+        .executableTarget(name: "chat", dependencies: ["Llama"], path: "Examples/chat", swiftSettings: swiftSettings),
+        .executableTarget(name: "embeddings-search", dependencies: ["Llama"], path: "Examples/embeddings-search", swiftSettings: swiftSettings),
+        .executableTarget(name: "batched", dependencies: ["Llama"], path: "Examples/batched", swiftSettings: swiftSettings),
+        .executableTarget(name: "custom-sampler", dependencies: ["Llama"], path: "Examples/custom-sampler", swiftSettings: swiftSettings),
+        .executableTarget(name: "json-grammar", dependencies: ["Llama"], path: "Examples/json-grammar", swiftSettings: swiftSettings),
+        .executableTarget(name: "state", dependencies: ["Llama"], path: "Examples/state", swiftSettings: swiftSettings),
+        .executableTarget(name: "ggml-graph", dependencies: ["Llama", "LlamaRaw"], path: "Examples/ggml-graph", swiftSettings: swiftSettings),
         // Greedy generation through the raw bindings; the Swift side of the token equality test.
         .executableTarget(
             name: "raw-generate",

@@ -1,8 +1,9 @@
 // Text generation with the Llama API: load SmolLM2 (or any GGUF), stream the reply.
 //
-// --lib-dir and --model default to $LLAMA_LIB_DIR and $LLAMA_MODEL (make run sets both). The
-// prompt goes through the model's chat template unless --raw. Text streams to stdout; the
-// summary goes to stderr.
+// The libraries come from --lib-dir, else as LlamaRuntime.load finds them ($LLAMA_SWIFT_LIB_DIR, a
+// bundle, the cache, or a download); the model from --model, else $LLAMA_MODEL, else the default
+// model. The prompt goes through the model's chat template unless --raw. Text streams to stdout;
+// the summary goes to stderr.
 import ArgumentParser
 import Foundation
 import Llama
@@ -11,9 +12,9 @@ import Llama
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stream text from a GGUF model with the Llama API.")
 
-    @Option(help: "The folder of an unpacked llama.cpp release (default: $LLAMA_LIB_DIR).")
+    @Option(help: "The folder of an unpacked llama.cpp release (default: found or installed by LlamaRuntime.load).")
     var libDir: String?
-    @Option(name: [.short, .long], help: "The GGUF model (default: $LLAMA_MODEL).")
+    @Option(name: [.short, .long], help: "The GGUF model (default: $LLAMA_MODEL, else SmolLM2-135M-Instruct).")
     var model: String?
     @Option(name: [.short, .long], help: "What to ask.")
     var prompt = "Write a haiku about the sea."
@@ -32,12 +33,10 @@ struct Generate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let modelPath = model ?? env["LLAMA_MODEL"] else {
-            throw ValidationError("no model: pass --model or set LLAMA_MODEL (make model fetches one)")
-        }
-        let runtime = try LlamaRuntime(libraryDirectory: (libDir ?? env["LLAMA_LIB_DIR"]).map { URL(fileURLWithPath: $0) })
-        let llama = try await LlamaModel.load(runtime: runtime, paths: [modelPath])
+        let runtime = try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) })
+        let path: String
+        if let model { path = model } else { path = try await LlamaModel.defaultModelPath() }
+        let llama = try await LlamaModel.load(runtime: runtime, paths: [path])
         let context = try LlamaContext(model: llama, options: ContextOptions(contextLength: 2048, threads: 2))
         let text = raw ? prompt : try llama.formatChat([.user(prompt)])
         let stream = context.generate(prompt: text, sampling: .standard(temperature: temp, seed: seed),

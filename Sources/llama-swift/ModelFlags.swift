@@ -44,9 +44,8 @@ struct ModelFlags: ParsableArguments {
                 try await store.pull(reference, progress: ProgressPrinter().handler).path!.path
             }
         }
-        if let path = ProcessInfo.processInfo.environment["LLAMA_MODEL"], !path.isEmpty { return path }
         return try await CLI.run { () async throws(LlamaError) in
-            try await store.defaultModel(progress: ProgressPrinter().handler).path!.path
+            try await LlamaModel.defaultModelPath(store: store, progress: ProgressPrinter().handler)
         }
     }
 

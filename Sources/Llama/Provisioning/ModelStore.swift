@@ -246,3 +246,19 @@ public struct LlamaModelStore: Sendable {
         for p in parts { try? FileManager.default.removeItem(at: p) }
     }
 }
+
+extension LlamaModel {
+    /// The model file `LLAMA_MODEL` names, else the default model (SmolLM2-135M-Instruct),
+    /// downloaded once into the model store: what examples and `llama-swift run` use when no
+    /// model is given.
+    public static func defaultModelPath(store: LlamaModelStore = LlamaModelStore(),
+                                        progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> String {
+        if let path = ProcessInfo.processInfo.environment["LLAMA_MODEL"], !path.isEmpty { return path }
+        return try await store.defaultModel(progress: progress).path!.path
+    }
+
+    /// Loads the default model (see ``defaultModelPath(store:progress:)``).
+    public static func loadDefault(runtime: LlamaRuntime, options: ModelOptions = ModelOptions()) async throws -> LlamaModel {
+        try await load(runtime: runtime, paths: [try await defaultModelPath()], options: options)
+    }
+}
