@@ -219,9 +219,15 @@ struct ProvisioningTests {
         // A slow mirror keeps the first download going while the second process starts.
         let arguments = ["libs", "install", "--cache-dir", cache.path, "--mirror", server.url("slow/\(Self.releasePath)").absoluteString,
                          "--build-from-source", "never"]
-        async let a = Task.detached { try runProcess(cli, arguments) }.value
-        async let b = Task.detached { try runProcess(cli, arguments) }.value
-        let (ra, rb) = try await (a, b)
+        let a = Task.detached { try runProcess(cli, arguments) }
+        // The second starts once the first is downloading (4 s on the slow mirror).
+        var polls = 0
+        while try Self.assetRequests(server).isEmpty, polls < 600 {
+            try await Task.sleep(for: .milliseconds(100))
+            polls += 1
+        }
+        let b = Task.detached { try runProcess(cli, arguments) }
+        let (ra, rb) = (try await a.value, try await b.value)
         #expect(ra.status == 0, "\(ra.stderr)")
         #expect(rb.status == 0, "\(rb.stderr)")
         #expect(ra.stdout == rb.stdout)

@@ -11,7 +11,7 @@ prefix, so one server can play a healthy and a broken mirror:
   /cut/<path>        sends half the body, then closes the connection (once per path; then healthy)
   /stall/<path>      sends the headers and a few bytes, then stays silent for a minute
   /corrupt/<path>    serves the file with one byte changed
-  /slow/<path>       sends the body in 20 pieces, 0.1 s apart
+  /slow/<path>       sends the body in 40 pieces, 0.1 s apart
   /_log              the paths requested so far, one per line (the log is not logged itself)
 
 A path ending in / serves the index.json in that folder (a PyPI simple-index page). Files
@@ -117,7 +117,7 @@ def main():
                     self.close_connection = True
                     return
             if fault == "slow":
-                step = max(1, len(body) // 20)
+                step = max(1, len(body) // 40)
                 for i in range(0, len(body), step):
                     self.wfile.write(body[i:i + step])
                     self.wfile.flush()
