@@ -115,6 +115,7 @@ let package = Package(
             // Not llama-bench-worker: a test bundle that depends on an executable links its code,
             // and the worker's allocation counter replaces malloc. `make test-package` builds it.
             dependencies: ["Llama", "LlamaRaw", "LlamaTestSupport", "raw-generate", "llama-swift"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -87,15 +87,26 @@ public final class LlamaRuntime: Sendable {
     }
 
     /// Where the libraries came from when the runtime installed them (nil when a folder was given).
-    public private(set) var installation: LlamaInstallation? {
-        get { provenance.withLock { $0 } }
-        set { provenance.withLock { $0 = newValue } }
+    public internal(set) var installation: LlamaInstallation? {
+        get { provenance.withLock { $0.installation } }
+        set { provenance.withLock { $0.installation = newValue } }
     }
-    private let provenance = Mutex<LlamaInstallation?>(nil)
+    /// Why this llama.cpp build was chosen, when ``load(libraryDirectory:options:allowVersionMismatch:logger:progress:)``
+    /// chose it (`.auto` or a family); nil when a folder or an exact variant was given.
+    public internal(set) var selection: LlamaVariantSelection? {
+        get { provenance.withLock { $0.selection } }
+        set { provenance.withLock { $0.selection = newValue } }
+    }
+    private let provenance = Mutex<(installation: LlamaInstallation?, selection: LlamaVariantSelection?)>((nil, nil))
 
     /// Finds, installs when needed, and loads the libraries, in this order: `libraryDirectory`,
-    /// the folder `LLAMA_SWIFT_LIB_DIR` names, the bundle of `options.bundleDirectory`, the cache,
-    /// and finally a download (or a source build) into the cache — unless `options.offline`.
+    /// the folder `LLAMA_SWIFT_LIB_DIR` names, then for the variant of `options` (chosen from
+    /// the hardware for `.auto` or a family, each candidate tried in turn) its bundle entry, its
+    /// cache entry, or a download (or a source build) into the cache — unless `options.offline`.
+    ///
+    /// A GPU build is first loaded by a helper process (see ``LlamaInstallOptions/helper``) and
+    /// must then show a GPU device in ggml's registry; otherwise the next candidate is tried, and
+    /// ``selection`` says why.
     ///
     /// - Parameters:
     ///   - options: variant, mirrors, cache, bundle, offline and digest policy.
@@ -106,15 +117,57 @@ public final class LlamaRuntime: Sendable {
         if let dir = libraryDirectory ?? environmentLibraryDirectory {
             return try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
         }
-        if let bundle = options.bundleDirectory,
-           let dir = try LlamaBundle.locate(in: bundle, tag: options.release.tag, platform: options.platform, variant: options.variant) {
-            return try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
+        let released = options.release.variants(for: options.platform)
+        if released.contains(options.variant) {
+            return try await loadVariant(options.variant, options: options, verifyGPU: false,
+                                         allowVersionMismatch: allowVersionMismatch, logger: logger, progress: progress)
         }
-        let installation = try await LlamaInstaller(options: options).install(progress: progress)
-        guard let dir = installation.directory else {
-            throw LlamaError(.cacheFailed, "the installation of llama.cpp \(installation.tag) has no folder")
+        var selection = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
+                                                   release: options.release, platform: options.platform)
+        for candidate in selection.candidates {
+            do {
+                let runtime = try await loadVariant(candidate.variant, options: options, verifyGPU: candidate.variant != .cpu,
+                                                    hardware: selection.hardware, allowVersionMismatch: allowVersionMismatch,
+                                                    logger: logger, progress: progress)
+                selection.chosen = candidate.variant
+                runtime.selection = selection
+                options.logger.info("llama.cpp \(options.release.tag) \(candidate.variant): \(candidate.reason)")
+                return runtime
+            } catch {
+                if error.code == .cancelled || error.code == .offline { throw error }
+                selection.rejected.append(.init(variant: candidate.variant.rawValue, reason: error.message))
+                options.logger.warning("not using llama.cpp \(candidate.variant): \(error.message)")
+            }
         }
+        throw LlamaError(.noAsset, "no llama.cpp build could be loaded for this machine (\(options.variant) requested):\n"
+            + selection.summary)
+    }
+
+    /// Loads one variant: from the bundle, else installed into the cache.
+    static func loadVariant(_ variant: LlamaVariant, options: LlamaInstallOptions, verifyGPU: Bool,
+                            hardware: LlamaHardwareReport? = nil, allowVersionMismatch: Bool?, logger: Logger?,
+                            progress: LlamaProgressHandler?) async throws(LlamaError) -> LlamaRuntime {
+        var o = options
+        o.variant = variant
+        var installation: LlamaInstallation?
+        let dir: URL
+        if let bundle = o.bundleDirectory,
+           let found = try LlamaBundle.locate(in: bundle, tag: o.release.tag, platform: o.platform, variant: variant) {
+            dir = found
+        } else {
+            let installed = try await LlamaInstaller(options: o).install(progress: progress)
+            guard let folder = installed.directory else {
+                throw LlamaError(.cacheFailed, "the installation of llama.cpp \(installed.tag) has no folder")
+            }
+            installation = installed
+            dir = folder
+        }
+        if verifyGPU { try await LlamaBackendCheck(options: o, hardware: hardware).verify(dir, variant: variant) }
         let runtime = try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
+        if verifyGPU && !runtime.devices.contains(where: \.isGPU) {
+            throw LlamaError(.libraryLoad, "the \(variant) build loaded, but ggml registered no GPU device "
+                + "(devices: \(runtime.devices.map(\.name).joined(separator: ", ")))")
+        }
         runtime.installation = installation
         return runtime
     }

@@ -94,34 +94,56 @@ struct API: AsyncParsableCommand {
     }
 }
 
-/// `llama-swift devices`: what ggml sees.
+/// `llama-swift devices`: what the probes found, the variant chosen and why, and ggml's devices.
 struct Devices: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the devices ggml can use and the llama.cpp variant in use.")
+        abstract: "Show the GPUs found, the llama.cpp variant chosen and why, and the devices ggml can use.",
+        discussion: "With --no-load, only the probes and the plan (nothing is installed or loaded).")
     @Option(help: "The folder of an unpacked llama.cpp release to load (default: as `run`).")
     var libDir: String?
     @OptionGroup var install: InstallFlags
     @Flag(help: "JSON output.")
     var json = false
+    @Flag(help: "Probe and plan only; do not install or load a build.")
+    var noLoad = false
+    @Option(help: "A fixture machine folder to probe instead of this one (files under a root, plus drivers.json).")
+    var fixture: String?
 
     func run() async throws {
-        let options = install.options()
-        let runtime = try await CLI.run { () async throws(LlamaError) in
-            try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
-                                        progress: ProgressPrinter().handler)
+        var options = install.options()
+        if let fixture {
+            do { options.probe = try LlamaHardwareProbe(fixture: URL(fileURLWithPath: fixture), platform: options.platform) } catch {
+                CLI.note("error: cannot read the fixture \(fixture): \(error)")
+                throw ExitCode(1)
+            }
         }
-        let devices = runtime.devices
+        var selection = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
+                                                   release: options.release, platform: options.platform)
+        var runtime: LlamaRuntime?
+        if !noLoad {
+            let o = options
+            let loaded = try await CLI.run { () async throws(LlamaError) in
+                try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: o,
+                                            progress: ProgressPrinter().handler)
+            }
+            if let chosen = loaded.selection { selection = chosen }
+            runtime = loaded
+        }
+        let devices = runtime?.devices ?? []
         if json {
             struct Document: Encodable {
-                var library_directory: String
-                var variant: String
+                var library_directory: String?
+                var variant: String?
+                var selection: LlamaVariantSelection
                 var devices: [LlamaDevice]
             }
-            try CLI.printJSON(Document(library_directory: runtime.libraryDirectory.path,
-                                       variant: runtime.installation?.variant.rawValue ?? options.variant.rawValue, devices: devices))
+            try CLI.printJSON(Document(library_directory: runtime?.libraryDirectory.path,
+                                       variant: runtime?.installation?.variant.rawValue ?? selection.chosen?.rawValue,
+                                       selection: selection, devices: devices))
             return
         }
-        print("libraries: \(runtime.libraryDirectory.path)")
+        print(selection.summary)
+        if let runtime { print("libraries: \(runtime.libraryDirectory.path)") }
         for d in devices {
             let memory = d.memoryTotal > 0 ? "  \(ProgressPrinter.bytes(Int64(d.memoryFree))) free of \(ProgressPrinter.bytes(Int64(d.memoryTotal)))" : ""
             print("\(d.index)\t\(d.name)\t\(d.kind)\t\(d.description)\(memory)")

@@ -61,7 +61,20 @@ struct InstallFlags: ParsableArguments {
 struct Libs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Install, locate, check and prune the llama.cpp libraries.",
-        subcommands: [Install.self, Path.self, List.self, Verify.self, Prune.self, Build.self, MakeBundle.self])
+        subcommands: [Install.self, Path.self, List.self, Verify.self, Prune.self, Build.self, MakeBundle.self, Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Load the libraries of a folder and print ggml's devices as JSON (the runtime runs this in a child process before it loads a GPU build).")
+        @Argument(help: "The release folder (.../llama-<tag>).")
+        var directory: String
+        func run() async throws {
+            let runtime = try await CLI.run { () async throws(LlamaError) in
+                try LlamaRuntime(libraryDirectory: URL(fileURLWithPath: directory))
+            }
+            try CLI.printJSON(runtime.devices)
+        }
+    }
 
     struct Install: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

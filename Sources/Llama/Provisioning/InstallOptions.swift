@@ -16,7 +16,9 @@ public struct LlamaInstallOptions: Sendable {
         case always
     }
 
-    /// The build of llama.cpp to install (default: `LLAMA_SWIFT_VARIANT`, else `cpu`).
+    /// The build of llama.cpp to use: `.auto` (the default, unless `LLAMA_SWIFT_VARIANT` names
+    /// another) chooses by the hardware; a family (`.cuda`) picks its best build; an exact
+    /// variant (`cuda-12.8`) is used as it is.
     public var variant: LlamaVariant
     /// The platform whose assets to install (default: this machine). Bundles name others.
     public var platform: LlamaPlatform
@@ -53,8 +55,14 @@ public struct LlamaInstallOptions: Sendable {
     public var retries: Int
     /// The first backoff delay; each retry doubles it.
     public var retryDelay: Duration
-    /// Where provisioning tells what it does (downloads, recorded digests, builds).
+    /// Where provisioning tells what it does (downloads, recorded digests, builds, variant choice).
     public var logger: Logger
+    /// How the hardware is probed for `.auto` and family variants.
+    public var probe: LlamaHardwareProbe
+    /// A program that loads a GPU build in a child process first (`llama-swift libs check`), so
+    /// that a broken driver crashes it and not this process. Default: `LLAMA_SWIFT_HELPER`, else
+    /// `llama-swift` beside this program's executable, else none (the check runs in process).
+    public var helper: URL?
 
     public static let variantVariable = "LLAMA_SWIFT_VARIANT"
     public static let mirrorsVariable = "LLAMA_SWIFT_MIRRORS"
@@ -74,7 +82,7 @@ public struct LlamaInstallOptions: Sendable {
         func url(_ name: String, _ fallback: String) -> URL {
             env[name].flatMap { URL(string: $0.trimmingCharacters(in: .whitespaces)) } ?? URL(string: fallback)!
         }
-        self.variant = variant ?? env[Self.variantVariable].map { LlamaVariant(rawValue: $0) } ?? .cpu
+        self.variant = variant ?? env[Self.variantVariable].flatMap { $0.isEmpty ? nil : LlamaVariant(rawValue: $0) } ?? .auto
         platform = .current
         release = .pinned
         mirrors = env[Self.mirrorsVariable].map {
@@ -93,6 +101,10 @@ public struct LlamaInstallOptions: Sendable {
         retries = 3
         retryDelay = .milliseconds(500)
         logger = Logger(label: "swift-llama-cpp")
+        probe = LlamaHardwareProbe()
+        helper = env["LLAMA_SWIFT_HELPER"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+            ?? Bundle.main.executableURL.map { $0.deletingLastPathComponent().appendingPathComponent("llama-swift") }
+                .flatMap { FileManager.default.isExecutableFile(atPath: $0.path) ? $0 : nil }
     }
 
     /// `LLAMA_SWIFT_CACHE`, else `$XDG_CACHE_HOME/swift-llama-cpp` or `~/.cache/swift-llama-cpp`.

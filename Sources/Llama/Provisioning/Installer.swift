@@ -35,6 +35,18 @@ public struct LlamaInstaller: Sendable {
     /// Offline, only the cache is used. Two processes installing the same entry at once download
     /// it once: the second waits for the first and then finds it installed.
     public func install(progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaInstallation {
+        if LlamaVariantSelection.families.contains(options.variant.rawValue),
+           !options.release.variants(for: options.platform).contains(options.variant) {
+            // `.auto` or a family: the build the hardware calls for (not verified here; LlamaRuntime.load does).
+            let plan = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
+                                                  release: options.release, platform: options.platform)
+            guard let preferred = plan.preferred else {
+                throw LlamaError(.noAsset, "no llama.cpp build of \(options.variant) fits this machine:\n\(plan.summary)")
+            }
+            var o = options
+            o.variant = preferred
+            return try await LlamaInstaller(options: o).install(progress: progress)
+        }
         if let done = installed() { return done }
         guard !options.offline else {
             throw LlamaError(.offline, "offline mode, and llama.cpp \(tag) for \(options.platform) (\(options.variant)) is not in the cache "

@@ -1,0 +1,266 @@
+public import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a probe could not read, or why a driver is unusable.
+public struct LlamaProbeError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The driver libraries the probes ask: libcuda, libvulkan, and whether a runtime library can be
+/// opened at all. Injectable, so that tests can present any machine.
+public protocol LlamaDriverLibraries: Sendable {
+    /// libcuda after `cuInit(0)`: the CUDA version the driver supports (`cuDriverGetVersion`,
+    /// e.g. 12080 for 12.8) and `cuDeviceGetCount`. Throws why it cannot be had.
+    func cuda() throws(LlamaProbeError) -> (version: Int, devices: Int)
+    /// Whether any of these libraries can be opened (HIP, Level Zero, SYCL, Vulkan loaders).
+    func canOpen(_ names: [String]) -> Bool
+}
+
+/// The machine's own driver libraries, through dlopen.
+public struct SystemDriverLibraries: LlamaDriverLibraries {
+    public init() {}
+
+    public func cuda() throws(LlamaProbeError) -> (version: Int, devices: Int) {
+        guard let handle = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL) ?? dlopen("libcuda.so", RTLD_NOW | RTLD_LOCAL) else {
+            throw LlamaProbeError("libcuda.so.1 cannot be opened: \(dlerror().map { String(cString: $0) } ?? "not found")")
+        }
+        typealias Init = @convention(c) (UInt32) -> Int32
+        typealias GetInt = @convention(c) (UnsafeMutablePointer<Int32>) -> Int32
+        guard let initSym = dlsym(handle, "cuInit"), let versionSym = dlsym(handle, "cuDriverGetVersion"),
+              let countSym = dlsym(handle, "cuDeviceGetCount") else {
+            throw LlamaProbeError("libcuda lacks cuInit, cuDriverGetVersion or cuDeviceGetCount")
+        }
+        let status = unsafeBitCast(initSym, to: Init.self)(0)
+        guard status == 0 else { throw LlamaProbeError("cuInit failed with CUDA error \(status) (driver and kernel module out of step?)") }
+        var version: Int32 = 0, count: Int32 = 0
+        guard unsafeBitCast(versionSym, to: GetInt.self)(&version) == 0, unsafeBitCast(countSym, to: GetInt.self)(&count) == 0 else {
+            throw LlamaProbeError("libcuda answered cuInit but not cuDriverGetVersion/cuDeviceGetCount")
+        }
+        return (Int(version), Int(count))
+    }
+
+    public func canOpen(_ names: [String]) -> Bool {
+        names.contains { name in
+            guard let h = dlopen(name, RTLD_LAZY | RTLD_LOCAL) else { return false }
+            dlclose(h)
+            return true
+        }
+    }
+}
+
+/// A machine described by a file, for tests: `{"cuda": {"version": 12080, "devices": 1}}` or
+/// `{"cuda": {"error": "..."}}`, and `"libraries": ["libvulkan.so.1", ...]` that can be opened.
+public struct FixtureDriverLibraries: LlamaDriverLibraries, Decodable {
+    struct CUDA: Decodable { var version: Int?; var devices: Int?; var error: String?; var hangSeconds: Double? }
+    var cudaAnswer: CUDA?
+    var libraries: [String]
+    enum CodingKeys: String, CodingKey { case cudaAnswer = "cuda", libraries }
+
+    public init(file: URL) throws {
+        self = try JSONDecoder().decode(Self.self, from: Data(contentsOf: file))
+    }
+
+    public func cuda() throws(LlamaProbeError) -> (version: Int, devices: Int) {
+        guard let c = cudaAnswer else { throw LlamaProbeError("libcuda.so.1 cannot be opened: not found") }
+        if let hang = c.hangSeconds { Thread.sleep(forTimeInterval: hang) }  // a driver that blocks
+        if let error = c.error { throw LlamaProbeError(error) }
+        return (c.version ?? 0, c.devices ?? 0)
+    }
+
+    public func canOpen(_ names: [String]) -> Bool { names.contains { libraries.contains($0) } }
+}
+
+/// Resumes a continuation with the first value given; later ones are dropped.
+final class ResumeOnce<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, Never>?>
+    init(_ continuation: CheckedContinuation<T, Never>) { self.continuation = Mutex(continuation) }
+    func resume(_ value: T) {
+        continuation.withLock { c in
+            c?.resume(returning: value)
+            c = nil
+        }
+    }
+}
+
+/// What the probes found on a machine.
+public struct LlamaHardwareReport: Sendable, Codable, Equatable {
+    public struct GPU: Sendable, Codable, Equatable {
+        public var vendor: String
+        public var name: String
+        public var memoryBytes: UInt64?
+    }
+    public struct NVIDIA: Sendable, Codable, Equatable {
+        /// From `/proc/driver/nvidia/version`.
+        public var driverVersion: String?
+        /// The CUDA version the driver supports (`12.8`), from libcuda.
+        public var cudaVersion: String?
+        public var gpus: [GPU]
+        /// Why CUDA cannot be used, when it cannot.
+        public var problem: String?
+    }
+    public struct AMD: Sendable, Codable, Equatable {
+        public var gpus: [GPU]
+        /// Whether the HIP runtime (libamdhip64) can be opened.
+        public var hipRuntime: Bool
+    }
+    public struct Intel: Sendable, Codable, Equatable {
+        public var gpus: [GPU]
+        public var levelZero: Bool
+        public var syclRuntime: Bool
+        public var openVINORuntime: Bool
+    }
+    public struct CPU: Sendable, Codable, Equatable {
+        public var architecture: String
+        public var cores: Int
+        /// SIMD features llama.cpp's CPU variants use (avx2, avx512f, f16c, fma, neon, dotprod...).
+        public var features: [String]
+    }
+
+    public var nvidia: NVIDIA?
+    public var amd: AMD?
+    public var intel: Intel?
+    /// Whether the Vulkan loader can be opened, and the GPUs DRM lists (Vulkan's usual hosts).
+    public var vulkanLoader: Bool
+    public var metal: Bool
+    public var cpu: CPU
+    /// What a probe could not read or gave up on.
+    public var notes: [String]
+}
+
+/// Probes the machine through a filesystem root and driver libraries, each probe bounded by a
+/// timeout: a hung driver is reported, never waited for.
+public struct LlamaHardwareProbe: Sendable {
+    public var root: URL
+    public var drivers: any LlamaDriverLibraries
+    public var timeout: Duration
+    public var platform: LlamaPlatform
+
+    public init(root: URL = URL(fileURLWithPath: "/"), drivers: any LlamaDriverLibraries = SystemDriverLibraries(),
+                timeout: Duration = .seconds(5), platform: LlamaPlatform = .current) {
+        self.root = root
+        self.drivers = drivers
+        self.timeout = timeout
+        self.platform = platform
+    }
+
+    /// A machine described by a fixture folder: its files form the root, `drivers.json` the libraries.
+    public init(fixture folder: URL, platform: LlamaPlatform = LlamaPlatform(os: "linux", arch: "x64")) throws {
+        self.init(root: folder, drivers: try FixtureDriverLibraries(file: folder.appendingPathComponent("drivers.json")),
+                  platform: platform)
+    }
+
+    public func run() async -> LlamaHardwareReport {
+        var notes: [String] = []
+        let nvidia = await bounded("NVIDIA", notes: &notes) { probeNVIDIA() } ?? nil
+        let amd = await bounded("AMD", notes: &notes) { probeAMD() } ?? nil
+        let intel = await bounded("Intel", notes: &notes) { probeIntel() } ?? nil
+        let vulkan = await bounded("Vulkan", notes: &notes) { drivers.canOpen(["libvulkan.so.1", "libvulkan.so", "libvulkan.1.dylib"]) } ?? false
+        let cpu = probeCPU(notes: &notes)
+        return LlamaHardwareReport(nvidia: nvidia, amd: amd, intel: intel, vulkanLoader: vulkan,
+                                   metal: platform.os == "macos" && platform.arch == "arm64", cpu: cpu, notes: notes)
+    }
+
+    /// Runs a probe on its own thread; after the timeout it is abandoned (left to finish on its
+    /// own) and noted.
+    private func bounded<T: Sendable>(_ name: String, notes: inout [String], _ body: @escaping @Sendable () -> T) async -> T? {
+        let timeout = self.timeout
+        let result: T? = await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let once = ResumeOnce(continuation)
+            Thread.detachNewThread { once.resume(body()) }
+            Task {
+                try? await Task.sleep(for: timeout)
+                once.resume(nil)
+            }
+        }
+        if result == nil { notes.append("the \(name) probe did not answer within \(timeout) and was abandoned") }
+        return result
+    }
+
+    private func read(_ path: String) -> String? {
+        try? String(contentsOf: root.appendingPathComponent(path), encoding: .utf8)
+    }
+
+    private func list(_ path: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(path).path)) ?? []).sorted()
+    }
+
+    private func exists(_ path: String) -> Bool {
+        FileManager.default.fileExists(atPath: root.appendingPathComponent(path).path)
+    }
+
+    func probeNVIDIA() -> LlamaHardwareReport.NVIDIA? {
+        let version = read("proc/driver/nvidia/version")
+        let gpus = list("proc/driver/nvidia/gpus").compactMap { id -> LlamaHardwareReport.GPU? in
+            guard let info = read("proc/driver/nvidia/gpus/\(id)/information") else { return nil }
+            let model = info.split(separator: "\n").first { $0.hasPrefix("Model:") }
+                .map { $0.dropFirst("Model:".count).trimmingCharacters(in: .whitespaces) } ?? "NVIDIA GPU"
+            return .init(vendor: "nvidia", name: model, memoryBytes: nil)
+        }
+        var cuda: (version: Int, devices: Int)?
+        var problem: String?
+        do { cuda = try drivers.cuda() } catch { problem = error.description }
+        guard version != nil || !gpus.isEmpty || cuda != nil else { return nil }
+        // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  570.86.15  ..." → 570.86.15
+        let driver = version.flatMap { text in
+            text.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { part in
+                part.split(separator: ".").count >= 2 && part.split(separator: ".").allSatisfy { $0.allSatisfy(\.isNumber) }
+            }.map(String.init)
+        }
+        if let cuda, cuda.devices == 0 { problem = "libcuda reports no CUDA device" }
+        let cudaVersion = cuda.map { "\($0.version / 1000).\(($0.version % 1000) / 10)" }
+        var found = gpus
+        if found.isEmpty, let cuda { found = (0..<cuda.devices).map { _ in .init(vendor: "nvidia", name: "NVIDIA GPU", memoryBytes: nil) } }
+        return .init(driverVersion: driver, cudaVersion: cudaVersion, gpus: found, problem: problem)
+    }
+
+    func probeAMD() -> LlamaHardwareReport.AMD? {
+        guard exists("dev/kfd") else { return nil }
+        let gpus = list("sys/class/kfd/kfd/topology/nodes").compactMap { node -> LlamaHardwareReport.GPU? in
+            guard let properties = read("sys/class/kfd/kfd/topology/nodes/\(node)/properties") else { return nil }
+            let target = properties.split(separator: "\n").first { $0.hasPrefix("gfx_target_version") }?
+                .split(separator: " ").last.flatMap { Int($0) } ?? 0
+            guard target != 0 else { return nil }  // a CPU node
+            let name = read("sys/class/kfd/kfd/topology/nodes/\(node)/name")?.trimmingCharacters(in: .whitespacesAndNewlines)
+            return .init(vendor: "amd", name: (name?.isEmpty == false ? name! : "gfx\(target)"), memoryBytes: nil)
+        }
+        guard !gpus.isEmpty else { return nil }
+        return .init(gpus: gpus, hipRuntime: drivers.canOpen(["libamdhip64.so.7", "libamdhip64.so.6", "libamdhip64.so"]))
+    }
+
+    func probeIntel() -> LlamaHardwareReport.Intel? {
+        let gpus = list("sys/class/drm").filter { $0.hasPrefix("card") && !$0.contains("-") }.compactMap { card -> LlamaHardwareReport.GPU? in
+            guard read("sys/class/drm/\(card)/device/vendor")?.trimmingCharacters(in: .whitespacesAndNewlines) == "0x8086" else { return nil }
+            let device = read("sys/class/drm/\(card)/device/device")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            return .init(vendor: "intel", name: "Intel GPU \(device)", memoryBytes: nil)
+        }
+        guard !gpus.isEmpty else { return nil }
+        return .init(gpus: gpus, levelZero: drivers.canOpen(["libze_loader.so.1", "libze_loader.so"]),
+                     syclRuntime: drivers.canOpen(["libsycl.so.8", "libsycl.so.7", "libsycl.so"]),
+                     openVINORuntime: drivers.canOpen(["libopenvino.so"]))
+    }
+
+    func probeCPU(notes: inout [String]) -> LlamaHardwareReport.CPU {
+        var features: [String] = []
+        var cores = 0
+        if let info = read("proc/cpuinfo") {
+            for line in info.split(separator: "\n") {
+                if line.hasPrefix("processor") { cores += 1 }
+                if features.isEmpty, line.hasPrefix("flags") || line.hasPrefix("Features") {
+                    let all = Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
+                    features = ["sse4_2", "avx", "avx2", "f16c", "fma", "avx512f", "avx512bw", "avx512vnni", "avx_vnni", "amx_int8",
+                                "neon", "asimd", "asimddp", "sve", "i8mm"].filter(all.contains)
+                }
+            }
+        } else if platform.os == "linux" {
+            notes.append("/proc/cpuinfo could not be read")
+        }
+        return .init(architecture: platform.arch, cores: max(cores, 1), features: features)
+    }
+}

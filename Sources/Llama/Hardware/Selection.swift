@@ -1,0 +1,156 @@
+public import Foundation
+
+extension LlamaVariant {
+    /// Choose from what the machine has (see ``LlamaVariantSelection``).
+    public static let auto = LlamaVariant(rawValue: "auto")
+    /// AMD GPUs (the release calls the archive `rocm-<version>`).
+    public static let hip = LlamaVariant(rawValue: "hip")
+    public static let sycl = LlamaVariant(rawValue: "sycl")
+    public static let openvino = LlamaVariant(rawValue: "openvino")
+    public static let cuda = LlamaVariant(rawValue: "cuda")
+}
+
+/// Which llama.cpp build to use, and why: the candidates in order, and every variant that was
+/// ruled out with its reason. A GPU user who ends up on the CPU reads here why.
+public struct LlamaVariantSelection: Sendable, Codable, Equatable {
+    public struct Candidate: Sendable, Codable, Equatable {
+        public var variant: LlamaVariant
+        public var reason: String
+    }
+    public struct Rejection: Sendable, Codable, Equatable {
+        public var variant: String
+        public var reason: String
+    }
+
+    /// What was asked for.
+    public var request: LlamaVariant
+    /// To try in this order (the last is the CPU for `.auto`).
+    public var candidates: [Candidate]
+    public var rejected: [Rejection]
+    /// Set once a candidate was installed and verified.
+    public var chosen: LlamaVariant?
+    public var hardware: LlamaHardwareReport
+
+    /// The requests that are chosen from the hardware rather than taken as they are.
+    public static let families: Set<String> = ["auto", "cuda", "hip", "rocm", "sycl", "openvino", "metal", "vulkan"]
+
+    /// The first candidate, before verification.
+    public var preferred: LlamaVariant? { candidates.first?.variant }
+
+    /// A few lines for a person.
+    public var summary: String {
+        var lines: [String] = []
+        if let chosen { lines.append("variant: \(chosen)") }
+        for c in candidates { lines.append("  candidate \(c.variant): \(c.reason)") }
+        for r in rejected { lines.append("  not \(r.variant): \(r.reason)") }
+        for n in hardware.notes { lines.append("  note: \(n)") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Orders the variants of `release` for `platform` by what `hardware` shows.
+    ///
+    /// `.auto` tries NVIDIA (CUDA build by the CUDA version the driver supports), AMD (HIP),
+    /// Intel (SYCL), Metal, Vulkan, then the CPU. A named family (`.cuda`, `.vulkan`...) gives
+    /// only that family's build, or no candidate with the reason; an exact variant
+    /// (`cuda-12.8`) is taken as it is.
+    public static func plan(_ request: LlamaVariant, hardware: LlamaHardwareReport, release: LlamaRelease = .pinned,
+                            platform: LlamaPlatform = .current) -> LlamaVariantSelection {
+        var s = LlamaVariantSelection(request: request, candidates: [], rejected: [], chosen: nil, hardware: hardware)
+        let all = release.variants(for: platform)
+        func released(_ family: String) -> [LlamaVariant] {
+            all.filter { $0.family == family }.sorted { LlamaRelease.versionOrder($0.version ?? "", $1.version ?? "") }
+        }
+        func add(_ v: LlamaVariant, _ why: String) { s.candidates.append(.init(variant: v, reason: why)) }
+        func reject(_ v: String, _ why: String) { s.rejected.append(.init(variant: v, reason: why)) }
+
+        if request != .auto, request.version != nil || all.contains(request) {
+            if all.contains(request) { add(request, "requested") } else { reject(request.rawValue, "no release asset for \(platform)") }
+            return s
+        }
+        let wanted: Set<String> = request == .auto ? ["cuda", "rocm", "sycl", "metal", "vulkan", "cpu"]
+            : [request == .hip ? "rocm" : request.rawValue]
+
+        // NVIDIA → CUDA
+        if wanted.contains("cuda") {
+            let builds = released("cuda")
+            if let nvidia = hardware.nvidia {
+                let names = nvidia.gpus.map(\.name).joined(separator: ", ")
+                if let problem = nvidia.problem {
+                    reject("cuda", "NVIDIA GPU (\(names)) found, but CUDA is unusable: \(problem)")
+                } else if builds.isEmpty {
+                    reject("cuda", "llama.cpp \(release.tag) has no CUDA build for \(platform)")
+                } else if let supported = nvidia.cudaVersion {
+                    let fitting = builds.filter { !LlamaRelease.versionOrder(supported, $0.version ?? "") }
+                    if let best = fitting.last {
+                        add(best, "NVIDIA \(names); the driver\(nvidia.driverVersion.map { " \($0)" } ?? "") supports CUDA \(supported)")
+                    } else {
+                        reject("cuda", "the NVIDIA driver supports CUDA \(supported), older than every CUDA build of the release "
+                            + "(\(builds.map(\.rawValue).joined(separator: ", "))): update the driver")
+                    }
+                }
+            } else if request == .cuda {
+                reject("cuda", "no NVIDIA GPU or driver found")
+            }
+        }
+        // AMD → HIP/ROCm
+        if wanted.contains("rocm") {
+            if let amd = hardware.amd {
+                let names = amd.gpus.map(\.name).joined(separator: ", ")
+                if let build = released("rocm").last {
+                    if amd.hipRuntime { add(build, "AMD \(names) with the HIP runtime") } else {
+                        reject(build.rawValue, "AMD \(names) found, but the HIP runtime (libamdhip64) is not installed")
+                    }
+                } else {
+                    reject("rocm", "llama.cpp \(release.tag) has no ROCm build for \(platform)")
+                }
+            } else if request == .hip {
+                reject("rocm", "no AMD GPU (/dev/kfd) found")
+            }
+        }
+        // Intel → SYCL
+        if wanted.contains("sycl") {
+            if let intel = hardware.intel {
+                let build = released("sycl").first { $0.version == "fp16" } ?? released("sycl").first
+                if let build, intel.syclRuntime && intel.levelZero {
+                    add(build, "Intel GPU with the Level Zero and SYCL runtimes")
+                } else if let build {
+                    reject(build.rawValue, "Intel GPU found, but the \(intel.levelZero ? "SYCL" : "Level Zero") runtime is not installed")
+                }
+            } else if request == .sycl {
+                reject("sycl", "no Intel GPU found")
+            }
+        }
+        if wanted.contains("openvino"), let build = released("openvino").last {
+            if hardware.intel?.openVINORuntime == true { add(build, "the OpenVINO runtime is installed") } else {
+                reject(build.rawValue, "the OpenVINO runtime (libopenvino) is not installed")
+            }
+        }
+        // Apple → Metal
+        if wanted.contains("metal") {
+            if hardware.metal, let build = released("metal").first { add(build, "Apple silicon") }
+            else if request == .metal { reject("metal", "Metal needs Apple silicon (macOS arm64)") }
+        }
+        // Any GPU with a Vulkan loader → Vulkan
+        if wanted.contains("vulkan") {
+            let gpus = (hardware.nvidia?.gpus ?? []) + (hardware.amd?.gpus ?? []) + (hardware.intel?.gpus ?? [])
+            if let build = released("vulkan").first {
+                if hardware.vulkanLoader && !gpus.isEmpty {
+                    add(build, "Vulkan loader and \(gpus.count) GPU(s)")
+                } else if hardware.vulkanLoader && request == .vulkan {
+                    add(build, "requested; the Vulkan loader is installed")
+                } else if !gpus.isEmpty || request == .vulkan {
+                    reject("vulkan", "the Vulkan loader (libvulkan.so.1) is not installed")
+                }
+            } else if request == .vulkan {
+                reject("vulkan", "llama.cpp \(release.tag) has no Vulkan build for \(platform)")
+            }
+        }
+        if wanted.contains("cpu") {
+            let cpuBuild = all.first { $0 == .cpu } ?? all.first { $0 == .metal }
+            if let cpuBuild, !s.candidates.contains(where: { $0.variant == cpuBuild }) {
+                add(cpuBuild, s.candidates.isEmpty ? "no usable GPU found" : "the fallback when no GPU build loads")
+            }
+        }
+        return s
+    }
+}
