@@ -17,6 +17,10 @@ public struct ModelOptions: Sendable {
     public var vocabularyOnly = false
     /// Validate tensor data while loading (slower).
     public var checkTensors = false
+    /// Devices, split and fitting of layers to free memory (nil: llama.cpp's defaults).
+    public var placement: LlamaPlacement?
+    /// The context length the fitting keeps KV cache room for.
+    public var plannedContextLength: UInt32 = 4096
 
     public init() {}
 }
@@ -51,17 +55,20 @@ public final class LlamaModel: Sendable {
         params.check_tensors = options.checkTensors
         if !options.useMemoryMap { params.load_mode = LLAMA_LOAD_MODE_NONE }
         let box = ProgressBox(progress)
-        let loaded: OpaquePointer? = withExtendedLifetime(box) {
-            params.progress_callback = { fraction, data in
-                Unmanaged<ProgressBox>.fromOpaque(data!).takeUnretainedValue().report(fraction)
-            }
-            params.progress_callback_user_data = Unmanaged.passUnretained(box).toOpaque()
-            if paths.count == 1 { return c.llama_model_load_from_file(first, params) }
-            var cStrings = paths.map { strdup($0) }
-            defer { cStrings.forEach { free($0) } }
-            return cStrings.withUnsafeMutableBufferPointer { buffer in
-                buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) {
-                    c.llama_model_load_from_splits($0.baseAddress, paths.count, params)
+        let loaded: OpaquePointer? = try Self.withPlacement(options.placement, options: options, runtime: runtime, paths: paths,
+                                                            params: &params) { (params: inout llama_model_params) throws(LlamaError) in
+            withExtendedLifetime(box) {
+                params.progress_callback = { fraction, data in
+                    Unmanaged<ProgressBox>.fromOpaque(data!).takeUnretainedValue().report(fraction)
+                }
+                params.progress_callback_user_data = Unmanaged.passUnretained(box).toOpaque()
+                if paths.count == 1 { return c.llama_model_load_from_file(first, params) }
+                var cStrings = paths.map { strdup($0) }
+                defer { cStrings.forEach { free($0) } }
+                return cStrings.withUnsafeMutableBufferPointer { buffer in
+                    buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) {
+                        c.llama_model_load_from_splits($0.baseAddress, paths.count, params)
+                    }
                 }
             }
         }

@@ -14,9 +14,24 @@ struct ModelFlags: ParsableArguments {
     var threads: Int32?
     @Option(name: [.customLong("gpu-layers"), .customLong("ngl")], help: "Layers to offload to the GPU (-1: all).")
     var gpuLayers: Int32 = -1
+    @Option(name: .customLong("device"), help: "Use this device (an index from `llama-swift devices`); repeat for several.")
+    var devices: [Int] = []
+    @Option(help: "How layers spread over devices: none, layer, row.")
+    var splitMode: String?
+    @Option(help: "Share of each device, e.g. 3,1.")
+    var tensorSplit: String?
+    @Option(help: "At most this many GiB of GPU memory; the GPU layers are fitted to it.")
+    var memoryLimit: Double?
     @OptionGroup var install: InstallFlags
 
     func validate() throws {
+        if let splitMode, !["none", "layer", "row"].contains(splitMode) {
+            throw ValidationError("--split-mode must be none, layer or row")
+        }
+        if let tensorSplit, tensorSplit.split(separator: ",").contains(where: { Float($0) == nil || Float($0)! < 0 }) {
+            throw ValidationError("--tensor-split takes non-negative numbers separated by commas, e.g. 3,1")
+        }
+        if let memoryLimit, memoryLimit <= 0 { throw ValidationError("--memory-limit must be positive") }
         guard ctxSize >= 16 else { throw ValidationError("--ctx-size must be at least 16") }
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
     }
@@ -55,6 +70,20 @@ struct ModelFlags: ParsableArguments {
         let runtime = try await runtime()
         var options = ModelOptions()
         options.gpuLayers = gpuLayers
+        options.plannedContextLength = ctxSize
+        if !devices.isEmpty || splitMode != nil || tensorSplit != nil || memoryLimit != nil {
+            let all = runtime.devices
+            var placement = LlamaPlacement(devices: devices.isEmpty ? nil : try devices.map { i in
+                guard let d = all.first(where: { $0.index == i }) else {
+                    throw ValidationError("--device \(i): no such device (\(all.map { "\($0.index) \($0.name)" }.joined(separator: ", ")))")
+                }
+                return d
+            })
+            placement.splitMode = ["none": .none, "row": .row][splitMode ?? ""] ?? .layer
+            placement.tensorSplit = tensorSplit?.split(separator: ",").compactMap { Float($0) } ?? []
+            placement.memoryLimit = memoryLimit.map { UInt64($0 * Double(1 << 30)) }
+            options.placement = placement
+        }
         let progress = ProgressPrinter()
         let name = URL(fileURLWithPath: path).lastPathComponent
         do {

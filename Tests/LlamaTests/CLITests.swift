@@ -66,6 +66,8 @@ struct CLITests {
         Self.expectFailure(try Self.cli(["run", "-p", "x", "--grammar", "root ::= [0-9"]), mentioning: "grammar")
         Self.expectFailure(try Self.cli(["run", "-p", "x", "--frobnicate"]), mentioning: "--frobnicate")
         Self.expectFailure(try Self.cli(["run", "-p", "x", "--lib-dir", "/nonexistent"]), mentioning: "does not exist")
+        Self.expectFailure(try Self.cli(["run", "-p", "x", "--device", "7"]), mentioning: "no such device")
+        Self.expectFailure(try Self.cli(["run", "-p", "x", "--split-mode", "diagonal"]), mentioning: "--split-mode")
     }
 
     @Test("run: a grammar constrains the output")
