@@ -75,7 +75,7 @@ struct ModelFlags: ParsableArguments {
             let all = runtime.devices
             var placement = LlamaPlacement(devices: devices.isEmpty ? nil : try devices.map { i in
                 guard let d = all.first(where: { $0.index == i }) else {
-                    throw ValidationError("--device \(i): no such device (\(all.map { "\($0.index) \($0.name)" }.joined(separator: ", ")))")
+                    throw CLI.Failure(description: "--device \(i): no such device (\(all.map { "\($0.index) \($0.name)" }.joined(separator: ", ")))")
                 }
                 return d
             })
