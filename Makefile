@@ -21,7 +21,7 @@ GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-tools test-generator test-bump test-package test-examples run bump api-diff bench
+        test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -32,6 +32,7 @@ help:
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
 	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations (bench.json)"
+	@echo "make bench-provision  download throughput against curl, cached start to a ready runtime"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
@@ -107,6 +108,11 @@ test: test-tools check-generated check-standalone test-generator test-bump test-
 bench: llama model headers
 	swift build -c release >&2
 	.build/release/llama-swift bench --json bench.json $(BENCH_ARGS)
+
+# Provisioning figures: download throughput against curl on loopback, cached start to a ready runtime.
+bench-provision: llama model
+	swift build -c release --product llama-swift >&2
+	$(PYTHON) tools/bench_provision.py .build/release/llama-swift
 
 run: llama model
 	@swift build --product llama-swift >&2

@@ -112,8 +112,21 @@ struct Libs: AsyncParsableCommand {
         @OptionGroup var flags: InstallFlags
         @Flag(help: "Install them when missing.")
         var install = false
+        @Flag(help: "Also load them (as LlamaRuntime.load does, from the cache) and tell on stderr how long that took.")
+        var load = false
         func run() async throws {
             let options = flags.options()
+            if load {
+                let started = ContinuousClock.now
+                let runtime = try await CLI.run { () async throws(LlamaError) in
+                    try await LlamaRuntime.load(options: options, progress: ProgressPrinter().handler)
+                }
+                let elapsed = ContinuousClock.now - started
+                CLI.note(String(format: "runtime ready in %.1f ms (%d devices, %@)", Double(elapsed.components.attoseconds) / 1e15
+                    + Double(elapsed.components.seconds) * 1000, runtime.devices.count, runtime.selection?.chosen?.rawValue ?? "given folder"))
+                print(runtime.libraryDirectory.path)
+                return
+            }
             let path = try await CLI.run { () async throws(LlamaError) -> String in
                 if let dir = LlamaRuntime.environmentLibraryDirectory { return dir.path }
                 if let bundle = options.bundleDirectory,
