@@ -21,7 +21,7 @@ GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision
+        test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision bench-rpc
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -33,6 +33,7 @@ help:
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
 	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations (bench.json)"
 	@echo "make bench-provision  download throughput against curl, cached start to a ready runtime"
+	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
@@ -113,6 +114,11 @@ bench: llama model headers
 bench-provision: llama model
 	swift build -c release --product llama-swift >&2
 	$(PYTHON) tools/bench_provision.py .build/release/llama-swift
+
+# Generation over ggml's RPC backend on loopback: local vs one server vs two (release build).
+bench-rpc: llama model
+	swift build -c release --product llama-swift >&2
+	LLAMA_SWIFT_LIB_DIR="$(LLAMA_LIB_DIR)" $(PYTHON) tools/bench_rpc.py .build/release/llama-swift
 
 run: llama model
 	@swift build --product llama-swift >&2

@@ -108,6 +108,8 @@ struct Devices: AsyncParsableCommand {
     var noLoad = false
     @Option(help: "A fixture machine folder to probe instead of this one (files under a root, plus drivers.json).")
     var fixture: String?
+    @Option(help: "RPC servers (host:port,...) whose devices to list too.")
+    var rpc: String?
 
     func run() async throws {
         var options = install.options()
@@ -127,6 +129,9 @@ struct Devices: AsyncParsableCommand {
                                             progress: ProgressPrinter().handler)
             }
             if let chosen = loaded.selection { selection = chosen }
+            for server in rpc?.split(separator: ",").map(String.init) ?? [] {
+                try await CLI.run { () async throws(LlamaError) in try loaded.addRPCServer(server) }
+            }
             runtime = loaded
         }
         let devices = runtime?.devices ?? []

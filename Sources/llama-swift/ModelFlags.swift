@@ -22,6 +22,8 @@ struct ModelFlags: ParsableArguments {
     var tensorSplit: String?
     @Option(help: "At most this many GiB of GPU memory; the GPU layers are fitted to it.")
     var memoryLimit: Double?
+    @Option(help: "RPC servers (host:port,host:port...) whose devices take the layers (with --device, local devices join them).")
+    var rpc: String?
     @OptionGroup var install: InstallFlags
 
     func validate() throws {
@@ -32,8 +34,22 @@ struct ModelFlags: ParsableArguments {
             throw ValidationError("--tensor-split takes non-negative numbers separated by commas, e.g. 3,1")
         }
         if let memoryLimit, memoryLimit <= 0 { throw ValidationError("--memory-limit must be positive") }
+        for server in rpcServers where LlamaRPCEndpoint(server) == nil {
+            throw ValidationError("--rpc \(server) is not host:port")
+        }
         guard ctxSize >= 16 else { throw ValidationError("--ctx-size must be at least 16") }
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
+    }
+
+    var rpcServers: [String] { rpc?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? [] }
+
+    /// The devices of the RPC servers, added to the runtime.
+    func addRPC(_ runtime: LlamaRuntime) async throws -> [LlamaDevice] {
+        var remote: [LlamaDevice] = []
+        for server in rpcServers {
+            remote += try await CLI.run { () async throws(LlamaError) in try runtime.addRPCServer(server) }
+        }
+        return remote
     }
 
     func runtime() async throws -> LlamaRuntime {
@@ -71,9 +87,10 @@ struct ModelFlags: ParsableArguments {
         var options = ModelOptions()
         options.gpuLayers = gpuLayers
         options.plannedContextLength = ctxSize
-        if !devices.isEmpty || splitMode != nil || tensorSplit != nil || memoryLimit != nil {
+        let remote = try await addRPC(runtime)
+        if !devices.isEmpty || splitMode != nil || tensorSplit != nil || memoryLimit != nil || !remote.isEmpty {
             let all = runtime.devices
-            var placement = LlamaPlacement(devices: devices.isEmpty ? nil : try devices.map { i in
+            var placement = LlamaPlacement(devices: devices.isEmpty && remote.isEmpty ? nil : try remote + devices.map { i in
                 guard let d = all.first(where: { $0.index == i }) else {
                     throw CLI.Failure(description: "--device \(i): no such device (\(all.map { "\($0.index) \($0.name)" }.joined(separator: ", ")))")
                 }
