@@ -47,6 +47,8 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let offline = Code(rawValue: "offline")
         /// The cache could not be read or written.
         public static let cacheFailed = Code(rawValue: "cacheFailed")
+        /// A computation in a helper process failed: an RPC server stopped, or the process ended.
+        public static let remoteFailed = Code(rawValue: "remoteFailed")
         /// Building llama.cpp from source failed, or no compiler or cmake was found.
         public static let buildFailed = Code(rawValue: "buildFailed")
     }

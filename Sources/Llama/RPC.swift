@@ -35,8 +35,13 @@ extension LlamaRuntime {
     /// unreachable host is an error in that time, not the system's connect timeout. A server of
     /// another llama.cpp RPC protocol version answers with no devices, which is an error too.
     /// The corresponding C function is `ggml_backend_rpc_add_server`.
+    ///
+    /// ggml ends the process on a failed handshake (a server of another protocol version), so
+    /// the first contact happens in a helper process (`llama-swift libs check-rpc`) when one is
+    /// given (by default ``LlamaInstallOptions/helper``); its verdict becomes a typed error here.
     @discardableResult
-    public func addRPCServer(_ endpoint: String, timeout: Duration = .seconds(5)) throws(LlamaError) -> [LlamaDevice] {
+    public func addRPCServer(_ endpoint: String, timeout: Duration = .seconds(5),
+                             checkedBy helper: URL? = LlamaInstallOptions().helper) throws(LlamaError) -> [LlamaDevice] {
         guard let parsed = LlamaRPCEndpoint(endpoint) else {
             throw LlamaError(.invalidArgument, "\(endpoint) is not host:port")
         }
@@ -44,6 +49,7 @@ extension LlamaRuntime {
             throw LlamaError(.unsupported, "libggml-rpc is not in \(libraryDirectory.path): this llama.cpp build has no RPC backend")
         }
         try Self.probeTCP(parsed, timeout: timeout)
+        if let helper { try checkRPC(parsed, helper: helper, timeout: timeout) }
         let c = raw
         let key = parsed.description
         let added: ggml_backend_reg_t?
@@ -67,6 +73,50 @@ extension LlamaRuntime {
         let names = Set((0..<c.ggml_backend_reg_dev_count(reg)).compactMap { c.ggml_backend_reg_dev_get(reg, $0) }
             .compactMap { c.ggml_backend_dev_name($0).map { String(cString: $0) } })
         return devices.filter { names.contains($0.name) && $0.description == key }
+    }
+
+    /// Contacts the server from a helper process, which ggml may end.
+    func checkRPC(_ endpoint: LlamaRPCEndpoint, helper: URL, timeout: Duration) throws(LlamaError) {
+        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("llama-swift-\(UUID().uuidString).stderr")
+        defer { try? FileManager.default.removeItem(at: errors) }
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(helper.path, ["libs", "check-rpc", libraryDirectory.path, endpoint.description], errorFile: errors)
+        } catch {
+            throw LlamaError(.remoteFailed, "the helper \(helper.path) could not start: \(error)")
+        }
+        // Bounded: a server that accepts but never answers must not hold us.
+        let done = Atomic<Bool>(false)
+        let killed = Atomic<Bool>(false)
+        let limit = timeout * 3
+        Thread.detachNewThread {
+            let deadline = ContinuousClock.now + limit
+            while !done.load(ordering: .relaxed) {
+                if ContinuousClock.now > deadline {
+                    killed.store(true, ordering: .relaxed)
+                    child.forceKill()
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        while let chunk = child.read(), !chunk.isEmpty {}
+        let status = child.wait()
+        done.store(true, ordering: .relaxed)
+        if killed.load(ordering: .relaxed) {
+            throw LlamaError(.timeout, "the RPC server at \(endpoint) accepted the connection but did not answer within \(limit)")
+        }
+        guard status != 0 else { return }
+        let lines = ((try? String(contentsOf: errors, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        if let mismatch = lines.first(where: { $0.contains("version mismatch") }) {
+            throw LlamaError(.libraryLoad, "the RPC server at \(endpoint) speaks another RPC protocol version "
+                + "(\(mismatch.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?")): run the server "
+                + "of llama.cpp \(LlamaPin.tag)")
+        }
+        let reason = lines.last { $0.hasPrefix("error:") }.map { String($0.dropFirst(7)) } ?? lines.last ?? "no output"
+        throw LlamaError(.remoteFailed, status > 128
+            ? "contacting the RPC server at \(endpoint) ended a helper process (signal \(status - 128)): \(reason)"
+            : reason)
     }
 
     /// Whether something accepts TCP connections at `host:port` (within a second).

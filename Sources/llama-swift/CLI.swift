@@ -14,6 +14,13 @@ enum CLI {
         return Logger(label: "llama-swift")
     }()
 
+    /// This program, as the helper that contacts RPC servers and loads GPU builds first.
+    static var helper: URL? {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        if FileManager.default.isExecutableFile(atPath: me.path) { return me }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    }
+
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }

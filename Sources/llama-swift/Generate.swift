@@ -2,11 +2,16 @@ import ArgumentParser
 import Foundation
 import Llama
 
-/// Streams generated text to stdout; returns the summary.
-func stream(_ events: AsyncThrowingStream<GenerationEvent, any Error>) async throws -> GenerationSummary? {
+/// Streams generated text to stdout (or, with `events`, one JSON line per event); returns the summary.
+func stream(_ events: AsyncThrowingStream<GenerationEvent, any Error>, events jsonLines: Bool = false) async throws -> GenerationSummary? {
     var summary: GenerationSummary?
     do {
         for try await event in events {
+            if jsonLines, let line = LlamaIsolatedGeneration.eventLine(event) {
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                if case .finished(let s) = event { summary = s }
+                continue
+            }
             switch event {
             case .token(_, let text), .text(let text):
                 FileHandle.standardOutput.write(Data(text.utf8))
@@ -43,6 +48,12 @@ struct Run: AsyncParsableCommand {
     var raw = false
     @Flag(help: "No summary on stderr.")
     var quiet = false
+    @Flag(help: .hidden)
+    var events = false
+    @Flag(help: "With --rpc, compute in this process (by default a helper process does, so that a server stopping mid-computation is an error, not the end of this process).")
+    var inProcess = false
+    @Option(help: "With --rpc, the longest wait in seconds for the next token before giving up.")
+    var rpcTimeout: Double = 30
 
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
@@ -58,6 +69,10 @@ struct Run: AsyncParsableCommand {
                 throw ValidationError("no prompt: pass -p/--prompt or write it to stdin")
             }
         }
+        if modelFlags.rpc != nil && !events && !inProcess {
+            try await runIsolated(prompt: text)
+            return
+        }
         let chain = try sampling.chain()
         let model = try await modelFlags.load()
         let result = try await CLI.run { () async throws(LlamaError) in
@@ -67,13 +82,30 @@ struct Run: AsyncParsableCommand {
             options.addSpecial = raw
             return context.generate(prompt: input, sampling: chain, options: options)
         }
-        let summary = try await stream(result)
+        let summary = try await stream(result, events: events)
+        if events { return }
         FileHandle.standardOutput.write(Data("\n".utf8))
+        report(summary)
+    }
+
+    func report(_ summary: GenerationSummary?) {
         if let summary, !quiet {
             CLI.note(String(format: "run: %d prompt tokens, %d generated at %.1f tokens/s, stopped: %@",
                             summary.promptTokens, summary.generatedTokens.count, summary.tokensPerSecond,
                             "\(summary.stopReason)"))
         }
+    }
+
+    /// Runs this command again as a helper process and relays its events.
+    func runIsolated(prompt text: String) async throws {
+        guard let helper = CLI.helper else { throw CLI.Failure(description: "cannot find this program's executable") }
+        var arguments = Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst())
+        if prompt == nil { arguments += ["-p", text] }
+        let generation = LlamaIsolatedGeneration(helper: helper, arguments: arguments,
+                                                 idleTimeout: .milliseconds(Int64(rpcTimeout * 1000)))
+        let summary = try await stream(generation.stream())
+        FileHandle.standardOutput.write(Data("\n".utf8))
+        report(summary)
     }
 }
 

@@ -130,7 +130,7 @@ struct Devices: AsyncParsableCommand {
             }
             if let chosen = loaded.selection { selection = chosen }
             for server in rpc?.split(separator: ",").map(String.init) ?? [] {
-                try await CLI.run { () async throws(LlamaError) in try loaded.addRPCServer(server) }
+                try await CLI.run { () async throws(LlamaError) in try loaded.addRPCServer(server, checkedBy: CLI.helper) }
             }
             runtime = loaded
         }

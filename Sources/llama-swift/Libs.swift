@@ -61,7 +61,24 @@ struct InstallFlags: ParsableArguments {
 struct Libs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Install, locate, check and prune the llama.cpp libraries.",
-        subcommands: [Install.self, Path.self, List.self, Verify.self, Prune.self, Build.self, MakeBundle.self, Check.self])
+        subcommands: [Install.self, Path.self, List.self, Verify.self, Prune.self, Build.self, MakeBundle.self, Check.self,
+                      CheckRPC.self])
+
+    struct CheckRPC: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check-rpc",
+            abstract: "Contact an RPC server with the libraries of a folder and print its devices as JSON (the runtime runs this in a child process first).")
+        @Argument(help: "The release folder (.../llama-<tag>).")
+        var directory: String
+        @Argument(help: "host:port")
+        var endpoint: String
+        func run() async throws {
+            let devices = try await CLI.run { () async throws(LlamaError) in
+                try LlamaRuntime(libraryDirectory: URL(fileURLWithPath: directory)).addRPCServer(endpoint, checkedBy: nil)
+            }
+            try CLI.printJSON(devices)
+        }
+    }
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

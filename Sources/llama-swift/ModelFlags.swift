@@ -47,7 +47,7 @@ struct ModelFlags: ParsableArguments {
     func addRPC(_ runtime: LlamaRuntime) async throws -> [LlamaDevice] {
         var remote: [LlamaDevice] = []
         for server in rpcServers {
-            remote += try await CLI.run { () async throws(LlamaError) in try runtime.addRPCServer(server) }
+            remote += try await CLI.run { () async throws(LlamaError) in try runtime.addRPCServer(server, checkedBy: CLI.helper) }
         }
         return remote
     }

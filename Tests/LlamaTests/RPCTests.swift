@@ -55,6 +55,47 @@ struct RPCTests {
         #expect(remoteDevices.allSatisfy { ($0["memoryTotal"] as? Int ?? 0) > 0 })
     }
 
+    @Test("a server that dies mid-generation is a typed error in the calling process, which stays usable")
+    func serverDies() async throws {
+        let a = try Server(), b = try Server()
+        var generation = try #require(LlamaIsolatedGeneration(model: try TestEnvironment.model().path, servers: [a.endpoint, b.endpoint],
+                                                              prompt: "Once upon a time", maxTokens: 2000, raw: true,
+                                                              helper: CLITests.binary))
+        generation.idleTimeout = .seconds(20)
+        var tokens = 0
+        var caught: LlamaError?
+        do {
+            for try await event in generation.stream() {
+                if case .token = event {
+                    tokens += 1
+                    if tokens == 5 { b.process.terminate() }
+                }
+            }
+        } catch let error as LlamaError {
+            caught = error
+        }
+        let error = try #require(caught, "the stream ended without an error after \(tokens) tokens")
+        #expect(error.code == .remoteFailed, "\(error)")
+        #expect(error.message.contains("RPC server"), "\(error.message)")
+        #expect(tokens >= 5 && tokens < 2000)
+        // This process goes on: local generation still works.
+        let summary = try await Fixture.context(ContextOptions(contextLength: 256, threads: 2))
+            .generate(prompt: Fixture.chatPrompt, options: GenerationOptions(maxTokens: 4)).summary()
+        #expect(!summary.generatedTokens.isEmpty)
+    }
+
+    @Test("a server that stops answering is a timeout after the configured wait")
+    func serverHangs() throws {
+        let a = try Server()
+        // Stopped, the server's port still accepts connections (the kernel queues them), but
+        // nothing answers.
+        kill(a.process.processIdentifier, SIGSTOP)
+        defer { kill(a.process.processIdentifier, SIGCONT) }
+        let r = try CLITests.cli(["run", "--raw", "-p", "Once upon a time", "--temp", "0", "-n", "50", "--rpc", a.endpoint,
+                                  "--rpc-timeout", "3"])
+        CLITests.expectFailure(r, mentioning: "no token came")
+    }
+
     @Test("an unreachable server is a typed error at load, and the process exits cleanly")
     func unreachable() throws {
         var port: UInt16 = 9
@@ -65,8 +106,46 @@ struct RPCTests {
         let r = try CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", "127.0.0.1:\(port)"])
         CLITests.expectFailure(r, mentioning: "unreachable")
         let runtime = try Fixture.runtime.get()
-        #expect(throws: LlamaError.self) { try runtime.addRPCServer("127.0.0.1:\(port)", timeout: .seconds(2)) }
+        #expect(throws: LlamaError.self) { try runtime.addRPCServer("127.0.0.1:\(port)", timeout: .seconds(2), checkedBy: CLITests.binary) }
         #expect(throws: LlamaError.self) { try runtime.addRPCServer("no-port") }
+    }
+
+    @Test("a server of another RPC protocol version is a typed error naming the version problem")
+    func otherVersion() throws {
+        // Answers HELLO (command 14) as a server of protocol 99.0.0 would, then hangs up.
+        let script = """
+            import socket, struct, sys
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+            print(s.getsockname()[1], flush=True)
+            while True:
+                c, _ = s.accept()
+                try:
+                    cmd = c.recv(1); size = struct.unpack("<Q", c.recv(8))[0]
+                    data = b""
+                    while len(data) < size: data += c.recv(size - len(data))
+                    c.sendall(struct.pack("<Q", 4 + size) + bytes([99, 0, 0, 0]) + bytes(size))
+                except Exception:
+                    pass
+                c.close()
+            """
+        let fake = Process()
+        fake.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        fake.arguments = ["python3", "-c", script]
+        let out = Pipe()
+        fake.standardOutput = out
+        try fake.run()
+        // SIGKILL: a child of this process starts with SIGTERM blocked (Foundation keeps the
+        // spawning thread's signal mask).
+        defer { kill(fake.processIdentifier, SIGKILL) }
+        var line = Data()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line.append(byte) }
+        let endpoint = "127.0.0.1:\(String(decoding: line, as: UTF8.self))"
+        let runtime = try Fixture.runtime.get()
+        #expect { try runtime.addRPCServer(endpoint, checkedBy: CLITests.binary) } throws: { error in
+            (error as? LlamaError)?.message.contains("another RPC protocol version") == true
+        }
+        let r = try CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", endpoint])
+        CLITests.expectFailure(r, mentioning: "another RPC protocol version")
     }
 
     @Test("serving on a non-loopback address needs --allow-remote")

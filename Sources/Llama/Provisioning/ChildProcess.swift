@@ -18,7 +18,8 @@ final class ChildProcess: Sendable {
     let pid: pid_t
     private let output: Int32
 
-    init(_ executable: String, _ arguments: [String]) throws(SpawnError) {
+    /// - Parameter errorFile: where the child's stderr goes (default: with stdout, into the pipe).
+    init(_ executable: String, _ arguments: [String], errorFile: URL? = nil) throws(SpawnError) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
         #if canImport(Glibc)
@@ -31,16 +32,31 @@ final class ChildProcess: Sendable {
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        if let errorFile {
+            posix_spawn_file_actions_addopen(&actions, 2, errorFile.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        }
         posix_spawn_file_actions_addclose(&actions, fds[0])
         posix_spawn_file_actions_addclose(&actions, fds[1])
+        #if canImport(Glibc)
+        // Nothing else of this process leaks into the child (pipes held open would keep a
+        // reader of ours, or of our parent, waiting for an end that never comes).
+        // (glibc 2.34+; declared only under _GNU_SOURCE, so found by name.)
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        if let closeFrom = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") {
+            _ = unsafeBitCast(closeFrom, to: CloseFrom.self)(&actions, 3)
+        }
+        #endif
         posix_spawnattr_init(&attributes)
         var none = sigset_t(), all = sigset_t()
         sigemptyset(&none)
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // Its own process group, so that stopping it stops what it started too.
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
         defer {
             posix_spawn_file_actions_destroy(&actions)
             posix_spawnattr_destroy(&attributes)
@@ -77,7 +93,13 @@ final class ChildProcess: Sendable {
         return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 
+    /// SIGTERM to the child and everything it started.
     func terminate() {
-        kill(pid, SIGTERM)
+        kill(-pid, SIGTERM)
+    }
+
+    /// SIGKILL to the child and everything it started.
+    func forceKill() {
+        kill(-pid, SIGKILL)
     }
 }
