@@ -225,12 +225,13 @@ struct ProvisioningTests {
         try FileManager.default.createDirectory(at: lockFile.deletingLastPathComponent(), withIntermediateDirectories: true)
         let fd = open(lockFile.path, O_RDWR | O_CREAT, 0o644)
         try #require(fd >= 0 && flock(fd, LOCK_EX) == 0)
-        let a = Task.detached { try runProcess(cli, arguments) }
-        let b = Task.detached { try runProcess(cli, arguments) }
+        // On threads of their own: runProcess blocks, and the concurrency pool may have only two.
+        async let a = onThread { try runProcess(cli, arguments) }
+        async let b = onThread { try runProcess(cli, arguments) }
         try await Task.sleep(for: .seconds(3))
         flock(fd, LOCK_UN)
         close(fd)
-        let (ra, rb) = (try await a.value, try await b.value)
+        let (ra, rb) = try await (a, b)
         #expect(ra.status == 0, "\(ra.stderr)")
         #expect(rb.status == 0, "\(rb.stderr)")
         #expect(ra.stdout == rb.stdout)
@@ -300,6 +301,13 @@ struct ProvisioningTests {
             try LlamaBundle.locate(in: folder, tag: LlamaPin.tag, variant: .cpu)
         }
         #expect(error?.message.contains("libllama.so.0.6.0") == true)
+    }
+}
+
+/// Runs blocking work on a thread of its own.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
     }
 }
 
