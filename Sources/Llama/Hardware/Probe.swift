@@ -19,7 +19,10 @@ public protocol LlamaDriverLibraries: Sendable {
     /// libcuda after `cuInit(0)`: the CUDA version the driver supports (`cuDriverGetVersion`,
     /// e.g. 12080 for 12.8) and `cuDeviceGetCount`. Throws why it cannot be had.
     func cuda() throws(LlamaProbeError) -> (version: Int, devices: Int)
-    /// Whether any of these libraries can be opened (HIP, Level Zero, SYCL, Vulkan loaders).
+    /// Vulkan's physical devices: name and type (`discrete`, `integrated`, `virtual`, `cpu`,
+    /// `other`). Throws why they cannot be listed (no loader, no driver).
+    func vulkan() throws(LlamaProbeError) -> [(name: String, type: String)]
+    /// Whether any of these libraries can be opened (HIP, Level Zero, SYCL, OpenVINO runtimes).
     func canOpen(_ names: [String]) -> Bool
 }
 
@@ -46,6 +49,55 @@ public struct SystemDriverLibraries: LlamaDriverLibraries {
         return (Int(version), Int(count))
     }
 
+    /// Vulkan's physical devices through the loader (`vkEnumeratePhysicalDevices`,
+    /// `vkGetPhysicalDeviceProperties`): name and type (`discrete`, `integrated`, `virtual`,
+    /// `cpu`, `other`). The structs are laid out by hand from the Vulkan specification's
+    /// field order (64-bit ABI): only the fields read here.
+    public func vulkan() throws(LlamaProbeError) -> [(name: String, type: String)] {
+        guard let handle = dlopen("libvulkan.so.1", RTLD_NOW | RTLD_LOCAL) ?? dlopen("libvulkan.so", RTLD_NOW | RTLD_LOCAL) else {
+            throw LlamaProbeError("libvulkan.so.1 cannot be opened: \(dlerror().map { String(cString: $0) } ?? "not found")")
+        }
+        typealias Create = @convention(c) (UnsafeRawPointer, UnsafeRawPointer?, UnsafeMutablePointer<OpaquePointer?>) -> Int32
+        typealias Enumerate = @convention(c) (OpaquePointer, UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
+        typealias Properties = @convention(c) (OpaquePointer, UnsafeMutableRawPointer) -> Void
+        typealias Destroy = @convention(c) (OpaquePointer, UnsafeRawPointer?) -> Void
+        guard let c = dlsym(handle, "vkCreateInstance"), let e = dlsym(handle, "vkEnumeratePhysicalDevices"),
+              let p = dlsym(handle, "vkGetPhysicalDeviceProperties"), let d = dlsym(handle, "vkDestroyInstance") else {
+            throw LlamaProbeError("libvulkan lacks the instance functions")
+        }
+        // VkApplicationInfo (48 bytes): sType 0, apiVersion 1.2 at offset 44.
+        let app = UnsafeMutableRawPointer.allocate(byteCount: 48, alignment: 8)
+        app.initializeMemory(as: UInt8.self, repeating: 0, count: 48)
+        app.storeBytes(of: UInt32(1 << 22 | 2 << 12), toByteOffset: 44, as: UInt32.self)
+        // VkInstanceCreateInfo (64 bytes): sType 1, pApplicationInfo at offset 24.
+        let info = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+        info.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
+        info.storeBytes(of: UInt32(1), toByteOffset: 0, as: UInt32.self)
+        info.storeBytes(of: UnsafeRawPointer(app), toByteOffset: 24, as: UnsafeRawPointer.self)
+        defer { app.deallocate(); info.deallocate() }
+        var instance: OpaquePointer?
+        let status = unsafeBitCast(c, to: Create.self)(info, nil, &instance)
+        guard status == 0, let instance else { throw LlamaProbeError("vkCreateInstance failed (VkResult \(status))") }
+        defer { unsafeBitCast(d, to: Destroy.self)(instance, nil) }
+        var count: UInt32 = 0
+        guard unsafeBitCast(e, to: Enumerate.self)(instance, &count, nil) == 0 else {
+            throw LlamaProbeError("vkEnumeratePhysicalDevices failed")
+        }
+        var devices = [OpaquePointer?](repeating: nil, count: Int(count))
+        _ = unsafeBitCast(e, to: Enumerate.self)(instance, &count, &devices)
+        // VkPhysicalDeviceProperties (824 bytes): deviceType at 16, deviceName[256] at 20.
+        let properties = UnsafeMutableRawPointer.allocate(byteCount: 1024, alignment: 16)
+        defer { properties.deallocate() }
+        let types = ["other", "integrated", "discrete", "virtual", "cpu"]
+        return devices.prefix(Int(count)).compactMap { $0 }.map { device in
+            properties.initializeMemory(as: UInt8.self, repeating: 0, count: 1024)
+            unsafeBitCast(p, to: Properties.self)(device, properties)
+            let type = Int(properties.load(fromByteOffset: 16, as: UInt32.self))
+            let name = String(cString: properties.advanced(by: 20).assumingMemoryBound(to: CChar.self))
+            return (name, type < types.count ? types[type] : "other")
+        }
+    }
+
     public func canOpen(_ names: [String]) -> Bool {
         names.contains { name in
             guard let h = dlopen(name, RTLD_LAZY | RTLD_LOCAL) else { return false }
@@ -59,9 +111,11 @@ public struct SystemDriverLibraries: LlamaDriverLibraries {
 /// `{"cuda": {"error": "..."}}`, and `"libraries": ["libvulkan.so.1", ...]` that can be opened.
 public struct FixtureDriverLibraries: LlamaDriverLibraries, Decodable {
     struct CUDA: Decodable { var version: Int?; var devices: Int?; var error: String?; var hangSeconds: Double? }
+    struct Vulkan: Decodable { var devices: [[String: String]]?; var error: String? }
     var cudaAnswer: CUDA?
+    var vulkanAnswer: Vulkan?
     var libraries: [String]
-    enum CodingKeys: String, CodingKey { case cudaAnswer = "cuda", libraries }
+    enum CodingKeys: String, CodingKey { case cudaAnswer = "cuda", vulkanAnswer = "vulkan", libraries }
 
     public init(file: URL) throws {
         self = try JSONDecoder().decode(Self.self, from: Data(contentsOf: file))
@@ -72,6 +126,12 @@ public struct FixtureDriverLibraries: LlamaDriverLibraries, Decodable {
         if let hang = c.hangSeconds { Thread.sleep(forTimeInterval: hang) }  // a driver that blocks
         if let error = c.error { throw LlamaProbeError(error) }
         return (c.version ?? 0, c.devices ?? 0)
+    }
+
+    public func vulkan() throws(LlamaProbeError) -> [(name: String, type: String)] {
+        guard let v = vulkanAnswer else { throw LlamaProbeError("libvulkan.so.1 cannot be opened: not found") }
+        if let error = v.error { throw LlamaProbeError(error) }
+        return (v.devices ?? []).map { ($0["name"] ?? "?", $0["type"] ?? "other") }
     }
 
     public func canOpen(_ names: [String]) -> Bool { names.contains { libraries.contains($0) } }
@@ -126,8 +186,8 @@ public struct LlamaHardwareReport: Sendable, Codable, Equatable {
     public var nvidia: NVIDIA?
     public var amd: AMD?
     public var intel: Intel?
-    /// Whether the Vulkan loader can be opened, and the GPUs DRM lists (Vulkan's usual hosts).
-    public var vulkanLoader: Bool
+    /// Vulkan's physical devices (none: no loader or driver; see `notes`).
+    public var vulkanDevices: [GPU]
     public var metal: Bool
     public var cpu: CPU
     /// What a probe could not read or gave up on.
@@ -161,9 +221,19 @@ public struct LlamaHardwareProbe: Sendable {
         let nvidia = await bounded("NVIDIA", notes: &notes) { probeNVIDIA() } ?? nil
         let amd = await bounded("AMD", notes: &notes) { probeAMD() } ?? nil
         let intel = await bounded("Intel", notes: &notes) { probeIntel() } ?? nil
-        let vulkan = await bounded("Vulkan", notes: &notes) { drivers.canOpen(["libvulkan.so.1", "libvulkan.so", "libvulkan.1.dylib"]) } ?? false
+        let vulkanResult = await bounded("Vulkan", notes: &notes) { () -> Result<[LlamaHardwareReport.GPU], LlamaProbeError> in
+            let listed: [(name: String, type: String)]
+            do { listed = try drivers.vulkan() } catch { return .failure((error as? LlamaProbeError) ?? LlamaProbeError("\(error)")) }
+            return .success(listed.map { .init(vendor: "vulkan-\($0.type)", name: $0.name, memoryBytes: nil) })
+        }
+        var vulkan: [LlamaHardwareReport.GPU] = []
+        switch vulkanResult {
+        case .success(let devices)?: vulkan = devices
+        case .failure(let error)?: notes.append("Vulkan: \(error.description)")
+        case nil: break
+        }
         let cpu = probeCPU(notes: &notes)
-        return LlamaHardwareReport(nvidia: nvidia, amd: amd, intel: intel, vulkanLoader: vulkan,
+        return LlamaHardwareReport(nvidia: nvidia, amd: amd, intel: intel, vulkanDevices: vulkan,
                                    metal: platform.os == "macos" && platform.arch == "arm64", cpu: cpu, notes: notes)
     }
 

@@ -130,16 +130,17 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
             if hardware.metal, let build = released("metal").first { add(build, "Apple silicon") }
             else if request == .metal { reject("metal", "Metal needs Apple silicon (macOS arm64)") }
         }
-        // Any GPU with a Vulkan loader → Vulkan
+        // A Vulkan device that is a GPU → Vulkan
         if wanted.contains("vulkan") {
-            let gpus = (hardware.nvidia?.gpus ?? []) + (hardware.amd?.gpus ?? []) + (hardware.intel?.gpus ?? [])
+            let gpus = hardware.vulkanDevices.filter { $0.vendor != "vulkan-cpu" }
+            let others = (hardware.nvidia?.gpus ?? []) + (hardware.amd?.gpus ?? []) + (hardware.intel?.gpus ?? [])
             if let build = released("vulkan").first {
-                if hardware.vulkanLoader && !gpus.isEmpty {
-                    add(build, "Vulkan loader and \(gpus.count) GPU(s)")
-                } else if hardware.vulkanLoader && request == .vulkan {
-                    add(build, "requested; the Vulkan loader is installed")
-                } else if !gpus.isEmpty || request == .vulkan {
-                    reject("vulkan", "the Vulkan loader (libvulkan.so.1) is not installed")
+                if !gpus.isEmpty {
+                    add(build, "Vulkan GPU(s): \(gpus.map { "\($0.name) (\($0.vendor.dropFirst(7)))" }.joined(separator: ", "))")
+                } else if !others.isEmpty || request == .vulkan {
+                    let why = hardware.notes.first { $0.hasPrefix("Vulkan: ") }.map { String($0.dropFirst(8)) }
+                        ?? (hardware.vulkanDevices.isEmpty ? "no Vulkan device" : "Vulkan lists only CPU devices")
+                    reject("vulkan", why)
                 }
             } else if request == .vulkan {
                 reject("vulkan", "llama.cpp \(release.tag) has no Vulkan build for \(platform)")
