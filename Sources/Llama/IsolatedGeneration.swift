@@ -158,3 +158,17 @@ public struct LlamaIsolatedGeneration: Sendable {
         return (try? JSONEncoder().encode(e)).map { String(decoding: $0, as: UTF8.self) }
     }
 }
+
+/// Runs a helper that shares this process's terminal and standard streams, and waits for it.
+public enum LlamaHelperProcess {
+    /// The exit status, or 128 + the signal that ended it.
+    public static func run(_ executable: URL, _ arguments: [String]) async throws(LlamaError) -> Int32 {
+        let child: ChildProcess
+        do { child = try ChildProcess(executable.path, arguments, attached: true) } catch {
+            throw LlamaError(.remoteFailed, "the helper \(executable.path) could not start: \(error)")
+        }
+        return await withCheckedContinuation { (done: CheckedContinuation<Int32, Never>) in
+            Thread.detachNewThread { done.resume(returning: child.wait()) }
+        }
+    }
+}

@@ -21,6 +21,21 @@ enum CLI {
         return URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     }
 
+    /// Runs this command again with `--in-process` in a child sharing the terminal: ggml ends
+    /// the process that computes when an RPC server stops mid-computation, and that must be the
+    /// child. Its end by a signal becomes a one-line error here.
+    static func rerunIsolated() async throws {
+        guard let helper else { throw Failure(description: "cannot find this program's executable") }
+        let status = try await run { () async throws(LlamaError) in
+            try await LlamaHelperProcess.run(helper, Array(CommandLine.arguments.dropFirst()) + ["--in-process"])
+        }
+        if status > 128 {
+            note("error: the computation ended by signal \(status - 128): an RPC server stopped or failed during it")
+            throw ExitCode(1)
+        }
+        if status != 0 { throw ExitCode(status) }
+    }
+
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }

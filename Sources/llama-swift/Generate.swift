@@ -121,8 +121,11 @@ struct Chat: AsyncParsableCommand {
     var system: String?
     @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "The most tokens per reply.")
     var maxTokens = 512
+    @Flag(help: "With --rpc, compute in this process (by default a child process does, so that a server stopping mid-computation is an error, not the end of this process).")
+    var inProcess = false
 
     func run() async throws {
+        if modelFlags.rpc != nil && !inProcess { return try await CLI.rerunIsolated() }
         let chain = try sampling.chain()
         let model = try await modelFlags.load()
         let session = try await CLI.run { () async throws(LlamaError) in
@@ -159,8 +162,11 @@ struct Embed: AsyncParsableCommand {
     @OptionGroup var modelFlags: ModelFlags
     @Option(help: "A text to embed (repeatable; default: the lines of stdin).")
     var text: [String] = []
+    @Flag(help: "With --rpc, compute in this process (see `chat --help`).")
+    var inProcess = false
 
     func run() async throws {
+        if modelFlags.rpc != nil && !inProcess { return try await CLI.rerunIsolated() }
         var texts = text
         if texts.isEmpty {
             while let line = readLine() {

@@ -84,6 +84,27 @@ struct RPCTests {
         #expect(!summary.generatedTokens.isEmpty)
     }
 
+    @Test("chat and embed over RPC compute in a child: a server killed before the reply is an error, not a crash")
+    func chatAndEmbedIsolated() throws {
+        let a = try Server()
+        let ok = try CLITests.cli(["embed", "--rpc", a.endpoint], stdin: "A kitten is a young cat.\n")
+        try #require(ok.status == 0, "\(ok.stderr)")
+        #expect((try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [[String: Any]])?.count == 1)
+        let chat = try CLITests.cli(["chat", "--rpc", a.endpoint, "--temp", "0", "-n", "8"], stdin: "Hello!\n/exit\n")
+        #expect(chat.status == 0, "\(chat.stderr)")
+        #expect(!chat.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        // The server goes away between load and the first reply: the model's weights live there.
+        let b = try Server()
+        let endpoint = b.endpoint
+        let pid = b.process.processIdentifier
+        let killer = Thread { Thread.sleep(forTimeInterval: 2); kill(pid, SIGKILL) }
+        killer.start()
+        let dead = try CLITests.cli(["chat", "--rpc", endpoint, "--temp", "0", "-n", "2000", "-c", "4096"],
+                                    stdin: String(repeating: "Tell me a very long story about the sea. ", count: 1) + "\n")
+        #expect(dead.status == 1, "\(dead.stderr)")
+        #expect(dead.stderr.contains("RPC server") || dead.stderr.contains("unreachable"), "\(dead.stderr)")
+    }
+
     @Test("a server that stops answering is a timeout after the configured wait")
     func serverHangs() throws {
         let a = try Server()

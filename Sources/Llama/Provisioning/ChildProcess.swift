@@ -18,8 +18,10 @@ final class ChildProcess: Sendable {
     let pid: pid_t
     private let output: Int32
 
-    /// - Parameter errorFile: where the child's stderr goes (default: with stdout, into the pipe).
-    init(_ executable: String, _ arguments: [String], errorFile: URL? = nil) throws(SpawnError) {
+    /// - Parameters:
+    ///   - errorFile: where the child's stderr goes (default: with stdout, into the pipe).
+    ///   - attached: the child shares this process's standard streams (nothing comes back through `read`).
+    init(_ executable: String, _ arguments: [String], errorFile: URL? = nil, attached: Bool = false) throws(SpawnError) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe: \(String(cString: strerror(errno)))") }
         #if canImport(Glibc)
@@ -30,9 +32,12 @@ final class ChildProcess: Sendable {
         var attributes: posix_spawnattr_t? = nil
         #endif
         posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        if let errorFile {
+        if !attached {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        }
+        if attached {
+        } else if let errorFile {
             posix_spawn_file_actions_addopen(&actions, 2, errorFile.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         } else {
             posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
