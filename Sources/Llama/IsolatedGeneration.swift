@@ -75,23 +75,17 @@ public struct LlamaIsolatedGeneration: Sendable {
                 if case .cancelled = reason { child.terminate() }
             }
             Thread.detachNewThread {
-                var pending = Data()
                 var finished = false
-                while let chunk = child.read(), !chunk.isEmpty {
-                    pending.append(chunk)
-                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                        let line = pending[pending.startIndex..<newline]
-                        pending = Data(pending[pending.index(after: newline)...])
-                        lastEvent.withLock { $0 = .now }
-                        guard let event = try? JSONDecoder().decode(Event.self, from: Data(line)) else { continue }
-                        if let done = event.done {
-                            continuation.yield(.finished(Self.summary(done)))
-                            finished = true
-                        } else if let token = event.token {
-                            continuation.yield(.token(token, text: event.text ?? ""))
-                        } else if let text = event.text {
-                            continuation.yield(.text(text))
-                        }
+                child.readLines { line in
+                    lastEvent.withLock { $0 = .now }
+                    guard let event = try? JSONDecoder().decode(Event.self, from: line) else { return }
+                    if let done = event.done {
+                        continuation.yield(.finished(Self.summary(done)))
+                        finished = true
+                    } else if let token = event.token {
+                        continuation.yield(.token(token, text: event.text ?? ""))
+                    } else if let text = event.text {
+                        continuation.yield(.text(text))
                     }
                 }
                 let status = child.wait()

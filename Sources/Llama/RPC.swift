@@ -100,7 +100,7 @@ extension LlamaRuntime {
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }
-        while let chunk = child.read(), !chunk.isEmpty {}
+        _ = child.readToEnd()
         let status = child.wait()
         done.store(true, ordering: .relaxed)
         if killed.load(ordering: .relaxed) {

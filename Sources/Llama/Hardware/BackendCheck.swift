@@ -52,9 +52,7 @@ struct LlamaBackendCheck {
         }
         let output: String = await withCheckedContinuation { (done: CheckedContinuation<String, Never>) in
             Thread.detachNewThread {
-                var data = Data()
-                while let chunk = child.read(), !chunk.isEmpty { data.append(chunk) }
-                done.resume(returning: String(decoding: data, as: UTF8.self))
+                done.resume(returning: String(decoding: child.readToEnd(), as: UTF8.self))
             }
         }
         let status = child.wait()

@@ -89,6 +89,27 @@ final class ChildProcess: Sendable {
         }
     }
 
+    /// Reads to the end of the output, calling `chunk` with each piece as it comes and `line`
+    /// with each complete line (without its newline).
+    func readLines(chunk: (Data) -> Void = { _ in }, line: (Data) -> Void) {
+        var pending = Data()
+        while let piece = read(), !piece.isEmpty {
+            chunk(piece)
+            pending.append(piece)
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                line(Data(pending[pending.startIndex..<newline]))
+                pending = Data(pending[pending.index(after: newline)...])
+            }
+        }
+    }
+
+    /// Everything the child writes, until it closes its output.
+    func readToEnd() -> Data {
+        var data = Data()
+        while let piece = read(), !piece.isEmpty { data.append(piece) }
+        return data
+    }
+
     /// Waits for the exit; the exit status, or 128 + the signal that ended it.
     func wait() -> Int32 {
         close(output)

@@ -195,7 +195,7 @@ struct Downloader: Sendable {
             throw .transient("the connection closed after \(done) of \(total) bytes", timeout: false)
         }
         report(name, done: done, total: total ?? done, since: started, received: done - offset)
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let digest = Self.hex(hasher)
         return Fetched(sha256: digest, size: done, url: url)
     }
 
@@ -304,10 +304,15 @@ struct Downloader: Sendable {
         return count
     }
 
+    /// A finished digest in lowercase hex.
+    static func hex(_ hasher: SHA256) -> String {
+        hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
     /// The sha256 of a file, in lowercase hex; nil when it cannot be read.
     static func sha256(of url: URL) -> String? {
         var hasher = SHA256()
         guard hashFile(url, into: &hasher) != nil else { return nil }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Self.hex(hasher)
     }
 }

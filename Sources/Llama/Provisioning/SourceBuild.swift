@@ -165,16 +165,10 @@ struct LlamaSourceBuild: Sendable {
         let status: Int32 = await withTaskCancellationHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Int32, Never>) in
                 Thread.detachNewThread {
-                    var pending = Data()
-                    while let chunk = child.read(), !chunk.isEmpty {
-                        try? logHandle.write(contentsOf: chunk)
-                        pending.append(chunk)
-                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                            let text = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
-                            pending = Data(pending[pending.index(after: newline)...])
-                            line(text)
-                            tail.withLock { $0.append(text); if $0.count > 25 { $0.removeFirst() } }
-                        }
+                    child.readLines(chunk: { try? logHandle.write(contentsOf: $0) }) { bytes in
+                        let text = String(decoding: bytes, as: UTF8.self)
+                        line(text)
+                        tail.withLock { $0.append(text); if $0.count > 25 { $0.removeFirst() } }
                     }
                     try? logHandle.close()
                     done.resume(returning: child.wait())
