@@ -117,8 +117,7 @@ public final class LlamaRuntime: Sendable {
         if let dir = libraryDirectory ?? environmentLibraryDirectory {
             return try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
         }
-        let released = options.release.variants(for: options.platform)
-        if released.contains(options.variant) {
+        if !LlamaVariantSelection.choosesFromHardware(options.variant, release: options.release, platform: options.platform) {
             return try await loadVariant(options.variant, options: options, verifyGPU: false,
                                          allowVersionMismatch: allowVersionMismatch, logger: logger, progress: progress)
         }

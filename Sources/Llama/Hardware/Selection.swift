@@ -34,6 +34,12 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
     /// The requests that are chosen from the hardware rather than taken as they are.
     public static let families: Set<String> = ["auto", "cuda", "hip", "rocm", "sycl", "openvino", "metal", "vulkan"]
 
+    /// Whether a request is chosen from the hardware (`.auto`, or a family the release does not
+    /// name as a variant) rather than taken as it is (then a missing asset means a source build).
+    public static func choosesFromHardware(_ variant: LlamaVariant, release: LlamaRelease, platform: LlamaPlatform) -> Bool {
+        families.contains(variant.rawValue) && !release.variants(for: platform).contains(variant)
+    }
+
     /// The first candidate, before verification.
     public var preferred: LlamaVariant? { candidates.first?.variant }
 

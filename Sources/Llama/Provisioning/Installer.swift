@@ -35,8 +35,7 @@ public struct LlamaInstaller: Sendable {
     /// Offline, only the cache is used. Two processes installing the same entry at once download
     /// it once: the second waits for the first and then finds it installed.
     public func install(progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaInstallation {
-        if LlamaVariantSelection.families.contains(options.variant.rawValue),
-           !options.release.variants(for: options.platform).contains(options.variant) {
+        if LlamaVariantSelection.choosesFromHardware(options.variant, release: options.release, platform: options.platform) {
             // `.auto` or a family: the build the hardware calls for (not verified here; LlamaRuntime.load does).
             let plan = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
                                                   release: options.release, platform: options.platform)
