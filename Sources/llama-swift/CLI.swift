@@ -36,6 +36,36 @@ enum CLI {
         if status != 0 { throw ExitCode(status) }
     }
 
+    /// The runtime of a command: the folder of `--lib-dir`, else as `LlamaRuntime.load` finds or
+    /// installs it, with progress on stderr.
+    static func loadRuntime(libDir: String?, options: LlamaInstallOptions) async throws -> LlamaRuntime {
+        try await run { () async throws(LlamaError) in
+            try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
+                                        progress: ProgressPrinter().handler)
+        }
+    }
+
+    /// The devices that `--device` indices name; an unknown index is an error listing the devices.
+    static func devices(_ indices: [Int], of runtime: LlamaRuntime) throws -> [LlamaDevice] {
+        let all = runtime.devices
+        return try indices.map { i in
+            guard let d = all.first(where: { $0.index == i }) else {
+                throw Failure(description: "--device \(i): no such device (\(all.map { "\($0.index) \($0.name)" }.joined(separator: ", ")))")
+            }
+            return d
+        }
+    }
+
+    /// Adds the RPC servers of `--rpc` (each first contacted by this program as a helper) and
+    /// returns their devices.
+    static func addRPC(_ servers: [String], to runtime: LlamaRuntime) async throws -> [LlamaDevice] {
+        var remote: [LlamaDevice] = []
+        for server in servers {
+            remote += try await run { () async throws(LlamaError) in try runtime.addRPCServer(server, checkedBy: helper) }
+        }
+        return remote
+    }
+
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }

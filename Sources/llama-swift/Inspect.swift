@@ -27,11 +27,9 @@ struct GGUF: AsyncParsableCommand {
                 CLI.note("error: \(file) does not exist")
                 throw ExitCode(1)
             }
-            let options = install.options()
+            let runtime = try await CLI.loadRuntime(libDir: libDir, options: install.options())
             let gguf = try await CLI.run { () async throws(LlamaError) in
-                let runtime = try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
-                                                          progress: ProgressPrinter().handler)
-                return try GGUFFile(path: file, runtime: runtime, arrayPreview: arrayPreview)
+                try GGUFFile(path: file, runtime: runtime, arrayPreview: arrayPreview)
             }
             if json {
                 struct Document: Encodable {
@@ -119,20 +117,20 @@ struct Devices: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
-        var selection = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
-                                                   release: options.release, platform: options.platform)
         var runtime: LlamaRuntime?
         if !noLoad {
-            let o = options
-            let loaded = try await CLI.run { () async throws(LlamaError) in
-                try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: o,
-                                            progress: ProgressPrinter().handler)
-            }
-            if let chosen = loaded.selection { selection = chosen }
-            for server in rpc?.split(separator: ",").map(String.init) ?? [] {
-                try await CLI.run { () async throws(LlamaError) in try loaded.addRPCServer(server, checkedBy: CLI.helper) }
-            }
+            let loaded = try await CLI.loadRuntime(libDir: libDir, options: options)
+            _ = try await CLI.addRPC(rpc?.split(separator: ",").map(String.init) ?? [], to: loaded)
             runtime = loaded
+        }
+        // Loading chose from the probes already, unless the libraries were given as a folder or
+        // an exact variant: then (and with --no-load) the probes run here.
+        var selection: LlamaVariantSelection
+        if let chosen = runtime?.selection {
+            selection = chosen
+        } else {
+            selection = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
+                                                   release: options.release, platform: options.platform)
         }
         let devices = runtime?.devices ?? []
         if json {

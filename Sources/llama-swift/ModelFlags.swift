@@ -43,21 +43,8 @@ struct ModelFlags: ParsableArguments {
 
     var rpcServers: [String] { rpc?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? [] }
 
-    /// The devices of the RPC servers, added to the runtime.
-    func addRPC(_ runtime: LlamaRuntime) async throws -> [LlamaDevice] {
-        var remote: [LlamaDevice] = []
-        for server in rpcServers {
-            remote += try await CLI.run { () async throws(LlamaError) in try runtime.addRPCServer(server, checkedBy: CLI.helper) }
-        }
-        return remote
-    }
-
     func runtime() async throws -> LlamaRuntime {
-        let options = install.options()
-        return try await CLI.run { () async throws(LlamaError) in
-            try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
-                                        progress: ProgressPrinter().handler)
-        }
+        try await CLI.loadRuntime(libDir: libDir, options: install.options())
     }
 
     /// The model file: a path, a Hub file pulled into the store, or the default model.
@@ -87,15 +74,10 @@ struct ModelFlags: ParsableArguments {
         var options = ModelOptions()
         options.gpuLayers = gpuLayers
         options.plannedContextLength = ctxSize
-        let remote = try await addRPC(runtime)
+        let remote = try await CLI.addRPC(rpcServers, to: runtime)
         if !devices.isEmpty || splitMode != nil || tensorSplit != nil || memoryLimit != nil || !remote.isEmpty {
-            let all = runtime.devices
-            var placement = LlamaPlacement(devices: devices.isEmpty && remote.isEmpty ? nil : try remote + devices.map { i in
-                guard let d = all.first(where: { $0.index == i }) else {
-                    throw CLI.Failure(description: "--device \(i): no such device (\(all.map { "\($0.index) \($0.name)" }.joined(separator: ", ")))")
-                }
-                return d
-            })
+            var placement = LlamaPlacement(devices: devices.isEmpty && remote.isEmpty ? nil
+                                           : try remote + CLI.devices(devices, of: runtime))
             placement.splitMode = ["none": .none, "row": .row][splitMode ?? ""] ?? .layer
             placement.tensorSplit = tensorSplit?.split(separator: ",").compactMap { Float($0) } ?? []
             placement.memoryLimit = memoryLimit.map { UInt64($0 * Double(1 << 30)) }

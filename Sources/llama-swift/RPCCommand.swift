@@ -53,23 +53,13 @@ struct RPC: AsyncParsableCommand {
             if !endpoint.isLoopback {
                 CLI.note("warning: serving on \(endpoint) without authentication: only do this on a trusted network")
             }
-            let options = install.options()
-            let runtime = try await CLI.run { () async throws(LlamaError) in
-                try await LlamaRuntime.load(libraryDirectory: libDir.map { URL(fileURLWithPath: $0) }, options: options,
-                                            progress: ProgressPrinter().handler)
-            }
-            let all = runtime.devices
+            let runtime = try await CLI.loadRuntime(libDir: libDir, options: install.options())
             let chosen: [LlamaDevice]
             if devices.isEmpty {
-                let gpus = all.filter(\.isGPU)
+                let all = runtime.devices, gpus = all.filter(\.isGPU)
                 chosen = gpus.isEmpty ? all.filter { $0.kind == .cpu } : gpus
             } else {
-                chosen = try devices.map { i in
-                    guard let d = all.first(where: { $0.index == i }) else {
-                        throw CLI.Failure(description: "--device \(i): no such device")
-                    }
-                    return d
-                }
+                chosen = try CLI.devices(devices, of: runtime)
             }
             // A clean stop on SIGINT / SIGTERM: the server has no stop call, so the process ends.
             for sig in [SIGINT, SIGTERM] {
