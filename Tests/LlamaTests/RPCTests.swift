@@ -7,17 +7,21 @@ import Testing
 /// ggml's RPC backend between `llama-swift` processes on loopback.
 @Suite("RPC", .serialized, .timeLimit(.minutes(5)))
 struct RPCTests {
+    /// A loopback port nothing listens on.
+    static func closedPort() -> UInt16 {
+        for _ in 0..<50 {
+            let candidate = UInt16.random(in: 40000..<60000)
+            if (try? LlamaRuntime.reachable("127.0.0.1:\(candidate)")) == false { return candidate }
+        }
+        return 9
+    }
+
     /// A `llama-swift rpc serve` process, stopped when released.
     final class Server {
         let process = Process()
         let port: UInt16
         init() throws {
-            var port: UInt16 = 0
-            for _ in 0..<50 {
-                let candidate = UInt16.random(in: 40000..<60000)
-                if (try? LlamaRuntime.reachable("127.0.0.1:\(candidate)")) == false { port = candidate; break }
-            }
-            self.port = port
+            port = RPCTests.closedPort()
             process.executableURL = CLITests.binary
             process.arguments = ["rpc", "serve", "--port", "\(port)", "--threads", "1"]
             process.environment = ProcessInfo.processInfo.environment.merging(try CLITests.environment()) { _, n in n }
@@ -119,11 +123,7 @@ struct RPCTests {
 
     @Test("an unreachable server is a typed error at load, and the process exits cleanly")
     func unreachable() throws {
-        var port: UInt16 = 9
-        for _ in 0..<50 {
-            let candidate = UInt16.random(in: 40000..<60000)
-            if (try? LlamaRuntime.reachable("127.0.0.1:\(candidate)")) == false { port = candidate; break }
-        }
+        let port = Self.closedPort()
         let r = try CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", "127.0.0.1:\(port)"])
         CLITests.expectFailure(r, mentioning: "unreachable")
         let runtime = try Fixture.runtime.get()
