@@ -1,0 +1,832 @@
+import Foundation
+
+/// Arguments of a filter, test, function or method: positional, then by keyword, with defaults.
+struct Args {
+    let positional: [Value]
+    let keywords: [(String, Value)]
+    let fn: String
+    let interp: Interpreter
+
+    func get(_ index: Int, _ name: String) -> Value? {
+        if index >= 0, index < positional.count { return positional[index] }
+        return keywords.first { $0.0 == name }?.1
+    }
+    func string(_ index: Int, _ name: String) throws(JinjaError) -> String? {
+        guard let v = get(index, name) else { return nil }
+        if case .none = v { return nil }
+        guard case .string(let s) = v else { throw interp.fail(.type, "\(fn)(): '\(name)' must be a string, not \(v.typeName)") }
+        return s
+    }
+    func bool(_ index: Int, _ name: String, _ def: Bool) -> Bool { get(index, name)?.truthy ?? def }
+    func int(_ index: Int, _ name: String) throws(JinjaError) -> Int? {
+        guard let v = get(index, name) else { return nil }
+        if case .none = v { return nil }
+        guard let i = v.integer else { throw interp.fail(.type, "\(fn)(): '\(name)' must be an integer, not \(v.typeName)") }
+        return i
+    }
+}
+
+typealias Filter = (Interpreter, Value, [Value], [(String, Value)]) throws -> Value
+typealias Test = (Interpreter, Value, [Value]) throws -> Bool
+
+enum Builtins {
+    // MARK: globals
+
+    static func globals(options: JinjaTemplate.Options) -> [String: Callable] {
+        var g: [String: Callable] = [:]
+        func add(_ name: String, _ f: @escaping (Interpreter, Args) throws -> Value) {
+            g[name] = Callable(name: name, kind: .builtin { interp, p, k in
+                try f(interp, Args(positional: p, keywords: k, fn: name, interp: interp))
+            })
+        }
+        add("range") { interp, a in
+            var nums: [Int] = []
+            for v in a.positional {
+                guard let i = v.integer else { throw interp.fail(.type, "'\(v.typeName)' object cannot be interpreted as an integer") }
+                nums.append(i)
+            }
+            let (start, stop, step): (Int, Int, Int)
+            switch nums.count {
+            case 1: (start, stop, step) = (0, nums[0], 1)
+            case 2: (start, stop, step) = (nums[0], nums[1], 1)
+            case 3: (start, stop, step) = (nums[0], nums[1], nums[2])
+            default: throw interp.fail(.type, "range expected 1 to 3 arguments, got \(nums.count)")
+            }
+            guard step != 0 else { throw interp.fail(.value, "range() arg 3 must not be zero") }
+            let count = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0)
+                                 : (start > stop ? (start - stop - step - 1) / -step : 0)
+            // jinja2's sandbox refuses ranges over 100000 items (MAX_RANGE).
+            let limit = min(100_000, interp.options.limits.maxSequenceLength)
+            guard count <= limit else {
+                throw interp.fail(.limitExceeded, "range too big: the sandbox allows at most \(limit) items")
+            }
+            return .list((0..<count).map { .int(start + $0 * step) })
+        }
+        add("dict") { interp, a in
+            var d = Dict()
+            if let first = a.positional.first {
+                switch first {
+                case .dict(let x): d = x
+                default:
+                    for item in try interp.iterate(first) {
+                        let pair = try interp.iterate(item)
+                        guard pair.count == 2 else { throw interp.fail(.value, "dictionary update sequence element has length \(pair.count); 2 is required") }
+                        d[pair[0]] = pair[1]
+                    }
+                }
+            }
+            for (k, v) in a.keywords { d[.string(k)] = v }
+            return .dict(d)
+        }
+        add("namespace") { interp, a in
+            var d = Dict()
+            for p in a.positional {
+                guard case .dict(let x) = p else { throw interp.fail(.type, "namespace() takes a mapping") }
+                for (k, v) in x { d[k] = v }
+            }
+            for (k, v) in a.keywords { d[.string(k)] = v }
+            return .namespace(Namespace(d))
+        }
+        add("raise_exception") { interp, a in
+            throw interp.fail(.raised, a.get(0, "message")?.str ?? "")
+        }
+        add("strftime_now") { interp, a in
+            guard let format = try a.string(0, "format") else { throw interp.fail(.type, "strftime_now() needs a format") }
+            return .string(strftime(format, interp.options.now(), interp.options.timeZone))
+        }
+        add("joiner") { _, a in
+            let sep = a.get(0, "sep")?.str ?? ", "
+            final class State { var used = false }
+            let state = State()
+            return .callable(Callable(name: "joiner", kind: .builtin { _, _, _ in
+                if state.used { return .string(sep) }
+                state.used = true
+                return .string("")
+            }))
+        }
+        return g
+    }
+
+    /// C's strftime for the fields chat templates use, in the C locale.
+    static func strftime(_ format: String, _ date: Date, _ zone: TimeZone) -> String {
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = zone
+        let c = cal.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday, .nanosecond], from: date)
+        let months = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+        let days = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+        func pad(_ n: Int, _ w: Int = 2, _ ch: Character = "0") -> String {
+            let s = String(n)
+            return String(repeating: ch, count: max(0, w - s.count)) + s
+        }
+        let year = c.year!, month = c.month!, day = c.day!, hour = c.hour!, minute = c.minute!, second = c.second!
+        let weekday = c.weekday! - 1
+        let yday = cal.ordinality(of: .day, in: .year, for: date) ?? 1
+        var out = ""
+        var it = format.makeIterator()
+        while let ch = it.next() {
+            guard ch == "%" else { out.append(ch); continue }
+            guard let f = it.next() else { out.append("%"); break }
+            switch f {
+            case "Y": out += String(year)
+            case "y": out += pad(year % 100)
+            case "m": out += pad(month)
+            case "d": out += pad(day)
+            case "e": out += pad(day, 2, " ")
+            case "B": out += months[month - 1]
+            case "b", "h": out += String(months[month - 1].prefix(3))
+            case "A": out += days[weekday]
+            case "a": out += String(days[weekday].prefix(3))
+            case "H": out += pad(hour)
+            case "I": out += pad(hour % 12 == 0 ? 12 : hour % 12)
+            case "M": out += pad(minute)
+            case "S": out += pad(second)
+            case "p": out += hour < 12 ? "AM" : "PM"
+            case "j": out += pad(yday, 3)
+            case "f": out += pad((c.nanosecond ?? 0) / 1000, 6)
+            case "w": out += String(weekday)
+            case "u": out += String(weekday == 0 ? 7 : weekday)
+            case "F": out += "\(year)-\(pad(month))-\(pad(day))"
+            case "T": out += "\(pad(hour)):\(pad(minute)):\(pad(second))"
+            case "D": out += "\(pad(month))/\(pad(day))/\(pad(year % 100))"
+            case "R": out += "\(pad(hour)):\(pad(minute))"
+            case "Z": out += zone.abbreviation(for: date) ?? zone.identifier
+            case "z":
+                let s = zone.secondsFromGMT(for: date)
+                out += (s < 0 ? "-" : "+") + pad(abs(s) / 3600) + pad(abs(s) % 3600 / 60)
+            case "%": out += "%"
+            case "n": out += "\n"
+            case "t": out += "\t"
+            default: out += "%" + String(f)
+            }
+        }
+        return out
+    }
+
+    // MARK: tests
+
+    nonisolated(unsafe) static let tests: [String: Test] = {
+        var t: [String: Test] = [:]
+        t["defined"] = { _, v, _ in !v.isUndefined }
+        t["undefined"] = { _, v, _ in v.isUndefined }
+        t["none"] = { _, v, _ in if case .none = v { return true }; return false }
+        t["boolean"] = { _, v, _ in if case .bool = v { return true }; return false }
+        t["true"] = { _, v, _ in if case .bool(true) = v { return true }; return false }
+        t["false"] = { _, v, _ in if case .bool(false) = v { return true }; return false }
+        t["integer"] = { _, v, _ in if case .int = v { return true }; return false }
+        t["float"] = { _, v, _ in if case .double = v { return true }; return false }
+        t["number"] = { _, v, _ in v.number != nil }
+        t["string"] = { _, v, _ in if case .string = v { return true }; return false }
+        t["mapping"] = { _, v, _ in if case .dict = v { return true }; return false }
+        t["sequence"] = { _, v, _ in
+            switch v {
+            case .list, .tuple, .string, .dict: return true
+            case .iterator(_, let kind): return kind.hasPrefix("dict_")
+            default: return false
+            }
+        }
+        t["iterable"] = { _, v, _ in
+            switch v { case .list, .tuple, .string, .dict, .undefined, .iterator: return true; default: return false }
+        }
+        t["callable"] = { _, v, _ in
+            switch v { case .callable: return true; case .loop(let l): return l.recurse != nil; default: return false }
+        }
+        t["odd"] = { interp, v, _ in
+            guard let i = v.integer else { throw interp.fail(.type, "'odd' needs an integer, not \(v.typeName)") }
+            return i % 2 != 0
+        }
+        t["even"] = { interp, v, _ in
+            guard let i = v.integer else { throw interp.fail(.type, "'even' needs an integer, not \(v.typeName)") }
+            return i % 2 == 0
+        }
+        t["divisibleby"] = { interp, v, a in
+            guard let i = v.integer, let n = a.first?.integer else { throw interp.fail(.type, "'divisibleby' needs integers") }
+            guard n != 0 else { throw interp.fail(.value, "integer division or modulo by zero") }
+            return i % n == 0
+        }
+        t["lower"] = { _, v, _ in if case .string(let s) = v { return s == s.lowercased() }; return false }
+        t["upper"] = { _, v, _ in if case .string(let s) = v { return s == s.uppercased() }; return false }
+        t["escaped"] = { _, v, _ in if case .markup = v { return true }; return false }
+        t["sameas"] = { interp, v, a in
+            guard let o = a.first else { throw interp.fail(.type, "'sameas' needs an argument") }
+            switch (v, o) {
+            case (.none, .none), (.undefined, .undefined): return true
+            case (.bool(let x), .bool(let y)): return x == y
+            case (.namespace(let x), .namespace(let y)): return x === y
+            case (.callable(let x), .callable(let y)): return x === y
+            default: return false
+            }
+        }
+        let eq: Test = { interp, v, a in
+            guard let o = a.first else { throw interp.fail(.type, "the test needs an argument") }
+            return interp.equal(v, o)
+        }
+        t["eq"] = eq; t["equalto"] = eq; t["=="] = eq
+        let ne: Test = { interp, v, a in
+            guard let o = a.first else { throw interp.fail(.type, "the test needs an argument") }
+            return !interp.equal(v, o)
+        }
+        t["ne"] = ne; t["!="] = ne
+        func ordered(_ op: String) -> Test {
+            { interp, v, a in
+                guard let o = a.first else { throw interp.fail(.type, "the test needs an argument") }
+                return try interp.compare(op, v, o)
+            }
+        }
+        t["lt"] = ordered("<"); t["lessthan"] = ordered("<"); t["<"] = ordered("<")
+        t["le"] = ordered("<="); t["<="] = ordered("<=")
+        t["gt"] = ordered(">"); t["greaterthan"] = ordered(">"); t[">"] = ordered(">")
+        t["ge"] = ordered(">="); t[">="] = ordered(">=")
+        t["in"] = { interp, v, a in
+            guard let o = a.first else { throw interp.fail(.type, "'in' needs an argument") }
+            return try interp.contains(o, v)
+        }
+        t["filter"] = { _, v, _ in if case .string(let s) = v { return filters[s] != nil }; return false }
+        t["test"] = { _, v, _ in if case .string(let s) = v { return tests[s] != nil }; return false }
+        return t
+    }()
+
+    // MARK: filters
+
+    static func pythonStrip(_ s: String, _ chars: String?, left: Bool, right: Bool) -> String {
+        let scalars = Array(s.unicodeScalars)
+        let set: (Unicode.Scalar) -> Bool
+        if let chars { let c = Set(chars.unicodeScalars); set = { c.contains($0) } } else { set = isPythonSpace }
+        var a = 0, b = scalars.count
+        if left { while a < b, set(scalars[a]) { a += 1 } }
+        if right { while b > a, set(scalars[b - 1]) { b -= 1 } }
+        var v = String.UnicodeScalarView()
+        v.append(contentsOf: scalars[a..<b])
+        return String(v)
+    }
+
+    static func isPythonSpace(_ s: Unicode.Scalar) -> Bool {
+        switch s.value {
+        case 0x09...0x0D, 0x1C...0x1F, 0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000: return true
+        default: return false
+        }
+    }
+
+    /// Attribute paths as jinja2's `make_attrgetter` reads them: `a.b`, integers as indexes.
+    static func attrGetter(_ interp: Interpreter, _ attribute: Value, default def: Value? = nil) -> (Value) throws(JinjaError) -> Value {
+        let parts: [Value]
+        if case .string(let s) = attribute {
+            parts = s.split(separator: ".", omittingEmptySubsequences: false).map { p in Int(p).map(Value.int) ?? .string(String(p)) }
+        } else {
+            parts = [attribute]
+        }
+        return { v in
+            var cur = v
+            for p in parts { cur = try interp.getitem(cur, p) }
+            if cur.isUndefined, let def { return def }
+            return cur
+        }
+    }
+
+    static func sortKey(_ v: Value, caseSensitive: Bool) -> Value {
+        if !caseSensitive, case .string(let s) = v { return .string(s.lowercased()) }
+        return v
+    }
+
+    static func sortValues(_ interp: Interpreter, _ items: [Value], key: (Value) throws(JinjaError) -> Value, reverse: Bool) throws(JinjaError) -> [Value] {
+        var keyed: [(Value, Value)] = []
+        for item in items { keyed.append((try key(item), item)) }
+        // A stable merge sort that can throw (Python's sort is stable; reverse keeps stability).
+        func merge(_ a: ArraySlice<(Value, Value)>) throws(JinjaError) -> [(Value, Value)] {
+            if a.count <= 1 { return Array(a) }
+            let mid = a.startIndex + a.count / 2
+            let l = try merge(a[a.startIndex..<mid]), r = try merge(a[mid..<a.endIndex])
+            var out: [(Value, Value)] = []
+            out.reserveCapacity(a.count)
+            var i = 0, j = 0
+            while i < l.count && j < r.count {
+                let takeRight = reverse ? try interp.less(l[i].0, r[j].0) : try interp.less(r[j].0, l[i].0)
+                if takeRight { out.append(r[j]); j += 1 } else { out.append(l[i]); i += 1 }
+            }
+            out += l[i...]
+            out += r[j...]
+            return out
+        }
+        return try merge(keyed[...]).map(\.1)
+    }
+
+    static func htmlEscape(_ s: String) -> String {
+        var out = ""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&#34;"
+            case "'": out += "&#39;"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+
+    /// Python's `str.splitlines()`.
+    static func splitLines(_ s: String, keepEnds: Bool = false) -> [String] {
+        var lines: [String] = []
+        var cur = String.UnicodeScalarView()
+        let scalars = Array(s.unicodeScalars)
+        var i = 0
+        while i < scalars.count {
+            let c = scalars[i]
+            switch c.value {
+            case 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029:
+                var end = [c]
+                if c.value == 0x0D, i + 1 < scalars.count, scalars[i + 1].value == 0x0A { end.append(scalars[i + 1]); i += 1 }
+                if keepEnds { cur.append(contentsOf: end) }
+                lines.append(String(cur))
+                cur = String.UnicodeScalarView()
+            default:
+                cur.append(c)
+            }
+            i += 1
+        }
+        if !cur.isEmpty { lines.append(String(cur)) }
+        return lines
+    }
+
+    static func toJSON(_ interp: Interpreter, _ v: Value, indent: Value?, separators: Value?, sortKeys: Bool, asciiOnly: Bool) throws(JinjaError) -> String {
+        guard let json = v.json() else {
+            if case .undefined(let u) = v, u.security != nil { throw interp.undefinedError(u) }
+            throw interp.fail(.type, "Object of type \(v.typeName) is not JSON serializable")
+        }
+        var indentText: String? = nil
+        switch indent {
+        case .int(let n)?: indentText = String(repeating: " ", count: max(0, n))
+        case .string(let s)?: indentText = s
+        case .none?, nil: indentText = nil
+        case let other?: throw interp.fail(.type, "tojson: indent must be an integer or a string, not \(other.typeName)")
+        }
+        var item = indentText == nil ? ", " : ",", key = ": "
+        if let separators, !(separators.isUndefined), { if case .none = separators { return false }; return true }() {
+            let parts = try interp.iterate(separators)
+            guard parts.count == 2, case .string(let a) = parts[0], case .string(let b) = parts[1] else {
+                throw interp.fail(.type, "tojson: separators must be a pair of strings")
+            }
+            item = a
+            key = b
+        }
+        return JSONWriter(indent: indentText, itemSeparator: item, keySeparator: key, asciiOnly: asciiOnly, sortKeys: sortKeys).write(json)
+    }
+
+    nonisolated(unsafe) static let filters: [String: Filter] = {
+        var f: [String: Filter] = [:]
+        func add(_ name: String, _ body: @escaping (Interpreter, Value, Args) throws -> Value) {
+            f[name] = { interp, v, p, k in try body(interp, v, Args(positional: p, keywords: k, fn: name, interp: interp)) }
+        }
+        func strictString(_ interp: Interpreter, _ v: Value) throws(JinjaError) -> String {
+            if case .undefined(let u) = v, u.security != nil { throw interp.undefinedError(u) }
+            return v.str
+        }
+        add("tojson") { interp, v, a in
+            // transformers' signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
+            .string(try toJSON(interp, v, indent: a.get(1, "indent"), separators: a.get(2, "separators"),
+                               sortKeys: a.bool(3, "sort_keys", false), asciiOnly: a.bool(0, "ensure_ascii", false)))
+        }
+        add("length") { interp, v, _ in
+            switch v {
+            case .string(let s): return .int(s.unicodeScalars.count)
+            case .list(let a), .tuple(let a): return .int(a.count)
+            case .dict(let d): return .int(d.count)
+            case .undefined(let u):
+                if u.security != nil { throw interp.undefinedError(u) }
+                return .int(0)
+            case .namespace(let ns): return .int(ns.attributes.count)
+            case .iterator(let items, let kind) where kind.hasPrefix("dict_"): return .int(items.count)
+            default: throw interp.fail(.type, "object of type '\(v.typeName)' has no len()")
+            }
+        }
+        f["count"] = f["length"]
+        add("string") { interp, v, _ in .string(try strictString(interp, v)) }
+        add("trim") { interp, v, a in
+            .string(pythonStrip(try strictString(interp, v), try a.string(0, "chars"), left: true, right: true))
+        }
+        add("upper") { interp, v, _ in .string(try strictString(interp, v).uppercased()) }
+        add("lower") { interp, v, _ in .string(try strictString(interp, v).lowercased()) }
+        add("capitalize") { interp, v, _ in .string(capitalize(try strictString(interp, v))) }
+        add("title") { interp, v, _ in
+            // jinja2 splits at runs of spaces, '-', '(', '{', '[', '<' and capitalizes each piece.
+            let s = try strictString(interp, v)
+            var out = "", word = String.UnicodeScalarView(), sep = String.UnicodeScalarView()
+            func flushWord() { if !word.isEmpty { out += capitalize(String(word)); word = String.UnicodeScalarView() } }
+            func flushSep() { if !sep.isEmpty { out += String(sep); sep = String.UnicodeScalarView() } }
+            for c in s.unicodeScalars {
+                if isPythonSpace(c) || "-({[<".unicodeScalars.contains(c) { flushWord(); sep.append(c) } else { flushSep(); word.append(c) }
+            }
+            flushWord(); flushSep()
+            return .string(out)
+        }
+        add("replace") { interp, v, a in
+            guard let old = a.get(0, "old"), let new = a.get(1, "new") else { throw interp.fail(.type, "replace() needs old and new") }
+            return .string(pythonReplace(try strictString(interp, v), old.str, new.str, try a.int(2, "count") ?? -1))
+        }
+        add("default") { _, v, a in
+            let def = a.get(0, "default_value") ?? .string("")
+            if v.isUndefined || (a.bool(1, "boolean", false) && !v.truthy) { return def }
+            return v
+        }
+        f["d"] = f["default"]
+        add("join") { interp, v, a in
+            let sep = a.get(0, "d")?.str ?? ""
+            var items = try interp.iterate(v)
+            if let attr = a.get(1, "attribute") {
+                let get = attrGetter(interp, attr)
+                var mapped: [Value] = []
+                for i in items { mapped.append(try get(i)) }
+                items = mapped
+            }
+            var out = ""
+            for (k, i) in items.enumerated() {
+                if k > 0 { out += sep }
+                out += try strictString(interp, i)
+            }
+            return .string(out)
+        }
+        add("first") { interp, v, _ in
+            try interp.iterate(v).first ?? .undefined(Undefined(hint: "No first item, sequence was empty."))
+        }
+        add("last") { interp, v, _ in
+            if case .dict = v { throw interp.fail(.type, "'dict' object is not reversible") }
+            return try interp.iterate(v).last ?? .undefined(Undefined(hint: "No last item, sequence was empty."))
+        }
+        add("items") { interp, v, _ in
+            switch v {
+            case .undefined: return .list([])
+            case .dict(let d): return .iterator(d.items.map { .tuple([$0.0, $0.1]) }, kind: "dict_itemiterator")
+            default: throw interp.fail(.type, "Can only get item pairs from a mapping.")
+            }
+        }
+        add("list") { interp, v, _ in .list(try interp.iterate(v)) }
+        add("reverse") { interp, v, _ in
+            switch v {
+            case .string(let s): return .string(String(String.UnicodeScalarView(s.unicodeScalars.reversed())))
+            case .dict: throw interp.fail(.type, "argument to reversed() must be a sequence")
+            case .list(let l): return .iterator(l.reversed(), kind: "list_reverseiterator")
+            case .tuple(let l): return .iterator(l.reversed(), kind: "reversed")
+            default: return .list(try interp.iterate(v).reversed())
+            }
+        }
+        add("safe") { _, v, _ in .markup(v.str) }
+        add("escape") { interp, v, _ in
+            if case .markup = v { return v }
+            return .markup(htmlEscape(try strictString(interp, v)))
+        }
+        f["e"] = f["escape"]
+        f["forceescape"] = f["escape"]
+        add("wordcount") { interp, v, _ in
+            var n = 0, inWord = false
+            for c in try strictString(interp, v).unicodeScalars {
+                let w = c.properties.isAlphabetic || c.properties.numericType != nil || c == "_"
+                if w && !inWord { n += 1 }
+                inWord = w
+            }
+            return .int(n)
+        }
+        add("int") { interp, v, a in
+            let def = a.get(0, "default") ?? .int(0)
+            let base = try a.int(1, "base") ?? 10
+            switch v {
+            case .int, .bool: return .int(v.integer!)
+            case .double(let d): return d.isFinite ? .int(Int(d.rounded(.towardZero))) : def
+            case .string(let s):
+                let t = pythonStrip(s, nil, left: true, right: true).replacingOccurrences(of: "_", with: "")
+                if let i = Int(t, radix: base) { return .int(i) }
+                if base == 10, let d = Double(t), d.isFinite { return .int(Int(d.rounded(.towardZero))) }
+                return def
+            default: return def
+            }
+        }
+        add("float") { _, v, a in
+            let def = a.get(0, "default") ?? .double(0)
+            switch v {
+            case .int, .bool, .double: return .double(v.number!)
+            case .string(let s):
+                let t = pythonStrip(s, nil, left: true, right: true).lowercased()
+                if let d = Double(t) { return .double(d) }
+                if ["inf", "+inf", "infinity"].contains(t) { return .double(.infinity) }
+                if ["-inf", "-infinity"].contains(t) { return .double(-.infinity) }
+                if t == "nan" { return .double(.nan) }
+                return def
+            default: return def
+            }
+        }
+        add("abs") { interp, v, _ in
+            switch v {
+            case .int(let i): return .int(abs(i))
+            case .bool(let b): return .int(b ? 1 : 0)
+            case .double(let d): return .double(abs(d))
+            default: throw interp.fail(.type, "bad operand type for abs(): '\(v.typeName)'")
+            }
+        }
+        add("round") { interp, v, a in
+            let precision = try a.int(0, "precision") ?? 0
+            let method = try a.string(1, "method") ?? "common"
+            guard let x = v.number else { throw interp.fail(.type, "type \(v.typeName) doesn't define __round__ method") }
+            let scale = pow(10.0, Double(precision))
+            switch method {
+            case "common":
+                if case .int(let i) = v { return .int(i) }
+                // Python's round: half to even on the decimal value.
+                let shifted = x * scale
+                var r = shifted.rounded(.toNearestOrEven)
+                if abs(shifted - shifted.rounded(.towardZero)) != 0.5 { r = shifted.rounded() }
+                return .double(r / scale)
+            case "ceil": return .double((x * scale).rounded(.up) / scale)
+            case "floor": return .double((x * scale).rounded(.down) / scale)
+            default: throw interp.fail(.value, "method must be common, ceil or floor")
+            }
+        }
+        add("indent") { interp, v, a in
+            var indention = "    "
+            switch a.get(0, "width") {
+            case .string(let s)?: indention = s
+            case let w? where w.integer != nil: indention = String(repeating: " ", count: max(0, w.integer!))
+            case nil: break
+            case let w?: throw interp.fail(.type, "indent(): width must be an integer or a string, not \(w.typeName)")
+            }
+            let first = a.bool(1, "first", false), blank = a.bool(2, "blank", false)
+            let s = try strictString(interp, v) + "\n"
+            var lines = splitLines(s)
+            var rv: String
+            if blank {
+                rv = lines.joined(separator: "\n" + indention)
+            } else {
+                rv = lines.isEmpty ? "" : lines.removeFirst()
+                if !lines.isEmpty { rv += "\n" + lines.map { $0.isEmpty ? $0 : indention + $0 }.joined(separator: "\n") }
+            }
+            if first { rv = indention + rv }
+            return .string(rv)
+        }
+        add("center") { interp, v, a in
+            let s = try strictString(interp, v)
+            let width = try a.int(0, "width") ?? 80
+            let n = s.unicodeScalars.count
+            guard width > n else { return .string(s) }
+            let total = width - n
+            // Python puts the extra space on the left when the string's length is odd... as str.center does.
+            let left = total / 2 + (total & width & 1)
+            return .string(String(repeating: " ", count: left) + s + String(repeating: " ", count: total - left))
+        }
+        add("batch") { interp, v, a in
+            guard let n = try a.int(0, "linecount"), n > 0 else { throw interp.fail(.value, "batch() needs a positive line count") }
+            let fill = a.get(1, "fill_with")
+            let items = try interp.iterate(v)
+            var out: [Value] = []
+            var k = 0
+            while k < items.count {
+                var chunk = Array(items[k..<min(k + n, items.count)])
+                if chunk.count < n, let fill, !{ if case .none = fill { return true }; return false }() {
+                    chunk += Array(repeating: fill, count: n - chunk.count)
+                }
+                out.append(.list(chunk))
+                k += n
+            }
+            return .iterator(out, kind: "generator")
+        }
+        add("dictsort") { interp, v, a in
+            guard case .dict(let d) = v else { throw interp.fail(.type, "You can only sort by either \"key\" or \"value\"") }
+            let cs = a.bool(0, "case_sensitive", false)
+            let by = try a.string(1, "by") ?? "key"
+            guard by == "key" || by == "value" else { throw interp.fail(.value, "You can only sort by either \"key\" or \"value\"") }
+            let items: [Value] = d.items.map { .tuple([$0.0, $0.1]) }
+            return .list(try sortValues(interp, items, key: { (item) throws(JinjaError) -> Value in
+                guard case .tuple(let t) = item else { return item }
+                return sortKey(by == "key" ? t[0] : t[1], caseSensitive: cs)
+            }, reverse: a.bool(2, "reverse", false)))
+        }
+        add("sort") { interp, v, a in
+            let cs = a.bool(1, "case_sensitive", false)
+            let get = a.get(2, "attribute").map { attrGetter(interp, $0) }
+            return .list(try sortValues(interp, try interp.iterate(v), key: { (item) throws(JinjaError) -> Value in
+                sortKey(try get?(item) ?? item, caseSensitive: cs)
+            }, reverse: a.bool(0, "reverse", false)))
+        }
+        add("unique") { interp, v, a in
+            let cs = a.bool(0, "case_sensitive", false)
+            let get = a.get(1, "attribute").map { attrGetter(interp, $0) }
+            var seen: [Value] = [], out: [Value] = []
+            for item in try interp.iterate(v) {
+                let key = sortKey(try get?(item) ?? item, caseSensitive: cs)
+                if !seen.contains(where: { interp.equal($0, key) }) { seen.append(key); out.append(item) }
+            }
+            return .iterator(out, kind: "generator")
+        }
+        func minMax(_ name: String, _ wantMax: Bool) {
+            add(name) { interp, v, a in
+                let cs = a.bool(0, "case_sensitive", false)
+                let get = a.get(1, "attribute").map { attrGetter(interp, $0) }
+                var best: (Value, Value)? = nil
+                for item in try interp.iterate(v) {
+                    let key = sortKey(try get?(item) ?? item, caseSensitive: cs)
+                    if let b = best {
+                        if wantMax ? try interp.less(b.0, key) : try interp.less(key, b.0) { best = (key, item) }
+                    } else {
+                        best = (key, item)
+                    }
+                }
+                return best?.1 ?? .undefined(Undefined(hint: "No aggregated item, sequence was empty."))
+            }
+        }
+        minMax("min", false)
+        minMax("max", true)
+        add("sum") { interp, v, a in
+            var total = a.get(1, "start") ?? .int(0)
+            let get = a.get(0, "attribute").map { attrGetter(interp, $0) }
+            for item in try interp.iterate(v) { total = try interp.binary("+", total, try get?(item) ?? item) }
+            return total
+        }
+        add("map") { interp, v, a in
+            // jinja2's map is a generator that yields nothing for a false value.
+            let items = v.truthy ? try interp.iterate(v) : []
+            if let attr = a.keywords.first(where: { $0.0 == "attribute" })?.1 {
+                let get = attrGetter(interp, attr, default: a.keywords.first { $0.0 == "default" }?.1)
+                var out: [Value] = []
+                for i in items { out.append(try get(i)) }
+                return .iterator(out, kind: "generator")
+            }
+            guard case .string(let name)? = a.positional.first else {
+                if a.positional.isEmpty && a.keywords.isEmpty { return .list(items) }
+                throw interp.fail(.type, "map() needs a filter name or attribute=")
+            }
+            guard let filter = filters[name] else { throw interp.fail(.unknownName, "no filter named '\(name)'") }
+            let rest = Array(a.positional.dropFirst())
+            var out: [Value] = []
+            for i in items { out.append(try filter(interp, i, rest, a.keywords)) }
+            return .iterator(out, kind: "generator")
+        }
+        func selectReject(_ name: String, select: Bool, attribute: Bool) {
+            add(name) { interp, v, a in
+                var p = a.positional
+                var get: ((Value) throws -> Value)? = nil
+                if attribute {
+                    guard !p.isEmpty else { throw interp.fail(.type, "\(name)() needs an attribute") }
+                    get = attrGetter(interp, p.removeFirst())
+                }
+                var test: Test = { _, x, _ in x.truthy }
+                if !p.isEmpty {
+                    guard case .string(let tn) = p.removeFirst() else { throw interp.fail(.type, "\(name)(): the test name must be a string") }
+                    guard let t = tests[tn] else { throw interp.fail(.unknownName, "no test named '\(tn)'") }
+                    test = t
+                }
+                var out: [Value] = []
+                for item in v.truthy ? try interp.iterate(v) : [] {
+                    let x = (try get?(item) ?? item).plain
+                    if try test(interp, x, p) == select { out.append(item) }
+                }
+                return .iterator(out, kind: "generator")
+            }
+        }
+        selectReject("select", select: true, attribute: false)
+        selectReject("reject", select: false, attribute: false)
+        selectReject("selectattr", select: true, attribute: true)
+        selectReject("rejectattr", select: false, attribute: true)
+        add("attr") { interp, v, a in
+            guard let name = try a.string(0, "name") else { throw interp.fail(.type, "attr() needs a name") }
+            return try interp.getattr(v, name)
+        }
+        add("format") { interp, v, a in
+            let s = try strictString(interp, v)
+            if !a.keywords.isEmpty {
+                var d = Dict()
+                for (k, x) in a.keywords { d[.string(k)] = x }
+                return .string(try percentFormat(interp, s, .dict(d)))
+            }
+            return .string(try percentFormat(interp, s, .tuple(a.positional)))
+        }
+        add("truncate") { interp, v, a in
+            let s = try strictString(interp, v)
+            let length = try a.int(0, "length") ?? 255
+            let killwords = a.bool(1, "killwords", false)
+            let end = try a.string(2, "end") ?? "..."
+            let leeway = try a.int(3, "leeway") ?? 5
+            guard length >= end.unicodeScalars.count else {
+                throw interp.fail(.value, "expected length >= \(end.unicodeScalars.count), got \(length)")
+            }
+            let scalars = Array(s.unicodeScalars)
+            if scalars.count <= length + leeway { return .string(s) }
+            let cut = max(0, length - end.unicodeScalars.count)
+            var head = String(String.UnicodeScalarView(scalars[0..<cut]))
+            if !killwords, let space = head.lastIndex(of: " ") { head = String(head[..<space]) }
+            return .string(head + end)
+        }
+        add("pprint") { _, v, _ in .string(v.repr) }
+        add("striptags") { interp, v, _ in
+            var out = "", inTag = false
+            for c in try strictString(interp, v) {
+                if c == "<" { inTag = true } else if c == ">" { inTag = false } else if !inTag { out.append(c) }
+            }
+            return .string(out.split(whereSeparator: { $0.isWhitespace }).joined(separator: " "))
+        }
+        return f
+    }()
+
+    static func capitalize(_ s: String) -> String {
+        guard let first = s.unicodeScalars.first else { return s }
+        return String(first).uppercased() + String(String.UnicodeScalarView(s.unicodeScalars.dropFirst())).lowercased()
+    }
+
+    /// Python's `str.replace(old, new, count)`.
+    static func pythonReplace(_ s: String, _ old: String, _ new: String, _ count: Int) -> String {
+        if old.isEmpty {
+            var out = "", n = 0
+            for c in s.unicodeScalars {
+                if count < 0 || n < count { out += new; n += 1 }
+                out.unicodeScalars.append(c)
+            }
+            if count < 0 || n < count { out += new }
+            return out
+        }
+        let src = Array(s.unicodeScalars), pat = Array(old.unicodeScalars)
+        var out = String.UnicodeScalarView(), i = 0, n = 0
+        while i < src.count {
+            if (count < 0 || n < count), i + pat.count <= src.count, Array(src[i..<i + pat.count]) == pat {
+                out.append(contentsOf: new.unicodeScalars)
+                i += pat.count
+                n += 1
+            } else {
+                out.append(src[i])
+                i += 1
+            }
+        }
+        return String(out)
+    }
+
+    /// Python's `%` formatting of a string: `%s`, `%r`, `%d`, `%i`, `%f`, `%x`, `%%`, `%(name)s`.
+    static func percentFormat(_ interp: Interpreter, _ format: String, _ args: Value) throws(JinjaError) -> String {
+        var positional: [Value]
+        var mapping: Dict? = nil
+        switch args {
+        case .tuple(let t): positional = t
+        case .dict(let d): positional = [args]; mapping = d
+        default: positional = [args]
+        }
+        var out = ""
+        let chars = Array(format.unicodeScalars)
+        var i = 0, next = 0
+        while i < chars.count {
+            let c = chars[i]
+            guard c == "%" else { out.unicodeScalars.append(c); i += 1; continue }
+            i += 1
+            guard i < chars.count else { throw interp.fail(.value, "incomplete format") }
+            var value: Value? = nil
+            if chars[i] == "(" {
+                var name = ""
+                i += 1
+                while i < chars.count, chars[i] != ")" { name.unicodeScalars.append(chars[i]); i += 1 }
+                i += 1
+                guard let mapping else { throw interp.fail(.type, "format requires a mapping") }
+                guard let v = mapping[.string(name)] else { throw interp.fail(.value, "format key '\(name)' not found") }
+                value = v
+            }
+            var flags = ""
+            while i < chars.count, "-+ 0#".unicodeScalars.contains(chars[i]) { flags.unicodeScalars.append(chars[i]); i += 1 }
+            var width = ""
+            while i < chars.count, ("0"..."9").contains(chars[i]) { width.unicodeScalars.append(chars[i]); i += 1 }
+            var precision: Int? = nil
+            if i < chars.count, chars[i] == "." {
+                i += 1
+                var p = ""
+                while i < chars.count, ("0"..."9").contains(chars[i]) { p.unicodeScalars.append(chars[i]); i += 1 }
+                precision = Int(p) ?? 0
+            }
+            guard i < chars.count else { throw interp.fail(.value, "incomplete format") }
+            let conv = chars[i]
+            i += 1
+            if conv == "%" { out += "%"; continue }
+            if value == nil {
+                guard next < positional.count else { throw interp.fail(.type, "not enough arguments for format string") }
+                value = positional[next]
+                next += 1
+            }
+            let v = value!
+            var piece: String
+            switch conv {
+            case "s": piece = v.str
+            case "r", "a": piece = v.repr
+            case "d", "i", "u":
+                guard let x = v.number else { throw interp.fail(.type, "%\(conv) format: a number is required, not \(v.typeName)") }
+                piece = String(Int(x.rounded(.towardZero)))
+            case "f", "F":
+                guard let x = v.number else { throw interp.fail(.type, "must be real number, not \(v.typeName)") }
+                piece = String(format: "%.\(precision ?? 6)f", x)
+            case "x", "X", "o":
+                guard let x = v.integer else { throw interp.fail(.type, "%\(conv) format: an integer is required") }
+                piece = String(x, radix: conv == "o" ? 8 : 16, uppercase: conv == "X")
+            default:
+                throw interp.fail(.value, "unsupported format character '\(conv)'")
+            }
+            if let w = Int(width), piece.count < w {
+                let padding = String(repeating: flags.contains("0") && !flags.contains("-") ? "0" : " ", count: w - piece.count)
+                piece = flags.contains("-") ? piece + padding : padding + piece
+            }
+            out += piece
+        }
+        if mapping == nil, next < positional.count {
+            throw interp.fail(.type, "not all arguments converted during string formatting")
+        }
+        return out
+    }
+}

@@ -1,0 +1,384 @@
+import Foundation
+
+/// A value while rendering, with Python's behaviour: how it prints, compares, and is true.
+enum Value {
+    case undefined(Undefined)
+    case none
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case list([Value])
+    case tuple([Value])
+    case dict(Dict)
+    case namespace(Namespace)
+    case callable(Callable)
+    case loop(LoopContext)
+    /// A string marked safe (`|safe`, `|escape`): jinja2's `Markup`, which escapes plain
+    /// strings added to it.
+    case markup(String)
+    /// A lazy sequence: what jinja2's `map`, `select`, `unique`, `items`... return (generators
+    /// and iterators), and dict views. Iterable once in Python; here, any number of times.
+    case iterator([Value], kind: String)
+
+    nonisolated(unsafe) static let undefinedValue = Value.undefined(Undefined())
+
+    init(_ json: JSONValue) {
+        switch json {
+        case .null: self = .none
+        case .bool(let b): self = .bool(b)
+        case .int(let i): self = .int(i)
+        case .double(let d): self = .double(d)
+        case .string(let s): self = .string(s)
+        case .array(let a): self = .list(a.map(Value.init))
+        case .object(let o):
+            var d = Dict()
+            for (k, v) in o { d[.string(k)] = Value(v) }
+            self = .dict(d)
+        }
+    }
+
+    /// Markup as the plain string it is (a `str` subclass in Python).
+    var plain: Value { if case .markup(let s) = self { return .string(s) }; return self }
+
+    var isUndefined: Bool { if case .undefined = self { return true }; return false }
+
+    /// Python's truth value.
+    var truthy: Bool {
+        switch self {
+        case .undefined, .none: return false
+        case .bool(let b): return b
+        case .int(let i): return i != 0
+        case .double(let d): return d != 0
+        case .string(let s), .markup(let s): return !s.isEmpty
+        case .iterator(let items, let kind): return kind.hasPrefix("dict_") ? !items.isEmpty : true
+        case .list(let a), .tuple(let a): return !a.isEmpty
+        case .dict(let d): return d.count > 0
+        case .namespace, .callable, .loop: return true
+        }
+    }
+
+    /// The name Python gives the type, for messages (`'dict object' has no attribute ...`).
+    var typeName: String {
+        switch self {
+        case .undefined: return "Undefined"
+        case .none: return "NoneType"
+        case .bool: return "bool"
+        case .int: return "int"
+        case .double: return "float"
+        case .string: return "str"
+        case .markup: return "Markup"
+        case .iterator(_, let kind): return kind
+        case .list: return "list"
+        case .tuple: return "tuple"
+        case .dict: return "dict"
+        case .namespace: return "Namespace"
+        case .callable(let c): return c.typeName
+        case .loop: return "LoopContext"
+        }
+    }
+
+    /// Python's `str()`.
+    var str: String {
+        switch self {
+        case .undefined: return ""
+        case .string(let s), .markup(let s): return s
+        default: return repr
+        }
+    }
+
+    /// Python's `repr()`.
+    var repr: String {
+        var out = ""
+        writeRepr(into: &out)
+        return out
+    }
+
+    func writeRepr(into out: inout String) {
+        switch self {
+        case .undefined: out += ""
+        case .none: out += "None"
+        case .bool(let b): out += b ? "True" : "False"
+        case .int(let i): out += String(i)
+        case .double(let d): out += JSONWriter.pythonFloat(d)
+        case .string(let s): Value.pythonQuote(s, into: &out)
+        case .list(let items):
+            out += "["
+            for (k, v) in items.enumerated() {
+                if k > 0 { out += ", " }
+                v.writeRepr(into: &out)
+            }
+            out += "]"
+        case .tuple(let items):
+            out += "("
+            for (k, v) in items.enumerated() {
+                if k > 0 { out += ", " }
+                v.writeRepr(into: &out)
+            }
+            if items.count == 1 { out += "," }
+            out += ")"
+        case .dict(let d):
+            out += "{"
+            for (k, (key, v)) in d.enumerated() {
+                if k > 0 { out += ", " }
+                key.writeRepr(into: &out)
+                out += ": "
+                v.writeRepr(into: &out)
+            }
+            out += "}"
+        case .namespace(let ns):
+            out += "<Namespace "
+            Value.dict(ns.attributes).writeRepr(into: &out)
+            out += ">"
+        case .callable(let c): out += c.reprText
+        case .loop(let l): out += "<LoopContext \(l.index0 + 1)/\(l.length)>"
+        case .markup(let s): out += "Markup("; Value.pythonQuote(s, into: &out); out += ")"
+        case .iterator(let items, let kind):
+            if kind.hasPrefix("dict_") {
+                out += kind + "("
+                Value.list(items).writeRepr(into: &out)
+                out += ")"
+            } else {
+                out += "<\(kind) object>"
+            }
+        }
+    }
+
+    /// A string as Python's `repr` quotes it.
+    static func pythonQuote(_ s: String, into out: inout String) {
+        let quote: Character = s.contains("'") && !s.contains("\"") ? "\"" : "'"
+        out.append(quote)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if Character(scalar) == quote {
+                    out += "\\"
+                    out.unicodeScalars.append(scalar)
+                } else if Value.isPrintable(scalar) {
+                    out.unicodeScalars.append(scalar)
+                } else {
+                    let v = scalar.value
+                    let hex = String(v, radix: 16)
+                    if v < 0x100 { out += "\\x" + String(repeating: "0", count: 2 - hex.count) + hex }
+                    else if v < 0x10000 { out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex }
+                    else { out += "\\U" + String(repeating: "0", count: 8 - hex.count) + hex }
+                }
+            }
+        }
+        out.append(quote)
+    }
+
+    /// Python's `str.isprintable` for one character.
+    static func isPrintable(_ s: Unicode.Scalar) -> Bool {
+        if s == " " { return true }
+        switch s.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned, .lineSeparator, .paragraphSeparator, .spaceSeparator:
+            return false
+        default:
+            return true
+        }
+    }
+
+    /// The value as JSON, for `tojson`; nil when Python's `json.dumps` would refuse it.
+    func json() -> JSONValue? {
+        switch self {
+        case .none: return .null
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(i)
+        case .double(let d): return .double(d)
+        case .string(let s), .markup(let s): return .string(s)
+        case .list(let a), .tuple(let a):
+            var out: [JSONValue] = []
+            for v in a { guard let j = v.json() else { return nil }; out.append(j) }
+            return .array(out)
+        case .dict(let d):
+            var o = JSONObject()
+            for (k, v) in d {
+                let key: String
+                switch k {
+                case .string(let s): key = s
+                case .int(let i): key = String(i)
+                case .double(let x): key = JSONWriter.pythonFloat(x, json: true)
+                case .bool(let b): key = b ? "true" : "false"
+                case .none: key = "null"
+                default: return nil
+                }
+                guard let j = v.json() else { return nil }
+                o[key] = j
+            }
+            return .object(o)
+        default: return nil
+        }
+    }
+
+    /// The number as a Double, for arithmetic (bools count as 0 and 1, as in Python).
+    var number: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        case .bool(let b): return b ? 1 : 0
+        default: return nil
+        }
+    }
+
+    /// The value as an Int when it is an int or bool.
+    var integer: Int? {
+        switch self {
+        case .int(let i): return i
+        case .bool(let b): return b ? 1 : 0
+        default: return nil
+        }
+    }
+}
+
+/// jinja2's default `Undefined`: prints as nothing, is false, iterates as empty, and raises
+/// when used otherwise.
+struct Undefined {
+    /// Why it is undefined, for the message when it is used.
+    var hint: String? = nil
+    /// Set when the sandbox refused an attribute: using it raises a security error.
+    var security: String? = nil
+
+    var message: String { security ?? hint ?? "value is undefined" }
+
+    static func named(_ name: String) -> Undefined { Undefined(hint: "'\(name)' is undefined") }
+    static func attribute(_ name: String, of value: Value) -> Undefined {
+        if case .none = value { return Undefined(hint: "'None' has no attribute '\(name)'") }
+        return Undefined(hint: "'\(value.typeName) object' has no attribute '\(name)'")
+    }
+    static func item(_ key: Value, of value: Value) -> Undefined {
+        Undefined(hint: "'\(value.typeName) object' has no attribute \(key.repr)")
+    }
+}
+
+/// A Python dict: keys in insertion order.
+struct Dict: Sequence {
+    private(set) var keys: [Value] = []
+    private var values: [Value] = []
+    private var index: [HashKey: Int] = [:]
+
+    /// Python hashes 1, 1.0 and True alike.
+    enum HashKey: Hashable {
+        case none, number(Double), string(String), tuple([HashKey]), other(ObjectIdentifier)
+    }
+
+    static func hashKey(_ v: Value) -> HashKey? {
+        switch v {
+        case .none: return HashKey.none
+        case .bool(let b): return .number(b ? 1 : 0)
+        case .int(let i): return .number(Double(i))
+        case .double(let d): return .number(d)
+        case .string(let s): return .string(s)
+        case .tuple(let t):
+            var keys: [HashKey] = []
+            for x in t { guard let k = hashKey(x) else { return nil }; keys.append(k) }
+            return .tuple(keys)
+        case .callable(let c): return .other(ObjectIdentifier(c))
+        case .namespace(let n): return .other(ObjectIdentifier(n))
+        default: return nil
+        }
+    }
+
+    var count: Int { keys.count }
+
+    subscript(key: Value) -> Value? {
+        get {
+            guard let h = Dict.hashKey(key), let i = index[h] else { return nil }
+            return values[i]
+        }
+        set {
+            guard let h = Dict.hashKey(key) else { return }
+            if let i = index[h] {
+                if let newValue { values[i] = newValue } else {
+                    keys.remove(at: i)
+                    values.remove(at: i)
+                    index = [:]
+                    for (k, key) in keys.enumerated() { index[Dict.hashKey(key)!] = k }
+                }
+            } else if let newValue {
+                index[h] = keys.count
+                keys.append(key)
+                values.append(newValue)
+            }
+        }
+    }
+
+    var items: [(Value, Value)] { Array(zip(keys, values)) }
+    var allValues: [Value] { values }
+
+    func makeIterator() -> Zip2Sequence<[Value], [Value]>.Iterator { zip(keys, values).makeIterator() }
+}
+
+/// `namespace(...)`: the one object a template may change across scopes.
+final class Namespace {
+    var attributes = Dict()
+    init(_ d: Dict) { attributes = d }
+}
+
+/// A macro, a global function, or a method bound to its receiver.
+final class Callable {
+    enum Kind {
+        case macro(Macro, Scope)
+        case builtin((Interpreter, [Value], [(String, Value)]) throws -> Value)
+    }
+    let name: String
+    let kind: Kind
+    /// The receiver's type for methods ("str", "dict"...), nil for functions.
+    let owner: String?
+    init(name: String, owner: String? = nil, kind: Kind) {
+        self.name = name
+        self.kind = kind
+        self.owner = owner
+    }
+    var typeName: String {
+        if case .macro = kind { return "Macro" }
+        return owner == nil ? "builtin_function_or_method" : "builtin_function_or_method"
+    }
+    var reprText: String {
+        switch kind {
+        case .macro: return "<Macro '\(name)'>"
+        case .builtin: return owner.map { "<built-in method \(name) of \($0) object>" } ?? "<built-in function \(name)>"
+        }
+    }
+}
+
+/// The `loop` variable of a for loop.
+final class LoopContext {
+    let items: [Value]
+    var index0 = 0
+    let depth0: Int
+    var lastChanged: [Value]? = nil
+    let recurse: Callable?
+    init(items: [Value], depth0: Int, recurse: Callable?) {
+        self.items = items
+        self.depth0 = depth0
+        self.recurse = recurse
+    }
+    var length: Int { items.count }
+}
+
+/// A variable scope: a for-loop iteration, a macro call, a `with` block.
+final class Scope {
+    var vars: [String: Value] = [:]
+    let parent: Scope?
+    init(parent: Scope?) { self.parent = parent }
+
+    func lookup(_ name: String) -> Value? {
+        var s: Scope? = self
+        while let cur = s {
+            if let v = cur.vars[name] { return v }
+            s = cur.parent
+        }
+        return nil
+    }
+}
+
+/// Runs a builtin (filters, tests and methods are stored as plain throwing closures) and keeps
+/// its `JinjaError`.
+func lift<T>(_ body: () throws -> T) throws(JinjaError) -> T {
+    do { return try body() } catch let e as JinjaError { throw e } catch { throw JinjaError(.type, "\(error)") }
+}
