@@ -3,6 +3,8 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3
+# The tests run Python references (tools/jinja_reference.py) with the same interpreter.
+export PYTHON
 LLVM_DIR ?= /usr/lib/llvm-14
 export LLVM_DIR
 LLAMA_DEV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swift-llama-cpp/dev
@@ -21,7 +23,7 @@ GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision bench-rpc
+        reference test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision bench-rpc
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -29,6 +31,7 @@ help:
 	@echo "make headers      fetch the pinned llama.cpp source and place its verified headers in headers/pinned"
 	@echo "make llama        build the pinned llama.cpp shared libraries, packed like the official release"
 	@echo "make model        fetch and verify SmolLM2-135M-Instruct (Q4_1)"
+	@echo "make reference    build our C++ harnesses over llama.cpp's chat parser and Jinja engine (the parsing tests' reference)"
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
 	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations (bench.json)"
@@ -37,8 +40,9 @@ help:
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
+# System packages, and the Python modules the reference tests use (jinja2).
 deps:
-	@tools/install-deps.sh
+	@PYTHON=$(PYTHON) tools/install-deps.sh
 
 headers:
 	@$(FETCH) headers
@@ -48,6 +52,11 @@ llama: deps
 
 model:
 	@$(FETCH) model
+
+# chat-reference and jinja-reference (tools/reference) against the pinned source's common
+# library, cached in $(LLAMA_REFERENCE_DIR); rebuilt when a harness source changes.
+reference: headers
+	@$(FETCH) reference
 
 generator: deps
 	swift build --package-path Generator --product llama-bindgen >&2
@@ -79,8 +88,8 @@ api-diff: generator
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make api-diff FROM=old-api.txt TO=new-api.txt" >&2; exit 2; }
 	@$(BINDGEN) api-diff $(FROM) $(TO)
 
-test-tools:
-	$(PYTHON) -m unittest tools/test_fetch.py tools/test_repo_config.py
+test-tools: deps
+	$(PYTHON) -m unittest tools/test_fetch.py tools/test_repo_config.py tools/test_jinja_reference.py
 
 test-bump: generator headers
 	$(PYTHON) -m unittest -v tools/test_bump.py
@@ -88,7 +97,7 @@ test-bump: generator headers
 test-generator: generator
 	swift test --package-path Generator
 
-test-package: llama model headers
+test-package: deps llama model headers reference
 	swift build --product llama-bench-worker
 	swift test
 

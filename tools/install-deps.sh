@@ -3,20 +3,40 @@
 # cmake and a C++ compiler (to build llama.cpp from the pinned source) and libclang-dev (for
 # the generator), zlib1g-dev (release archives are unpacked with zlib), curl (the
 # download tests compare with it and read the loopback mirror). Needs root (or sudo) only when something is missing.
+# Then the Python modules the tests use as references: jinja2 (the chat-template renderer, set
+# up as transformers sets it up by tools/jinja_reference.py), from PyPI with pip, or from
+# Debian's python3-jinja2 where pip cannot install.
 set -euo pipefail
+PYTHON="${PYTHON:-python3}"
+JINJA2_VERSION=3.1.6
 packages=(cmake g++ libclang-dev zlib1g-dev curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-if ! command -v apt-get >/dev/null; then
-    echo "install-deps: missing ${missing[*]}, and this is not a Debian-like system: install them yourself" >&2
-    exit 1
-fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+    if ! command -v apt-get >/dev/null; then
+        echo "install-deps: missing ${missing[*]}, and this is not a Debian-like system: install them yourself" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# jinja2 3.1 or later (transformers requires 3.1.0); a fresh machine gets the pinned version.
+jinja2_ok() { "$PYTHON" -c 'import sys, jinja2; sys.exit(tuple(map(int, jinja2.__version__.split(".")[:2])) < (3, 1))' 2>/dev/null; }
+if ! jinja2_ok; then
+    echo "install-deps: installing jinja2==$JINJA2_VERSION for $PYTHON" >&2
+    if ! "$PYTHON" -m pip install --quiet "jinja2==$JINJA2_VERSION"; then
+        if command -v apt-get >/dev/null; then
+            echo "install-deps: pip could not install jinja2; trying Debian's python3-jinja2" >&2
+            $sudo apt-get update -qq
+            $sudo apt-get install -y -qq --no-install-recommends python3-jinja2 >/dev/null
+        fi
+    fi
+    jinja2_ok || { echo "install-deps: jinja2 >= 3.1 is still not importable by $PYTHON: install it yourself (pip install jinja2==$JINJA2_VERSION)" >&2; exit 1; }
+fi

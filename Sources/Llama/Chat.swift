@@ -1,18 +1,7 @@
-import Foundation
+public import Foundation
+@_exported public import LlamaChat
+@_exported public import LlamaJinja
 import LlamaRaw
-
-/// One message of a conversation.
-public struct ChatMessage: Sendable, Equatable, Codable {
-    public var role: String
-    public var content: String
-    public init(role: String, content: String) {
-        self.role = role
-        self.content = content
-    }
-    public static func system(_ content: String) -> ChatMessage { ChatMessage(role: "system", content: content) }
-    public static func user(_ content: String) -> ChatMessage { ChatMessage(role: "user", content: content) }
-    public static func assistant(_ content: String) -> ChatMessage { ChatMessage(role: "assistant", content: content) }
-}
 
 extension LlamaRuntime {
     /// The names of the chat templates llama.cpp knows (`llama_chat_builtin_templates`).
@@ -26,25 +15,74 @@ extension LlamaRuntime {
 }
 
 extension LlamaModel {
-    /// Formats a conversation with a chat template (`llama_chat_apply_template`).
+    /// The model's Jinja chat template as a `ChatTemplate`: `name` selects a named variant
+    /// (`tokenizer.chat_template.<name>`, e.g. `tool_use`); nil when the model has none.
+    public func jinjaChatTemplate(named name: String? = nil) throws(LlamaError) -> ChatTemplate? {
+        guard let source = chatTemplate(named: name) else { return nil }
+        do { return try ChatTemplate(source) } catch {
+            throw LlamaError(.template, "the model's chat template does not parse: \(error.description)")
+        }
+    }
+
+    /// The texts of the beginning- and end-of-sequence tokens, as templates read them.
+    public var specialTokenTexts: (bos: String, eos: String) {
+        let v = vocab
+        func text(_ t: LlamaToken?) -> String {
+            guard let t, let bytes = try? v.piece(t, special: true) else { return "" }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return (text(v.bos), text(v.eos))
+    }
+
+    /// Formats a conversation into prompt text with a chat template.
+    ///
+    /// By default the model's own Jinja template renders it (with the `tool_use` variant when
+    /// tools are given and the model has one), with jinja2's semantics. A `template` that names
+    /// one of llama.cpp's built-in formats (`LlamaRuntime.builtinChatTemplates`, e.g. "chatml")
+    /// goes through `llama_chat_apply_template` instead; any other `template` is Jinja source.
     ///
     /// - Parameters:
     ///   - addAssistantPrompt: end with the start of an assistant turn, for generating the reply.
-    ///   - template: a built-in template's name or a template; by default the model's own.
-    public func formatChat(_ messages: [ChatMessage], addAssistantPrompt: Bool = true,
-                           template: String? = nil) throws(LlamaError) -> String {
-        guard let template = template ?? chatTemplate() else {
-            throw LlamaError(.unsupported, "the model has no chat template: pass one (a built-in name such as "
-                + "\"chatml\", see LlamaRuntime.builtinChatTemplates)")
+    ///   - tools: tools the model may call, rendered by the template.
+    ///   - variables: more template variables (`enable_thinking`, `reasoning_effort`, ...).
+    public func formatChat(_ messages: [ChatMessage], addAssistantPrompt: Bool = true, template: String? = nil,
+                           tools: [ToolDefinition] = [], variables: [String: JSONValue] = [:],
+                           now: Date? = nil) throws(LlamaError) -> String {
+        if let template, runtime.builtinChatTemplates.contains(template) {
+            return try applyBuiltinTemplate(template, messages, addAssistantPrompt: addAssistantPrompt)
         }
+        let chosen: ChatTemplate
+        if let template {
+            do { chosen = try ChatTemplate(template) } catch {
+                throw LlamaError(.template, "the chat template does not parse: \(error.description)")
+            }
+        } else if !tools.isEmpty, let t = try jinjaChatTemplate(named: "tool_use") {
+            chosen = t
+        } else if let t = try jinjaChatTemplate() {
+            chosen = t
+        } else {
+            throw LlamaError(.unsupported, "the model has no chat template: pass one (Jinja source, or a built-in name such as "
+                + "\"chatml\", see LlamaRuntime.builtinChatTemplates), or use plain completion")
+        }
+        let (bos, eos) = specialTokenTexts
+        do {
+            return try chosen.render(messages: messages, tools: tools, addGenerationPrompt: addAssistantPrompt,
+                                     bosToken: bos, eosToken: eos, variables: variables, now: now)
+        } catch {
+            throw LlamaError(.template, "the chat template failed: \(error.description)")
+        }
+    }
+
+    /// llama.cpp's built-in formats (`llama_chat_apply_template`), for models without a Jinja template.
+    func applyBuiltinTemplate(_ template: String, _ messages: [ChatMessage], addAssistantPrompt: Bool) throws(LlamaError) -> String {
         var cStrings: [UnsafeMutablePointer<CChar>?] = []
         defer { cStrings.forEach { free($0) } }
         let chat = messages.map { m -> llama_chat_message in
-            let role = strdup(m.role), content = strdup(m.content)
+            let role = strdup(m.role), content = strdup(m.text)
             cStrings += [role, content]
             return llama_chat_message(role: role, content: content)
         }
-        let total = messages.reduce(0) { $0 + $1.role.utf8.count + $1.content.utf8.count }
+        let total = messages.reduce(0) { $0 + $1.role.utf8.count + $1.text.utf8.count }
         var buffer = [CChar](repeating: 0, count: total * 2 + 256)
         var n = c.llama_chat_apply_template(template, chat, chat.count, addAssistantPrompt, &buffer, Int32(buffer.count))
         if n > Int32(buffer.count) {

@@ -49,6 +49,8 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let cacheFailed = Code(rawValue: "cacheFailed")
         /// A computation in a helper process failed: an RPC server stopped, or the process ended.
         public static let remoteFailed = Code(rawValue: "remoteFailed")
+        /// A chat template does not parse or fails to render (the message has its line:column).
+        public static let template = Code(rawValue: "template")
         /// Building llama.cpp from source failed, or no compiler or cmake was found.
         public static let buildFailed = Code(rawValue: "buildFailed")
     }

@@ -179,7 +179,8 @@ enum Builtins {
         t["mapping"] = { _, v, _ in if case .dict = v { return true }; return false }
         t["sequence"] = { _, v, _ in
             switch v {
-            case .list, .tuple, .string, .dict: return true
+            // Undefined has a length and an item getter (that raises), so jinja2 calls it a sequence.
+            case .list, .tuple, .string, .dict, .undefined: return true
             case .iterator(_, let kind): return kind.hasPrefix("dict_")
             default: return false
             }
@@ -209,8 +210,11 @@ enum Builtins {
         t["sameas"] = { interp, v, a in
             guard let o = a.first else { throw interp.fail(.type, "'sameas' needs an argument") }
             switch (v, o) {
-            case (.none, .none), (.undefined, .undefined): return true
+            case (.none, .none): return true
             case (.bool(let x), .bool(let y)): return x == y
+            // CPython keeps one object for each small integer.
+            case (.int(let x), .int(let y)): return x == y && (-5...256).contains(x)
+            case (.dict(let x), .dict(let y)): return x.identity === y.identity
             case (.namespace(let x), .namespace(let y)): return x === y
             case (.callable(let x), .callable(let y)): return x === y
             default: return false

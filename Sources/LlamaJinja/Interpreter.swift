@@ -291,7 +291,7 @@ final class Interpreter {
         case .concat(let items):
             var s = ""
             for e in items { s += try eval(e, scope).str }
-            return .string(s)
+            return try checkedString(s)
         case .conditional(let test, let then, let orElse):
             if try eval(test, scope).truthy { return try eval(then, scope) }
             if let orElse { return try eval(orElse, scope) }
@@ -327,7 +327,7 @@ final class Interpreter {
         case .undefined(let u):
             if u.security != nil { throw undefinedError(u) }
             return []
-        case .namespace, .callable, .loop, .none, .bool, .int, .double, .markup:
+        case .namespace, .callable, .loop, .none, .bool, .int, .bigInt, .double, .markup:
             throw fail(.type, "'\(v.typeName)' object is not iterable")
         }
     }
@@ -529,8 +529,12 @@ final class Interpreter {
             case (.markup(let x), .markup(let y)): return .markup(x + y)
             case (.markup(let x), .string(let y)): return .markup(x + Builtins.htmlEscape(y))
             case (.string(let x), .markup(let y)): return .markup(Builtins.htmlEscape(x) + y)
-            case (.string(let x), .string(let y)): return .string(x + y)
-            case (.list(let x), .list(let y)): return .list(x + y)
+            case (.string(let x), .string(let y)): return try checkedString(x + y)
+            case (.list(let x), .list(let y)):
+                guard x.count + y.count <= options.limits.maxSequenceLength else {
+                    throw fail(.limitExceeded, "a list longer than \(options.limits.maxSequenceLength) items")
+                }
+                return .list(x + y)
             case (.tuple(let x), .tuple(let y)): return .tuple(x + y)
             default: break
             }
@@ -607,6 +611,15 @@ final class Interpreter {
             }
         }
         throw typeError()
+    }
+
+    /// A string the template built, refused past the output limit (doubling a string in a
+    /// loop would otherwise exhaust memory).
+    func checkedString(_ s: String) throws(JinjaError) -> Value {
+        guard s.utf8.count <= options.limits.maxOutputBytes else {
+            throw fail(.limitExceeded, "a string larger than \(options.limits.maxOutputBytes) bytes")
+        }
+        return .string(s)
     }
 
     func repeatString(_ s: String, _ n: Int) throws(JinjaError) -> Value {

@@ -7,6 +7,8 @@ public enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
     case int(Int)
+    /// An integer outside 64 bits, kept as its digits (Python's ints are unbounded).
+    case bigInteger(String)
     case double(Double)
     case string(String)
     case array([JSONValue])
@@ -117,6 +119,7 @@ public struct JSONWriter: Sendable {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
+        case .bigInteger(let digits): out += digits
         case .double(let d): out += JSONWriter.pythonFloat(d, json: true)
         case .string(let s): JSONWriter.quote(s, asciiOnly: asciiOnly, into: &out)
         case .array(let items):
@@ -324,7 +327,7 @@ struct JSONParser {
             while i < bytes.count, (0x30...0x39).contains(bytes[i]) { i += 1 }
         }
         let text = String(decoding: bytes[start..<i], as: UTF8.self)
-        if !isFloat, let n = Int(text) { return .int(n) }
+        if !isFloat { return Int(text).map(JSONValue.int) ?? .bigInteger(text.hasPrefix("-0") ? text : text) }
         guard let d = Double(text) else { throw fail("bad number") }
         return .double(d)
     }
@@ -402,6 +405,7 @@ extension JSONValue: Codable {
         case .null: var c = encoder.singleValueContainer(); try c.encodeNil()
         case .bool(let b): var c = encoder.singleValueContainer(); try c.encode(b)
         case .int(let i): var c = encoder.singleValueContainer(); try c.encode(i)
+        case .bigInteger(let digits): var c = encoder.singleValueContainer(); try c.encode(Double(digits) ?? 0)
         case .double(let d): var c = encoder.singleValueContainer(); try c.encode(d)
         case .string(let s): var c = encoder.singleValueContainer(); try c.encode(s)
         case .array(let a): var c = encoder.singleValueContainer(); try c.encode(a)

@@ -9,11 +9,22 @@ struct Parser {
     /// Names read inside the macro being parsed (for `caller`, `varargs`, `kwargs`).
     var namesRead: [Set<String>] = []
     var loopDepth = 0
+    /// Current nesting, bounded by `Limits.maxNesting`.
+    var depth = 0
+    let maxNesting: Int
+
+    /// Enters one level of nesting; a template nested deeper than the limit is a syntax error.
+    mutating func enter(_ extra: Int = 1) throws(JinjaError) {
+        depth += extra
+        if depth > maxNesting {
+            throw error("the template nests deeper than \(maxNesting) levels (brackets, operators, filters or blocks)").with(code: .limitExceeded)
+        }
+    }
 
     static func parse(_ source: String, options: JinjaTemplate.Options) throws(JinjaError) -> ([Node], Lexer) {
         var lexer = Lexer(source: source, options: options)
         let tokens = try lexer.tokenize()
-        var parser = Parser(tokens: tokens, lexer: lexer)
+        var parser = Parser(tokens: tokens, lexer: lexer, maxNesting: options.limits.maxNesting)
         let (body, end) = try parser.parseBody(until: [])
         if let end { throw parser.error("unexpected '\(end)': no block is open", at: parser.tokens[parser.i].offset) }
         return (body, lexer)
@@ -104,6 +115,8 @@ struct Parser {
                                        "endraw", "endgeneration", "else", "elif", "endblock"]
 
     mutating func parseStatement(_ tag: String, offset: Int) throws(JinjaError) -> Node {
+        try enter()
+        defer { depth -= 1 }
         let tagOffset = current.offset
         _ = advance()
         switch tag {
@@ -365,7 +378,16 @@ struct Parser {
     }
 
     mutating func parseExpression(allowCondition: Bool) throws(JinjaError) -> Expr {
-        allowCondition ? try parseCondition() : try parseOr()
+        try enter()
+        defer { depth -= 1 }
+        return allowCondition ? try parseCondition() : try parseOr()
+    }
+
+    /// Counts one more link of a left-nested chain (`a + b + c`, `x|f|g`, `a.b.c`): each adds a
+    /// level to the tree.
+    mutating func chain(_ links: inout Int) throws(JinjaError) {
+        links += 1
+        try enter()
     }
 
     mutating func parseCondition() throws(JinjaError) -> Expr {
@@ -388,7 +410,10 @@ struct Parser {
 
     mutating func parseOr() throws(JinjaError) -> Expr {
         var left = try parseAnd()
+        var links = 0
+        defer { depth -= links }
         while isName("or") {
+            try chain(&links)
             _ = advance()
             left = .or(left, try parseAnd())
         }
@@ -397,7 +422,10 @@ struct Parser {
 
     mutating func parseAnd() throws(JinjaError) -> Expr {
         var left = try parseNot()
+        var links = 0
+        defer { depth -= links }
         while isName("and") {
+            try chain(&links)
             _ = advance()
             left = .and(left, try parseNot())
         }
@@ -407,6 +435,8 @@ struct Parser {
     mutating func parseNot() throws(JinjaError) -> Expr {
         if isName("not") {
             _ = advance()
+            try enter()
+            defer { depth -= 1 }
             return .not(try parseNot())
         }
         return try parseCompare()
@@ -416,7 +446,10 @@ struct Parser {
         let offset = current.offset
         let first = try parseMath1()
         var ops: [(String, Expr)] = []
+        var links = 0
+        defer { depth -= links }
         while true {
+            try chain(&links)
             if case .op(let o) = current.kind, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
                 _ = advance()
                 ops.append((o, try parseMath1()))
@@ -435,7 +468,10 @@ struct Parser {
 
     mutating func parseMath1() throws(JinjaError) -> Expr {
         var left = try parseConcat()
+        var links = 0
+        defer { depth -= links }
         while case .op(let o) = current.kind, o == "+" || o == "-" {
+            try chain(&links)
             let off = advance().offset
             left = .binary(o, left, try parseConcat(), offset: off)
         }
@@ -444,7 +480,10 @@ struct Parser {
 
     mutating func parseConcat() throws(JinjaError) -> Expr {
         var items = [try parseMath2()]
+        var links = 0
+        defer { depth -= links }
         while isOp("~") {
+            try chain(&links)
             _ = advance()
             items.append(try parseMath2())
         }
@@ -453,7 +492,10 @@ struct Parser {
 
     mutating func parseMath2() throws(JinjaError) -> Expr {
         var left = try parsePow()
+        var links = 0
+        defer { depth -= links }
         while case .op(let o) = current.kind, ["*", "/", "//", "%"].contains(o) {
+            try chain(&links)
             let off = advance().offset
             left = .binary(o, left, try parsePow(), offset: off)
         }
@@ -462,7 +504,10 @@ struct Parser {
 
     mutating func parsePow() throws(JinjaError) -> Expr {
         var left = try parseUnary(withFilter: true)
+        var links = 0
+        defer { depth -= links }
         while isOp("**") {
+            try chain(&links)
             let off = advance().offset
             left = .binary("**", left, try parseUnary(withFilter: true), offset: off)
         }
@@ -472,6 +517,8 @@ struct Parser {
     mutating func parseUnary(withFilter: Bool) throws(JinjaError) -> Expr {
         var node: Expr
         if isOp("-") || isOp("+") {
+            try enter()
+            defer { depth -= 1 }
             let t = advance()
             guard case .op(let o) = t.kind else { fatalError() }
             node = .unary(o, try parseUnary(withFilter: false), offset: t.offset)
@@ -542,7 +589,10 @@ struct Parser {
 
     mutating func parsePostfix(_ node: Expr) throws(JinjaError) -> Expr {
         var node = node
+        var links = 0
+        defer { depth -= links }
         while true {
+            if isOp(".") || isOp("[") || isOp("(") { try chain(&links) }
             if isOp(".") {
                 let off = advance().offset
                 switch current.kind {
@@ -601,7 +651,8 @@ struct Parser {
             if let c = current { items.append(c) }
             return .item(node, .tuple(items), offset: offset)
         }
-        guard let index = current else { throw error("expected an index", at: offset) }
+        // jinja2 reads `a[]` as `a[()]`.
+        guard let index = current else { return .item(node, .tuple([]), offset: offset) }
         return .item(node, index, offset: offset)
     }
 
@@ -655,7 +706,10 @@ struct Parser {
 
     mutating func parseFilterExpr(_ node: Expr) throws(JinjaError) -> Expr {
         var node = node
+        var links = 0
+        defer { depth -= links }
         while true {
+            if isOp("|") || isName("is") || isOp("(") { try chain(&links) }
             if isOp("|") {
                 _ = advance()
                 node = .filter(node, try parseFilterCall())

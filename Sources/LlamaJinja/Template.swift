@@ -28,10 +28,13 @@ public struct JinjaTemplate: @unchecked Sendable {
         public var maxCallDepth = 256
         /// Length of one `range(...)` and of any list built by the template.
         public var maxSequenceLength = 1_000_000
-        /// Bytes of output.
-        public var maxOutputBytes = 64 << 20
+        /// Bytes of output, and of any one string the template builds.
+        public var maxOutputBytes = 16 << 20
         /// Loop iterations over the whole render.
-        public var maxIterations = 10_000_000
+        public var maxIterations = 1_000_000
+        /// Nesting of brackets, operators, filters and blocks in the source (deeper templates
+        /// are a syntax error rather than a stack overflow).
+        public var maxNesting = 128
         public init() {}
     }
 
@@ -51,6 +54,13 @@ public struct JinjaTemplate: @unchecked Sendable {
     /// Renders with these variables (JSON values; objects keep their key order).
     public func render(_ variables: [String: JSONValue] = [:]) throws(JinjaError) -> String {
         try Interpreter(options: options, lexer: lexer).render(root, variables: variables)
+    }
+
+    /// Renders with `strftime_now` reading `now` (the options' clock when nil).
+    public func render(_ variables: [String: JSONValue], now: Date?) throws(JinjaError) -> String {
+        var o = options
+        if let now { o.now = { now } }
+        return try Interpreter(options: o, lexer: lexer).render(root, variables: variables)
     }
 }
 

@@ -6,6 +6,9 @@ enum Value {
     case none
     case bool(Bool)
     case int(Int)
+    /// An integer beyond 64 bits, as its digits: it prints and serializes exactly; arithmetic
+    /// treats it as a float.
+    case bigInt(String)
     case double(Double)
     case string(String)
     case list([Value])
@@ -28,6 +31,7 @@ enum Value {
         case .null: self = .none
         case .bool(let b): self = .bool(b)
         case .int(let i): self = .int(i)
+        case .bigInteger(let digits): self = .bigInt(digits)
         case .double(let d): self = .double(d)
         case .string(let s): self = .string(s)
         case .array(let a): self = .list(a.map(Value.init))
@@ -49,6 +53,7 @@ enum Value {
         case .undefined, .none: return false
         case .bool(let b): return b
         case .int(let i): return i != 0
+        case .bigInt: return true
         case .double(let d): return d != 0
         case .string(let s), .markup(let s): return !s.isEmpty
         case .iterator(let items, let kind): return kind.hasPrefix("dict_") ? !items.isEmpty : true
@@ -64,7 +69,7 @@ enum Value {
         case .undefined: return "Undefined"
         case .none: return "NoneType"
         case .bool: return "bool"
-        case .int: return "int"
+        case .int, .bigInt: return "int"
         case .double: return "float"
         case .string: return "str"
         case .markup: return "Markup"
@@ -100,6 +105,7 @@ enum Value {
         case .none: out += "None"
         case .bool(let b): out += b ? "True" : "False"
         case .int(let i): out += String(i)
+        case .bigInt(let digits): out += digits
         case .double(let d): out += JSONWriter.pythonFloat(d)
         case .string(let s): Value.pythonQuote(s, into: &out)
         case .list(let items):
@@ -189,6 +195,7 @@ enum Value {
         case .none: return .null
         case .bool(let b): return .bool(b)
         case .int(let i): return .int(i)
+        case .bigInt(let digits): return .bigInteger(digits)
         case .double(let d): return .double(d)
         case .string(let s), .markup(let s): return .string(s)
         case .list(let a), .tuple(let a):
@@ -219,6 +226,7 @@ enum Value {
     var number: Double? {
         switch self {
         case .int(let i): return Double(i)
+        case .bigInt(let digits): return Double(digits)
         case .double(let d): return d
         case .bool(let b): return b ? 1 : 0
         default: return nil
@@ -257,6 +265,10 @@ struct Undefined {
 
 /// A Python dict: keys in insertion order.
 struct Dict: Sequence {
+    /// Python identity (`is sameas`): copies of one dict share it; the sandbox forbids changing
+    /// a dict in place, so a copy is as good as a reference.
+    final class Identity {}
+    var identity = Identity()
     private(set) var keys: [Value] = []
     private var values: [Value] = []
     private var index: [HashKey: Int] = [:]

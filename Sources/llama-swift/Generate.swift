@@ -77,9 +77,12 @@ struct Run: AsyncParsableCommand {
         let model = try await modelFlags.load()
         let result = try await CLI.run { () async throws(LlamaError) in
             let context = try LlamaContext(model: model, options: modelFlags.contextOptions())
-            let input = raw ? text : try model.formatChat([.user(text)])
+            // A model without any chat template (a base model) does plain completion.
+            let plain = raw || model.chatTemplate() == nil
+            if plain && !raw { CLI.note("run: the model has no chat template: plain completion of the prompt") }
+            let input = plain ? text : try model.formatChat([.user(text)])
             var options = GenerationOptions(maxTokens: maxTokens, stopSequences: stop)
-            options.addSpecial = raw
+            options.addSpecial = plain
             return context.generate(prompt: input, sampling: chain, options: options)
         }
         let summary = try await stream(result, events: events)

@@ -127,7 +127,7 @@ struct ModelTests {
                                        .user("Another one?")]
         let formatted = try model.formatChat(messages)
         var arguments = ["--chat", try TestEnvironment.libraryDirectory().path, try TestEnvironment.model().path]
-        for m in messages { arguments += [m.role, m.content] }
+        for m in messages { arguments += [m.role, m.text] }
         let native = try runProcess(try buildNativeReference(), arguments)
         try #require(native.status == 0, "\(native.stderr)")
         #expect(formatted == native.stdout)
@@ -147,7 +147,7 @@ struct ModelTests {
         #expect(first.reusedPromptTokens == 0)
         #expect(second.reusedPromptTokens >= first.promptTokens, "the history was evaluated again")
         #expect(await session.messages.count == 5)
-        #expect(await session.messages.last?.content == second.text)
+        #expect(await session.messages.last?.text == second.text)
         await session.reset()
         #expect(await session.messages.count == 1)
 
@@ -165,7 +165,7 @@ struct ModelTests {
         }
         let last = await session.messages.last
         #expect(last?.role == "assistant")
-        #expect(last?.content.isEmpty == false)
+        #expect(last?.text.isEmpty == false)
     }
 
     @Test("embeddings of paraphrases are closer than of unrelated sentences")
