@@ -23,7 +23,7 @@ GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        reference test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision bench-rpc
+        reference test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision bench-rpc bench-template
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -37,6 +37,7 @@ help:
 	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations (bench.json)"
 	@echo "make bench-provision  download throughput against curl, cached start to a ready runtime"
 	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
+	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
@@ -132,3 +133,10 @@ bench-rpc: llama model
 run: llama model
 	@swift build --product llama-swift >&2
 	@LLAMA_SWIFT_LIB_DIR="$(LLAMA_LIB_DIR)" .build/debug/llama-swift run --prompt "$(PROMPT)" -n $(TOKENS) --temp 0
+
+# Chat-template rendering: a 20-message conversation with tools through Qwen3's template (from the
+# pinned source), LlamaJinja (release) against jinja2 as transformers sets it up, same run.
+BENCH_TEMPLATE ?= $(LLAMA_SOURCE)/models/templates/Qwen-Qwen3-0.6B.jinja
+bench-template: deps headers
+	swift build -c release --product llama-swift >&2
+	$(PYTHON) tools/bench_template.py .build/release/llama-swift "$(BENCH_TEMPLATE)"

@@ -46,6 +46,27 @@ public struct ChatTemplate: Sendable {
         context["eos_token"] = .string(eosToken)
         return try template.render(context, now: now)
     }
+
+    /// What the template writes to open the reply: the render of `messages` with
+    /// `add_generation_prompt` less the render without it (as llama.cpp computes it), nil when
+    /// the one is not an extension of the other.
+    public func generationPrompt(messages: [ChatMessage] = [.user("x")], tools: [ToolDefinition] = [],
+                                 bosToken: String = "", eosToken: String = "",
+                                 variables: [String: JSONValue] = [:]) throws(JinjaError) -> String? {
+        let with = try render(messages: messages, tools: tools, addGenerationPrompt: true, bosToken: bosToken,
+                              eosToken: eosToken, variables: variables)
+        let without = try render(messages: messages, tools: tools, addGenerationPrompt: false, bosToken: bosToken,
+                                 eosToken: eosToken, variables: variables)
+        guard with.hasPrefix(without) else { return nil }
+        return String(with.dropFirst(without.count))
+    }
+
+    /// The parser of this template's model output; the generation prompt tells whether the
+    /// reply starts inside a reasoning block.
+    public func outputParser(tools: [ToolDefinition] = [], variables: [String: JSONValue] = [:]) -> ChatOutputParser {
+        let prompt = try? generationPrompt(tools: tools, variables: variables)
+        return ChatOutputParser(template: source, generationPrompt: prompt ?? nil, tools: tools)
+    }
 }
 
 extension ChatMessage {

@@ -409,25 +409,23 @@ struct Parser {
     }
 
     mutating func parseOr() throws(JinjaError) -> Expr {
-        var left = try parseAnd()
-        var links = 0
-        defer { depth -= links }
-        while isName("or") {
-            try chain(&links)
-            _ = advance()
-            left = .or(left, try parseAnd())
-        }
-        return left
+        try parseBooleanChain("or", Expr.or) { (p: inout Parser) throws(JinjaError) in try p.parseAnd() }
     }
 
     mutating func parseAnd() throws(JinjaError) -> Expr {
-        var left = try parseNot()
+        try parseBooleanChain("and", Expr.and) { (p: inout Parser) throws(JinjaError) in try p.parseNot() }
+    }
+
+    /// `a or b or c` / `a and b and c`, left-nested.
+    mutating func parseBooleanChain(_ keyword: String, _ make: (Expr, Expr) -> Expr,
+                                    _ operand: (inout Parser) throws(JinjaError) -> Expr) throws(JinjaError) -> Expr {
+        var left = try operand(&self)
         var links = 0
         defer { depth -= links }
-        while isName("and") {
+        while isName(keyword) {
             try chain(&links)
             _ = advance()
-            left = .and(left, try parseNot())
+            left = make(left, try operand(&self))
         }
         return left
     }

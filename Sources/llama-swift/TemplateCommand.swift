@@ -66,17 +66,12 @@ struct Template: AsyncParsableCommand {
         var variables: [String] = []
         @Option(help: "The time strftime_now reads, ISO 8601 (default: now).")
         var now: String?
+        @Option(help: .hidden)
+        var benchmark: Int?
 
         func run() async throws {
             do {
-                var vars: [String: JSONValue] = [:]
-                for v in variables {
-                    guard let eq = v.firstIndex(of: "=") else { throw CLI.Failure(description: "--var \(v): expected KEY=JSON") }
-                    let key = String(v[..<eq]), text = String(v[v.index(after: eq)...])
-                    do { vars[key] = try JSONValue(parsing: text) } catch {
-                        throw CLI.Failure(description: "--var \(key): \(error.description) (strings need JSON quotes: \(key)='\"text\"')")
-                    }
-                }
+                let vars = try templateVariables(variables)
                 var date: Date? = nil
                 if let now {
                     let f = ISO8601DateFormatter()
@@ -91,6 +86,21 @@ struct Template: AsyncParsableCommand {
                 let text = try template.render(messages: conversation, tools: toolList, addGenerationPrompt: addGenerationPrompt,
                                                bosToken: bos ?? modelBOS ?? "", eosToken: eos ?? modelEOS ?? "",
                                                variables: vars, now: date)
+                if let runs = benchmark {
+                    // Median wall time of `runs` renders, as one JSON line (make bench-template).
+                    var times: [Double] = []
+                    for _ in 0..<max(1, runs) {
+                        let start = ContinuousClock.now
+                        _ = try template.render(messages: conversation, tools: toolList, addGenerationPrompt: addGenerationPrompt,
+                                                bosToken: bos ?? modelBOS ?? "", eosToken: eos ?? modelEOS ?? "",
+                                                variables: vars, now: date)
+                        let d = ContinuousClock.now - start
+                        times.append(Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) / 1e15)
+                    }
+                    times.sort()
+                    print("{\"runs\":\(times.count),\"median_ms\":\(times[times.count / 2]),\"min_ms\":\(times[0]),\"bytes\":\(text.utf8.count)}")
+                    return
+                }
                 FileHandle.standardOutput.write(Data(text.utf8))
             } catch let error as ExitCode {
                 throw error
@@ -109,12 +119,18 @@ struct Template: AsyncParsableCommand {
         var text: String?
         @Flag(help: "The output is cut short (streaming): keep back what may be the start of a tag.")
         var partial = false
+        @Option(help: "A JSON file with the tools offered (their schemas type the arguments).")
+        var tools: String?
+        @Option(name: .customLong("var"), help: "A template variable as KEY=JSON (repeatable), e.g. enable_thinking=false: it decides whether the reply starts inside a reasoning block.")
+        var variables: [String] = []
 
         func run() async throws {
             do {
                 let output = try text.map(read) ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
                 let (template, _, _) = try await source.load()
-                let parser = ChatOutputParser(template: template.source)
+                let vars = try templateVariables(variables)
+                let toolList = try tools.map { try ToolDefinition.list(json: try read($0)) } ?? []
+                let parser = template.outputParser(tools: toolList, variables: vars)
                 let parsed = parser.parse(output, isPartial: partial)
                 for w in parsed.warnings { CLI.note("warning: \(w)") }
                 let message = ChatMessage(role: "assistant", content: parsed.content.isEmpty && !parsed.toolCalls.isEmpty ? .none : .text(parsed.content),
@@ -128,6 +144,19 @@ struct Template: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// `--var KEY=JSON` options as template variables.
+func templateVariables(_ options: [String]) throws -> [String: JSONValue] {
+    var vars: [String: JSONValue] = [:]
+    for v in options {
+        guard let eq = v.firstIndex(of: "=") else { throw CLI.Failure(description: "--var \(v): expected KEY=JSON") }
+        let key = String(v[..<eq]), text = String(v[v.index(after: eq)...])
+        do { vars[key] = try JSONValue(parsing: text) } catch {
+            throw CLI.Failure(description: "--var \(key): \(error.description) (strings need JSON quotes: \(key)='\"text\"')")
+        }
+    }
+    return vars
 }
 
 func read(_ path: String) throws -> String {
