@@ -23,7 +23,7 @@ GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
-        reference test test-tools test-generator test-bump test-package test-examples run bump api-diff bench bench-provision bench-rpc bench-template
+        reference test test-tools test-generator test-bump test-package test-examples soak-cancel run bump api-diff bench bench-provision bench-rpc bench-template
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -31,9 +31,10 @@ help:
 	@echo "make headers      fetch the pinned llama.cpp source and place its verified headers in headers/pinned"
 	@echo "make llama        build the pinned llama.cpp shared libraries, packed like the official release"
 	@echo "make model        fetch and verify SmolLM2-135M-Instruct (Q4_1)"
-	@echo "make reference    build our C++ harnesses over llama.cpp's chat parser and Jinja engine (the parsing tests' reference)"
+	@echo "make reference    build our C++ harnesses over llama.cpp's chat parser, Jinja engine and JSON Schema converter (the tests' references)"
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
+	@echo "make soak-cancel  cancel at random points during long prompts 100 times (ITERATIONS=n), greedy output unchanged"
 	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations (bench.json)"
 	@echo "make bench-provision  download throughput against curl, cached start to a ready runtime"
 	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
@@ -41,7 +42,7 @@ help:
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
-# System packages, and the Python modules the reference tests use (jinja2).
+# System packages, and the Python modules the reference tests use (jinja2, jsonschema).
 deps:
 	@PYTHON=$(PYTHON) tools/install-deps.sh
 
@@ -54,7 +55,7 @@ llama: deps
 model:
 	@$(FETCH) model
 
-# chat-reference and jinja-reference (tools/reference) against the pinned source's common
+# chat-reference, jinja-reference and schema-reference (tools/reference) against the pinned source's common
 # library, cached in $(LLAMA_REFERENCE_DIR); rebuilt when a harness source changes.
 reference: headers
 	@$(FETCH) reference
@@ -101,6 +102,11 @@ test-generator: generator
 test-package: deps llama model headers reference
 	swift build --product llama-bench-worker
 	swift test
+
+# The cancellation stress test of RobustnessTests, 100 iterations instead of the 20 of `make test`:
+# cancel at random points during long prompts, then greedy output must equal the uncancelled one.
+soak-cancel: llama model headers
+	LLAMA_SOAK_CANCEL_ITERATIONS=$(or $(ITERATIONS),100) swift test --filter 'RobustnessTests/cancelStress'
 
 # Every example is built and run on the default model; each checks what it shows and exits
 # non-zero when that does not hold.

@@ -19,6 +19,8 @@ let package = Package(
         // Jinja templates and chat formats on their own, without llama.cpp.
         .library(name: "LlamaJinja", targets: ["LlamaJinja"]),
         .library(name: "LlamaChat", targets: ["LlamaChat"]),
+        // JSON Schema to GBNF grammars, without llama.cpp.
+        .library(name: "LlamaSchema", targets: ["LlamaSchema"]),
         // API listings and their Markdown diff, shared with the generator (which depends on this package).
         .library(name: "LlamaAPI", targets: ["LlamaAPI"]),
         .executable(name: "llama-swift", targets: ["llama-swift"]),
@@ -40,6 +42,9 @@ let package = Package(
         // Chat messages, tools, chat templates rendered with LlamaJinja, and parsers of model
         // output into content, reasoning and tool calls. No dependency on llama.cpp.
         .target(name: "LlamaChat", dependencies: ["LlamaJinja"], swiftSettings: swiftSettings),
+        // JSON Schema → a schema IR → grammar rules → GBNF text, as llama.cpp's converter writes
+        // it; for constrained generation. No dependency on llama.cpp.
+        .target(name: "LlamaSchema", dependencies: ["LlamaJinja"], swiftSettings: swiftSettings),
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
         .target(name: "CLlama", path: "Sources/CLlama"),
         // The generated symbol table and thin wrappers, and the loader that fills the table.
@@ -77,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "llama-swift",
             dependencies: [
-                "Llama", "LlamaAPI",
+                "Llama", "LlamaAPI", "LlamaSchema",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -118,6 +123,13 @@ let package = Package(
             name: "LlamaJinjaTests",
             dependencies: ["LlamaJinja", "LlamaChat"],
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        // JSON Schema to GBNF against llama.cpp's converter and grammar engine, and SmolLM2's
+        // constrained output against Python's jsonschema.
+        .testTarget(
+            name: "LlamaSchemaTests",
+            dependencies: ["LlamaSchema", "LlamaJinja", "Llama", "LlamaRaw", "LlamaTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

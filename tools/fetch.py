@@ -355,7 +355,7 @@ def cmd_llama(args, manifest, cache):
 # The C++ reference harnesses --------------------------------------------------------------
 
 REFERENCE_DIR = os.path.join(ROOT, "tools", "reference")
-REFERENCE_PROGRAMS = ("chat-reference", "jinja-reference")
+REFERENCE_PROGRAMS = ("chat-reference", "jinja-reference", "schema-reference")
 REFERENCE_CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release"]
 
 

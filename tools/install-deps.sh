@@ -4,11 +4,13 @@
 # the generator), zlib1g-dev (release archives are unpacked with zlib), curl (the
 # download tests compare with it and read the loopback mirror). Needs root (or sudo) only when something is missing.
 # Then the Python modules the tests use as references: jinja2 (the chat-template renderer, set
-# up as transformers sets it up by tools/jinja_reference.py), from PyPI with pip, or from
-# Debian's python3-jinja2 where pip cannot install.
+# up as transformers sets it up by tools/jinja_reference.py) and jsonschema (the validator of
+# grammar-constrained output), from PyPI with pip, or from Debian's python3-jinja2 and
+# python3-jsonschema where pip cannot install.
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 JINJA2_VERSION=3.1.6
+JSONSCHEMA_VERSION=4.26.0
 packages=(cmake g++ libclang-dev zlib1g-dev curl)
 missing=()
 for p in "${packages[@]}"; do
@@ -39,4 +41,18 @@ if ! jinja2_ok; then
         fi
     fi
     jinja2_ok || { echo "install-deps: jinja2 >= 3.1 is still not importable by $PYTHON: install it yourself (pip install jinja2==$JINJA2_VERSION)" >&2; exit 1; }
+fi
+
+# jsonschema 4 or later (Draft 2020-12, validator_for, FORMAT_CHECKER); a fresh machine gets the pinned version.
+jsonschema_ok() { "$PYTHON" -c 'import sys, importlib.metadata as m, jsonschema; sys.exit(int(m.version("jsonschema").split(".")[0]) < 4)' 2>/dev/null; }
+if ! jsonschema_ok; then
+    echo "install-deps: installing jsonschema==$JSONSCHEMA_VERSION for $PYTHON" >&2
+    if ! "$PYTHON" -m pip install --quiet "jsonschema==$JSONSCHEMA_VERSION"; then
+        if command -v apt-get >/dev/null; then
+            echo "install-deps: pip could not install jsonschema; trying Debian's python3-jsonschema" >&2
+            $sudo apt-get update -qq
+            $sudo apt-get install -y -qq --no-install-recommends python3-jsonschema >/dev/null
+        fi
+    fi
+    jsonschema_ok || { echo "install-deps: jsonschema >= 4 is still not importable by $PYTHON: install it yourself (pip install jsonschema==$JSONSCHEMA_VERSION)" >&2; exit 1; }
 fi

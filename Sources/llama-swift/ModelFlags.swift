@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Llama
+import LlamaSchema
 
 /// The model and the runtime it runs on: what run, chat, embed share.
 struct ModelFlags: ParsableArguments {
@@ -125,13 +126,18 @@ struct SamplingFlags: ParsableArguments {
     var grammar: String?
     @Option(help: "A file with a GBNF grammar.")
     var grammarFile: String?
+    @Option(help: "A JSON schema (a file, or the JSON itself) the output must follow, compiled to a grammar.")
+    var jsonSchema: String?
+    @Flag(help: "The output must be JSON (any value).")
+    var json = false
 
     func validate() throws {
         guard temp >= 0 else { throw ValidationError("--temp must not be negative") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
         guard topK >= 0 else { throw ValidationError("--top-k must not be negative") }
-        if grammar != nil && grammarFile != nil { throw ValidationError("give --grammar or --grammar-file, not both") }
+        let constraints = [grammar != nil, grammarFile != nil, jsonSchema != nil, json].filter { $0 }.count
+        if constraints > 1 { throw ValidationError("give one of --grammar, --grammar-file, --json-schema and --json") }
         if let grammarFile, !FileManager.default.isReadableFile(atPath: grammarFile) {
             throw ValidationError("cannot read the grammar file \(grammarFile)")
         }
@@ -140,7 +146,13 @@ struct SamplingFlags: ParsableArguments {
     func chain() throws -> SamplerChain {
         var chain = SamplerChain.standard(temperature: temp, topK: topK, topP: topP, minP: minP, repeatPenalty: repeatPenalty,
                                           seed: seed ?? SamplerChain.randomSeed)
-        let text = try grammar ?? grammarFile.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        var text = try grammar ?? grammarFile.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        if let jsonSchema {
+            let (schema, origin) = try SchemaInput.fileOrJSON(jsonSchema)
+            text = try SchemaInput.compile(schema, origin: origin).text
+        } else if json {
+            text = JSONSchemaGrammar.anyJSON().text
+        }
         if let text { chain.stages.insert(.grammar(text), at: 0) }
         return chain
     }
