@@ -2,6 +2,7 @@ public import Foundation
 @_exported public import LlamaChat
 @_exported public import LlamaJinja
 import LlamaRaw
+import Synchronization
 
 extension LlamaRuntime {
     /// The names of the chat templates llama.cpp knows (`llama_chat_builtin_templates`).
@@ -41,13 +42,22 @@ extension LlamaModel {
     /// one of llama.cpp's built-in formats (`LlamaRuntime.builtinChatTemplates`, e.g. "chatml")
     /// goes through `llama_chat_apply_template` instead; any other `template` is Jinja source.
     ///
+    /// The result is meant to be tokenized with `parseSpecial` (``GenerationOptions/parseSpecial``,
+    /// on by default), so that the template's own special tokens (`<|im_start|>`) become tokens.
+    /// Text of a control token inside a message (content, text parts, reasoning) would become one
+    /// too, letting whoever wrote the message end a turn or forge another role's: by default
+    /// such text is neutralised, with a zero-width space (U+200B) after its first character, so
+    /// that it reaches the model as plain text.
+    ///
     /// - Parameters:
     ///   - addAssistantPrompt: end with the start of an assistant turn, for generating the reply.
     ///   - tools: tools the model may call, rendered by the template.
     ///   - variables: more template variables (`enable_thinking`, `reasoning_effort`, ...).
+    ///   - parseSpecialInContent: leave control-token text in messages as it is (trusted messages only).
     public func formatChat(_ messages: [ChatMessage], addAssistantPrompt: Bool = true, template: String? = nil,
                            tools: [ToolDefinition] = [], variables: [String: JSONValue] = [:],
-                           now: Date? = nil) throws(LlamaError) -> String {
+                           now: Date? = nil, parseSpecialInContent: Bool = false) throws(LlamaError) -> String {
+        let messages = parseSpecialInContent ? messages : neutralisingControlTokens(in: messages)
         if let template, runtime.builtinChatTemplates.contains(template) {
             return try applyBuiltinTemplate(template, messages, addAssistantPrompt: addAssistantPrompt)
         }
@@ -70,6 +80,46 @@ extension LlamaModel {
                                      bosToken: bos, eosToken: eos, variables: variables, now: now)
         } catch {
             throw LlamaError(.template, "the chat template failed: \(error.description)")
+        }
+    }
+
+    /// The texts of control tokens, read once from the vocabulary.
+    var controlTokenTexts: [String] {
+        if let cached = controlTokenTextsCache.withLock({ $0 }) { return cached }
+        let texts = vocab.controlTokenTexts
+        controlTokenTextsCache.withLock { $0 = texts }
+        return texts
+    }
+
+    /// `text` with every control-token text broken by a zero-width space after its first character.
+    public func neutralisingControlTokens(in text: String) -> String {
+        let texts = controlTokenTexts
+        // Most text holds none of the characters control tokens start with.
+        guard text.unicodeScalars.contains(where: { scalar in texts.contains { $0.unicodeScalars.first == scalar } }) else {
+            return text
+        }
+        var result = text
+        for special in texts where result.contains(special) {
+            let first = special.prefix(1)
+            result = result.replacingOccurrences(of: special, with: first + "\u{200B}" + special.dropFirst())
+        }
+        return result
+    }
+
+    func neutralisingControlTokens(in messages: [ChatMessage]) -> [ChatMessage] {
+        messages.map { message in
+            var m = message
+            switch m.content {
+            case .text(let t): m.content = .text(neutralisingControlTokens(in: t))
+            case .parts(let parts):
+                m.content = .parts(parts.map { part in
+                    if case .text(let t) = part { return .text(neutralisingControlTokens(in: t)) }
+                    return part
+                })
+            case .none: break
+            }
+            m.reasoning = m.reasoning.map { neutralisingControlTokens(in: $0) }
+            return m
         }
     }
 

@@ -30,8 +30,16 @@ public actor LlamaContext {
     /// LoRA adapters in use, kept alive while applied.
     var appliedAdapters: [LoRAAdapter] = []
 
-    /// The context window in tokens.
+    /// The context window in tokens (all sequences together, unless the cache is unified).
     public nonisolated let contextLength: Int
+    /// The most tokens one sequence holds (`llama_n_ctx_seq`): ``contextLength`` divided among
+    /// ``maxSequences`` when the cache is not unified, the whole window when it is. Generation
+    /// ends with `.contextFull` at this limit.
+    public nonisolated let sequenceLength: Int
+    /// The context length asked for (``ContextOptions/contextLength``), when one was: llama.cpp
+    /// may raise it (to a multiple of its padding, at least 256), and ``contextLength`` is what
+    /// it chose. A warning is logged when the two differ.
+    public nonisolated let requestedContextLength: Int?
     /// The most tokens one decode call takes.
     public nonisolated let batchCapacity: Int
     /// The most sequences the context holds.
@@ -58,6 +66,12 @@ public actor LlamaContext {
         self.c = c
         pointer = ctx
         contextLength = Int(c.llama_n_ctx(ctx))
+        sequenceLength = Int(c.llama_n_ctx_seq(ctx))
+        requestedContextLength = options.contextLength.map { Int($0) }
+        if let requested = requestedContextLength, requested != contextLength {
+            LlamaLog.note("the context length \(requested) was \(contextLength > requested ? "raised" : "lowered") to "
+                + "\(contextLength) by llama.cpp (its minimum and padding); LlamaContext.contextLength has the value in use")
+        }
         batchCapacity = Int(c.llama_n_batch(ctx))
         maxSequences = Int(c.llama_n_seq_max(ctx))
         computesEmbeddings = params.embeddings
@@ -113,11 +127,17 @@ public actor LlamaContext {
         }
         switch status {
         case 0: return
-        case 1: throw LlamaError(.contextOverflow, "the context window (\(contextLength) tokens) is full: clear or "
+        case 1: throw LlamaError(.contextOverflow, "the context window (\(capacityDescription)) is full: clear or "
                                     + "shift the cache, or create the context with a larger contextLength", status: status)
         case 2: throw LlamaError(.cancelled, "the evaluation was cancelled", status: status)
         default: throw LlamaError(.decodeFailed, "llama.cpp failed to evaluate the batch", status: status)
         }
+    }
+
+    /// The window, per sequence when sequences split it.
+    nonisolated var capacityDescription: String {
+        sequenceLength == contextLength ? "\(contextLength) tokens"
+            : "\(sequenceLength) tokens per sequence, \(contextLength) in all over \(maxSequences) sequences"
     }
 
     /// Copies a Swift batch into the C batch.
@@ -194,9 +214,12 @@ public actor LlamaContext {
     }
 
     /// Removes positions `range` of a sequence (-1 as sequence: all sequences). Returns false
-    /// when the cache cannot remove a partial range (recurrent models).
+    /// when the cache cannot remove a partial range (recurrent models), or the context has no
+    /// such sequence.
     @discardableResult
     public func removeTokens(sequence: Int32 = 0, from start: Int32 = 0, to end: Int32? = nil) -> Bool {
+        // llama.cpp asserts on a sequence id it does not have.
+        guard sequence == -1 || (sequence >= 0 && sequence < maxSequences) else { return false }
         if sequence == 0 || sequence == -1, let h = history {
             history = end == nil ? Array(h.prefix(Int(max(0, start)))) : nil
         }
@@ -204,14 +227,17 @@ public actor LlamaContext {
     }
 
     /// Copies positions of one sequence to another (shares the cells, no recomputation).
-    public func copySequence(_ source: Int32, to destination: Int32, from start: Int32 = 0, to end: Int32? = nil) {
+    public func copySequence(_ source: Int32, to destination: Int32, from start: Int32 = 0, to end: Int32? = nil) throws(LlamaError) {
+        try checkSequence(source)
+        try checkSequence(destination)
         if destination == 0 { history = nil }
         c.llama_memory_seq_cp(memory, source, destination, start, end ?? -1)
     }
 
     /// Removes every sequence but one. (llama.cpp's `llama_memory_seq_keep` acts on the cache
     /// stream of that sequence only; the others are removed one by one.)
-    public func keepOnly(sequence: Int32) {
+    public func keepOnly(sequence: Int32) throws(LlamaError) {
+        try checkSequence(sequence)
         if sequence != 0 { history = [] }
         c.llama_memory_seq_keep(memory, sequence)
         for other in 0..<Int32(maxSequences) where other != sequence {
@@ -220,19 +246,65 @@ public actor LlamaContext {
     }
 
     /// Adds `delta` to the positions `start..<end` of a sequence (context shifting).
-    public func shiftPositions(sequence: Int32 = 0, from start: Int32 = 0, to end: Int32? = nil, by delta: Int32) {
+    public func shiftPositions(sequence: Int32 = 0, from start: Int32 = 0, to end: Int32? = nil, by delta: Int32) throws(LlamaError) {
+        try checkSequence(sequence)
         if sequence == 0 { history = nil }
         c.llama_memory_seq_add(memory, sequence, start, end ?? -1, delta)
     }
 
+    /// After an evaluation of sequence 0 failed or was cancelled part-way: llama.cpp keeps the
+    /// micro-batches it finished and drops the one it was computing, so the record of cached
+    /// tokens is set to what the cache now holds of `tokens` (the sequence's intended content,
+    /// from position 0), read from `llama_memory_seq_pos_max`; when that cannot be trusted, the
+    /// sequence is cleared.
+    func reconcileHistory(with tokens: [LlamaToken]) {
+        let high = c.llama_memory_seq_pos_max(memory, 0)
+        if high < 0 {
+            history = []
+        } else if Int(high) < tokens.count, c.llama_memory_seq_pos_min(memory, 0) >= 0 {
+            history = Array(tokens.prefix(Int(high) + 1))
+        } else {
+            clearSequence(0)
+        }
+    }
+
+    /// Empties one sequence (its cells, and the record of sequence 0's tokens). llama.cpp's
+    /// `seq_rm` does not reach cells at negative positions (a damaged state can put them
+    /// there): when some remain, or the context has only this sequence, the whole cache is emptied.
+    func clearSequence(_ sequence: Int32) {
+        if maxSequences == 1 || !c.llama_memory_seq_rm(memory, sequence, -1, -1)
+            || c.llama_memory_seq_pos_max(memory, sequence) != -1 || c.llama_memory_seq_pos_min(memory, sequence) != -1 {
+            clearMemory()
+        }
+        if sequence == 0 { history = [] }
+    }
+
+    func checkSequence(_ sequence: Int32) throws(LlamaError) {
+        guard sequence >= 0, sequence < maxSequences else {
+            throw LlamaError(.invalidArgument, "sequence \(sequence) is not within 0..<\(maxSequences) "
+                + "(create the context with more maxSequences)")
+        }
+    }
+
     /// The positions a sequence occupies, or nil when it is empty.
     public func positions(sequence: Int32 = 0) -> ClosedRange<Int32>? {
+        guard sequence >= 0, sequence < maxSequences else { return nil }
         let low = c.llama_memory_seq_pos_min(memory, sequence)
         let high = c.llama_memory_seq_pos_max(memory, sequence)
         return low < 0 || high < low ? nil : low...high
     }
 
     // MARK: State
+    //
+    // llama.cpp reads state bytes trusting their sizes (a truncated sequence file makes it assert),
+    // so every restore goes through memory: the file's header is checked here, the rest is handed
+    // to llama.cpp's bounds-checked reader, and all of it must be read. A failed restore empties
+    // what it touched (the whole cache, or the sequence), so the context stays usable. The state
+    // format has no checksum: bytes changed inside the cached values load and change the output.
+
+    /// The tokens of sequence 0 in the KV cache, as this context knows them (generation keeps
+    /// the record; nil after ``decode(_:)`` of your own batches or a position shift).
+    public var cachedTokens: [LlamaToken]? { history }
 
     /// The whole context state (KV cache, outputs) as bytes.
     public func state() -> Data {
@@ -242,17 +314,46 @@ public actor LlamaContext {
     }
 
     /// Restores a state from ``state()`` of a context of the same model and options; `tokens`
-    /// (what sequence 0 held) lets generation reuse the restored cache.
+    /// (what sequence 0 held) lets generation reuse the restored cache. On failure the cache is
+    /// left empty.
     public func restore(state: Data, tokens: [LlamaToken]? = nil) throws(LlamaError) {
+        try restoreWhole(state, what: "the state")
+        try adopt(tokens, sequence: 0, what: "the state")
+    }
+
+    private func restoreWhole(_ state: Data, what: String) throws(LlamaError) {
         let read = state.withUnsafeBytes { c.llama_state_set_data(pointer, $0.bindMemory(to: UInt8.self).baseAddress, $0.count) }
-        guard read > 0 else {
-            throw LlamaError(.stateFailed, "the state could not be restored: it comes from another model or context size")
+        guard read == state.count, read > 0 else {
+            clearMemory()
+            throw LlamaError(.stateFailed, read == 0
+                ? "\(what) could not be restored: it is damaged or truncated, or comes from another model or context size"
+                : "\(what) has \(state.count - read) bytes more than llama.cpp read: it is damaged")
+        }
+    }
+
+    /// Sets the record of sequence 0 after a restore, checking the restored positions against
+    /// the token list: the cache must hold at least as many positions as it claims tokens. On
+    /// a mismatch the sequence is emptied.
+    private func adopt(_ tokens: [LlamaToken]?, sequence: Int32, what: String) throws(LlamaError) {
+        let low = c.llama_memory_seq_pos_min(memory, sequence)
+        let high = c.llama_memory_seq_pos_max(memory, sequence)
+        if high >= Int32(sequenceLength) || (high >= 0 && low < 0) || (tokens.map { $0.count > Int(high) + 1 } ?? false) {
+            clearSequence(sequence)
+            throw LlamaError(.stateFailed, "\(what) is damaged: its cache holds positions \(low)...\(high) for "
+                + "sequence \(sequence)\(tokens.map { ", but lists \($0.count) tokens" } ?? "")")
+        }
+        guard sequence == 0 else { return }
+        if let tokens, high + 1 > Int32(tokens.count) {
+            // The cache holds more than the list says: keep what the list covers.
+            _ = c.llama_memory_seq_rm(memory, 0, Int32(tokens.count), -1)
         }
         history = tokens
     }
 
     /// One sequence's state as bytes.
+    /// Empty for a sequence the context does not have.
     public func state(sequence: Int32) -> Data {
+        guard sequence >= 0, sequence < maxSequences else { return Data() }
         var data = Data(count: c.llama_state_seq_get_size(pointer, sequence))
         let written = data.withUnsafeMutableBytes {
             c.llama_state_seq_get_data(pointer, $0.bindMemory(to: UInt8.self).baseAddress, $0.count, sequence)
@@ -260,18 +361,48 @@ public actor LlamaContext {
         return data.prefix(written)
     }
 
+    /// The first bytes of ``state(sequence:)``: llama.cpp's `io_magic` (llama-context.cpp, not
+    /// in llama.h) and the sequence id.
+    static let sequenceStateMagic: UInt32 = 0xaf14_3cd8
+
     /// Restores one sequence's state into `sequence`; `tokens` as in ``restore(state:tokens:)``.
+    /// On failure the sequence is left empty.
     public func restore(state: Data, into sequence: Int32, tokens: [LlamaToken]? = nil) throws(LlamaError) {
+        try checkSequence(sequence)
+        guard state.count >= 8, state.prefix(4).withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }) == Self.sequenceStateMagic else {
+            throw LlamaError(.stateFailed, "the bytes are not a sequence state (\(state.count) bytes, no sequence-state header)")
+        }
+        try restoreSequence(state, into: sequence, what: "the sequence state")
+        try adopt(tokens, sequence: sequence, what: "the sequence state")
+    }
+
+    private func restoreSequence(_ state: Data, into sequence: Int32, what: String) throws(LlamaError) {
         let read = state.withUnsafeBytes {
             c.llama_state_seq_set_data(pointer, $0.bindMemory(to: UInt8.self).baseAddress, $0.count, sequence)
         }
-        guard read > 0 else { throw LlamaError(.stateFailed, "the sequence state could not be restored") }
-        if sequence == 0 { history = tokens }
+        guard read == state.count else {
+            clearSequence(sequence)
+            throw LlamaError(.stateFailed, read == 0
+                ? "\(what) could not be restored: it is damaged or truncated, or comes from another model"
+                : "\(what) has \(state.count - read) bytes more than llama.cpp read: it is damaged")
+        }
     }
 
-    /// Saves the state and the tokens it holds to a file (written beside and renamed into place).
-    public func saveState(to url: URL, tokens: [LlamaToken]) throws(LlamaError) {
+    /// Saves the state and the tokens of sequence 0 to a file (written beside and renamed into
+    /// place). `tokens` nil: the context's own record (``cachedTokens``), which generation keeps;
+    /// an error when the context does not know them.
+    public func saveState(to url: URL, tokens: [LlamaToken]? = nil) throws(LlamaError) {
+        let tokens = try recordedTokens(tokens)
         try writeAtomically(url) { path in c.llama_state_save_file(pointer, path, tokens, tokens.count) }
+    }
+
+    private func recordedTokens(_ given: [LlamaToken]?) throws(LlamaError) -> [LlamaToken] {
+        if let given { return given }
+        guard let history else {
+            throw LlamaError(.invalidArgument, "the context does not know which tokens its cache holds (after decode(_:) "
+                + "of your own batches, or a position shift): pass tokens")
+        }
+        return history
     }
 
     /// Runs `write` on a temporary path beside `url`, then renames it into place: a failure
@@ -289,43 +420,63 @@ public actor LlamaContext {
         }
     }
 
-    /// Saves one sequence's state and its tokens to a file (written beside and renamed into place).
-    public func saveState(sequence: Int32, to url: URL, tokens: [LlamaToken]) throws(LlamaError) {
+    /// Saves one sequence's state and its tokens to a file (written beside and renamed into
+    /// place). `tokens` nil: for sequence 0 the context's own record, for others none.
+    public func saveState(sequence: Int32, to url: URL, tokens: [LlamaToken]? = nil) throws(LlamaError) {
+        try checkSequence(sequence)
+        let tokens = sequence == 0 ? try recordedTokens(tokens) : tokens ?? []
         try writeAtomically(url) { path in c.llama_state_seq_save_file(pointer, path, sequence, tokens, tokens.count) > 0 }
     }
 
-    /// Loads a sequence state file into `sequence` and returns the tokens saved with it.
+    /// Loads a sequence state file into `sequence` and returns the tokens saved with it. On
+    /// failure the sequence is left empty.
     public func loadState(from url: URL, into sequence: Int32) throws(LlamaError) -> [LlamaToken] {
-        let loaded = try readStateFile(url, what: "a sequence state") { path, tokens, capacity, count in
-            c.llama_state_seq_load_file(pointer, path, sequence, tokens, capacity, count) > 0
-        }
-        if sequence == 0 { history = loaded }
-        return loaded
+        try checkSequence(sequence)
+        let (tokens, body) = try readStateFile(url, magic: LLAMA_STATE_SEQ_MAGIC, version: UInt32(LLAMA_STATE_SEQ_VERSION),
+                                               what: "a sequence state")
+        // The in-memory form: llama.cpp's header (magic, sequence id), then the same bytes.
+        var state = Data(capacity: body.count + 8)
+        withUnsafeBytes(of: Self.sequenceStateMagic.littleEndian) { state.append(contentsOf: $0) }
+        withUnsafeBytes(of: sequence.littleEndian) { state.append(contentsOf: $0) }
+        state.append(body)
+        try restoreSequence(state, into: sequence, what: "\(url.path)")
+        try adopt(tokens, sequence: sequence, what: url.path)
+        return tokens
     }
 
-    /// Loads a state file and returns the tokens saved with it.
+    /// Loads a state file and returns the tokens saved with it. On failure the cache is left empty.
     public func loadState(from url: URL) throws(LlamaError) -> [LlamaToken] {
-        let loaded = try readStateFile(url, what: "a state") { path, tokens, capacity, count in
-            c.llama_state_load_file(pointer, path, tokens, capacity, count)
-        }
-        history = loaded
-        return loaded
+        let (tokens, body) = try readStateFile(url, magic: LLAMA_SESSION_MAGIC, version: UInt32(LLAMA_SESSION_VERSION), what: "a state")
+        try restoreWhole(body, what: url.path)
+        try adopt(tokens, sequence: 0, what: url.path)
+        return tokens
     }
 
-    /// Runs a llama.cpp state loader on a readable file and returns the tokens it read.
-    private func readStateFile(
-        _ url: URL, what: String,
-        _ load: (String, UnsafeMutablePointer<LlamaToken>, Int, UnsafeMutablePointer<Int>) -> Bool
-    ) throws(LlamaError) -> [LlamaToken] {
-        guard FileManager.default.isReadableFile(atPath: url.path) else {
+    /// Reads a llama.cpp state file and checks its header (magic, version, token count against
+    /// the file's size and the context): returns the tokens and the state bytes after them.
+    private func readStateFile(_ url: URL, magic: UInt32, version: UInt32, what: String)
+        throws(LlamaError) -> (tokens: [LlamaToken], state: Data) {
+        guard FileManager.default.isReadableFile(atPath: url.path), let data = try? Data(contentsOf: url) else {
             throw LlamaError(.fileNotFound, "cannot read the state file \(url.path)")
         }
-        var tokens = [LlamaToken](repeating: 0, count: contextLength)
-        var count = 0
-        let capacity = tokens.count
-        let ok = tokens.withUnsafeMutableBufferPointer { buffer in load(url.path, buffer.baseAddress!, capacity, &count) }
-        guard ok else { throw LlamaError(.stateFailed, "\(url.path) is not \(what) of this model and context") }
-        return Array(tokens.prefix(count))
+        func u32(_ offset: Int) -> UInt32 {
+            data.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
+        }
+        guard data.count >= 12, u32(0) == magic, u32(4) == version else {
+            throw LlamaError(.stateFailed, "\(url.path) is not \(what) file of this llama.cpp version (\(data.count) bytes)")
+        }
+        let count = Int(u32(8))
+        guard count <= sequenceLength, 12 + count * 4 <= data.count else {
+            throw LlamaError(.stateFailed, "\(url.path) lists \(count) tokens: more than \(12 + count * 4 > data.count ? "the file holds" : "a sequence of this context holds (\(sequenceLength))")")
+        }
+        let tokens = (0..<count).map { LlamaToken(bitPattern: u32(12 + $0 * 4)) }
+        let vocabCount = model.vocab.count
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabCount }) {
+            throw LlamaError(.stateFailed, "\(url.path) lists token \(bad), which is not in this model's vocabulary")
+        }
+        let body = data.subdata(in: (12 + count * 4)..<data.count)
+        guard !body.isEmpty else { throw LlamaError(.stateFailed, "\(url.path) holds tokens but no state") }
+        return (tokens, body)
     }
 
     // MARK: Settings and counters

@@ -11,7 +11,10 @@ public struct GenerationOptions: Sendable {
     public var stopAtEndOfGeneration = true
     /// Add the model's BOS/EOS when tokenizing the prompt.
     public var addSpecial = true
-    /// Read special-token text in the prompt (`<|im_start|>`) as special tokens.
+    /// Read special-token text in the prompt (`<|im_start|>`) as special tokens: for prompt text
+    /// you wrote or a chat template rendered (``LlamaModel/formatChat(_:addAssistantPrompt:template:tools:variables:now:parseSpecialInContent:)``
+    /// neutralises special-token text inside message content, so that it stays text). Turn it off
+    /// for a prompt that is untrusted text as a whole.
     public var parseSpecial = true
     /// Render special tokens in the output as their text.
     public var renderSpecial = false
@@ -27,7 +30,7 @@ public enum StopReason: Sendable, Equatable {
     case maxTokens
     case endOfGeneration(LlamaToken)
     case stopSequence(String)
-    /// The context window is full.
+    /// The context window is full (the sequence's share of it: ``LlamaContext/sequenceLength``).
     case contextFull
     case cancelled
 }
@@ -148,18 +151,19 @@ extension LlamaContext {
         guard options.maxTokens > 0 else {
             throw LlamaError(.invalidArgument, "maxTokens must be positive, not \(options.maxTokens)")
         }
-        guard prompt.count < contextLength else {
+        guard prompt.count < sequenceLength else {
             throw LlamaError(.contextOverflow, "the prompt has \(prompt.count) tokens; the context window holds "
-                + "\(contextLength): shorten the prompt or create the context with a larger contextLength")
+                + "\(capacityDescription): shorten the prompt or create the context with a larger contextLength")
         }
         let sampler = try sampling.make(for: model)
         let vocab = model.vocab
 
-        // Reuse the cached prefix; at least one token is evaluated, to get logits.
+        // Reuse the cached prefix; at least one token is evaluated, to get logits. Whatever the
+        // cache holds past the reused prefix is removed, recorded or not.
         var reused = 0
         if let history {
             reused = min(zip(history, prompt).prefix { $0 == $1 }.count, prompt.count - 1)
-            if reused < history.count, !removeTokens(sequence: 0, from: Int32(reused)) {
+            if !removeTokens(sequence: 0, from: Int32(reused)) {
                 clearMemory()
                 reused = 0
             }
@@ -168,21 +172,32 @@ extension LlamaContext {
         }
         var position = reused
         var cancelled = false
-        do {
-            while position < prompt.count {
-                let chunk = prompt[position..<min(prompt.count, position + batchCapacity)]
-                var batch = LlamaBatch()
-                batch.add(prompt: Array(chunk), startingAt: Int32(position), outputLast: position + chunk.count == prompt.count)
-                try await run(batch, encode: false)
-                position += chunk.count
-                history = Array(prompt.prefix(position))
+        var retried = false
+        while true {
+            do {
+                while position < prompt.count {
+                    let chunk = prompt[position..<min(prompt.count, position + batchCapacity)]
+                    var batch = LlamaBatch()
+                    batch.add(prompt: Array(chunk), startingAt: Int32(position), outputLast: position + chunk.count == prompt.count)
+                    try await run(batch, encode: false)
+                    position += chunk.count
+                    history = Array(prompt.prefix(position))
+                }
+                break
+            } catch {
+                // llama.cpp keeps the micro-batches it finished: the record follows the cache.
+                reconcileHistory(with: prompt)
+                if error.code == .cancelled {
+                    cancelled = true
+                    break
+                }
+                // A reused cache that llama.cpp refuses (a damaged restored state): start over once.
+                guard error.code == .decodeFailed, !retried, reused > 0 else { throw error }
+                retried = true
+                clearMemory()
+                reused = 0
+                position = 0
             }
-        } catch {
-            guard error.code == .cancelled else {
-                history = nil
-                throw error
-            }
-            cancelled = true
         }
         let promptDone = ContinuousClock.now
 
@@ -195,7 +210,10 @@ extension LlamaContext {
         var firstToken: Duration?
         while !cancelled {
             if Task.isCancelled { reason = .cancelled; break }
-            let token = c.llama_sampler_sample(sampler.pointer, pointer, -1)
+            guard let logits = c.llama_get_logits_ith(pointer, -1) else {
+                throw LlamaError(.decodeFailed, "llama.cpp has no logits for the last token")
+            }
+            let token = try sampler.sample(logits: logits)
             if options.stopAtEndOfGeneration, vocab.isEndOfGeneration(token) {
                 reason = .endOfGeneration(token)
                 break
@@ -209,11 +227,14 @@ extension LlamaContext {
             emit(.token(token, text: release))
             if let stop { reason = .stopSequence(stop); break }
             if generated.count >= options.maxTokens { reason = .maxTokens; break }
-            if position + 1 >= contextLength { reason = .contextFull; break }
+            if position + 1 >= sequenceLength { reason = .contextFull; break }
             do {
                 try await runNext(token, position: Int32(position))
             } catch {
-                guard error.code == .cancelled else { throw error }
+                guard error.code == .cancelled else {
+                    reconcileHistory(with: history ?? [])
+                    throw error
+                }
                 reason = .cancelled
                 break
             }

@@ -29,6 +29,9 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let unsupported = Code(rawValue: "unsupported")
         /// A grammar did not parse.
         public static let invalidGrammar = Code(rawValue: "invalidGrammar")
+        /// A grammar allows no token: no token of the vocabulary can begin it, or generation reached a
+        /// point where none can continue it.
+        public static let grammarDeadEnd = Code(rawValue: "grammarDeadEnd")
         /// Saving or restoring state failed.
         public static let stateFailed = Code(rawValue: "stateFailed")
         /// No release asset exists for this platform and variant.

@@ -186,6 +186,26 @@ enum LlamaLog {
         var threshold: Logger.Level = .warning
         var lastLevel: Logger.Level = .info
         var pending = ""
+        /// Between the first and the last line llama.cpp logs for an aborted (cancelled) decode.
+        var aborting = false
+    }
+
+    /// Logs a warning of this library through the same logger.
+    static func note(_ message: String) {
+        state.withLock { s in
+            guard Logger.Level.warning >= s.threshold else { return }
+            s.logger?.warning("\(message)")
+        }
+    }
+
+    /// The lines llama.cpp logs when a decode is aborted through the abort callback, i.e. when
+    /// the task was cancelled: logged at error level there, they are debug lines here (the
+    /// caller gets a `.cancelled` error). `GGML_STATUS_ABORTED` is 1; `llama_decode` returns 2.
+    static func isCancellationLine(_ text: String, aborting: Bool) -> (demote: Bool, aborting: Bool) {
+        if text.contains("failed with error 1") || text.contains("compute status: 1") { return (true, true) }
+        if aborting && text.contains("removing memory module entries") { return (true, true) }
+        if text.contains("failed to decode, ret = 2") || text.contains("failed to encode, ret = 2") { return (true, false) }
+        return (false, aborting)
     }
     static let state = Mutex(State())
 
@@ -201,13 +221,18 @@ enum LlamaLog {
     /// Handles one call of the C callback; below the threshold nothing is copied.
     static func receive(level: ggml_log_level, text: UnsafePointer<CChar>) {
         state.withLock { s in
-            let mapped: Logger.Level
+            var mapped: Logger.Level
             switch level {
             case GGML_LOG_LEVEL_ERROR: mapped = .error
             case GGML_LOG_LEVEL_WARN: mapped = .warning
             case GGML_LOG_LEVEL_INFO: mapped = .info
             case GGML_LOG_LEVEL_DEBUG: mapped = .debug
             default: mapped = s.lastLevel  // a continuation of the previous message
+            }
+            if mapped >= .warning, level != GGML_LOG_LEVEL_CONT {
+                let (demote, aborting) = isCancellationLine(String(cString: text), aborting: s.aborting)
+                s.aborting = aborting
+                if demote { mapped = .debug }
             }
             s.lastLevel = mapped
             guard mapped >= s.threshold, s.logger != nil else {

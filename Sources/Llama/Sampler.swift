@@ -37,7 +37,32 @@ public enum SamplerStage: Sendable {
     case custom(any LlamaCustomSampler)
 }
 
+extension SamplerStage {
+    /// Whether the stage selects a token (the others only reshape the candidates); nil for a
+    /// sampler written in Swift, which may or may not.
+    var selectsToken: Bool? {
+        switch self {
+        case .greedy, .distribution, .mirostat, .mirostatV2, .adaptiveP: return true
+        case .custom: return nil
+        default: return false
+        }
+    }
+}
+
 /// A sampler chain, as a value: built into llama.cpp samplers when generation starts.
+///
+/// A chain must contain a stage that selects a token (``SamplerStage/greedy``,
+/// ``SamplerStage/distribution(seed:)``, ``SamplerStage/mirostat(tau:eta:m:seed:)``,
+/// ``SamplerStage/mirostatV2(tau:eta:seed:)``, ``SamplerStage/adaptiveP(target:decay:seed:)``),
+/// or a ``SamplerStage/custom(_:)`` sampler that selects: a chain without one is an
+/// `.invalidArgument` error when generation starts (nothing is appended for you), and a step
+/// where no stage selected a token is the same error, never llama.cpp's assertion.
+///
+/// Grammars are checked when the chain is built (some token of the vocabulary must be able to
+/// begin the text) and at each step (the token chosen must be one the grammar allows): a
+/// grammar that no token can satisfy, or that generation led into a dead end, is a
+/// `.grammarDeadEnd` error, never llama.cpp's abort. (A lazy grammar is checked once triggered;
+/// the tokens llama.cpp replays at the trigger are not.)
 public struct SamplerChain: Sendable {
     public var stages: [SamplerStage]
 
@@ -57,20 +82,38 @@ public struct SamplerChain: Sendable {
                              .temperature(temperature), .distribution(seed: seed)])
     }
 
+    /// Checks what can be checked without llama.cpp: a stage must select a token.
+    func validate() throws(LlamaError) {
+        guard stages.contains(where: { $0.selectsToken != false }) else {
+            throw LlamaError(.invalidArgument, "the sampler chain has no stage that selects a token "
+                + "(\(stages.isEmpty ? "it is empty" : "\(stages.count) stages, none selecting")): end it with .greedy, "
+                + ".distribution(seed:), .mirostat or .mirostatV2 (or a custom sampler that sets `selected`)")
+        }
+    }
+
     /// Builds the C chain for a model.
     func make(for model: LlamaModel) throws(LlamaError) -> SamplerInstance {
+        try validate()
         let c = model.runtime.raw
         var params = c.llama_sampler_chain_default_params()
         params.no_perf = false
         guard let chain = c.llama_sampler_chain_init(params) else {
             throw LlamaError(.creationFailed, "llama.cpp could not create a sampler chain")
         }
-        let instance = SamplerInstance(runtime: model.runtime, pointer: chain)
-        for stage in stages {
+        let instance = SamplerInstance(runtime: model.runtime, pointer: chain, vocabCount: Int(model.vocab.count))
+        for (index, stage) in stages.enumerated() {
             guard let s = try Self.make(stage, model: model) else {
                 throw LlamaError(.creationFailed, "llama.cpp could not create the sampler \(stage)")
             }
             c.llama_sampler_chain_add(chain, s)
+            switch stage {
+            case .grammar:
+                try instance.checkGrammarStart(s)
+                if let added = c.llama_sampler_chain_get(chain, Int32(index)) { instance.grammars.append(added) }
+            case .lazyGrammar:
+                if let added = c.llama_sampler_chain_get(chain, Int32(index)) { instance.grammars.append(added) }
+            default: break
+            }
         }
         return instance
     }
@@ -79,7 +122,12 @@ public struct SamplerChain: Sendable {
         let c = model.runtime.raw
         let vocab = model.vocab.pointer
         func probability(_ p: Float, _ name: String) throws(LlamaError) {
+            guard !p.isNaN else { throw LlamaError(.invalidArgument, "\(name) must be a number within 0...1, not NaN") }
             guard p >= 0, p <= 1 else { throw LlamaError(.invalidArgument, "\(name) must be within 0...1, not \(p)") }
+        }
+        func temperature(_ t: Float) throws(LlamaError) {
+            guard !t.isNaN else { throw LlamaError(.invalidArgument, "temperature must be a number (0 or more), not NaN") }
+            guard t >= 0 else { throw LlamaError(.invalidArgument, "temperature must not be negative, not \(t)") }
         }
         switch stage {
         case .greedy: return c.llama_sampler_init_greedy()
@@ -97,10 +145,13 @@ public struct SamplerChain: Sendable {
             try probability(p, "typical")
             return c.llama_sampler_init_typical(p, minKeep)
         case .temperature(let t):
-            guard t >= 0 else { throw LlamaError(.invalidArgument, "temperature must not be negative, not \(t)") }
+            try temperature(t)
             return c.llama_sampler_init_temp(t)
         case .temperatureExtended(let t, let delta, let exponent):
-            guard t >= 0 else { throw LlamaError(.invalidArgument, "temperature must not be negative, not \(t)") }
+            try temperature(t)
+            guard !delta.isNaN, !exponent.isNaN else {
+                throw LlamaError(.invalidArgument, "temperature delta and exponent must be numbers, not NaN")
+            }
             return c.llama_sampler_init_temp_ext(t, delta, exponent)
         case .xtc(let p, let threshold, let minKeep, let seed):
             try probability(p, "xtc probability")
@@ -147,14 +198,69 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafeMutablePointer<UnsafePo
 }
 
 /// A built llama.cpp sampler chain; freed with this object.
+///
+/// Sampling goes through ``sample(logits:)`` rather than `llama_sampler_sample`, which asserts
+/// (ends the process) when no stage selected a token, and whose grammar stage aborts when the
+/// token chosen is one the grammar does not allow: here both are typed errors.
 final class SamplerInstance {
     let runtime: LlamaRuntime
     let pointer: UnsafeMutablePointer<llama_sampler>
-    init(runtime: LlamaRuntime, pointer: UnsafeMutablePointer<llama_sampler>) {
+    /// The grammar stages of the chain (owned by it), each asked about the chosen token before
+    /// the chain accepts it.
+    var grammars: [UnsafeMutablePointer<llama_sampler>] = []
+    /// The candidates, one per token of the vocabulary, reused at every step.
+    let candidates: UnsafeMutableBufferPointer<llama_token_data>
+
+    init(runtime: LlamaRuntime, pointer: UnsafeMutablePointer<llama_sampler>, vocabCount: Int) {
         self.runtime = runtime
         self.pointer = pointer
+        candidates = .allocate(capacity: max(vocabCount, 1))
     }
-    deinit { runtime.raw.llama_sampler_free(pointer) }
+    deinit {
+        runtime.raw.llama_sampler_free(pointer)
+        candidates.deallocate()
+    }
+
+    /// Checks that a grammar sampler allows at least one token of the vocabulary at its start.
+    func checkGrammarStart(_ grammar: UnsafeMutablePointer<llama_sampler>) throws(LlamaError) {
+        for i in candidates.indices { candidates[i] = llama_token_data(id: Int32(i), logit: 0, p: 0) }
+        var array = llama_token_data_array(data: candidates.baseAddress, size: candidates.count, selected: -1, sorted: false)
+        runtime.raw.llama_sampler_apply(grammar, &array)
+        guard candidates.prefix(array.size).contains(where: { $0.logit != -.infinity }) else {
+            throw LlamaError(.grammarDeadEnd, "no token of the vocabulary can begin the grammar: it cannot be satisfied "
+                + "by this model's tokens (characters no token holds, such as NUL?)")
+        }
+    }
+
+    /// Samples a token from the logits of one output and lets the chain accept it.
+    func sample(logits: UnsafePointer<Float>) throws(LlamaError) -> LlamaToken {
+        let c = runtime.raw
+        for i in candidates.indices { candidates[i] = llama_token_data(id: Int32(i), logit: logits[i], p: 0) }
+        var array = llama_token_data_array(data: candidates.baseAddress, size: candidates.count, selected: -1, sorted: false)
+        c.llama_sampler_apply(pointer, &array)
+        guard array.selected >= 0, array.selected < Int64(array.size), let data = array.data else {
+            throw LlamaError(.invalidArgument, "no stage of the sampler chain selected a token (selected index "
+                + "\(array.selected) of \(array.size) candidates): end the chain with .greedy or .distribution(seed:)")
+        }
+        let token = data[Int(array.selected)].id
+        guard token >= 0, token < Int32(candidates.count) else {
+            throw LlamaError(.invalidArgument, "the sampler chain selected token \(token), which is not in the vocabulary")
+        }
+        for grammar in grammars {
+            var one = llama_token_data(id: token, logit: 0, p: 0)
+            let allowed = withUnsafeMutablePointer(to: &one) { p in
+                var single = llama_token_data_array(data: p, size: 1, selected: -1, sorted: false)
+                c.llama_sampler_apply(grammar, &single)
+                return p.pointee.logit != -.infinity
+            }
+            guard allowed else {
+                throw LlamaError(.grammarDeadEnd, "the grammar allows no token here (token \(token) was chosen, which it "
+                    + "rejects): the grammar cannot be continued with this model's tokens")
+            }
+        }
+        c.llama_sampler_accept(pointer, token)
+        return token
+    }
 }
 
 // MARK: - Samplers written in Swift

@@ -34,6 +34,19 @@ public struct LlamaVocab: @unchecked Sendable {
     /// Whether a token is a control token.
     public func isControl(_ token: LlamaToken) -> Bool { c.llama_vocab_is_control(pointer, token) }
 
+    /// The texts of the tokens that tokenizing with `parseSpecial` turns into control tokens
+    /// (control and unknown tokens; user-defined tokens are matched either way), longest first.
+    public var controlTokenTexts: [String] {
+        var texts: [String] = []
+        let mask = LLAMA_TOKEN_ATTR_CONTROL.rawValue | LLAMA_TOKEN_ATTR_UNKNOWN.rawValue
+        for t in 0..<count where c.llama_vocab_get_attr(pointer, t).rawValue & mask != 0 {
+            guard let text = c.llama_vocab_get_text(pointer, t) else { continue }
+            let s = String(cString: text)
+            if !s.isEmpty { texts.append(s) }
+        }
+        return Array(Set(texts)).sorted { $0.utf8.count != $1.utf8.count ? $0.utf8.count > $1.utf8.count : $0 < $1 }
+    }
+
     func check(_ token: LlamaToken) throws(LlamaError) {
         guard token >= 0, token < count else {
             throw LlamaError(.invalidArgument, "token \(token) is not in the vocabulary (0..<\(count))")
