@@ -427,6 +427,76 @@ struct ParsingTests {
         }
     }
 
+    /// End-of-generation token texts of the templates' models (and the newline some write after them).
+    static let endOfTurn = ["\n", "<|im_end|>", "<｜end▁of▁sentence｜>", "<|return|>", "<|call|>", "<|eot_id|>", "<|eom_id|>",
+                            "<|end|>", "</s>", "<|END_OF_TURN_TOKEN|>", "<|end_of_text|>", "[e~[", "<|im_end|>", "<|endoftext|>"]
+
+    /// Assistant turns as each template renders them (the turn's text after the prompt with the
+    /// generation prompt), parsed by ours and by llama.cpp's parser.
+    @Test("assistant turns rendered through each template parse as llama.cpp parses them")
+    func renderedTurns() throws {
+        let dir = try Self.templatesDir()
+        let user = ChatMessage.user("What is the weather in Paris?")
+        let turns: [(String, ChatMessage)] = [
+            ("content", .assistant("It is sunny in Paris: 22 °C ☀️, with a light wind.")),
+            ("reasoning + content", .assistant("Sunny, 22 °C.", reasoning: "The user asks about Paris; the forecast says sun.")),
+            ("one call", ChatMessage(role: "assistant", content: .text(""), toolCalls: [
+                ToolCall(id: "call_1", name: "get_weather", arguments: #"{"location": "Paris", "days": 3}"#)])),
+            ("two calls", ChatMessage(role: "assistant", content: .text(""), toolCalls: [
+                ToolCall(id: "call_1", name: "get_weather", arguments: #"{"location": "Paris, France", "days": 2}"#),
+                ToolCall(id: "call_2", name: "get_time", arguments: #"{"city": "Tōkyō"}"#)])),
+        ]
+        var requests: [JSONValue] = []
+        var plan: [(String, String, [(String, String)])] = []
+        var unrenderable = 0
+        for name in Set(Self.groups.filter(\.withTools).map(\.template)).sorted() {
+            let source = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
+            let template = try ChatTemplate(source)
+            var outputs: [(String, String)] = []
+            for (label, turn) in turns {
+                // Thinking off on both sides: a template renders past turns without the reasoning a
+                // reply opened by the generation prompt would have.
+                let vars: [String: JSONValue] = ["enable_thinking": false]
+                guard let prompt = try? template.render(messages: [user], tools: Self.tools, addGenerationPrompt: true, variables: vars),
+                      let full = try? template.render(messages: [user, turn], tools: Self.tools, addGenerationPrompt: false, variables: vars),
+                      full.hasPrefix(prompt) else { unrenderable += 1; continue }
+                // A model stops at its end-of-turn token, so that token is not in its output.
+                var output = String(full.dropFirst(prompt.count))
+                while let end = Self.endOfTurn.first(where: { output.hasSuffix($0) }) { output.removeLast(end.count) }
+                outputs.append((label, output))
+            }
+            guard !outputs.isEmpty else { continue }
+            plan.append((name, source, outputs))
+            requests.append(try Self.request(template: dir.appendingPathComponent(name), tools: Self.tools, kwargs: [:],
+                                             enableThinking: false, outputs: outputs.map { ($0.1, false) }))
+        }
+        let answers = try Self.runReference(requests)
+        var agree = 0, differ = 0, referenceErrors = 0
+        var report = "rendered assistant turns: template | turn | agree\n"
+        for ((name, source, outputs), answer) in zip(plan, answers) {
+            if let error = answer["error"]?.stringValue {
+                Issue.record("\(name): chat-reference could not apply the template: \(error)")
+                continue
+            }
+            let parser = Self.parser(template: source, answer: answer, tools: Self.tools)
+            for ((label, text), reference) in zip(outputs, answer["results"]?.arrayValue ?? []) {
+                let ours = parser.parse(text)
+                if reference["error"] != nil { referenceErrors += 1 }
+                if let d = Self.difference(ours: ours, reference: reference) {
+                    differ += 1
+                    report += "  \(name) | \(label) | DIFFER: \(text.debugDescription.prefix(160)): \(d)\n"
+                } else {
+                    agree += 1
+                    report += "  \(name) | \(label) | yes\n"
+                }
+            }
+        }
+        report += "  total: \(agree) agree, \(differ) differ (\(referenceErrors) where llama.cpp reports an error and ours warns); \(unrenderable) turns a template cannot render"
+        print(report)
+        #expect(agree > 0)
+        #expect(differ == 0, "rendered turns where our parse differs from llama.cpp's: see the table")
+    }
+
     /// Our parser for a template, with the facts of the prompt the reference rendered: whether
     /// its generation prompt opened the reasoning block.
     static func parser(template: String, answer: JSONValue, tools: [ToolDefinition]) -> ChatOutputParser {

@@ -653,7 +653,8 @@ extension ParseState {
             guard let messageTag = r.find("<|message|>") else {
                 if isPartial, r.isEmpty || r.find("<|channel|>") != nil || r.isPrefix(of: "<|channel|>") || rest.isPrefix(of: "<|start|>")
                     || r.isPrefix(of: "assistant") || r.hasPrefix("assistant") { return }
-                if r.hasPrefix("<|channel|>") || r.hasPrefix("assistant") {
+                if isPartial, r.hasPrefix(" to=") { return }
+                if r.hasPrefix("<|channel|>") || r.hasPrefix("assistant") || r.hasPrefix(" to=") {
                     keep(rest, .unterminatedToolCall, "a harmony header without <|message|>")
                 } else {
                     addContent(isPartial ? rest.holdingBackPartial(ends + ["<|channel|>"]) : rest)
@@ -661,7 +662,9 @@ extension ParseState {
                 return
             }
             let header = r[r.startIndex..<messageTag.lowerBound]
-            guard header.hasPrefix("<|channel|>") || header.hasPrefix("assistant") else {
+            // The recipient may stand in the header right after the role:
+            // `<|start|>assistant to=functions.NAME<|channel|>commentary json<|message|>`.
+            guard header.hasPrefix("<|channel|>") || header.hasPrefix("assistant") || header.hasPrefix(" to=") else {
                 addContent(rest)
                 return
             }
