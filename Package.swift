@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "Llama",
             dependencies: [
-                "LlamaRaw", "CZlib", "LlamaChat",
+                "LlamaRaw", "CZlib", "LlamaChat", "LlamaSchema",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

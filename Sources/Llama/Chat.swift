@@ -1,6 +1,7 @@
 public import Foundation
 @_exported public import LlamaChat
 @_exported public import LlamaJinja
+@_exported public import LlamaSchema
 import LlamaRaw
 import Synchronization
 
@@ -151,7 +152,7 @@ extension LlamaModel {
 /// only the new messages, not the whole history again.
 public actor ChatSession {
     public let context: LlamaContext
-    public private(set) var messages: [ChatMessage]
+    public internal(set) var messages: [ChatMessage]
     let template: String?
 
     public init(model: LlamaModel, systemPrompt: String? = nil, template: String? = nil,

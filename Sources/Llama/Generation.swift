@@ -18,6 +18,9 @@ public struct GenerationOptions: Sendable {
     public var parseSpecial = true
     /// Render special tokens in the output as their text.
     public var renderSpecial = false
+    /// What the output must be: free text (the default), or text a grammar allows, applied as
+    /// a grammar stage in front of the sampler chain.
+    public var format: GenerationFormat = .text
 
     public init(maxTokens: Int = 256, stopSequences: [String] = []) {
         self.maxTokens = maxTokens
@@ -155,7 +158,7 @@ extension LlamaContext {
             throw LlamaError(.contextOverflow, "the prompt has \(prompt.count) tokens; the context window holds "
                 + "\(capacityDescription): shorten the prompt or create the context with a larger contextLength")
         }
-        let sampler = try sampling.make(for: model)
+        let sampler = try options.format.constraining(sampling).make(for: model)
         let vocab = model.vocab
 
         // Reuse the cached prefix; at least one token is evaluated, to get logits. Whatever the

@@ -56,6 +56,11 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let template = Code(rawValue: "template")
         /// Building llama.cpp from source failed, or no compiler or cmake was found.
         public static let buildFailed = Code(rawValue: "buildFailed")
+        /// A JSON Schema given for structured output cannot be turned into a grammar (the
+        /// message names the JSON pointer of the problem).
+        public static let invalidSchema = Code(rawValue: "invalidSchema")
+        /// A tool-calling conversation still asked for tools after its last allowed round.
+        public static let toolRoundsExceeded = Code(rawValue: "toolRoundsExceeded")
     }
 
     public let code: Code
