@@ -22,7 +22,7 @@ GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
 
-.PHONY: help deps headers llama model generator regenerate check-generated check-standalone \
+.PHONY: help deps headers llama model generator regenerate check-generated check-standalone fuzz fuzz-jinja \
         reference test test-tools test-generator test-bump test-package test-examples soak-cancel run bump api-diff bench bench-provision bench-rpc bench-template
 
 help:
@@ -39,6 +39,8 @@ help:
 	@echo "make bench-provision  download throughput against curl, cached start to a ready runtime"
 	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
 	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
+	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
+	@echo "make fuzz-jinja   random templates through our Jinja engine and jinja2: any disagreement fails (FUZZ_SECONDS, SEED)"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
@@ -146,3 +148,15 @@ BENCH_TEMPLATE ?= $(LLAMA_SOURCE)/models/templates/Qwen-Qwen3-0.6B.jinja
 bench-template: deps headers
 	swift build -c release --product llama-swift >&2
 	$(PYTHON) tools/bench_template.py .build/release/llama-swift "$(BENCH_TEMPLATE)"
+
+# Differential fuzzing (not part of `make test`): FUZZ_SECONDS per target, SEED to replay a run.
+FUZZ_SECONDS ?= 600
+SEED ?=
+
+fuzz: fuzz-jinja
+
+# Random templates and contexts through our engine (`llama-swift template render --jobs`) and
+# jinja2 (tools/jinja_reference.py); minimised mismatches land in .build/fuzz-jinja/mismatches.json.
+fuzz-jinja: deps
+	swift build --product llama-swift >&2
+	$(PYTHON) tools/fuzz_jinja.py --seconds $(FUZZ_SECONDS) --binary .build/debug/llama-swift $(if $(SEED),--seed $(SEED))

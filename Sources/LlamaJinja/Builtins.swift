@@ -191,21 +191,17 @@ enum Builtins {
         t["callable"] = { _, v, _ in
             switch v { case .callable: return true; case .loop(let l): return l.recurse != nil; default: return false }
         }
-        t["odd"] = { interp, v, _ in
-            guard let i = v.integer else { throw interp.fail(.type, "'odd' needs an integer, not \(v.typeName)") }
-            return i % 2 != 0
-        }
-        t["even"] = { interp, v, _ in
-            guard let i = v.integer else { throw interp.fail(.type, "'even' needs an integer, not \(v.typeName)") }
-            return i % 2 == 0
-        }
+        // jinja2: `value % 2 == 1`, `value % 2 == 0`, `value % num == 0`, with Python's `%` (floats
+        // and strings included).
+        t["odd"] = { interp, v, _ in interp.equal(try interp.binary("%", v, .int(2)), .int(1)) }
+        t["even"] = { interp, v, _ in interp.equal(try interp.binary("%", v, .int(2)), .int(0)) }
         t["divisibleby"] = { interp, v, a in
-            guard let i = v.integer, let n = a.first?.integer else { throw interp.fail(.type, "'divisibleby' needs integers") }
-            guard n != 0 else { throw interp.fail(.value, "integer division or modulo by zero") }
-            return i % n == 0
+            guard let n = a.first else { throw interp.fail(.type, "'divisibleby' needs an argument") }
+            return interp.equal(try interp.binary("%", v, n), .int(0))
         }
-        t["lower"] = { _, v, _ in if case .string(let s) = v { return s == s.lowercased() }; return false }
-        t["upper"] = { _, v, _ in if case .string(let s) = v { return s == s.uppercased() }; return false }
+        // jinja2: `str(value).islower()` / `.isupper()`: at least one cased character, for any value.
+        t["lower"] = { _, v, _ in let s = v.str; return s.unicodeScalars.contains { $0.properties.isCased } && s == s.lowercased() }
+        t["upper"] = { _, v, _ in let s = v.str; return s.unicodeScalars.contains { $0.properties.isCased } && s == s.uppercased() }
         t["escaped"] = { _, v, _ in if case .markup = v { return true }; return false }
         t["sameas"] = { interp, v, a in
             guard let o = a.first else { throw interp.fail(.type, "'sameas' needs an argument") }
@@ -246,6 +242,19 @@ enum Builtins {
         }
         t["filter"] = { _, v, _ in if case .string(let s) = v { return filters[s] != nil }; return false }
         t["test"] = { _, v, _ in if case .string(let s) = v { return tests[s] != nil }; return false }
+        // jinja2's tests are Python functions: another number of arguments is a TypeError
+        // (`x is filter 1` passes one).
+        let oneArgument: Set = ["divisibleby", "sameas", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<",
+                                "le", "<=", "gt", "greaterthan", ">", "ge", ">=", "in"]
+        for (name, test) in t {
+            let n = oneArgument.contains(name) ? 1 : 0
+            t[name] = { interp, v, a in
+                guard a.count == n else {
+                    throw interp.fail(.type, "test '\(name)' takes \(n) argument\(n == 1 ? "" : "s") but \(a.count) were given")
+                }
+                return try test(interp, v, a)
+            }
+        }
         return t
     }()
 
@@ -357,11 +366,17 @@ enum Builtins {
             if case .undefined(let u) = v, u.security != nil { throw interp.undefinedError(u) }
             throw interp.fail(.type, "Object of type \(v.typeName) is not JSON serializable")
         }
+        // json.dumps returns a string's encoding before it looks at indent and separators.
+        if case .string = json {
+            return JSONWriter(indent: nil, itemSeparator: ",", keySeparator: ":", asciiOnly: asciiOnly).write(json)
+        }
         var indentText: String? = nil
         switch indent {
         case .int(let n)?: indentText = String(repeating: " ", count: max(0, n))
+        case .bool(let b)?: indentText = b ? " " : ""  // `" " * True`
         case .string(let s)?: indentText = s
         case .none?, nil: indentText = nil
+        case .undefined(let u)?: throw interp.undefinedError(u)
         case let other?: throw interp.fail(.type, "tojson: indent must be an integer or a string, not \(other.typeName)")
         }
         var item = indentText == nil ? ", " : ",", key = ": "
@@ -398,7 +413,6 @@ enum Builtins {
             case .undefined(let u):
                 if u.security != nil { throw interp.undefinedError(u) }
                 return .int(0)
-            case .namespace(let ns): return .int(ns.attributes.count)
             case .iterator(let items, let kind) where kind.hasPrefix("dict_"): return .int(items.count)
             default: throw interp.fail(.type, "object of type '\(v.typeName)' has no len()")
             }
@@ -493,6 +507,7 @@ enum Builtins {
             let def = a.get(0, "default") ?? .int(0)
             let base = try a.int(1, "base") ?? 10
             switch v {
+            case .undefined(let u): throw interp.undefinedError(u)  // Undefined.__int__ raises
             case .int, .bool: return .int(v.integer!)
             case .double(let d): return d.isFinite ? .int(Int(d.rounded(.towardZero))) : def
             case .string(let s):
@@ -503,9 +518,10 @@ enum Builtins {
             default: return def
             }
         }
-        add("float") { _, v, a in
+        add("float") { interp, v, a in
             let def = a.get(0, "default") ?? .double(0)
             switch v {
+            case .undefined(let u): throw interp.undefinedError(u)  // Undefined.__float__ raises
             case .int, .bool, .double: return .double(v.number!)
             case .string(let s):
                 let t = pythonStrip(s, nil, left: true, right: true).lowercased()
@@ -532,7 +548,9 @@ enum Builtins {
             let scale = pow(10.0, Double(precision))
             switch method {
             case "common":
+                // Python's round of an int (or bool) is an int.
                 if case .int(let i) = v { return .int(i) }
+                if case .bool(let b) = v { return .int(b ? 1 : 0) }
                 // Python's round: half to even on the decimal value.
                 let shifted = x * scale
                 var r = shifted.rounded(.toNearestOrEven)
@@ -552,7 +570,13 @@ enum Builtins {
             case let w?: throw interp.fail(.type, "indent(): width must be an integer or a string, not \(w.typeName)")
             }
             let first = a.bool(1, "first", false), blank = a.bool(2, "blank", false)
-            let s = try strictString(interp, v) + "\n"
+            // jinja2 does `s += "\n"`: anything but a string raises.
+            switch v {
+            case .string, .markup: break
+            case .undefined(let u): throw interp.undefinedError(u)
+            default: throw interp.fail(.type, "unsupported operand type(s) for +=: '\(v.typeName)' and 'str'")
+            }
+            let s = v.str + "\n"
             var lines = splitLines(s)
             var rv: String
             if blank {
@@ -701,8 +725,21 @@ enum Builtins {
             return .string(try percentFormat(interp, s, .tuple(a.positional)))
         }
         add("truncate") { interp, v, a in
-            let s = try strictString(interp, v)
             let length = try a.int(0, "length") ?? 255
+            // jinja2 takes `len(s)` first: a sequence that fits is returned as is, one that does
+            // not fails on `.rsplit`; something without a length is a TypeError.
+            switch v {
+            case .string, .markup: break
+            case .undefined(let u) where u.security == nil: return v
+            case .list(let x), .tuple(let x):
+                if x.count <= length + (try a.int(3, "leeway") ?? 5) { return v }
+                throw interp.fail(.type, "'\(v.typeName)' object has no attribute 'rsplit'")
+            case .dict(let d):
+                if d.count <= length + (try a.int(3, "leeway") ?? 5) { return v }
+                throw interp.fail(.type, "'dict' object has no attribute 'rsplit'")
+            default: throw interp.fail(.type, "object of type '\(v.typeName)' has no len()")
+            }
+            let s = try strictString(interp, v)
             let killwords = a.bool(1, "killwords", false)
             let end = try a.string(2, "end") ?? "..."
             let leeway = try a.int(3, "leeway") ?? 5

@@ -12,6 +12,8 @@ final class Interpreter {
     var iterations = 0
     /// The source offset of what is being evaluated, for error positions.
     var offset = 0
+    /// Evaluating a constant `{{ ... }}`, which jinja2 folds at compile time.
+    var foldingConstant = false
 
     enum Flow { case normal, breakLoop, continueLoop }
 
@@ -61,7 +63,14 @@ final class Interpreter {
             case .output(let text):
                 try write(text)
             case .expression(let e):
-                try write(try eval(e, scope).str)
+                if Interpreter.isConstant(e) {
+                    // jinja2 folds a constant `{{ ... }}` at compile time (only there, not in `set` or `if`).
+                    foldingConstant = true
+                    defer { foldingConstant = false }
+                    try write(try eval(e, scope).str)
+                } else {
+                    try write(try eval(e, scope).str)
+                }
             case .ifNode(let branches, let orElse):
                 var done = false
                 for (test, body) in branches where try eval(test, scope).truthy {
@@ -143,6 +152,9 @@ final class Interpreter {
             })
         }
         let loop = LoopContext(items: items, depth0: depth0, recurse: recurse)
+        // jinja2 runs `else` unless some iteration reached the end of the body: after only
+        // `break` or `continue` it runs too.
+        var completed = false
         for (k, item) in items.enumerated() {
             iterations += 1
             if iterations > options.limits.maxIterations {
@@ -155,8 +167,9 @@ final class Interpreter {
             try assign(target, item, s)
             let f = try exec(body, s)
             if f == .breakLoop { break }
+            if f == .normal { completed = true }
         }
-        if items.isEmpty {
+        if !completed {
             let f = try exec(orElse, scope)
             if f != .normal { return f }
         }
@@ -234,7 +247,11 @@ final class Interpreter {
             let stop = try evalOptional(b, scope)
             let step = try evalOptional(c, scope)
             offset = off
-            return try slice(v, start, stop, step)
+            do { return try slice(v, start, stop, step) } catch where error.code == .type && foldingConstant {
+                // jinja2 folds a constant output through the sandbox's getitem, which turns the
+                // TypeError into an undefined value (`{{ 1[::-1] }}` is empty).
+                return .undefined(Undefined(hint: error.message))
+            }
         case .call(let fnExpr, let args, let off):
             let fn = try eval(fnExpr, scope)
             var positional: [Value] = []
@@ -448,7 +465,27 @@ final class Interpreter {
             var out = String.UnicodeScalarView()
             for k in try indices(scalars.count) { out.append(scalars[k]) }
             return .string(String(out))
-        default: return .undefined(Undefined(hint: "'\(v.typeName)' object is not subscriptable"))
+        // jinja2 compiles a slice to a plain Python subscript (not the sandbox's getitem), so
+        // anything else raises.
+        case .dict: throw fail(.type, "unhashable type: 'slice'")
+        default: throw fail(.type, "'\(v.typeName)' object is not subscriptable")
+        }
+    }
+
+    /// Whether jinja2's optimizer can fold the expression to a constant (the simple cases).
+    static func isConstant(_ e: Expr) -> Bool {
+        switch e {
+        case .literal: return true
+        case .list(let items), .tuple(let items), .concat(let items): return items.allSatisfy(isConstant)
+        case .dict(let pairs): return pairs.allSatisfy { isConstant($0.0) && isConstant($0.1) }
+        case .unary(_, let x, _), .not(let x): return isConstant(x)
+        case .binary(_, let x, let y, _), .and(let x, let y), .or(let x, let y): return isConstant(x) && isConstant(y)
+        case .slice(let x, let a, let b, let c, _): return [x, a, b, c].allSatisfy { $0.map(isConstant) ?? true }
+        case .item(let x, let key, _): return isConstant(x) && isConstant(key)
+        case .conditional(let test, let then, let orElse): return isConstant(test) && isConstant(then) && (orElse.map(isConstant) ?? true)
+        case .compare(let x, let rest, _): return isConstant(x) && rest.allSatisfy { isConstant($0.1) }
+        case .test(let x, _, let args, let kwargs, _, _): return isConstant(x) && args.allSatisfy(isConstant) && kwargs.allSatisfy { isConstant($0.1) }
+        default: return false
         }
     }
 
@@ -689,11 +726,15 @@ final class Interpreter {
             }
             return sub.isEmpty || s.contains(sub)
         case .list(let a), .tuple(let a): return a.contains { equal($0, item) }
-        case .dict(let d): return d[item] != nil
+        case .dict(let d):
+            // Python hashes the key: a list or dict raises.
+            if case .list = item.plain { throw fail(.type, "unhashable type: 'list'") }
+            if case .dict = item.plain { throw fail(.type, "unhashable type: 'dict'") }
+            return d[item] != nil
         case .undefined(let u):
             if u.security != nil { throw undefinedError(u) }
             return false
-        case .namespace(let ns): return ns.attributes[item] != nil
+        case .namespace: throw fail(.type, "argument of type 'Namespace' is not iterable")
         default: throw fail(.type, "argument of type '\(container.typeName)' is not iterable")
         }
     }
@@ -704,6 +745,11 @@ final class Interpreter {
         case "!=": return !equal(a, b)
         case "<": return try less(a, b)
         case ">": return try less(b, a)
+        case "<=", ">=" where a.isUndefined || b.isUndefined:
+            // Undefined's ordering operators raise, even against another undefined value.
+            if case .undefined(let u) = a { throw undefinedError(u) }
+            if case .undefined(let u) = b { throw undefinedError(u) }
+            return false
         case "<=": return equal(a, b) && !isNaN(a) ? true : try less(a, b)
         case ">=": return equal(a, b) && !isNaN(a) ? true : try less(b, a)
         case "in": return try contains(b, a)

@@ -78,6 +78,54 @@ struct Lexer {
 
     static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D || b == 0x0B || b == 0x0C }
 
+    /// The byte length of the whitespace character at `p` (Python's `\s` and `str.isspace`: also
+    /// U+001C-001F, U+0085, U+00A0, U+1680, U+2000-200A, U+2028, U+2029, U+202F, U+205F, U+3000),
+    /// or 0. jinja2's whitespace control strips all of them.
+    static func spaceWidth(_ s: [UInt8], at p: Int) -> Int {
+        guard p >= 0, p < s.count else { return 0 }
+        let b = s[p]
+        if (0x09...0x0D).contains(b) || (0x1C...0x20).contains(b) { return 1 }
+        func byte(_ i: Int) -> UInt8? { p + i < s.count ? s[p + i] : nil }
+        switch b {
+        case 0xC2: return byte(1) == 0x85 || byte(1) == 0xA0 ? 2 : 0
+        case 0xE1: return byte(1) == 0x9A && byte(2) == 0x80 ? 3 : 0
+        case 0xE2:
+            if byte(1) == 0x80, let c = byte(2), (0x80...0x8A).contains(c) || c == 0xA8 || c == 0xA9 || c == 0xAF { return 3 }
+            return byte(1) == 0x81 && byte(2) == 0x9F ? 3 : 0
+        case 0xE3: return byte(1) == 0x80 && byte(2) == 0x80 ? 3 : 0
+        default: return 0
+        }
+    }
+
+    /// The byte length of the whitespace character that ends just before `end`, or 0.
+    static func spaceWidth(_ s: [UInt8], before end: Int) -> Int {
+        for w in 1...3 where end - w >= 0 && spaceWidth(s, at: end - w) == w { return w }
+        return 0
+    }
+
+    /// `s` without its trailing whitespace (Python's `rstrip()`).
+    static func trimTrailingSpace(_ s: inout [UInt8]) {
+        while case let w = spaceWidth(s, before: s.count), w > 0 { s.removeLast(w) }
+    }
+
+    /// Whether `s[from...]` is all whitespace.
+    static func isAllSpace(_ s: [UInt8], from: Int) -> Bool {
+        var p = from
+        while p < s.count {
+            let w = spaceWidth(s, at: p)
+            guard w > 0 else { return false }
+            p += w
+        }
+        return true
+    }
+
+    /// Past the whitespace at `p`.
+    func skipSpace(_ p: Int) -> Int {
+        var p = p
+        while case let w = Lexer.spaceWidth(src, at: p), w > 0 { p += w }
+        return p
+    }
+
     mutating func tokenize() throws(JinjaError) -> [Token] {
         var lineStarting = true
         while pos < src.count {
@@ -99,11 +147,11 @@ struct Lexer {
             var text = Array(src[pos..<p])
             let sign: UInt8? = p + 2 < src.count && (src[p + 2] == UInt8(ascii: "-") || src[p + 2] == UInt8(ascii: "+")) ? src[p + 2] : nil
             if sign == UInt8(ascii: "-") {
-                while let last = text.last, Lexer.isSpace(last) { text.removeLast() }
+                Lexer.trimTrailingSpace(&text)
             } else if sign != UInt8(ascii: "+"), options.lstripBlocks, tagKind != UInt8(ascii: "{") {
                 let lpos = (text.lastIndex(of: 0x0A).map { $0 + 1 }) ?? 0
                 if lpos > 0 || lineStarting {
-                    if text[lpos...].allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { text.removeSubrange(lpos...) }
+                    if Lexer.isAllSpace(text, from: lpos) { text.removeSubrange(lpos...) }
                 }
             }
             if !text.isEmpty { tokens.append(Token(kind: .data(String(decoding: text, as: UTF8.self)), offset: pos)) }
@@ -137,7 +185,7 @@ struct Lexer {
     mutating func afterEnd(sign: UInt8?, trim: Bool) -> Bool {
         var last: UInt8 = 0
         if sign == UInt8(ascii: "-") {
-            while pos < src.count, Lexer.isSpace(src[pos]) { last = src[pos]; pos += 1 }
+            while case let w = Lexer.spaceWidth(src, at: pos), w > 0 { pos += w; last = src[pos - 1] }
         } else if sign != UInt8(ascii: "+"), trim, pos < src.count, src[pos] == 0x0A {
             last = 0x0A
             pos += 1
@@ -146,6 +194,8 @@ struct Lexer {
     }
 
     mutating func skipComment(from start: Int) throws(JinjaError) -> Bool {
+        // jinja2's lexer stops without a word when the template ends right after `{#`.
+        if pos >= src.count { return false }
         var p = pos
         while p + 1 < src.count {
             if src[p] == UInt8(ascii: "#"), src[p + 1] == UInt8(ascii: "}") {
@@ -161,15 +211,19 @@ struct Lexer {
     /// `{% raw %}...{% endraw %}`: the content as data. Returns nil when the tag is not `raw`.
     mutating func rawBlock(tagStart: Int) throws(JinjaError) -> Bool? {
         var p = pos
-        while p < src.count, Lexer.isSpace(src[p]) { p += 1 }
+        p = skipSpace(p)
         guard at("raw", p) else { return nil }
         p += 3
-        while p < src.count, Lexer.isSpace(src[p]) { p += 1 }
+        p = skipSpace(p)
         var sign: UInt8? = nil
-        if p < src.count, src[p] == UInt8(ascii: "-") || src[p] == UInt8(ascii: "+") { sign = src[p]; p += 1 }
+        // jinja2's raw_begin: `-%}` or `%}` only (`+%}` makes it an ordinary, unknown tag), and
+        // no trim_blocks newline after it.
+        if p < src.count, src[p] == UInt8(ascii: "-") { sign = src[p]; p += 1 }
         guard at("%}", p) else { return nil }
         pos = p + 2
-        _ = afterEnd(sign: sign, trim: options.trimBlocks)
+        _ = afterEnd(sign: sign, trim: false)
+        // jinja2's lexer stops without a word when the template ends right here.
+        if pos >= src.count { return false }
         // Find {%[-+]? endraw [-+]?%}
         var q = pos
         while q + 1 < src.count {
@@ -177,19 +231,19 @@ struct Lexer {
                 var r = q + 2
                 var beginSign: UInt8? = nil
                 if r < src.count, src[r] == UInt8(ascii: "-") || src[r] == UInt8(ascii: "+") { beginSign = src[r]; r += 1 }
-                while r < src.count, Lexer.isSpace(src[r]) { r += 1 }
+                r = skipSpace(r)
                 if at("endraw", r) {
                     r += 6
-                    while r < src.count, Lexer.isSpace(src[r]) { r += 1 }
+                    r = skipSpace(r)
                     var endSign: UInt8? = nil
                     if r < src.count, src[r] == UInt8(ascii: "-") || src[r] == UInt8(ascii: "+") { endSign = src[r]; r += 1 }
                     if at("%}", r) {
                         var text = Array(src[pos..<q])
                         if beginSign == UInt8(ascii: "-") {
-                            while let last = text.last, Lexer.isSpace(last) { text.removeLast() }
+                            Lexer.trimTrailingSpace(&text)
                         } else if beginSign != UInt8(ascii: "+"), options.lstripBlocks {
                             let lpos = (text.lastIndex(of: 0x0A).map { $0 + 1 }) ?? 0
-                            if lpos > 0, text[lpos...].allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { text.removeSubrange(lpos...) }
+                            if lpos > 0, Lexer.isAllSpace(text, from: lpos) { text.removeSubrange(lpos...) }
                         }
                         if !text.isEmpty { tokens.append(Token(kind: .data(String(decoding: text, as: UTF8.self)), offset: pos)) }
                         pos = r + 2
@@ -210,7 +264,7 @@ struct Lexer {
     mutating func lexInside(end: String, endKind: Token.Kind, trim: Bool, start: Int) throws(JinjaError) -> Bool {
         var balance: [UInt8] = []
         while true {
-            while pos < src.count, Lexer.isSpace(src[pos]) { pos += 1 }
+            pos = skipSpace(pos)
             guard pos < src.count else {
                 throw error("unexpected end of template: the tag is not closed (missing '\(end)')", at: start)
             }
@@ -257,33 +311,85 @@ struct Lexer {
         }
     }
 
+    /// A number as jinja2's lexer reads it: its float pattern first (not right after a `.`, so
+    /// `x.0.1` is `x[0][1]`), then its integer pattern (`0b`, `0o`, `0x`, no leading zeros).
     mutating func number() throws(JinjaError) -> Token {
         let start = pos
-        func digits() {
-            while pos < src.count, (src[pos] >= 0x30 && src[pos] <= 0x39) || (src[pos] == UInt8(ascii: "_") && pos + 1 < src.count && src[pos + 1] >= 0x30 && src[pos + 1] <= 0x39) { pos += 1 }
-        }
-        digits()
-        var isFloat = false
-        if pos + 1 < src.count, src[pos] == UInt8(ascii: "."), src[pos + 1] >= 0x30, src[pos + 1] <= 0x39 {
-            isFloat = true
-            pos += 1
-            digits()
-        }
-        if pos < src.count, src[pos] == UInt8(ascii: "e") || src[pos] == UInt8(ascii: "E") {
-            var p = pos + 1
-            if p < src.count, src[p] == UInt8(ascii: "+") || src[p] == UInt8(ascii: "-") { p += 1 }
-            if p < src.count, src[p] >= 0x30, src[p] <= 0x39 {
-                isFloat = true
-                pos = p
-                digits()
+        func isDigit(_ p: Int, _ radix: Int = 10) -> Bool {
+            guard p < src.count else { return false }
+            let c = src[p] | 0x20
+            switch radix {
+            case 2: return src[p] == 0x30 || src[p] == 0x31
+            case 8: return src[p] >= 0x30 && src[p] <= 0x37
+            case 16: return (src[p] >= 0x30 && src[p] <= 0x39) || (c >= 0x61 && c <= 0x66)
+            default: return src[p] >= 0x30 && src[p] <= 0x39
             }
         }
-        let text = String(decoding: src[start..<pos], as: UTF8.self).replacingOccurrences(of: "_", with: "")
-        if isFloat {
-            guard let d = Double(text) else { throw error("bad number '\(text)'", at: start) }
-            return Token(kind: .float(d), offset: start)
+        /// `(\d+_)*\d+` from `p`: where it ends, or nil.
+        func digits(_ p: Int) -> Int? {
+            guard isDigit(p) else { return nil }
+            var p = p
+            while true {
+                while isDigit(p) { p += 1 }
+                guard p + 1 < src.count, src[p] == UInt8(ascii: "_"), isDigit(p + 1) else { return p }
+                p += 1
+            }
         }
-        guard let i = Int(text) else { throw error("integer '\(text)' is too large", at: start) }
+        let afterDot = start > 0 && src[start - 1] == UInt8(ascii: ".")
+        if !afterDot, let whole = digits(start) {
+            var end: Int? = nil
+            var p = whole
+            if p < src.count, src[p] == UInt8(ascii: "."), let f = digits(p + 1) { p = f; end = f }
+            if p < src.count, src[p] | 0x20 == UInt8(ascii: "e") {
+                var q = p + 1
+                if q < src.count, src[q] == UInt8(ascii: "+") || src[q] == UInt8(ascii: "-") { q += 1 }
+                if let e = digits(q) { end = e }
+            }
+            if let end {
+                pos = end
+                let text = String(decoding: src[start..<end], as: UTF8.self).replacingOccurrences(of: "_", with: "")
+                guard let d = Double(text) else { throw error("bad number '\(text)'", at: start) }
+                return Token(kind: .float(d), offset: start)
+            }
+        }
+        var radix = 10
+        var p = start
+        if src[p] == 0x30, p + 1 < src.count {
+            switch src[p + 1] | 0x20 {
+            case UInt8(ascii: "b"): radix = 2
+            case UInt8(ascii: "o"): radix = 8
+            case UInt8(ascii: "x"): radix = 16
+            default: break
+            }
+        }
+        var text = ""
+        if radix != 10 {
+            // `0x(_?[\da-f])+`
+            var q = p + 2
+            while true {
+                if isDigit(q, radix) { q += 1 } else if q + 1 < src.count, src[q] == UInt8(ascii: "_"), isDigit(q + 1, radix) { q += 2 } else { break }
+            }
+            if q > p + 2 {
+                text = String(decoding: src[(p + 2)..<q], as: UTF8.self)
+                p = q
+            } else {
+                radix = 10
+            }
+        }
+        if radix == 10 {
+            // `[1-9](_?\d)*` or `0(_?0)*`
+            let zero = src[p] == 0x30
+            func ok(_ i: Int) -> Bool { zero ? (i < src.count && src[i] == 0x30) : isDigit(i) }
+            var q = p + 1
+            while true {
+                if ok(q) { q += 1 } else if q + 1 < src.count, src[q] == UInt8(ascii: "_"), ok(q + 1) { q += 2 } else { break }
+            }
+            text = String(decoding: src[p..<q], as: UTF8.self)
+            p = q
+        }
+        pos = p
+        text = text.replacingOccurrences(of: "_", with: "")
+        guard let i = Int(text, radix: radix) else { throw error("integer '\(text)' is too large", at: start) }
         return Token(kind: .integer(i), offset: start)
     }
 

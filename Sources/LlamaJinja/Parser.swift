@@ -155,14 +155,15 @@ struct Parser {
         defer { soft = saved }
         var branches: [(Expr, [Node])] = []
         var orElse: [Node] = []
-        var test = try parseTuple(allowCondition: true)
+        // jinja2's parse_if: `parse_tuple(with_condexpr=False)`, so `{% if a if b %}` is an error.
+        var test = try parseTuple(allowCondition: false)
         try expectBlockEnd()
         while true {
             let (body, end) = try parseBody(until: ["elif", "else", "endif"])
             branches.append((test, body))
             switch end {
             case "elif":
-                test = try parseTuple(allowCondition: true)
+                test = try parseTuple(allowCondition: false)
                 try expectBlockEnd()
             case "else":
                 try expectBlockEnd()
@@ -191,7 +192,7 @@ struct Parser {
         var filter: Expr? = nil
         if isName("if") {
             _ = advance()
-            filter = try parseTuple(allowCondition: true)
+            filter = try parseExpression(allowCondition: true)  // jinja2: parse_expression, not a tuple
         }
         var recursive = false
         if isName("recursive") { _ = advance(); recursive = true }

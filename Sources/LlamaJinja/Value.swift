@@ -101,7 +101,7 @@ enum Value {
 
     func writeRepr(into out: inout String) {
         switch self {
-        case .undefined: out += ""
+        case .undefined: out += "Undefined"  // jinja2's Undefined.__repr__, inside containers
         case .none: out += "None"
         case .bool(let b): out += b ? "True" : "False"
         case .int(let i): out += String(i)

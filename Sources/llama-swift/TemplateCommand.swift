@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Llama
+import LlamaJinja
 
 /// `llama-swift template`: chat templates rendered and model output parsed, as `run` and `chat` do.
 struct Template: AsyncParsableCommand {
@@ -20,7 +21,8 @@ struct Template: AsyncParsableCommand {
         var libDir: String?
         @OptionGroup var install: InstallFlags
 
-        func validate() throws {
+        /// Called by the commands' `validate()` (render's `--jobs` needs no source).
+        func check() throws {
             guard (model == nil) != (template == nil) else { throw ValidationError("give --model GGUF or --template FILE") }
         }
 
@@ -53,7 +55,7 @@ struct Template: AsyncParsableCommand {
             abstract: "Print a conversation rendered through a chat template, exactly (no newline added).")
         @OptionGroup var source: Source
         @Option(help: "A JSON file with the messages (OpenAI's shape: an array, or an object with \"messages\").")
-        var messages: String
+        var messages: String?
         @Option(help: "A JSON file with the tools (OpenAI's shape).")
         var tools: String?
         @Flag(help: "End with the start of an assistant turn.")
@@ -68,8 +70,26 @@ struct Template: AsyncParsableCommand {
         var now: String?
         @Option(help: .hidden)
         var benchmark: Int?
+        /// Batch mode for differential testing (tools/fuzz_jinja.py): the jobs file of
+        /// `tools/jinja_reference.py render`, rendered with the bare engine, the results in its shape.
+        @Option(help: .hidden)
+        var jobs: String?
+
+        func validate() throws {
+            guard jobs == nil else { return }
+            try source.check()
+            guard messages != nil else { throw ValidationError("give --messages FILE") }
+        }
 
         func run() async throws {
+            if let jobs {
+                do { try Template.renderJobs(path: jobs) } catch {
+                    CLI.note("error: \(error)")
+                    throw ExitCode(1)
+                }
+                return
+            }
+            guard let messages else { throw ValidationError("give --messages FILE") }
             do {
                 let vars = try templateVariables(variables)
                 var date: Date? = nil
@@ -111,6 +131,57 @@ struct Template: AsyncParsableCommand {
         }
     }
 
+    /// `--jobs FILE`: `[{"id", "source" | "template", "context", "now"}]` in, `[{"id", "output"} |
+    /// {"id", "error", "type", "line"}]` out on stdout, in the order of the jobs. Each job renders
+    /// with its own fixed clock (UTC); a template is parsed once.
+    static func renderJobs(path: String) throws {
+        guard case .array(let list) = try JSONValue(parsing: try read(path)) else {
+            throw CLI.Failure(description: "\(path): expected a JSON array of jobs")
+        }
+        var parsed: [String: Result<JinjaTemplate, JinjaError>] = [:]
+        var files: [String: String] = [:]
+        var results: [JSONValue] = []
+        let formatter = ISO8601DateFormatter()
+        for job in list {
+            let id = job["id"] ?? .null
+            let source: String
+            if let text = job["source"]?.stringValue {
+                source = text
+            } else if let file = job["template"]?.stringValue {
+                if files[file] == nil { files[file] = try read(file) }
+                source = files[file]!
+            } else {
+                throw CLI.Failure(description: "\(path): a job has neither \"source\" nor \"template\"")
+            }
+            var options = JinjaTemplate.Options()
+            options.timeZone = TimeZone(identifier: "UTC")!
+            var date: Date? = nil
+            if let now = job["now"]?.stringValue {
+                guard let d = formatter.date(from: now) else { throw CLI.Failure(description: "\(path): \(now) is not an ISO 8601 date") }
+                date = d
+            }
+            if parsed[source] == nil {
+                do throws(JinjaError) { parsed[source] = .success(try JinjaTemplate(source, options: options)) } catch {
+                    parsed[source] = .failure(error)
+                }
+            }
+            var variables: [String: JSONValue] = [:]
+            for (k, v) in job["context"]?.objectValue ?? JSONObject() { variables[k] = v }
+            var entry = JSONObject()
+            entry["id"] = id
+            do throws(JinjaError) {
+                let template = try parsed[source]!.get()
+                entry["output"] = .string(try template.render(variables, now: date))
+            } catch {
+                entry["error"] = .string(error.message)
+                entry["type"] = .string(error.code.rawValue)
+                if error.line > 0 { entry["line"] = .int(error.line) }
+            }
+            results.append(.object(entry))
+        }
+        FileHandle.standardOutput.write(Data(JSONValue.array(results).jsonText.utf8))
+    }
+
     struct Parse: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Parse a model's output (as the chat template's format writes it) into an OpenAI message: content, reasoning_content, tool_calls.")
@@ -123,6 +194,8 @@ struct Template: AsyncParsableCommand {
         var tools: String?
         @Option(name: .customLong("var"), help: "A template variable as KEY=JSON (repeatable), e.g. enable_thinking=false: it decides whether the reply starts inside a reasoning block.")
         var variables: [String] = []
+
+        func validate() throws { try source.check() }
 
         func run() async throws {
             do {
