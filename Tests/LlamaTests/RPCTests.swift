@@ -7,6 +7,13 @@ import Testing
 /// ggml's RPC backend between `llama-swift` processes on loopback.
 @Suite("RPC", .serialized, .timeLimit(.minutes(5)))
 struct RPCTests {
+    /// The helper processes the library starts (generation and the first contact with a server)
+    /// inherit this environment: they must load the test libraries, not install a build into
+    /// the user's cache (on a fresh machine that is a source build, far over the tests' waits).
+    init() throws {
+        setenv("LLAMA_SWIFT_LIB_DIR", try TestEnvironment.libraryDirectory().path, 1)
+    }
+
     /// A loopback port nothing listens on.
     static func closedPort() -> UInt16 {
         for _ in 0..<50 {
