@@ -686,20 +686,28 @@ struct Parser {
         return .call(node, try parseArguments(), offset: off)
     }
 
-    mutating func parseFilterCall() throws(JinjaError) -> FilterCall {
-        let off = current.offset
+    /// A filter or test name (`name`, `a.b`); unknown names are refused here outside `if`.
+    mutating func parseBuiltinName(known: (String) -> Bool, kind: String, at off: Int) throws(JinjaError) -> String {
         var name = try expectName()
         while isOp(".") {
             _ = advance()
             name += "." + (try expectName())
         }
-        guard soft || Builtins.filters[name] != nil else { throw error("no filter named '\(name)'", at: off).with(code: .unknownName) }
-        var args: [Expr] = [], kwargs: [(String, Expr)] = []
-        if isOp("(") {
-            let a = try parseArguments()
-            args = a.positional
-            kwargs = a.keywords
-        }
+        guard soft || known(name) else { throw error("no \(kind) named '\(name)'", at: off).with(code: .unknownName) }
+        return name
+    }
+
+    /// `(args...)` when present.
+    mutating func parseOptionalArguments() throws(JinjaError) -> ([Expr], [(String, Expr)])? {
+        guard isOp("(") else { return nil }
+        let a = try parseArguments()
+        return (a.positional, a.keywords)
+    }
+
+    mutating func parseFilterCall() throws(JinjaError) -> FilterCall {
+        let off = current.offset
+        let name = try parseBuiltinName(known: { Builtins.filters[$0] != nil }, kind: "filter", at: off)
+        let (args, kwargs) = try parseOptionalArguments() ?? ([], [])
         return FilterCall(name: name, args: args, kwargs: kwargs, offset: off)
     }
 
@@ -716,17 +724,11 @@ struct Parser {
                 let off = advance().offset
                 var negated = false
                 if isName("not") { _ = advance(); negated = true }
-                var name = try expectName()
-                while isOp(".") {
-                    _ = advance()
-                    name += "." + (try expectName())
-                }
-                guard soft || Builtins.tests[name] != nil else { throw error("no test named '\(name)'", at: off).with(code: .unknownName) }
+                let name = try parseBuiltinName(known: { Builtins.tests[$0] != nil }, kind: "test", at: off)
                 var args: [Expr] = [], kwargs: [(String, Expr)] = []
-                if isOp("(") {
-                    let a = try parseArguments()
-                    args = a.positional
-                    kwargs = a.keywords
+                if let (a, k) = try parseOptionalArguments() {
+                    args = a
+                    kwargs = k
                 } else {
                     var startsArg = false
                     switch current.kind {
