@@ -7,11 +7,16 @@ import Testing
 /// ggml's RPC backend between `llama-swift` processes on loopback.
 @Suite("RPC", .serialized, .timeLimit(.minutes(5)))
 struct RPCTests {
-    /// The helper processes the library starts (generation and the first contact with a server)
-    /// inherit this environment: they must load the test libraries, not install a build into
-    /// the user's cache (on a fresh machine that is a source build, far over the tests' waits).
-    init() throws {
-        setenv("LLAMA_SWIFT_LIB_DIR", try TestEnvironment.libraryDirectory().path, 1)
+    /// `llama-swift` as the library's helper process (generation, the first contact with a
+    /// server): a script that runs it with the test libraries, so that it does not install a
+    /// build into the user's cache (on a fresh machine a source build, far over the tests' waits).
+    /// The environment of this process is left alone: other suites run beside this one.
+    static func helper() throws -> URL {
+        let script = try TestEnvironment.temporaryDirectory().appendingPathComponent("llama-swift-helper")
+        let text = "#!/bin/sh\nLLAMA_SWIFT_LIB_DIR='\(try TestEnvironment.libraryDirectory().path)' exec '\(CLITests.binary.path)' \"$@\"\n"
+        try text.write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        return script
     }
 
     /// A loopback port nothing listens on.
@@ -71,7 +76,7 @@ struct RPCTests {
         let a = try Server(), b = try Server()
         var generation = try #require(LlamaIsolatedGeneration(model: try TestEnvironment.model().path, servers: [a.endpoint, b.endpoint],
                                                               prompt: "Once upon a time", maxTokens: 2000, raw: true,
-                                                              helper: CLITests.binary))
+                                                              helper: try Self.helper()))
         generation.idleTimeout = .seconds(20)
         var tokens = 0
         var caught: LlamaError?
@@ -134,7 +139,7 @@ struct RPCTests {
         let r = try CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", "127.0.0.1:\(port)"])
         CLITests.expectFailure(r, mentioning: "unreachable")
         let runtime = try Fixture.runtime.get()
-        #expect(throws: LlamaError.self) { try runtime.addRPCServer("127.0.0.1:\(port)", timeout: .seconds(2), checkedBy: CLITests.binary) }
+        #expect(throws: LlamaError.self) { try runtime.addRPCServer("127.0.0.1:\(port)", timeout: .seconds(2), checkedBy: try Self.helper()) }
         #expect(throws: LlamaError.self) { try runtime.addRPCServer("no-port") }
     }
 
@@ -169,7 +174,7 @@ struct RPCTests {
         while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line.append(byte) }
         let endpoint = "127.0.0.1:\(String(decoding: line, as: UTF8.self))"
         let runtime = try Fixture.runtime.get()
-        #expect { try runtime.addRPCServer(endpoint, checkedBy: CLITests.binary) } throws: { error in
+        #expect { try runtime.addRPCServer(endpoint, checkedBy: try Self.helper()) } throws: { error in
             (error as? LlamaError)?.message.contains("another RPC protocol version") == true
         }
         let r = try CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", endpoint])
