@@ -29,30 +29,25 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# jinja2 3.1 or later (transformers requires 3.1.0); a fresh machine gets the pinned version.
-jinja2_ok() { "$PYTHON" -c 'import sys, jinja2; sys.exit(tuple(map(int, jinja2.__version__.split(".")[:2])) < (3, 1))' 2>/dev/null; }
-if ! jinja2_ok; then
-    echo "install-deps: installing jinja2==$JINJA2_VERSION for $PYTHON" >&2
-    if ! "$PYTHON" -m pip install --quiet "jinja2==$JINJA2_VERSION"; then
+# A Python module the tests use as a reference: checked with CHECK, installed with pip at the
+# pinned version, else from Debian's package; a clear failure when neither works.
+python_module() {  # NAME VERSION DEBIAN_PACKAGE MINIMUM CHECK
+    local name=$1 version=$2 debian=$3 minimum=$4 check=$5
+    "$PYTHON" -c "$check" 2>/dev/null && return 0
+    echo "install-deps: installing $name==$version for $PYTHON" >&2
+    if ! "$PYTHON" -m pip install --quiet "$name==$version"; then
         if command -v apt-get >/dev/null; then
-            echo "install-deps: pip could not install jinja2; trying Debian's python3-jinja2" >&2
+            echo "install-deps: pip could not install $name; trying Debian's $debian" >&2
             $sudo apt-get update -qq
-            $sudo apt-get install -y -qq --no-install-recommends python3-jinja2 >/dev/null
+            $sudo apt-get install -y -qq --no-install-recommends "$debian" >/dev/null
         fi
     fi
-    jinja2_ok || { echo "install-deps: jinja2 >= 3.1 is still not importable by $PYTHON: install it yourself (pip install jinja2==$JINJA2_VERSION)" >&2; exit 1; }
-fi
+    "$PYTHON" -c "$check" 2>/dev/null || { echo "install-deps: $name >= $minimum is still not importable by $PYTHON: install it yourself (pip install $name==$version)" >&2; exit 1; }
+}
 
+# jinja2 3.1 or later (transformers requires 3.1.0); a fresh machine gets the pinned version.
+python_module jinja2 "$JINJA2_VERSION" python3-jinja2 3.1 \
+    'import sys, jinja2; sys.exit(tuple(map(int, jinja2.__version__.split(".")[:2])) < (3, 1))'
 # jsonschema 4 or later (Draft 2020-12, validator_for, FORMAT_CHECKER); a fresh machine gets the pinned version.
-jsonschema_ok() { "$PYTHON" -c 'import sys, importlib.metadata as m, jsonschema; sys.exit(int(m.version("jsonschema").split(".")[0]) < 4)' 2>/dev/null; }
-if ! jsonschema_ok; then
-    echo "install-deps: installing jsonschema==$JSONSCHEMA_VERSION for $PYTHON" >&2
-    if ! "$PYTHON" -m pip install --quiet "jsonschema==$JSONSCHEMA_VERSION"; then
-        if command -v apt-get >/dev/null; then
-            echo "install-deps: pip could not install jsonschema; trying Debian's python3-jsonschema" >&2
-            $sudo apt-get update -qq
-            $sudo apt-get install -y -qq --no-install-recommends python3-jsonschema >/dev/null
-        fi
-    fi
-    jsonschema_ok || { echo "install-deps: jsonschema >= 4 is still not importable by $PYTHON: install it yourself (pip install jsonschema==$JSONSCHEMA_VERSION)" >&2; exit 1; }
-fi
+python_module jsonschema "$JSONSCHEMA_VERSION" python3-jsonschema 4 \
+    'import sys, importlib.metadata as m, jsonschema; sys.exit(int(m.version("jsonschema").split(".")[0]) < 4)'
