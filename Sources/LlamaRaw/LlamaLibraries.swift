@@ -10,45 +10,74 @@ import Glibc
 import Darwin
 #endif
 
-/// Why the llama.cpp libraries could not be loaded.
+/// Why the llama.cpp libraries could not be loaded: a code to switch on, the folder or file
+/// concerned, and the facts of the case as values (the library, the missing symbols, the tag
+/// found), from which ``description`` writes the message.
 public struct LlamaLoadError: Error, Sendable, CustomStringConvertible {
-    public enum Code: Sendable, Equatable {
+    /// What went wrong. Open: new codes may be added.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
         /// The folder does not exist.
-        case directoryNotFound
-        /// A required library file is not in the folder.
-        case libraryNotFound(library: String)
-        /// The dynamic loader refused a library (not a library, wrong architecture, missing dependency).
-        case libraryUnloadable(library: String)
-        /// Required functions are missing: the libraries are another llama.cpp version.
-        case missingSymbols([String])
+        public static let directoryNotFound = Code(rawValue: "directoryNotFound")
+        /// A required library file is not in the folder (``LlamaLoadError/library``).
+        public static let libraryNotFound = Code(rawValue: "libraryNotFound")
+        /// The dynamic loader refused a library (not a library, wrong architecture, missing
+        /// dependency): ``LlamaLoadError/library``, and dlerror's text in ``LlamaLoadError/underlying``.
+        public static let libraryUnloadable = Code(rawValue: "libraryUnloadable")
+        /// Required functions are missing (``LlamaLoadError/missingSymbols``): the libraries are
+        /// another llama.cpp version.
+        public static let missingSymbols = Code(rawValue: "missingSymbols")
         /// ggml registered no backend from the folder (no usable `libggml-cpu-*`).
-        case noBackend
-        /// The libraries are another llama.cpp version than the bindings (nil: the version is unknown).
-        case versionMismatch(found: String?)
+        public static let noBackend = Code(rawValue: "noBackend")
+        /// The libraries are another llama.cpp version than the bindings
+        /// (``LlamaLoadError/foundTag``; nil: the version is unknown).
+        public static let versionMismatch = Code(rawValue: "versionMismatch")
     }
 
     public let code: Code
     /// The folder or file concerned.
     public let path: String
+    /// The library concerned (`.libraryNotFound`, `.libraryUnloadable`).
+    public let library: LlamaLibraryID?
+    /// The required functions the libraries lack (`.missingSymbols`).
+    public let missingSymbols: [LlamaSymbolSpec]
+    /// The llama.cpp tag of the folder, from its `llama-<tag>` path component (`.versionMismatch`;
+    /// nil when the path names none).
+    public let foundTag: String?
     /// What the system said, when it said something (dlerror's text).
     public let underlying: String?
 
+    public init(code: Code, path: String, library: LlamaLibraryID? = nil, missingSymbols: [LlamaSymbolSpec] = [],
+                foundTag: String? = nil, underlying: String? = nil) {
+        self.code = code
+        self.path = path
+        self.library = library
+        self.missingSymbols = missingSymbols
+        self.foundTag = foundTag
+        self.underlying = underlying
+    }
+
     public var description: String {
+        let name = library.map { "lib\($0.rawValue)" } ?? "a library"
         switch code {
         case .directoryNotFound:
             return "no llama.cpp libraries at \(path): the folder does not exist. "
                 + "Point to the folder of an unpacked llama.cpp \(LlamaPin.tag) release (run `make llama` to build one)."
-        case .libraryNotFound(let library):
-            return "lib\(library) is missing from \(path): the folder is not a complete llama.cpp \(LlamaPin.tag) release."
-        case .libraryUnloadable(let library):
-            return "lib\(library) at \(path) could not be loaded: \(underlying ?? "unknown error"). "
+        case .libraryNotFound:
+            return "\(name) is missing from \(path): the folder is not a complete llama.cpp \(LlamaPin.tag) release."
+        case .libraryUnloadable:
+            return "\(name) at \(path) could not be loaded: \(underlying ?? "unknown error"). "
                 + "Reinstall the llama.cpp \(LlamaPin.tag) release for this platform."
-        case .missingSymbols(let names):
+        case .missingSymbols:
+            let names = missingSymbols.map { "\($0.name) (lib\($0.library.rawValue))" }
             return "the libraries at \(path) lack \(names.count) required function(s) (\(names.prefix(8).joined(separator: ", "))"
                 + "\(names.count > 8 ? ", ..." : "")): they are not llama.cpp \(LlamaPin.tag). "
                 + "Load the \(LlamaPin.tag) release, or regenerate the bindings for your version (make bump TAG=...)."
-        case .versionMismatch(let found):
-            let what = found.map { "llama.cpp \($0)" } ?? "of an unknown llama.cpp version (no llama-bN folder in the path)"
+        case .versionMismatch:
+            let what = foundTag.map { "llama.cpp \($0)" } ?? "of an unknown llama.cpp version (no llama-bN folder in the path)"
             let compatible = LlamaPin.compatibleTags.isEmpty ? "" : " or \(LlamaPin.compatibleTags.joined(separator: ", "))"
             return "the libraries at \(path) are \(what), but the bindings were generated from \(LlamaPin.tag)\(compatible). "
                 + "Load the \(LlamaPin.tag) release, or regenerate the bindings for your version (make bump TAG=...). "
@@ -57,6 +86,8 @@ public struct LlamaLoadError: Error, Sendable, CustomStringConvertible {
         case .noBackend:
             return "ggml loaded no backend from \(path): no usable libggml-cpu-*.\(LlamaLibraries.libraryExtension) "
                 + "for this CPU. Reinstall the llama.cpp \(LlamaPin.tag) release."
+        default:
+            return "the llama.cpp libraries at \(path) could not be loaded (\(code))\(underlying.map { ": \($0)" } ?? "")."
         }
     }
 }
@@ -147,24 +178,24 @@ public final class LlamaLibraries: Sendable {
         let dir = directory.standardizedFileURL
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw LlamaLoadError(code: .directoryNotFound, path: dir.path, underlying: nil)
+            throw LlamaLoadError(code: .directoryNotFound, path: dir.path)
         }
         let found = Self.releaseTag(of: dir)
         guard allowVersionMismatch || Self.accepts(tag: found) else {
-            throw LlamaLoadError(code: .versionMismatch(found: found), path: dir.path, underlying: nil)
+            throw LlamaLoadError(code: .versionMismatch, path: dir.path, foundTag: found)
         }
         var handles: [LlamaLibraryID: UnsafeMutableRawPointer] = [:]
         var absent: [LlamaLibraryID] = []
-        for (name, file, required) in LlamaPin.libraries where !file.hasSuffix("*") {
+        for (name, file, required) in LlamaPin.libraries.map({ ($0.name, $0.file, $0.isRequired) }) where !file.hasSuffix("*") {
             guard let id = LlamaLibraryID(rawValue: name) else { continue }
             let path = dir.appendingPathComponent("\(file).\(Self.libraryExtension)").path
             guard FileManager.default.fileExists(atPath: path) else {
-                if required { throw LlamaLoadError(code: .libraryNotFound(library: name), path: dir.path, underlying: nil) }
+                if required { throw LlamaLoadError(code: .libraryNotFound, path: dir.path, library: id) }
                 absent.append(id)
                 continue
             }
             guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-                throw LlamaLoadError(code: .libraryUnloadable(library: name), path: path, underlying: Self.dlerrorText())
+                throw LlamaLoadError(code: .libraryUnloadable, path: path, library: id, underlying: Self.dlerrorText())
             }
             handles[id] = handle
         }
@@ -175,7 +206,8 @@ public final class LlamaLibraries: Sendable {
         // ggml loads its CPU backend itself; the backends must be loaded before its functions
         // can be found.
         guard let ggml = handles[.ggml], let load = dlsym(ggml, "ggml_backend_load_all_from_path") else {
-            throw LlamaLoadError(code: .missingSymbols(["ggml_backend_load_all_from_path"]), path: dir.path, underlying: nil)
+            throw LlamaLoadError(code: .missingSymbols, path: dir.path,
+                                 missingSymbols: [Self.spec(named: "ggml_backend_load_all_from_path", library: .ggml)])
         }
         dir.path.withCString { unsafeBitCast(load, to: ggml_backend_load_all_from_path_fn.self)($0) }
         let cpu = Self.loadedCPUVariant(in: dir)
@@ -186,19 +218,25 @@ public final class LlamaLibraries: Sendable {
         } catch {
             switch error {
             case .missingRequired(let specs):
-                throw LlamaLoadError(code: .missingSymbols(specs.map { "\($0.name) (lib\($0.library.rawValue))" }), path: dir.path, underlying: nil)
-            case .unavailable(let name, _):
-                throw LlamaLoadError(code: .missingSymbols([name]), path: dir.path, underlying: nil)
+                throw LlamaLoadError(code: .missingSymbols, path: dir.path, missingSymbols: specs)
+            case .unavailable(let name, let library):
+                throw LlamaLoadError(code: .missingSymbols, path: dir.path, missingSymbols: [Self.spec(named: name, library: library)])
             }
         }
         guard symbols.ggml_backend_dev_count() > 0 else {
-            throw LlamaLoadError(code: .noBackend, path: dir.path, underlying: nil)
+            throw LlamaLoadError(code: .noBackend, path: dir.path)
         }
         symbols.llama_backend_init()
         self.directory = dir
         self.handles = handles
         self.cpuVariant = cpu?.name
         self.absentLibraries = absent
+    }
+
+    /// The spec of a bound function (one outside the table is described as required).
+    static func spec(named name: String, library: LlamaLibraryID) -> LlamaSymbolSpec {
+        LlamaSymbols.specs.first { $0.name == name }
+            ?? LlamaSymbolSpec(name: name, library: library, isRequired: true, isDeprecated: false, declaration: "")
     }
 
     private static func resolve(_ handles: [LlamaLibraryID: UnsafeMutableRawPointer]) throws(LlamaSymbolError) -> LlamaSymbols {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LlamaProcess
 
 /// `llama-swift bench`: native C, the raw bindings and the streaming API, side by side on the
 /// same libraries, model, threads and prompt, alternating runs to cancel drift.
@@ -51,7 +52,7 @@ struct Bench: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
 
-        let native = try buildNative(root: root, lib: lib, into: work)
+        let native = try await buildNative(root: root, lib: lib, into: work)
         let worker = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().appendingPathComponent("llama-bench-worker").path
         guard FileManager.default.isExecutableFile(atPath: worker) else {
@@ -61,7 +62,7 @@ struct Bench: AsyncParsableCommand {
         var results: [String: [[String: Double]]] = [:]
         for run in 1...runs {
             for (name, program, mode) in variants {
-                let r = try measure(program, [mode, lib, modelPath, prompt, "\(generate)", "\(threads)"])
+                let r = try await measure(program, [mode, lib, modelPath, prompt, "\(generate)", "\(threads)"])
                 results[name, default: []].append(r)
                 log("run \(run)/\(runs) \(name): \(format(r["gen_tokens"]! / r["gen_ms"]! * 1e3)) gen tokens/s")
             }
@@ -74,11 +75,11 @@ struct Bench: AsyncParsableCommand {
         var tokenizer: [String: [Double]] = [:]
         for _ in 0..<3 {
             for (name, program) in [("native", native), ("swift", worker)] {
-                let r = try measure(program, ["tokenize", lib, modelPath, longText.path, "20"])
+                let r = try await measure(program, ["tokenize", lib, modelPath, longText.path, "20"])
                 tokenizer[name, default: []].append(r["tokens"]! / r["ms"]! * 1e3)
             }
         }
-        let symbols = try measure(worker, ["symbols", lib, "200"])
+        let symbols = try await measure(worker, ["symbols", lib, "200"])
 
         report(results, tokenizer: tokenizer, symbols: symbols, sameOutput: sameOutput)
         if let json {
@@ -94,28 +95,28 @@ struct Bench: AsyncParsableCommand {
 
     func log(_ message: String) { FileHandle.standardError.write(Data("bench: \(message)\n".utf8)) }
 
-    func buildNative(root: URL, lib: String, into dir: URL) throws -> String {
+    func buildNative(root: URL, lib: String, into dir: URL) async throws -> String {
         let output = dir.appendingPathComponent("native_bench").path
         let h = root.appendingPathComponent(headers)
-        let result = try runProgram("/usr/bin/env", [
+        let result = try await runProgram("/usr/bin/env", [
             "cc", "-std=c11", "-O2", "-I", h.appendingPathComponent("include").path,
             "-I", h.appendingPathComponent("ggml/include").path,
             "-I", root.appendingPathComponent("Sources/CAllocCounter/include").path,
             root.appendingPathComponent("Bench/native_bench.c").path,
             root.appendingPathComponent("Sources/CAllocCounter/alloc_counter.c").path,
             "-o", output, "-L", lib, "-lllama", "-lggml", "-lggml-base", "-Wl,-rpath," + lib,
-        ])
-        guard result.status == 0 else {
-            throw Failure(description: "the native benchmark did not compile (run from the package root after `make headers`):\n\(result.stderr)")
+        ], timeout: .seconds(600))
+        guard result.succeeded else {
+            throw Failure(description: "the native benchmark did not compile (run from the package root after `make headers`):\n\(result.errorText)")
         }
         return output
     }
 
-    func measure(_ program: String, _ arguments: [String]) throws -> [String: Double] {
-        let result = try runProgram(program, arguments)
-        guard result.status == 0, let line = result.stdout.split(separator: "\n").last,
+    func measure(_ program: String, _ arguments: [String]) async throws -> [String: Double] {
+        let result = try await runProgram(program, arguments, timeout: .seconds(1800))
+        guard result.succeeded, let line = result.outputText.split(separator: "\n").last,
               let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Double] else {
-            throw Failure(description: "\(program) \(arguments.first ?? "") failed: \(result.stderr.suffix(2000))")
+            throw Failure(description: "\(program) \(arguments.first ?? "") failed: \(result.errorText.suffix(2000))")
         }
         return object
     }
@@ -185,31 +186,11 @@ extension String {
     func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
 }
 
-struct ProgramResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-/// Runs a program to completion, reading its output while it runs.
-func runProgram(_ path: String, _ arguments: [String]) throws -> ProgramResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    nonisolated(unsafe) var errData = Data()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
+/// Runs a program to completion, capturing its output; bounded by `timeout`.
+func runProgram(_ path: String, _ arguments: [String], timeout: Duration) async throws -> ChildProcess.Termination {
+    let result = try await ChildProcess.run(path, arguments, timeout: timeout)
+    guard result.state != .timedOut else {
+        throw Bench.Failure(description: "\(path) \(arguments.first ?? "") ran past \(timeout) and was stopped")
     }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    return ProgramResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+    return result
 }

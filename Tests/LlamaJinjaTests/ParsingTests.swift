@@ -1,6 +1,7 @@
 import Foundation
 import LlamaChat
 import LlamaJinja
+import LlamaProcess
 import Testing
 
 /// Model outputs parsed by our Swift parsers and by llama.cpp's own (`chat-reference`, built by
@@ -230,7 +231,7 @@ struct ParsingTests {
 
     static func templatesDir() throws -> URL {
         guard let source = ProcessInfo.processInfo.environment["LLAMA_SOURCE"], !source.isEmpty else {
-            throw ReferenceError.missing("LLAMA_SOURCE is not set: run the tests through `make test-package`, or export the paths `python3 tools/fetch.py paths` prints")
+            throw ReferenceError.missing("LLAMA_SOURCE is not set: run the tests through `make test-package`, or export the paths `make paths` prints")
         }
         let dir = URL(fileURLWithPath: source).appendingPathComponent("models/templates")
         guard FileManager.default.fileExists(atPath: dir.path) else { throw ReferenceError.missing("no \(dir.path): run `make headers`") }
@@ -239,7 +240,7 @@ struct ParsingTests {
 
     static func chatReference() throws -> String {
         guard let dir = ProcessInfo.processInfo.environment["LLAMA_REFERENCE_DIR"], !dir.isEmpty else {
-            throw ReferenceError.missing("LLAMA_REFERENCE_DIR is not set: run `make reference` and the tests through `make test-package` (or export the paths `python3 tools/fetch.py paths` prints)")
+            throw ReferenceError.missing("LLAMA_REFERENCE_DIR is not set: run `make reference` and the tests through `make test-package` (or export the paths `make paths` prints)")
         }
         let path = dir + "/chat-reference"
         guard FileManager.default.isExecutableFile(atPath: path) else {
@@ -248,30 +249,15 @@ struct ParsingTests {
         return path
     }
 
-    /// Runs chat-reference on JSON-line requests; one JSON answer per request. Killed after `timeout`.
-    static func runReference(_ requests: [JSONValue], timeout: TimeInterval = 300) throws -> [JSONValue] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try chatReference())
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
+    /// Runs chat-reference on JSON-line requests; one JSON answer per request. Stopped after `timeout`.
+    static func runReference(_ requests: [JSONValue], timeout: TimeInterval = 300) async throws -> [JSONValue] {
         let payload = requests.map(\.jsonText).joined(separator: "\n") + "\n"
-        DispatchQueue.global().async {
-            input.fileHandleForWriting.write(Data(payload.utf8))
-            try? input.fileHandleForWriting.close()
+        let end = try await ChildProcess.run(try chatReference(), input: Data(payload.utf8),
+                                             timeout: .milliseconds(Int64(timeout * 1000)))
+        guard end.succeeded else {
+            throw ReferenceError.failed("chat-reference \(end.state == .timedOut ? "ran past \(Int(timeout)) s and was stopped" : "ended: \(end)")")
         }
-        DispatchQueue.global().async { _ = errors.fileHandleForReading.readDataToEndOfFile() }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        timer.cancel()
-        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            throw ReferenceError.failed("chat-reference ended with status \(process.terminationStatus) (\(process.terminationReason == .uncaughtSignal ? "killed; timeout \(Int(timeout)) s" : "exit"))")
-        }
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        let lines = end.outputText.split(separator: "\n")
         guard lines.count == requests.count else {
             throw ReferenceError.failed("chat-reference answered \(lines.count) of \(requests.count) requests")
         }
@@ -362,7 +348,7 @@ struct ParsingTests {
     // MARK: Tests
 
     @Test("our parsers agree with llama.cpp's on complete, streamed and malformed outputs")
-    func agreesWithLlamaCpp() throws {
+    func agreesWithLlamaCpp() async throws {
         let dir = try Self.templatesDir()
         var requests: [JSONValue] = []
         var plan: [(Group, [(Sample, String, Bool)])] = []
@@ -377,7 +363,7 @@ struct ParsingTests {
                                              tools: group.withTools ? Self.tools : [], kwargs: group.kwargs, reasoning: group.reasoning,
                                              enableThinking: group.enableThinking, outputs: outputs.map { ($0.1, $0.2) }))
         }
-        let answers = try Self.runReference(requests)
+        let answers = try await Self.runReference(requests)
         var rows: [Row] = []
         for ((group, outputs), answer) in zip(plan, answers) {
             if let error = answer["error"]?.stringValue {
@@ -434,7 +420,7 @@ struct ParsingTests {
     /// Assistant turns as each template renders them (the turn's text after the prompt with the
     /// generation prompt), parsed by ours and by llama.cpp's parser.
     @Test("assistant turns rendered through each template parse as llama.cpp parses them")
-    func renderedTurns() throws {
+    func renderedTurns() async throws {
         let dir = try Self.templatesDir()
         let user = ChatMessage.user("What is the weather in Paris?")
         let turns: [(String, ChatMessage)] = [
@@ -470,7 +456,7 @@ struct ParsingTests {
             requests.append(try Self.request(template: dir.appendingPathComponent(name), tools: Self.tools, kwargs: [:],
                                              enableThinking: false, outputs: outputs.map { ($0.1, false) }))
         }
-        let answers = try Self.runReference(requests)
+        let answers = try await Self.runReference(requests)
         var agree = 0, differ = 0, referenceErrors = 0
         var report = "rendered assistant turns: template | turn | agree\n"
         for ((name, source, outputs), answer) in zip(plan, answers) {
@@ -574,12 +560,12 @@ struct ParsingTests {
     }
 
     @Test("ChatFormat.detect over every template of the pinned source, against what llama.cpp detects")
-    func detectsTemplates() throws {
+    func detectsTemplates() async throws {
         let dir = try Self.templatesDir()
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".jinja") }.sorted()
         #expect(files.count >= 70)
         let requests = try files.map { try Self.request(template: dir.appendingPathComponent($0), tools: Self.tools, kwargs: [:], outputs: []) }
-        let answers = try Self.runReference(requests)
+        let answers = try await Self.runReference(requests)
         var table = "template | ours | llama.cpp (specialized parser, or the analysed tool markers) | consistent\n"
         var inconsistent: [String] = []
         for (file, answer) in zip(files, answers) {

@@ -1,5 +1,6 @@
 import Foundation
 import LlamaJinja
+import LlamaProcess
 import Testing
 
 /// What the reference tests need from the machine, found the way `make test` provides it: the
@@ -16,24 +17,37 @@ enum ReferenceEnvironment {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
     static let referenceTool = packageRoot.appendingPathComponent("tools/jinja_reference.py")
 
-    static var devCache: URL {
+    /// The runtime's cache, where `make` puts everything (`LLAMA_SWIFT_CACHE`, else
+    /// `$XDG_CACHE_HOME/swift-llama-cpp`, else `~/.cache/swift-llama-cpp`); the defaults below are
+    /// its paths (tools/paths.py), and the variables `make` exports win.
+    static var cache: URL {
         let env = ProcessInfo.processInfo.environment
-        if let explicit = env["LLAMA_DEV_CACHE"] { return URL(fileURLWithPath: explicit) }
-        let base = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+        if let explicit = env["LLAMA_SWIFT_CACHE"], !explicit.isEmpty { return URL(fileURLWithPath: explicit) }
+        let base = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return base.appendingPathComponent("swift-llama-cpp/dev")
+        return base.appendingPathComponent("swift-llama-cpp")
+    }
+
+    /// The committed manifest.
+    static func manifest() throws -> [String: Any] {
+        let url = packageRoot.appendingPathComponent("headers/manifest.json")
+        guard let data = FileManager.default.contents(atPath: url.path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw Missing(description: "cannot read the manifest \(url.path)")
+        }
+        return object
     }
 
     /// The pinned tag, from the committed manifest (the cache's folders are named after it).
     static func tag() throws -> String {
-        let url = packageRoot.appendingPathComponent("headers/manifest.json")
-        guard let data = FileManager.default.contents(atPath: url.path),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let tag = object["tag"] as? String else {
-            throw Missing(description: "cannot read the pinned tag from \(url.path)")
+        guard let tag = try manifest()["tag"] as? String else {
+            throw Missing(description: "the manifest headers/manifest.json has no tag")
         }
         return tag
     }
+
+    /// `<cache>/llama.cpp/<tag>`.
+    static func tagFolder() throws -> URL { cache.appendingPathComponent("llama.cpp/\(try tag())") }
 
     static func existing(_ variable: String, default path: URL, make target: String) throws -> URL {
         let url = ProcessInfo.processInfo.environment[variable].map { URL(fileURLWithPath: $0) } ?? path
@@ -43,21 +57,25 @@ enum ReferenceEnvironment {
         return url
     }
 
-    /// The unpacked pinned source tree (`fetch.py headers` puts it in the cache).
+    /// The unpacked pinned source tree (`make headers` puts it in the cache).
     static func source() throws -> URL {
-        try existing("LLAMA_SOURCE", default: devCache.appendingPathComponent("source/\(try tag())"), make: "make headers")
+        try existing("LLAMA_SOURCE", default: try tagFolder().appendingPathComponent("source/llama.cpp"), make: "make headers")
     }
 
     static func model() throws -> URL {
-        try existing("LLAMA_MODEL", default: devCache.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-                     make: "make model")
+        let model = try manifest()["model"] as? [String: Any]
+        guard let hub = model?["huggingface"] as? [String: String], let repo = hub["repo"], let revision = hub["revision"],
+              let file = hub["file"] else {
+            throw Missing(description: "the manifest names no Hugging Face place for the default model: set LLAMA_MODEL")
+        }
+        return try existing("LLAMA_MODEL", default: cache.appendingPathComponent("models/\(repo)/\(revision)/\(file)"), make: "make model")
     }
 
     /// Our C++ harness over llama.cpp's own Jinja engine (`tools/reference`, built by `make reference`).
     static func jinjaReferenceProgram() throws -> URL {
         let pinned = try tag()
         let dir = ProcessInfo.processInfo.environment["LLAMA_REFERENCE_DIR"].map { URL(fileURLWithPath: $0) }
-            ?? devCache.appendingPathComponent("reference/\(pinned)")
+            ?? cache.appendingPathComponent("llama.cpp/\(pinned)/reference")
         let program = dir.appendingPathComponent("jinja-reference")
         guard FileManager.default.isExecutableFile(atPath: program.path) else {
             throw Missing(description: "\(program.path) is not there (from LLAMA_REFERENCE_DIR or its default): run `make reference`, or `make test-package`, which runs it")
@@ -84,38 +102,21 @@ struct ReferenceProcessResult {
     var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
 }
 
-/// Runs a program to its end; output goes through files, so a large output cannot block it.
-func runReferenceProcess(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> ReferenceProcessResult {
-    let dir = try ReferenceEnvironment.temporaryDirectory()
-    defer { try? FileManager.default.removeItem(at: dir) }
-    let out = dir.appendingPathComponent("stdout"), err = dir.appendingPathComponent("stderr")
-    try Data().write(to: out)
-    try Data().write(to: err)
-    let process = Process()
-    if executable.contains("/") {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-    } else {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [executable] + arguments
+/// Runs a program (a path, or a name on the PATH) to its end; after `timeout` seconds it is
+/// stopped (SIGTERM, then SIGKILL) and this throws.
+func runReferenceProcess(_ executable: String, _ arguments: [String], stdin: Data? = nil,
+                         timeout: TimeInterval = 300) async throws -> ReferenceProcessResult {
+    let end = try await ChildProcess.run(executable, arguments, input: stdin, timeout: .milliseconds(Int64(timeout * 1000)))
+    let status: Int32
+    switch end.state {
+    case .exited(let code): status = code
+    case .signalled(let signal): status = 128 + signal
+    case .timedOut:
+        throw ReferenceEnvironment.Missing(description: "\(executable) \(arguments.prefix(2).joined(separator: " ")) ran past "
+            + "\(Int(timeout)) s and was stopped; its stderr:\n\(end.errorText.suffix(2000))")
+    case .cancelled: throw CancellationError()
     }
-    let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
-    process.standardOutput = outHandle
-    process.standardError = errHandle
-    if let stdin {
-        let input = dir.appendingPathComponent("stdin")
-        try stdin.write(to: input)
-        process.standardInput = try FileHandle(forReadingFrom: input)
-    } else {
-        process.standardInput = FileHandle.nullDevice
-    }
-    try process.run()
-    process.waitUntilExit()
-    try outHandle.close()
-    try errHandle.close()
-    return ReferenceProcessResult(status: process.terminationStatus,
-                                  stdout: (try? Data(contentsOf: out)) ?? Data(),
-                                  stderr: String(decoding: (try? Data(contentsOf: err)) ?? Data(), as: UTF8.self))
+    return ReferenceProcessResult(status: status, stdout: end.standardOutput, stderr: end.errorText)
 }
 
 /// jinja2, set up as transformers sets it up (`tools/jinja_reference.py`), in one Python
@@ -128,8 +129,8 @@ enum Jinja2 {
     }
 
     /// The jinja2 version, or a failure saying how to install it.
-    static func version() throws -> String {
-        let r = try runReferenceProcess(ReferenceEnvironment.python, [ReferenceEnvironment.referenceTool.path, "version"])
+    static func version() async throws -> String {
+        let r = try await runReferenceProcess(ReferenceEnvironment.python, [ReferenceEnvironment.referenceTool.path, "version"])
         guard r.status == 0 else {
             throw ReferenceEnvironment.Missing(description: "jinja2 is not usable with \(ReferenceEnvironment.python) (exit \(r.status)): \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)) — run `make deps`")
         }
@@ -164,12 +165,12 @@ enum Jinja2 {
     }
 
     /// Renders every job in one Python process; the outcomes by job id.
-    static func render(_ jobs: [Job]) throws -> [String: Outcome] {
+    static func render(_ jobs: [Job]) async throws -> [String: Outcome] {
         let dir = try ReferenceEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("jobs.json"), output = dir.appendingPathComponent("results.json")
         try Data(JSONValue.array(jobs.map(\.json)).jsonText.utf8).write(to: input)
-        let r = try runReferenceProcess(ReferenceEnvironment.python,
+        let r = try await runReferenceProcess(ReferenceEnvironment.python,
                                         [ReferenceEnvironment.referenceTool.path, "render", input.path, "--out", output.path])
         guard r.status == 0 else {
             throw ReferenceEnvironment.Missing(description: "tools/jinja_reference.py render failed (exit \(r.status)): \(r.stderr)")
@@ -187,8 +188,8 @@ enum Jinja2 {
     }
 
     /// The chat template a GGUF file carries, read by the tool's own GGUF reader.
-    static func chatTemplate(ofModel model: URL) throws -> String {
-        let r = try runReferenceProcess(ReferenceEnvironment.python, [ReferenceEnvironment.referenceTool.path, "chat-template", model.path])
+    static func chatTemplate(ofModel model: URL) async throws -> String {
+        let r = try await runReferenceProcess(ReferenceEnvironment.python, [ReferenceEnvironment.referenceTool.path, "chat-template", model.path])
         guard r.status == 0 else {
             throw ReferenceEnvironment.Missing(description: "cannot read the chat template of \(model.path): \(r.stderr)")
         }

@@ -50,7 +50,7 @@ struct ReferenceTests {
 
     /// Every `models/templates/*.jinja` of the pinned source, in name order, then the default
     /// model's own `tokenizer.chat_template`.
-    static func templates() throws -> [Template] {
+    static func templates() async throws -> [Template] {
         let dir = try ReferenceEnvironment.source().appendingPathComponent("models/templates")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".jinja") }.sorted()
         guard !names.isEmpty else {
@@ -64,7 +64,7 @@ struct ReferenceTests {
             return Template(name: String(name.dropLast(".jinja".count)), source: source, path: url.path)
         }
         let model = try ReferenceEnvironment.model()
-        templates.append(Template(name: "SmolLM2-135M-Instruct (GGUF)", source: try Jinja2.chatTemplate(ofModel: model), path: nil))
+        templates.append(Template(name: "SmolLM2-135M-Instruct (GGUF)", source: try await Jinja2.chatTemplate(ofModel: model), path: nil))
         return templates
     }
 
@@ -73,10 +73,10 @@ struct ReferenceTests {
     }
 
     @Test("every chat template × every conversation renders byte-identical to jinja2, and errors where jinja2 raises")
-    func templatesMatchJinja2() throws {
-        let version = try Jinja2.version()
+    func templatesMatchJinja2() async throws {
+        let version = try await Jinja2.version()
         let corpus = try Corpus.load()
-        var templates = try Self.templates()
+        var templates = try await Self.templates()
         // For quick iteration on the engine: JINJA_REFERENCE_TEMPLATES=Qwen,gemma renders only
         // the templates whose name contains one of the words.
         if let only = ProcessInfo.processInfo.environment["JINJA_REFERENCE_TEMPLATES"], !only.isEmpty {
@@ -97,7 +97,7 @@ struct ReferenceTests {
                 }
             }
         }
-        let reference = try Jinja2.render(jobs)
+        let reference = try await Jinja2.render(jobs)
 
         var table: [(name: String, counts: [Int])] = []  // identical, differing, both-error, only-we-error, only-jinja2-errors
         var totals = [0, 0, 0, 0, 0]
@@ -197,9 +197,9 @@ struct ReferenceTests {
 
     /// The cases of the pinned test-jinja.cpp, as our C++ harness dumps them (one JSON line each:
     /// {"group", "name", "template", "vars", "expect"}).
-    static func llamaCppCases() throws -> [Case] {
+    static func llamaCppCases() async throws -> [Case] {
         let program = try ReferenceEnvironment.jinjaReferenceProgram()
-        let r = try runReferenceProcess(program.path, ["cases"])
+        let r = try await runReferenceProcess(program.path, ["cases"])
         guard r.status == 0 else {
             throw ReferenceEnvironment.Missing(description: "\(program.path) cases failed (exit \(r.status)): \(r.stderr)")
         }
@@ -217,12 +217,12 @@ struct ReferenceTests {
     }
 
     @Test("the cases of the pinned tests/test-jinja.cpp pass (jinja2 decides where it disagrees with llama.cpp's expectation)")
-    func llamaCppJinjaCases() throws {
-        let version = try Jinja2.version()
-        let cases = try Self.llamaCppCases()
+    func llamaCppJinjaCases() async throws {
+        let version = try await Jinja2.version()
+        let cases = try await Self.llamaCppCases()
         let now = "2025-03-14T09:26:53Z"
         let options = ReferenceClock.options(now: now)
-        let reference = try Jinja2.render(cases.enumerated().map { i, c in
+        let reference = try await Jinja2.render(cases.enumerated().map { i, c in
             Jinja2.Job(id: String(i), templatePath: nil, source: c.template, context: c.vars, now: now)
         })
 

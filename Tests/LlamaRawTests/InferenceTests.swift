@@ -19,13 +19,13 @@ struct InferenceTests {
     }
 
     @Test("64 greedy tokens are identical", arguments: prompts)
-    func greedyTokensMatchNative(prompt: String) throws {
-        let native = try buildNativeReference()
+    func greedyTokensMatchNative(prompt: String) async throws {
+        let native = try await buildNativeReference()
         let libs = try TestEnvironment.libraryDirectory().path
         let model = try TestEnvironment.model().path
-        let c = try runProcess(native, [libs, model, prompt, "64", "2"])
+        let c = try await runProcess(native, [libs, model, prompt, "64", "2"])
         try #require(c.status == 0, "native reference failed: \(c.stderr)")
-        let swift = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("raw-generate"),
+        let swift = try await runProcess(TestEnvironment.productsDirectory.appendingPathComponent("raw-generate"),
                                    ["--lib-dir", libs, "--model", model, "--prompt", prompt, "-n", "64",
                                     "--threads", "2", "--ids"])
         try #require(swift.status == 0, "raw-generate failed: \(swift.stderr)")
@@ -39,8 +39,8 @@ struct InferenceTests {
     }
 
     @Test("raw-generate writes text and nothing else to stdout")
-    func rawGenerateText() throws {
-        let result = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("raw-generate"),
+    func rawGenerateText() async throws {
+        let result = try await runProcess(TestEnvironment.productsDirectory.appendingPathComponent("raw-generate"),
                                     ["--lib-dir", try TestEnvironment.libraryDirectory().path,
                                      "--model", try TestEnvironment.model().path,
                                      "--prompt", "The capital of France is", "-n", "16"])
@@ -49,8 +49,8 @@ struct InferenceTests {
     }
 
     @Test("a missing model is a clear error, not a crash")
-    func missingModel() throws {
-        let result = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("raw-generate"),
+    func missingModel() async throws {
+        let result = try await runProcess(TestEnvironment.productsDirectory.appendingPathComponent("raw-generate"),
                                     ["--lib-dir", try TestEnvironment.libraryDirectory().path,
                                      "--model", "/nonexistent/model.gguf"])
         #expect(result.status == 1)

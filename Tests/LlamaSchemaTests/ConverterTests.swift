@@ -14,15 +14,15 @@ struct ConverterTests {
     }
 
     /// The cases of the pinned tests/test-json-schema-to-grammar.cpp, read through our harness.
-    static func upstreamCases() throws -> [UpstreamCase] {
-        let r = try runProcess(try SchemaReference.program(), ["cases"])
+    static func upstreamCases() async throws -> [UpstreamCase] {
+        let r = try await runProcess(try SchemaReference.program(), ["cases"])
         guard r.status == 0 else { throw SchemaReference.Missing(description: "schema-reference cases failed: \(r.stderr)") }
         return try r.stdout.split(separator: "\n").map { try JSONDecoder().decode(UpstreamCase.self, from: Data($0.utf8)) }
     }
 
     @Test("every case of llama.cpp's test file: the same grammar text, or the same failure")
-    func upstreamTestCases() throws {
-        let cases = try Self.upstreamCases()
+    func upstreamTestCases() async throws {
+        let cases = try await Self.upstreamCases()
         #expect(cases.count >= 80, "expected the ~81 cases of tests/test-json-schema-to-grammar.cpp, read \(cases.count)")
         var identical = 0, failures = 0
         for c in cases {
@@ -44,12 +44,12 @@ struct ConverterTests {
     }
 
     @Test("every case and every corpus schema: byte-identical to the converter built from the pinned source")
-    func identicalToReferenceConverter() throws {
+    func identicalToReferenceConverter() async throws {
         var identical = 0, bothFail = 0
-        let inputs = try Self.upstreamCases().map { ($0.name, $0.schema) } + schemaCorpus + edgeSchemas
+        let inputs = try await Self.upstreamCases().map { ($0.name, $0.schema) } + schemaCorpus + edgeSchemas
         for (name, schema) in inputs {
             let ours = Result { () throws(SchemaError) in try JSONSchemaGrammar(schemaText: schema).text }
-            switch (try SchemaReference.convert(schema), ours) {
+            switch (try await SchemaReference.convert(schema), ours) {
             case (.success(let theirs), .success(let mine)):
                 #expect(mine == theirs, "\(name): the texts differ")
                 if mine == theirs { identical += 1 }
@@ -66,17 +66,17 @@ struct ConverterTests {
     /// grammar" means where text could legitimately differ. Run for every corpus schema, and
     /// for our other whitespace policies (which must accept the compact documents llama.cpp's does).
     @Test("our grammars and llama.cpp's accept and reject the same 200 documents per schema")
-    func equalAcceptance() throws {
+    func equalAcceptance() async throws {
         var accepted = 0, rejected = 0
         for (index, (name, schema)) in schemaCorpus.enumerated() {
             let ours = try JSONSchemaGrammar(schemaText: schema)
-            guard case .success(let theirs) = try SchemaReference.convert(schema) else {
+            guard case .success(let theirs) = try await SchemaReference.convert(schema) else {
                 Issue.record("\(name): llama.cpp's converter fails")
                 continue
             }
             var generator = DocumentGenerator(document: ours.document, rng: SeededRandom(seed: UInt64(index + 1)))
             let docs = generator.documents(200)
-            let a = try SchemaReference.accepts(ours.text, docs), b = try SchemaReference.accepts(theirs, docs)
+            let a = try await SchemaReference.accepts(ours.text, docs), b = try await SchemaReference.accepts(theirs, docs)
             for (i, doc) in docs.enumerated() where a[i] != b[i] {
                 Issue.record("\(name): \(doc.debugDescription) ours \(a[i]), llama.cpp's \(b[i])")
             }
@@ -90,15 +90,15 @@ struct ConverterTests {
 
     /// Where we differ from llama.cpp on purpose, each difference shown on documents.
     @Test("deliberate differences: a non-ASCII character before a quantifier, unsatisfiable bounds")
-    func deliberateDifferences() throws {
+    func deliberateDifferences() async throws {
         // llama.cpp splits the UTF-8 bytes of "é" before "+": its grammar does not parse.
         let pattern = ##"{"type":"string","pattern":"^café+$"}"##
         let ours = try JSONSchemaGrammar(schemaText: pattern)
         #expect(ours.rules.rules["root"] == ##""\"" ("caf" "é"+) "\"""##)
-        #expect(try SchemaReference.accepts(ours.text, [#""café""#, #""cafééé""#, #""caf""#, #""cafe""#]) == [true, true, false, false])
-        guard case .success(let theirs) = try SchemaReference.convert(pattern) else { Issue.record("llama.cpp's converter fails"); return }
+        #expect(try await SchemaReference.accepts(ours.text, [#""café""#, #""cafééé""#, #""caf""#, #""cafe""#]) == [true, true, false, false])
+        guard case .success(let theirs) = try await SchemaReference.convert(pattern) else { Issue.record("llama.cpp's converter fails"); return }
         #expect(theirs != ours.text)
-        guard case .failure(let why) = try SchemaReference.convertAndAccept(pattern, [#""café""#]) else {
+        guard case .failure(let why) = try await SchemaReference.convertAndAccept(pattern, [#""café""#]) else {
             Issue.record("llama.cpp's grammar for \(pattern) was expected not to parse")
             return
         }
@@ -109,20 +109,20 @@ struct ConverterTests {
         let bounds = ##"{"type":"array","items":{"type":"integer"},"minItems":3,"maxItems":1}"##
         guard case .failure(let error) = compile(bounds) else { Issue.record("should be refused"); return }
         #expect(error.code == .unsatisfiable)
-        guard case .success(let loose) = try SchemaReference.convert(bounds) else { Issue.record("llama.cpp's converter fails"); return }
-        #expect(try SchemaReference.accepts(loose, ["[1]", "[1,2,3]"]).contains(true))
+        guard case .success(let loose) = try await SchemaReference.convert(bounds) else { Issue.record("llama.cpp's converter fails"); return }
+        #expect(try await SchemaReference.accepts(loose, ["[1]", "[1,2,3]"]).contains(true))
         print("deliberate differences: 2 (non-ASCII before a quantifier; unsatisfiable bounds refused)")
     }
 
     @Test("whitespace policies: compact accepts compact JSON only, single-space one space")
-    func whitespacePolicies() throws {
+    func whitespacePolicies() async throws {
         let schema = ##"{"type":"object","properties":{"a":{"type":"array","items":{"type":"integer"}}},"required":["a"]}"##
         let compact = try JSONSchemaGrammar(schemaText: schema, options: .init(whitespace: .compact))
         let single = try JSONSchemaGrammar(schemaText: schema, options: .init(whitespace: .singleSpace))
         let docs = [##"{"a":[1,2]}"##, ##"{ "a": [1, 2] }"##, "{\n  \"a\": [1]\n}"]
-        #expect(try SchemaReference.accepts(compact.text, docs) == [true, false, false])
-        #expect(try SchemaReference.accepts(single.text, docs) == [true, true, false])
-        #expect(try SchemaReference.accepts(JSONSchemaGrammar.anyJSON().text, docs) == [true, true, true])
+        #expect(try await SchemaReference.accepts(compact.text, docs) == [true, false, false])
+        #expect(try await SchemaReference.accepts(single.text, docs) == [true, true, false])
+        #expect(try await SchemaReference.accepts(JSONSchemaGrammar.anyJSON().text, docs) == [true, true, true])
     }
 }
 

@@ -71,7 +71,7 @@ struct GenerationValidationTests {
             print("validated %d documents, %d bad" % (total, bad))
             sys.exit(1 if bad else 0)
             """
-        let r = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), [SchemaReference.python, "-c", script, input.path])
+        let r = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [SchemaReference.python, "-c", script, input.path])
         print("jsonschema: \(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)); \(tokens) tokens in \(elapsed)")
         #expect(r.status != 3, "\(r.stdout)")
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")

@@ -13,7 +13,7 @@ enum SchemaReference {
 
     static func program() throws -> URL {
         let dir = ProcessInfo.processInfo.environment["LLAMA_REFERENCE_DIR"].map { URL(fileURLWithPath: $0) }
-            ?? TestEnvironment.devCache.appendingPathComponent("reference/\(LlamaPin.tag)")
+            ?? TestEnvironment.pinnedTagFolder.appendingPathComponent("reference")
         let program = dir.appendingPathComponent("schema-reference")
         guard FileManager.default.isExecutableFile(atPath: program.path) else {
             throw Missing(description: "\(program.path) is not there (from LLAMA_REFERENCE_DIR or its default): run `make reference`, or `make test-package`, which runs it")
@@ -24,36 +24,36 @@ enum SchemaReference {
     static var python: String { ProcessInfo.processInfo.environment["PYTHON"] ?? "python3" }
 
     /// llama.cpp's grammar for a schema, or its one-line error.
-    static func convert(_ schema: String) throws -> Result<String, Missing> {
+    static func convert(_ schema: String) async throws -> Result<String, Missing> {
         let dir = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("schema.json")
         try Data(schema.utf8).write(to: file)
-        let r = try runProcess(try program(), ["convert", file.path])
+        let r = try await runProcess(try program(), ["convert", file.path])
         return r.status == 0 ? .success(r.stdout) : .failure(Missing(description: r.stderr))
     }
 
     /// llama.cpp's grammar for `schema` straight into its grammar engine, its bytes untouched
     /// (a Swift String would repair invalid UTF-8): which of `inputs` it accepts, or why not.
-    static func convertAndAccept(_ schema: String, _ inputs: [String]) throws -> Result<[Bool], Missing> {
+    static func convertAndAccept(_ schema: String, _ inputs: [String]) async throws -> Result<[Bool], Missing> {
         let dir = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("schema.json"), grammar = dir.appendingPathComponent("grammar.gbnf")
         try Data(schema.utf8).write(to: file)
         let program = try program().path
-        let r = try runProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", "\"$0\" convert \"$1\" > \"$2\" && \"$0\" accepts \"$2\"", program, file.path, grammar.path],
+        let r = try await runProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", "\"$0\" convert \"$1\" > \"$2\" && \"$0\" accepts \"$2\"", program, file.path, grammar.path],
                                stdin: inputs.map { JSONValue.string($0).jsonText + "\n" }.joined())
         guard r.status == 0 else { return .failure(Missing(description: r.stderr)) }
         return .success(r.stdout.split(separator: "\n").map { $0 == "true" })
     }
 
     /// Which of `inputs` llama.cpp's grammar engine accepts whole under `grammar` (rule root).
-    static func accepts(_ grammar: String, _ inputs: [String]) throws -> [Bool] {
+    static func accepts(_ grammar: String, _ inputs: [String]) async throws -> [Bool] {
         let dir = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let g = dir.appendingPathComponent("grammar.gbnf")
         try Data(grammar.utf8).write(to: g)
-        let r = try runProcess(try program(), ["accepts", g.path], stdin: inputs.map { JSONValue.string($0).jsonText + "\n" }.joined())
+        let r = try await runProcess(try program(), ["accepts", g.path], stdin: inputs.map { JSONValue.string($0).jsonText + "\n" }.joined())
         guard r.status == 0 else { throw Missing(description: "schema-reference accepts failed: \(r.stderr)") }
         let lines = r.stdout.split(separator: "\n").map(String.init)
         guard lines.count == inputs.count else { throw Missing(description: "schema-reference accepts gave \(lines.count) answers for \(inputs.count) inputs") }

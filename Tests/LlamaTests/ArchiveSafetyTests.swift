@@ -10,7 +10,7 @@ import Testing
 struct ArchiveSafetyTests {
     /// Writes an archive with Python's tarfile/zipfile: each member is (name, kind, payload), kind
     /// being file, dir, symlink (payload: target) or hardlink.
-    static func makeArchive(_ name: String, _ members: [(String, String, String)]) throws -> URL {
+    static func makeArchive(_ name: String, _ members: [(String, String, String)]) async throws -> URL {
         let out = try TestEnvironment.temporaryDirectory().appendingPathComponent(name)
         let spec = try JSONSerialization.data(withJSONObject: members.map { [$0.0, $0.1, $0.2] })
         let script = """
@@ -40,14 +40,14 @@ struct ArchiveSafetyTests {
                         info.linkname = payload
                         t.addfile(info)
             """
-        let r = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, out.path, String(decoding: spec, as: UTF8.self)])
+        let r = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, out.path, String(decoding: spec, as: UTF8.self)])
         guard r.status == 0 else { throw TestEnvironment.Missing(description: "could not write \(name): \(r.stderr)") }
         return out
     }
 
     /// Installs `archive` as the cpu asset of linux-x64 from a loopback mirror.
     static func install(_ archive: URL) async throws -> (LlamaInstallOptions, Result<LlamaInstallation, LlamaError>) {
-        let server = try MirrorServer(files: ["r/\(LlamaPin.tag)/\(archive.lastPathComponent)": archive])
+        let server = try await MirrorServer(files: ["r/\(LlamaPin.tag)/\(archive.lastPathComponent)": archive])
         var o = try ProvisioningTests.options(server, mirrors: ["r"], asset: archive.lastPathComponent)
         o.platform = ProvisioningTests.linux
         do {
@@ -71,7 +71,7 @@ struct ArchiveSafetyTests {
     @Test("hostile archives are refused", arguments: 0..<hostile.count)
     func refused(_ index: Int) async throws {
         let (name, members, why) = Self.hostile[index]
-        let archive = try Self.makeArchive(name, members)
+        let archive = try await Self.makeArchive(name, members)
         let (o, result) = try await Self.install(archive)
         guard case .failure(let error) = result else {
             Issue.record("\(name) was installed")
@@ -99,7 +99,7 @@ struct ArchiveSafetyTests {
 
     @Test("a zip with a top folder, links inside it and nested folders installs like a tar.gz")
     func zipInstalls() async throws {
-        let archive = try Self.makeArchive("release.zip", [
+        let archive = try await Self.makeArchive("release.zip", [
             ("llama-x/", "dir", ""), ("llama-x/libfoo.so.1", "file", String(repeating: "payload ", count: 1000)),
             ("llama-x/libfoo.so", "symlink", "libfoo.so.1"), ("llama-x/sub/deep.txt", "file", "deep"),
         ])

@@ -7,12 +7,12 @@ import Testing
 @Suite("llama-swift bench")
 struct BenchCommandTests {
     @Test("a short benchmark writes its figures")
-    func shortRun() throws {
+    func shortRun() async throws {
         let worker = TestEnvironment.productsDirectory.appendingPathComponent("llama-bench-worker")
         try #require(FileManager.default.isExecutableFile(atPath: worker.path),
                      "\(worker.path) is missing: `make test` builds it (swift build --product llama-bench-worker)")
         let json = try TestEnvironment.temporaryDirectory().appendingPathComponent("bench.json")
-        let result = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("llama-swift"), [
+        let result = try await runProcess(TestEnvironment.productsDirectory.appendingPathComponent("llama-swift"), [
             "bench", "--lib-dir", try TestEnvironment.libraryDirectory().path, "--model", try TestEnvironment.model().path,
             "--package-root", TestEnvironment.packageRoot.path, "--runs", "1", "--generate", "8", "--json", json.path,
         ], timeout: 600)
@@ -30,8 +30,8 @@ struct BenchCommandTests {
     }
 
     @Test("bad flags are one-line errors with a non-zero exit")
-    func badFlags() throws {
-        let result = try runProcess(TestEnvironment.productsDirectory.appendingPathComponent("llama-swift"),
+    func badFlags() async throws {
+        let result = try await runProcess(TestEnvironment.productsDirectory.appendingPathComponent("llama-swift"),
                                     ["bench", "--runs", "0"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("must be positive"))

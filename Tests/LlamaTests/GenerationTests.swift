@@ -5,8 +5,8 @@ import Testing
 
 @Suite("Generation", .serialized)
 struct GenerationTests {
-    func nativeTokens(_ prompt: String, count: Int) throws -> [LlamaToken] {
-        let result = try runProcess(try buildNativeReference(), [try TestEnvironment.libraryDirectory().path,
+    func nativeTokens(_ prompt: String, count: Int) async throws -> [LlamaToken] {
+        let result = try await runProcess(try buildNativeReference(), [try TestEnvironment.libraryDirectory().path,
                                     try TestEnvironment.model().path, prompt, "\(count)", "2"])
         try #require(result.status == 0, "\(result.stderr)")
         let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("generated:") })
@@ -17,7 +17,7 @@ struct GenerationTests {
     func greedyMatchesNative() async throws {
         let model = try Fixture.model.get()
         for prompt in ["The capital of France is", Fixture.chatPrompt] {
-            var native = try nativeTokens(prompt, count: 64)
+            var native = try await nativeTokens(prompt, count: 64)
             if let last = native.last, model.vocab.isEndOfGeneration(last) { native.removeLast() }
             let context = try Fixture.context()
             let summary = try await context.generate(prompt: prompt, options: GenerationOptions(maxTokens: 64)).summary()

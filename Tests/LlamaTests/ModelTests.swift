@@ -121,14 +121,14 @@ struct ModelTests {
     }
 
     @Test("the chat template gives what llama_chat_apply_template gives in C")
-    func chatTemplate() throws {
+    func chatTemplate() async throws {
         let model = try Fixture.model.get()
         let messages: [ChatMessage] = [.system("You are terse."), .user("Name a color."), .assistant("Blue."),
                                        .user("Another one?")]
         let formatted = try model.formatChat(messages)
         var arguments = ["--chat", try TestEnvironment.libraryDirectory().path, try TestEnvironment.model().path]
         for m in messages { arguments += [m.role, m.text] }
-        let native = try runProcess(try buildNativeReference(), arguments)
+        let native = try await runProcess(try buildNativeReference(), arguments)
         try #require(native.status == 0, "\(native.stderr)")
         #expect(formatted == native.stdout)
         #expect(formatted.hasSuffix("<|im_start|>assistant\n"))
@@ -159,8 +159,11 @@ struct ModelTests {
                 if seen == 3 { break }
             }
         }
-        // The reply is recorded by the session's own task once generation has stopped.
-        for _ in 0..<250 where await session.messages.last?.role != "assistant" {
+        // The reply is recorded by the session's own task once generation has stopped. ChatSession
+        // has no event for that, so this polls, bounded for a loaded machine (the check below fails
+        // when the bound passes).
+        let deadline = ContinuousClock.now + .seconds(60)
+        while await session.messages.last?.role != "assistant", ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         let last = await session.messages.last

@@ -1,5 +1,6 @@
 import Foundation
 import Llama
+import LlamaProcess
 import LlamaRaw
 import LlamaTestSupport
 import Testing
@@ -13,10 +14,10 @@ struct ProvisioningTests {
     static let linux = LlamaPlatform(os: "linux", arch: "x64")
 
     /// A mirror serving the release archive (and any further files).
-    static func mirror(_ extra: [String: URL] = [:]) throws -> MirrorServer {
+    static func mirror(_ extra: [String: URL] = [:]) async throws -> MirrorServer {
         var files = extra
         files["\(releasePath)/\(LlamaPin.tag)/\(assetName)"] = try TestEnvironment.releaseArchive()
-        return try MirrorServer(files: files)
+        return try await MirrorServer(files: files)
     }
 
     /// Options for a fresh cache and the given mirrors (paths on the server); no real network,
@@ -37,8 +38,8 @@ struct ProvisioningTests {
         return o
     }
 
-    static func sha256(_ url: URL) throws -> String {
-        let r = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["sha256sum", url.path])
+    static func sha256(_ url: URL) async throws -> String {
+        let r = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["sha256sum", url.path])
         return String(r.stdout.prefix(64))
     }
 
@@ -59,14 +60,14 @@ struct ProvisioningTests {
 
     @Test("install, then a cached start without network; the runtime generates what the test libraries generate")
     func happyPathThenCached() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let o = try Self.options(server)
         let progress = ProgressLog()
         let installation = try await LlamaInstaller(options: o).install(progress: progress.handler)
         let dir = try #require(installation.directory)
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("libllama.so").path))
         #expect(installation.origin == .download)
-        #expect(installation.assets.first?.sha256 == (try Self.sha256(try TestEnvironment.releaseArchive())))
+        await #expect(installation.assets.first?.sha256 == (try Self.sha256(try TestEnvironment.releaseArchive())))
         #expect(installation.assets.first?.pinned == false)
         #expect(installation.damagedFiles().isEmpty)
         #expect(progress.downloadedBytes() == Int64(try Data(contentsOf: try TestEnvironment.releaseArchive()).count))
@@ -96,10 +97,10 @@ struct ProvisioningTests {
 
     @Test("a download cut mid-body resumes with a Range request")
     func resumeAfterCut() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let o = try Self.options(server, mirrors: ["cut/\(Self.releasePath)"])
         let installation = try await LlamaInstaller(options: o).install()
-        #expect(installation.assets.first?.sha256 == (try Self.sha256(try TestEnvironment.releaseArchive())))
+        await #expect(installation.assets.first?.sha256 == (try Self.sha256(try TestEnvironment.releaseArchive())))
         let requests = try Self.assetRequests(server)
         #expect(requests.count == 2, "\(requests)")
         #expect(requests.last?.contains("bytes=") == true, "the second request resumes: \(requests)")
@@ -108,8 +109,8 @@ struct ProvisioningTests {
 
     @Test("a corrupt archive fails the pinned digest and leaves nothing in the cache")
     func corruptPinned() async throws {
-        let server = try Self.mirror()
-        let real = try Self.sha256(try TestEnvironment.releaseArchive())
+        let server = try await Self.mirror()
+        let real = try await Self.sha256(try TestEnvironment.releaseArchive())
         let o = try Self.options(server, mirrors: ["corrupt/\(Self.releasePath)"], sha256: real)
         let error = await expectLlamaError(.checksumMismatch) { try await LlamaInstaller(options: o).install() }
         #expect(error != nil)
@@ -121,7 +122,7 @@ struct ProvisioningTests {
 
     @Test("an unpinned asset must match the digest its first download recorded")
     func recordedDigest() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server)
         let first = try await LlamaInstaller(options: o).install()
         // The entry goes, the recorded digest stays; a corrupt mirror is now caught.
@@ -135,20 +136,20 @@ struct ProvisioningTests {
 
     @Test("strict digests refuse an unpinned asset before downloading it")
     func strictDigests() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server)
         o.requirePinnedDigests = true
         let error = await expectLlamaError(.unpinnedDigest) { try await LlamaInstaller(options: o).install() }
         #expect(error?.message.contains(LlamaInstallOptions.strictDigestsVariable) == true)
         #expect(try Self.assetRequests(server).isEmpty)
         // With the digest pinned, strict mode installs.
-        o.release.entries[0].assets[0].sha256 = try Self.sha256(try TestEnvironment.releaseArchive())
+        o.release.entries[0].assets[0].sha256 = try await Self.sha256(try TestEnvironment.releaseArchive())
         #expect(try await LlamaInstaller(options: o).install().assets[0].pinned)
     }
 
     @Test("a 404 on the first mirror falls through to the second; a 503 is retried")
     func mirrorFallback() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let o = try Self.options(server, mirrors: ["404/\(Self.releasePath)", "500/\(Self.releasePath)", Self.releasePath])
         _ = try await LlamaInstaller(options: o).install()
         let requests = try Self.assetRequests(server)
@@ -159,7 +160,7 @@ struct ProvisioningTests {
 
     @Test("a server that stalls mid-body gives a timeout error")
     func stall() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server, mirrors: ["stall/\(Self.releasePath)"])
         o.idleTimeout = .seconds(1)
         o.retries = 1
@@ -182,7 +183,7 @@ struct ProvisioningTests {
 
     @Test("every mirror failing is a downloadFailed error naming each mirror")
     func allMirrorsFail() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let o = try Self.options(server, mirrors: ["404/a", "404/b"])
         let error = await expectLlamaError(.downloadFailed) { try await LlamaInstaller(options: o).install() }
         #expect(error?.message.contains("/404/a/") == true)
@@ -191,7 +192,7 @@ struct ProvisioningTests {
 
     @Test("offline with an empty cache says what is missing and how to get it")
     func offlineEmpty() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server)
         o.offline = true
         let error = await expectLlamaError(.offline) { try await LlamaInstaller(options: o).install() }
@@ -207,7 +208,7 @@ struct ProvisioningTests {
 
     @Test("no asset for the variant, and no source build allowed: noAsset naming the released variants")
     func noAsset() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server)
         o.variant = "quantum"
         let error = await expectLlamaError(.noAsset) { try await LlamaInstaller(options: o).install() }
@@ -216,37 +217,59 @@ struct ProvisioningTests {
 
     @Test("two processes installing at once download once")
     func twoProcesses() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let cache = try TestEnvironment.temporaryDirectory()
         let cli = TestEnvironment.productsDirectory.appendingPathComponent("llama-swift")
         // A slow mirror keeps the first download going while the second process starts.
         let arguments = ["libs", "install", "--cache-dir", cache.path, "--mirror", server.url("slow/\(Self.releasePath)").absoluteString,
                          "--build-from-source", "never"]
-        // The test holds the install lock while both start, so both must wait for it; then one
-        // downloads and the other finds the installation.
+        // The test holds the install lock while both start, so both must wait for it; each says so
+        // on stderr, and once both have, the test lets go: then one downloads and the other finds
+        // the installation.
         let lockFile = cache.appendingPathComponent("llama.cpp/\(LlamaPin.tag)/.linux-x64-cpu.lock")
         try FileManager.default.createDirectory(at: lockFile.deletingLastPathComponent(), withIntermediateDirectories: true)
         let fd = open(lockFile.path, O_RDWR | O_CREAT, 0o644)
         try #require(fd >= 0 && flock(fd, LOCK_EX) == 0)
-        // On threads of their own: runProcess blocks, and the concurrency pool may have only two.
-        async let a = onThread { try runProcess(cli, arguments) }
-        async let b = onThread { try runProcess(cli, arguments) }
-        try await Task.sleep(for: .seconds(3))
+        let (waiting, waiter) = AsyncStream<String>.makeStream()
+        func install(_ name: String) async throws -> ChildProcess.Termination {
+            try await ChildProcess.run(cli.path, arguments, timeout: .seconds(300)) { line in
+                if line.stream == .error, line.text.contains("another process is installing") { waiter.yield(name) }
+            }
+        }
+        async let a = install("a")
+        async let b = install("b")
+        let bothWaited = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                var seen = Set<String>()
+                for await name in waiting {
+                    seen.insert(name)
+                    if seen.count == 2 { return true }
+                }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(120))  // the bound, for processes that never report waiting
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
         flock(fd, LOCK_UN)
         close(fd)
         let (ra, rb) = try await (a, b)
-        #expect(ra.status == 0, "\(ra.stderr)")
-        #expect(rb.status == 0, "\(rb.stderr)")
-        #expect(ra.stdout == rb.stdout)
-        #expect(ra.stdout.hasSuffix("llama-\(LlamaPin.tag)\n"))
+        #expect(bothWaited, "both processes should have reported waiting for the lock within 120 s:\n\(ra.errorText)\n\(rb.errorText)")
+        #expect(ra.succeeded, "\(ra)\n\(ra.errorText)")
+        #expect(rb.succeeded, "\(rb)\n\(rb.errorText)")
+        #expect(ra.outputText == rb.outputText)
+        #expect(ra.outputText.hasSuffix("llama-\(LlamaPin.tag)\n"))
         let requests = try Self.assetRequests(server)
         #expect(requests.count == 1, "\(requests)")
-        #expect((ra.stderr + rb.stderr).contains("another process is installing"))
     }
 
     @Test("a damaged installed file is reported by verify")
     func verifyFindsDamage() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let o = try Self.options(server)
         let installation = try await LlamaInstaller(options: o).install()
         let lib = try #require(installation.directory).appendingPathComponent("libggml-base.so.0.26.0")
@@ -260,7 +283,7 @@ struct ProvisioningTests {
 
     @Test("prune removes other tags, interrupted downloads and incomplete entries")
     func prune() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let o = try Self.options(server)
         _ = try await LlamaInstaller(options: o).install()
         let root = LlamaInstaller(options: o).root
@@ -278,7 +301,7 @@ struct ProvisioningTests {
 
     @Test("a bundle is verified before loading; a tampered bundle is refused")
     func bundle() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server)
         o.platform = .current
         o.release.entries[0].platform = .current

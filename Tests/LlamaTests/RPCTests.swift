@@ -1,69 +1,90 @@
 import Foundation
 import Llama
 import LlamaRaw
+import LlamaProcess
 import LlamaTestSupport
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// ggml's RPC backend between `llama-swift` processes on loopback.
 @Suite("RPC", .serialized, .timeLimit(.minutes(5)))
 struct RPCTests {
-    /// `llama-swift` as the library's helper process (generation, the first contact with a
-    /// server): a script that runs it with the test libraries, so that it does not install a
-    /// build into the user's cache (on a fresh machine a source build, far over the tests' waits).
-    /// The environment of this process is left alone: other suites run beside this one.
-    static func helper() throws -> URL {
-        let script = try TestEnvironment.temporaryDirectory().appendingPathComponent("llama-swift-helper")
-        let text = "#!/bin/sh\nLLAMA_SWIFT_LIB_DIR='\(try TestEnvironment.libraryDirectory().path)' exec '\(CLITests.binary.path)' \"$@\"\n"
-        try text.write(to: script, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
-        return script
-    }
+    /// The llama-helper built with the tests, passed explicitly (the environment of this process
+    /// is left alone: other suites run beside this one).
+    static var helper: URL { TestEnvironment.productsDirectory.appendingPathComponent("llama-helper") }
 
-    /// A loopback port nothing listens on.
-    static func closedPort() -> UInt16 {
-        for _ in 0..<50 {
-            let candidate = UInt16.random(in: 40000..<60000)
-            if (try? LlamaRuntime.reachable("127.0.0.1:\(candidate)")) == false { return candidate }
+    /// A loopback port nothing listens on: one the system gave a socket (bind to port 0), then closed.
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        return 9
+        try #require(bound, "cannot bind a loopback socket: \(String(cString: strerror(errno)))")
+        return UInt16(bigEndian: address.sin_port)
     }
 
-    /// A `llama-swift rpc serve` process, stopped when released.
-    final class Server {
-        let process = Process()
+    /// A `llama-swift rpc serve` process (through ChildProcess, bounded), stopped when released.
+    final class Server: Sendable {
         let port: UInt16
-        init() throws {
-            port = RPCTests.closedPort()
-            process.executableURL = CLITests.binary
-            process.arguments = ["rpc", "serve", "--port", "\(port)", "--threads", "1"]
-            process.environment = ProcessInfo.processInfo.environment.merging(try CLITests.environment()) { _, n in n }
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            var waited = 0
-            while (try? LlamaRuntime.reachable("127.0.0.1:\(port)")) != true, waited < 100 {
-                Thread.sleep(forTimeInterval: 0.1)
-                waited += 1
+        /// The server's process id (the shell execs it), for the tests that stop or kill it.
+        let pid: Int32
+        private let run: Task<Void, Never>
+
+        init() async throws {
+            port = try RPCTests.freePort()
+            let environment = try CLITests.environment().mapValues { Optional($0) }
+            let (pids, reported) = AsyncStream.makeStream(of: Int32.self)
+            let arguments = ["-c", "echo $$; exec \"$0\" \"$@\"", CLITests.binary.path, "rpc", "serve", "--port", "\(port)",
+                             "--threads", "1"]
+            run = Task {
+                do {
+                    _ = try await ChildProcess.run("/bin/sh", arguments, environment: environment, standardOutput: .discard,
+                                                   standardError: .discard, timeout: .seconds(600)) { line in
+                        if line.stream == .output, let pid = Int32(line.text) { reported.yield(pid) }
+                    }
+                } catch {
+                    Issue.record("the RPC server did not start: \(error)")
+                }
+                reported.finish()
+            }
+            var first: Int32?
+            for await pid in pids {
+                first = pid
+                break
+            }
+            pid = try #require(first, "the RPC server's shell reported no process id")
+            // Bounded wait for the port to accept connections (the server binds after loading).
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try !LlamaRuntime.reachable("127.0.0.1:\(port)") {
+                try #require(ContinuousClock.now < deadline, "the RPC server on port \(port) did not listen within 60 s")
+                try await Task.sleep(for: .milliseconds(100))
             }
         }
         var endpoint: String { "127.0.0.1:\(port)" }
-        deinit {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        deinit { run.cancel() }
     }
 
     @Test("a model split over two RPC servers generates the local run's tokens")
-    func twoServers() throws {
-        let a = try Server(), b = try Server()
+    func twoServers() async throws {
+        let a = try await Server(), b = try await Server()
         let args = ["run", "--raw", "-p", "The capital of France is", "--temp", "0", "-n", "16", "-t", "2"]
-        let local = try CLITests.cli(args)
-        let remote = try CLITests.cli(args + ["--rpc", "\(a.endpoint),\(b.endpoint)"])
+        let local = try await CLITests.cli(args)
+        let remote = try await CLITests.cli(args + ["--rpc", "\(a.endpoint),\(b.endpoint)"])
         try #require(local.status == 0 && remote.status == 0, "\(local.stderr)\n\(remote.stderr)")
         #expect(remote.stdout == local.stdout)
         #expect(!remote.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
 
-        let devices = try CLITests.cli(["devices", "--json", "--rpc", "\(a.endpoint),\(b.endpoint)"])
+        let devices = try await CLITests.cli(["devices", "--json", "--rpc", "\(a.endpoint),\(b.endpoint)"])
         let doc = try #require(try JSONSerialization.jsonObject(with: Data(devices.stdout.utf8)) as? [String: Any])
         let list = try #require(doc["devices"] as? [[String: Any]])
         let remoteDevices = list.filter { ($0["backend"] as? String) == "RPC" }
@@ -73,18 +94,18 @@ struct RPCTests {
 
     @Test("a server that dies mid-generation is a typed error in the calling process, which stays usable")
     func serverDies() async throws {
-        let a = try Server(), b = try Server()
-        var generation = try #require(LlamaIsolatedGeneration(model: try TestEnvironment.model().path, servers: [a.endpoint, b.endpoint],
-                                                              prompt: "Once upon a time", maxTokens: 2000, raw: true,
-                                                              helper: try Self.helper()))
-        generation.idleTimeout = .seconds(20)
+        let a = try await Server(), b = try await Server()
+        let generation = LlamaIsolatedGeneration(model: try TestEnvironment.model().path, servers: [a.endpoint, b.endpoint],
+                                                 prompt: "Once upon a time", maxTokens: 2000, raw: true,
+                                                 libraryDirectory: try TestEnvironment.libraryDirectory(), helper: Self.helper,
+                                                 idleTimeout: .seconds(20))
         var tokens = 0
         var caught: LlamaError?
         do {
             for try await event in generation.stream() {
                 if case .token = event {
                     tokens += 1
-                    if tokens == 5 { b.process.terminate() }
+                    if tokens == 5 { kill(b.pid, SIGTERM) }
                 }
             }
         } catch let error as LlamaError {
@@ -94,6 +115,8 @@ struct RPCTests {
         #expect(error.code == .remoteFailed, "\(error)")
         #expect(error.message.contains("RPC server"), "\(error.message)")
         #expect(tokens >= 5 && tokens < 2000)
+        #expect((error.underlying as? LlamaHelper.Ended)?.signal != nil, "a crash of the helper: \(String(describing: error.underlying))")
+        withExtendedLifetime(a) {}
         // This process goes on: local generation still works.
         let summary = try await Fixture.context(ContextOptions(contextLength: 256, threads: 2))
             .generate(prompt: Fixture.chatPrompt, options: GenerationOptions(maxTokens: 4)).summary()
@@ -101,51 +124,55 @@ struct RPCTests {
     }
 
     @Test("chat and embed over RPC compute in a child: a server killed before the reply is an error, not a crash")
-    func chatAndEmbedIsolated() throws {
-        let a = try Server()
-        let ok = try CLITests.cli(["embed", "--rpc", a.endpoint], stdin: "A kitten is a young cat.\n")
+    func chatAndEmbedIsolated() async throws {
+        let a = try await Server()
+        let ok = try await CLITests.cli(["embed", "--rpc", a.endpoint], stdin: "A kitten is a young cat.\n")
         try #require(ok.status == 0, "\(ok.stderr)")
         #expect((try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [[String: Any]])?.count == 1)
-        let chat = try CLITests.cli(["chat", "--rpc", a.endpoint, "--temp", "0", "-n", "8"], stdin: "Hello!\n/exit\n")
+        let chat = try await CLITests.cli(["chat", "--rpc", a.endpoint, "--temp", "0", "-n", "8"], stdin: "Hello!\n/exit\n")
         #expect(chat.status == 0, "\(chat.stderr)")
         #expect(!chat.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
         // The server goes away between load and the first reply: the model's weights live there.
-        let b = try Server()
+        let b = try await Server()
         let endpoint = b.endpoint
-        let pid = b.process.processIdentifier
+        let pid = b.pid
         let killer = Thread { Thread.sleep(forTimeInterval: 2); kill(pid, SIGKILL) }
         killer.start()
-        let dead = try CLITests.cli(["chat", "--rpc", endpoint, "--temp", "0", "-n", "2000", "-c", "4096"],
+        let dead = try await CLITests.cli(["chat", "--rpc", endpoint, "--temp", "0", "-n", "2000", "-c", "4096"],
                                     stdin: String(repeating: "Tell me a very long story about the sea. ", count: 1) + "\n")
         #expect(dead.status == 1, "\(dead.stderr)")
         #expect(dead.stderr.contains("RPC server") || dead.stderr.contains("unreachable"), "\(dead.stderr)")
+        withExtendedLifetime((a, b)) {}
     }
 
     @Test("a server that stops answering is a timeout after the configured wait")
-    func serverHangs() throws {
-        let a = try Server()
+    func serverHangs() async throws {
+        let a = try await Server()
         // Stopped, the server's port still accepts connections (the kernel queues them), but
         // nothing answers.
-        kill(a.process.processIdentifier, SIGSTOP)
-        defer { kill(a.process.processIdentifier, SIGCONT) }
-        let r = try CLITests.cli(["run", "--raw", "-p", "Once upon a time", "--temp", "0", "-n", "50", "--rpc", a.endpoint,
+        kill(a.pid, SIGSTOP)
+        defer { kill(a.pid, SIGCONT) }
+        let r = try await CLITests.cli(["run", "--raw", "-p", "Once upon a time", "--temp", "0", "-n", "50", "--rpc", a.endpoint,
                                   "--rpc-timeout", "3"])
         CLITests.expectFailure(r, mentioning: "no token came")
     }
 
     @Test("an unreachable server is a typed error at load, and the process exits cleanly")
-    func unreachable() throws {
-        let port = Self.closedPort()
-        let r = try CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", "127.0.0.1:\(port)"])
+    func unreachable() async throws {
+        let port = try Self.freePort()
+        let r = try await CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", "127.0.0.1:\(port)"])
         CLITests.expectFailure(r, mentioning: "unreachable")
         let runtime = try Fixture.runtime.get()
-        #expect(throws: LlamaError.self) { try runtime.addRPCServer("127.0.0.1:\(port)", timeout: .seconds(2), checkedBy: try Self.helper()) }
-        #expect(throws: LlamaError.self) { try runtime.addRPCServer("no-port") }
+        let refused = await caughtLlamaError { try await runtime.addRPCServer("127.0.0.1:\(port)", timeout: .seconds(2), helper: Self.helper) }
+        #expect(refused?.code == .unreachable, "\(String(describing: refused))")
+        #expect((refused?.underlying as? HelperResponse.RPCFailure)?.kind == .unreachable)
+        let malformed = await caughtLlamaError { try await runtime.addRPCServer("no-port") }
+        #expect(malformed?.code == .invalidArgument, "\(String(describing: malformed))")
     }
 
-    @Test("a server of another RPC protocol version is a typed error naming the version problem")
-    func otherVersion() throws {
-        // Answers HELLO (command 14) as a server of protocol 99.0.0 would, then hangs up.
+    /// A fake server that answers HELLO (command 14) as a server of protocol 99.0.0 would, then
+    /// hangs up: its endpoint, and the task that runs it (bounded by ChildProcess; cancel it to stop it).
+    static func fakeServerOfAnotherVersion() async throws -> (endpoint: String, server: Task<Void, Never>) {
         let script = """
             import socket, struct, sys
             s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
@@ -161,29 +188,61 @@ struct RPCTests {
                     pass
                 c.close()
             """
-        let fake = Process()
-        fake.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        fake.arguments = ["python3", "-c", script]
-        let out = Pipe()
-        fake.standardOutput = out
-        try fake.run()
-        // SIGKILL: a child of this process starts with SIGTERM blocked (Foundation keeps the
-        // spawning thread's signal mask).
-        defer { kill(fake.processIdentifier, SIGKILL) }
-        var line = Data()
-        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line.append(byte) }
-        let endpoint = "127.0.0.1:\(String(decoding: line, as: UTF8.self))"
-        let runtime = try Fixture.runtime.get()
-        #expect { try runtime.addRPCServer(endpoint, checkedBy: try Self.helper()) } throws: { error in
-            (error as? LlamaError)?.message.contains("another RPC protocol version") == true
+        let (ports, reported) = AsyncStream.makeStream(of: String.self)
+        let server = Task {
+            do {
+                _ = try await ChildProcess.run("python3", ["-c", script], timeout: .seconds(300)) { line in
+                    if line.stream == .output { reported.yield(line.text) }
+                }
+            } catch {
+                Issue.record("the fake server did not start: \(error)")
+            }
+            reported.finish()
         }
-        let r = try CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", endpoint])
+        var port: String?
+        for await line in ports {
+            port = line
+            break
+        }
+        return ("127.0.0.1:\(try #require(port, "the fake server reported no port"))", server)
+    }
+
+    @Test("a server of another RPC protocol version is an .rpcProtocol error with both versions")
+    func otherVersion() async throws {
+        let (endpoint, server) = try await Self.fakeServerOfAnotherVersion()
+        defer { server.cancel() }
+        let runtime = try Fixture.runtime.get()
+        let error = await caughtLlamaError { try await runtime.addRPCServer(endpoint, helper: Self.helper) }
+        #expect(error?.code == .rpcProtocol, "\(String(describing: error))")
+        #expect(error?.message.contains("another RPC protocol version") == true, "\(String(describing: error))")
+        let failure = error?.underlying as? HelperResponse.Failure
+        #expect(failure?.rpc == HelperResponse.RPCFailure(kind: .versionMismatch, serverVersion: "99.0.0",
+                                                          clientVersion: LlamaRuntime.rpcProtocolVersion),
+                "\(String(describing: failure))")
+        // The handshake on its own, in this process: the same verdict, and nothing ends.
+        #expect(throws: LlamaError.self) { try LlamaRuntime.rpcHandshake(try #require(LlamaRPCEndpoint(endpoint)), timeout: .seconds(5)) }
+        let r = try await CLITests.cli(["run", "-p", "x", "-n", "2", "--rpc", endpoint])
         CLITests.expectFailure(r, mentioning: "another RPC protocol version")
     }
 
+    @Test("without a helper, the first contact with a server is a .helperNotFound error that says how to provide one")
+    func helperAbsent() async throws {
+        let (endpoint, server) = try await Self.fakeServerOfAnotherVersion()
+        defer { server.cancel() }
+        let runtime = try Fixture.runtime.get()
+        let missing = URL(fileURLWithPath: "/nonexistent/llama-helper")
+        let error = await caughtLlamaError { try await runtime.addRPCServer(endpoint, helper: missing) }
+        #expect(error?.code == .helperNotFound, "\(String(describing: error))")
+        #expect(error?.message.contains("LLAMA_SWIFT_HELPER") == true && error?.message.contains("--product llama-helper") == true)
+        let generation = LlamaIsolatedGeneration(model: try TestEnvironment.model().path, servers: [endpoint], prompt: "x",
+                                                 helper: missing)
+        let failed = await caughtLlamaError { try await generation.stream().summary() }
+        #expect(failed?.code == .helperNotFound, "\(String(describing: failed))")
+    }
+
     @Test("serving on a non-loopback address needs --allow-remote")
-    func loopbackOnly() throws {
-        let r = try CLITests.cli(["rpc", "serve", "--host", "0.0.0.0", "--port", "50999"])
+    func loopbackOnly() async throws {
+        let r = try await CLITests.cli(["rpc", "serve", "--host", "0.0.0.0", "--port", "50999"])
         #expect(r.status != 0)
         #expect(r.stderr.contains("no authentication"))
     }

@@ -33,9 +33,9 @@ struct RobustnessTests {
     }
 
     /// Runs a case in a child process and returns its report; the child must exit normally.
-    func child(_ name: String) throws -> ChildResult {
+    func child(_ name: String) async throws -> ChildResult {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0])
-        let result = try runProcess(binary, ["--testing-library", "swift-testing", "--filter", "childEntry"],
+        let result = try await runProcess(binary, ["--testing-library", "swift-testing", "--filter", "childEntry"],
                                     environment: [Self.childVariable: name], timeout: 240)
         let line = result.stdout.split(separator: "\n").first { $0.hasPrefix(Self.resultPrefix) }
         #expect(result.status == 0, "the child for \(name) ended with status \(result.status):\n\(result.stderr.suffix(2000))")
@@ -140,8 +140,8 @@ struct RobustnessTests {
     // MARK: 1. Sampler chains without a selecting stage
 
     @Test("a chain with no selecting stage is a typed error, not llama.cpp's assertion (child process)")
-    func samplerChainWithoutSelection() throws {
-        let result = try child("sampler-chains")
+    func samplerChainWithoutSelection() async throws {
+        let result = try await child("sampler-chains")
         #expect(result.outcomes == ["invalidArgument", "invalidArgument", "invalidArgument", "invalidArgument"])
         #expect(result.usableAfter)
     }
@@ -158,8 +158,8 @@ struct RobustnessTests {
     // MARK: 2. Grammars no token can satisfy
 
     @Test("an unsatisfiable grammar, and one that dead-ends while generating, are typed errors (child process)")
-    func grammarDeadEnds() throws {
-        let result = try child("grammars")
+    func grammarDeadEnds() async throws {
+        let result = try await child("grammars")
         #expect(result.outcomes == ["grammarDeadEnd", "grammarDeadEnd", "grammarDeadEnd"])
         #expect(result.usableAfter)
     }
@@ -167,8 +167,8 @@ struct RobustnessTests {
     // MARK: 3 and 5. Damaged state
 
     @Test("damaged sequence states (truncated, garbage appended, bytes flipped) never abort and leave the context usable (child process)")
-    func damagedSequenceStates() throws {
-        let result = try child("sequence-states")
+    func damagedSequenceStates() async throws {
+        let result = try await child("sequence-states")
         let perDamage = stride(from: 0, to: result.outcomes.count - 1, by: 3).map { Array(result.outcomes[$0..<$0 + 3]) }
         #expect(perDamage.count == 9)
         print("sequence-state damage (file load, memory restore, next generation): \(perDamage)")
@@ -219,8 +219,8 @@ struct RobustnessTests {
     }
 
     @Test("sequence ids the context does not have are typed errors (or nil, false, empty), not llama.cpp's assertion (child process)")
-    func foreignSequenceIds() throws {
-        let result = try child("sequence-ids")
+    func foreignSequenceIds() async throws {
+        let result = try await child("sequence-ids")
         let one = ["invalidArgument", "invalidArgument", "invalidArgument", "invalidArgument", "invalidArgument", "false", "nil", "empty"]
         #expect(result.outcomes == one + one + one)
         #expect(result.usableAfter)
@@ -241,8 +241,8 @@ struct RobustnessTests {
     }
 
     @Test("a model file whose vocabulary holds a token twice is a typed error, not llama.cpp's assertion (child process)")
-    func duplicateVocabulary() throws {
-        let result = try child("duplicate-vocabulary")
+    func duplicateVocabulary() async throws {
+        let result = try await child("duplicate-vocabulary")
         #expect(result.outcomes == ["invalidModel"])
         #expect(result.usableAfter)
     }

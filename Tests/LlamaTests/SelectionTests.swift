@@ -9,9 +9,12 @@ import Testing
 @Suite("variant selection", .timeLimit(.minutes(5)))
 struct SelectionTests {
     static let machines = TestEnvironment.packageRoot.appendingPathComponent("Tests/LlamaTests/Fixtures/machines")
-    static var names: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: machines.path)) ?? []).sorted()
-    }
+    /// Every fixture machine, by name: a folder added or removed without changing this list fails `listed`.
+    static let names = [
+        "amd-rocm", "amd-without-hip", "intel-sycl", "intel-vulkan-only", "macos-arm64", "no-gpu", "no-gpu-asks-cuda",
+        "nvidia-and-amd", "nvidia-broken-libcuda", "nvidia-cuda-12.8", "nvidia-cuda-13.0", "nvidia-cuda-13.4-vulkan",
+        "nvidia-hung-driver", "nvidia-no-libcuda", "nvidia-old-driver", "two-nvidia", "vulkan-software-only",
+    ]
 
     struct Expected: Decodable {
         var platform: String?
@@ -20,17 +23,29 @@ struct SelectionTests {
         var rejected: [String: String]
         var reasons: [String: String]?
         var notes: [String]?
-        var gpus: Int?
+        /// NVIDIA GPUs the probe reports (0 when it finds no NVIDIA driver).
+        var gpus: Int
     }
 
-    @Test("there are at least 12 fixture machines")
-    func enough() { #expect(Self.names.count >= 12) }
+    @Test("the fixture folder holds exactly the listed machines")
+    func listed() throws {
+        let found = Set(try FileManager.default.contentsOfDirectory(atPath: Self.machines.path).filter { !$0.hasPrefix(".") })
+        let listed = Set(Self.names)
+        #expect(listed.count == Self.names.count, "SelectionTests.names lists a machine twice")
+        #expect(found.subtracting(listed).isEmpty,
+                "fixture machines not listed in SelectionTests.names (add them): \(found.subtracting(listed).sorted())")
+        #expect(listed.subtracting(found).isEmpty,
+                "listed fixture machines missing from \(Self.machines.path): \(listed.subtracting(found).sorted())")
+    }
 
     @Test("each fixture machine gets its expected candidates, in order, and the reasons", arguments: names)
     func fixture(_ name: String) async throws {
         let folder = Self.machines.appendingPathComponent(name)
-        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: folder.appendingPathComponent("expected.json")))
-        let platform = expected.platform.flatMap(LlamaPlatform.init) ?? LlamaPlatform(os: "linux", arch: "x64")
+        let file = folder.appendingPathComponent("expected.json")
+        try #require(FileManager.default.fileExists(atPath: file.path), "the fixture machine \(name) has no expected.json at \(file.path)")
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: file))
+        let platform = try expected.platform.map { try #require(LlamaPlatform($0), "\(name): unknown platform \($0)") }
+            ?? LlamaPlatform(os: "linux", arch: "x64")
         var probe = try LlamaHardwareProbe(fixture: folder, platform: platform)
         probe.timeout = .milliseconds(500)
         let report = await probe.run()
@@ -38,21 +53,22 @@ struct SelectionTests {
                                                    release: .pinned, platform: platform)
         #expect(selection.candidates.map(\.variant.rawValue) == expected.candidates, "\(selection.summary)")
         for (variant, reason) in expected.rejected {
-            let found = selection.rejected.first { $0.variant == variant }
+            // `description`: the variant's name, whether `Rejection.variant` is a String or a LlamaVariant.
+            let found = selection.rejected.first { $0.variant.description == variant }
             #expect(found?.reason.contains(reason) == true, "\(variant): \(selection.summary)")
         }
         for (variant, reason) in expected.reasons ?? [:] {
             #expect(selection.candidates.first { $0.variant.rawValue == variant }?.reason.contains(reason) == true, "\(selection.summary)")
         }
         for note in expected.notes ?? [] { #expect(report.notes.contains { $0.contains(note) }, "\(report.notes)") }
-        if let gpus = expected.gpus { #expect(report.nvidia?.gpus.count == gpus) }
+        #expect((report.nvidia?.gpus.count ?? 0) == expected.gpus, "\(String(describing: report.nvidia))")
         #expect(report.cpu.features.contains("avx2") || platform.os == "macos")
     }
 
-    static func mirror() throws -> MirrorServer {
+    static func mirror() async throws -> MirrorServer {
         let archive = try TestEnvironment.releaseArchive()
         let path = "\(ProvisioningTests.releasePath)/\(LlamaPin.tag)"
-        return try MirrorServer(files: [
+        return try await MirrorServer(files: [
             "\(path)/\(archive.lastPathComponent)": archive,
             // A "Vulkan build" that is really the CPU build: it loads, but registers no GPU.
             "\(path)/llama-\(LlamaPin.tag)-bin-ubuntu-vulkan-x64.tar.gz": archive,
@@ -64,13 +80,13 @@ struct SelectionTests {
         o.cacheDirectory = try TestEnvironment.temporaryDirectory()
         o.mirrors = [server.url(ProvisioningTests.releasePath)]
         o.buildFromSource = .never
-        o.helper = TestEnvironment.productsDirectory.appendingPathComponent("llama-swift")
+        o.helper = TestEnvironment.productsDirectory.appendingPathComponent("llama-helper")
         return o
     }
 
     @Test("this machine end to end: .auto probes, chooses the CPU build, installs and loads it")
     func realCPU() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         let runtime = try await LlamaRuntime.load(options: try Self.options(server))
         let selection = try #require(runtime.selection)
         #expect(selection.chosen == .cpu, "\(selection.summary)")
@@ -81,7 +97,7 @@ struct SelectionTests {
 
     @Test("a GPU build that registers no GPU device in the child check is rejected, the CPU build is used, and the verdict is kept")
     func fallbackWithReason() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server)
         o.probe = try LlamaHardwareProbe(fixture: Self.machines.appendingPathComponent("intel-vulkan-only"), platform: o.platform)
         let runtime = try await LlamaRuntime.load(options: o)
@@ -90,6 +106,7 @@ struct SelectionTests {
         #expect(selection.chosen == .cpu)
         let rejection = try #require(selection.rejected.first { $0.variant == "vulkan" })
         #expect(rejection.reason.contains("no GPU device"), "\(rejection.reason)")
+        #expect(rejection.code == .backendRejected, "\(rejection)")
         let verdicts = o.cacheDirectory.appendingPathComponent("llama.cpp/\(LlamaPin.tag)/verdicts.json")
         #expect(FileManager.default.fileExists(atPath: verdicts.path))
 
@@ -103,7 +120,7 @@ struct SelectionTests {
 
     @Test("asking for a family the machine cannot run is an error that says why, not a silent CPU run")
     func explicitFamily() async throws {
-        let server = try Self.mirror()
+        let server = try await Self.mirror()
         var o = try Self.options(server)
         o.variant = .cuda
         o.probe = try LlamaHardwareProbe(fixture: Self.machines.appendingPathComponent("no-gpu"), platform: o.platform)
@@ -112,8 +129,8 @@ struct SelectionTests {
     }
 
     @Test("devices --fixture --no-load --json reports the plan of a fixture machine")
-    func devicesCommand() throws {
-        let r = try CLITests.cli(["devices", "--no-load", "--json", "--fixture", Self.machines.appendingPathComponent("nvidia-old-driver").path],
+    func devicesCommand() async throws {
+        let r = try await CLITests.cli(["devices", "--no-load", "--json", "--fixture", Self.machines.appendingPathComponent("nvidia-old-driver").path],
                                  env: ["LLAMA_SWIFT_LIB_DIR": ""])
         try #require(r.status == 0, "\(r.stderr)")
         let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])

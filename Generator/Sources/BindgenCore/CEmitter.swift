@@ -16,9 +16,13 @@ func cDeclaration(_ type: CType, _ inner: String, indent: String = "") -> String
     case .enumeration(let name): return join("enum \(name)", inner)
     case .anonymousRecord(let r): return join(cRecordBody(r, indent: indent), inner)
     case .anonymousEnum(let e): return join(cEnumBody(e, indent: indent), inner)
-    case .const(.pointer(let p)):
-        return cPointer(p, "* const" + (inner.isEmpty ? "" : " " + inner), indent: indent)
-    case .const(let t): return "const " + cDeclaration(t, inner, indent: indent)
+    case .const, .volatile, .restrict:
+        let (qualifiers, base) = type.qualifiers
+        let spelled = qualifiers.joined(separator: " ")
+        if case .pointer(let p) = base {
+            return cPointer(p, "* " + spelled + (inner.isEmpty ? "" : " " + inner), indent: indent)
+        }
+        return spelled + " " + cDeclaration(base, inner, indent: indent)
     case .pointer(let p): return cPointer(p, "*" + inner, indent: indent)
     case .array(let e, let n): return cDeclaration(e, "\(inner)[\(n.map(String.init) ?? "")]", indent: indent)
     case .function(let f):
@@ -110,10 +114,73 @@ public struct CEmitterOptions: Sendable {
 /// The name of the function-pointer typedef emitted for a function.
 public func functionPointerTypeName(_ function: String) -> String { function + "_fn" }
 
+/// The C library's typedefs that bound headers may use, and the header that declares each.
+public let systemTypeHeaders: [String: String] = {
+    var table: [String: String] = [:]
+    for name in ["size_t", "ptrdiff_t", "wchar_t", "max_align_t"] { table[name] = "stddef.h" }
+    for bits in [8, 16, 32, 64] {
+        for sign in ["", "u"] {
+            for form in ["int", "int_least", "int_fast"] { table["\(sign)\(form)\(bits)_t"] = "stdint.h" }
+        }
+    }
+    for name in ["intptr_t", "uintptr_t", "intmax_t", "uintmax_t"] { table[name] = "stdint.h" }
+    for name in ["va_list", "__gnuc_va_list"] { table[name] = "stdarg.h" }
+    for name in ["FILE", "fpos_t"] { table[name] = "stdio.h" }
+    for name in ["off_t", "ssize_t", "pid_t", "mode_t", "uid_t", "gid_t", "dev_t", "ino_t", "nlink_t",
+                 "blksize_t", "blkcnt_t", "useconds_t", "suseconds_t", "id_t", "key_t"] {
+        table[name] = "sys/types.h"
+    }
+    for name in ["time_t", "clock_t", "clockid_t", "timer_t"] { table[name] = "time.h" }
+    for name in ["pthread_t", "pthread_mutex_t", "pthread_cond_t", "pthread_attr_t", "pthread_once_t", "pthread_key_t"] {
+        table[name] = "pthread.h"
+    }
+    table["sig_atomic_t"] = "signal.h"
+    table["wint_t"] = "wchar.h"
+    return table
+}()
+
+/// Headers the generated C always includes: what `bool`, `size_t` and the fixed-width integers need.
+let baseIncludes = ["stdbool.h", "stddef.h", "stdint.h"]
+
+/// Every typedef name a type refers to, looking into records, pointers and function types.
+func typedefNames(in type: CType) -> [String] {
+    switch type {
+    case .void, .builtin, .record, .enumeration, .anonymousEnum: return []
+    case .typedef(let name, _): return [name]
+    case .anonymousRecord(let r): return r.fields.flatMap { typedefNames(in: $0.type) }
+    case .pointer(let t), .array(let t, _), .const(let t), .volatile(let t), .restrict(let t): return typedefNames(in: t)
+    case .function(let f): return typedefNames(in: f.result) + f.parameters.flatMap { typedefNames(in: $0.type) }
+    }
+}
+
+/// The system headers that declare the typedefs the module uses but does not declare; a typedef
+/// that no known system header declares is an error at its first use.
+func systemIncludes(_ module: APIModule, diagnostics: inout Diagnostics) -> [String] {
+    let declared = Set(module.declarations.compactMap { if case .typedef(let t) = $0 { t.name } else { nil } })
+    var headers = Set(baseIncludes)
+    var reported: Set<String> = []
+    for d in module.declarations {
+        let (types, location): ([CType], SourceLocation?) = switch d {
+        case .record(let r): (r.fields.map(\.type), r.location)
+        case .typedef(let t): ([t.underlying], t.location)
+        case .function(let f): ([.function(f.type)], f.location)
+        case .opaqueRecord, .enumeration, .constant: ([], nil)
+        }
+        for name in types.flatMap(typedefNames(in:)) where !declared.contains(name) {
+            if let header = systemTypeHeaders[name] {
+                headers.insert(header)
+            } else if reported.insert(name).inserted {
+                diagnostics.error("\(name) is declared outside the bound headers, in no system header the generator "
+                                  + "knows (systemTypeHeaders): bind the header that declares it", at: location)
+            }
+        }
+    }
+    return headers.sorted()
+}
+
 public func emitC(_ module: APIModule, options: CEmitterOptions, diagnostics: inout Diagnostics) -> String {
     var out: [String] = [options.banner, "#ifndef \(options.guardName)", "#define \(options.guardName)", ""]
-    out += ["#include <stdarg.h>", "#include <stdbool.h>", "#include <stddef.h>", "#include <stdint.h>",
-            "#include <stdio.h>", ""]
+    out += systemIncludes(module, diagnostics: &diagnostics).map { "#include <\($0)>" } + [""]
 
     let taken = Set(module.declarations.compactMap(\.name))
     var forward: [String] = []

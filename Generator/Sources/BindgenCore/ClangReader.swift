@@ -23,6 +23,11 @@ public struct ReaderInput: Sendable {
         self.defines = defines
         self.symbolLibraries = symbolLibraries
     }
+
+    /// The library that exports `function`, declared in `header`: its override, else the header's.
+    public func library(of function: String, header: String) -> String? {
+        symbolLibraries[function] ?? headers.first { $0.path == header }?.library
+    }
 }
 
 /// Reads the headers with libclang and returns the IR and the diagnostics.
@@ -342,8 +347,7 @@ private final class ClangReader {
             deprecation = take(message)
             _ = take(unavailableMessage)
         }
-        guard let library = input.symbolLibraries[name] ?? input.headers.first(where: { $0.path == loc.header })?.library
-        else {
+        guard let library = input.library(of: name, header: loc.header) else {
             diagnostics.error("no library is known for \(name)", at: loc)
             return
         }
@@ -364,13 +368,15 @@ private final class ClangReader {
         CXType_Float.rawValue: "float", CXType_Double.rawValue: "double", CXType_LongDouble.rawValue: "long double",
     ]
 
+    /// The type with its own qualifiers (restrict, volatile, const, nested in that order, `const`
+    /// outermost); a qualifier already applied through an elaborated or attributed type is not repeated.
     func convert(_ t: CXType, at loc: SourceLocation) -> CType {
-        let base = convertUnqualified(t, at: loc)
-        if clang_isConstQualifiedType(t) != 0, !base.isDirectlyConst { return .const(base) }
-        if clang_isVolatileQualifiedType(t) != 0 {
-            diagnostics.error("volatile types are not supported: \(take(clang_getTypeSpelling(t)))", at: loc)
-        }
-        return base
+        var type = convertUnqualified(t, at: loc)
+        let present = Set(type.qualifiers.names)
+        if clang_isRestrictQualifiedType(t) != 0, !present.contains("restrict") { type = .restrict(type) }
+        if clang_isVolatileQualifiedType(t) != 0, !present.contains("volatile") { type = .volatile(type) }
+        if clang_isConstQualifiedType(t) != 0, !present.contains("const") { type = .const(type) }
+        return type
     }
 
     func convertUnqualified(_ t: CXType, at loc: SourceLocation) -> CType {
@@ -384,7 +390,8 @@ private final class ClangReader {
             return convert(clang_Type_getModifiedType(t), at: loc)
         case CXType_Typedef:
             let decl = clang_getTypeDeclaration(t)
-            return .typedef(spelling(decl), canonical: convert(clang_getCanonicalType(t), at: loc))
+            // The canonical type of the declaration, not of this use: qualifiers at the use are the caller's.
+            return .typedef(spelling(decl), canonical: convert(clang_getCanonicalType(clang_getCursorType(decl)), at: loc))
         case CXType_Pointer:
             return .pointer(convert(clang_getPointeeType(t), at: loc))
         case CXType_Record:
@@ -484,7 +491,4 @@ private final class ClangReader {
     }
 }
 
-extension CType {
-    /// Whether the outermost layer is `const` (without looking through typedefs).
-    var isDirectlyConst: Bool { if case .const = self { return true } else { return false } }
-}
+

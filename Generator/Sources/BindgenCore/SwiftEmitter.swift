@@ -41,7 +41,7 @@ func swiftType(_ type: CType) throws -> String {
     case .enumeration(let name): return name
     case .anonymousRecord, .anonymousEnum:
         throw SwiftTypeError(description: "a type without a name cannot appear in a signature")
-    case .const(let t): return try swiftType(t)
+    case .const(let t), .volatile(let t), .restrict(let t): return try swiftType(t)
     case .array(let e, _): return try swiftPointer(to: e)
     case .pointer(let p): return try swiftPointer(to: p)
     case .function(let f):

@@ -3,7 +3,7 @@ import BindgenCore
 import Foundation
 
 @main
-struct LlamaBindgen: ParsableCommand {
+struct LlamaBindgen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llama-bindgen",
         abstract: "Generate the Swift bindings of llama.cpp from its pinned headers with libclang.",

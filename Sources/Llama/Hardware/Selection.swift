@@ -16,10 +16,29 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
     public struct Candidate: Sendable, Codable, Equatable {
         public var variant: LlamaVariant
         public var reason: String
+        /// The error's code when the variant was tried and failed (`.backendRejected`,
+        /// `.downloadFailed`...); nil when the plan ruled it out from the hardware.
+        public var code: LlamaError.Code?
+
+        public init(variant: LlamaVariant, reason: String, code: LlamaError.Code? = nil) {
+            self.variant = variant
+            self.reason = reason
+            self.code = code
+        }
     }
     public struct Rejection: Sendable, Codable, Equatable {
-        public var variant: String
+        /// A variant of the release, or a family (`cuda`, `vulkan`...) when no build of it was a candidate.
+        public var variant: LlamaVariant
         public var reason: String
+        /// The error's code when the variant was tried and failed (`.backendRejected`,
+        /// `.downloadFailed`...); nil when the plan ruled it out from the hardware.
+        public var code: LlamaError.Code?
+
+        public init(variant: LlamaVariant, reason: String, code: LlamaError.Code? = nil) {
+            self.variant = variant
+            self.reason = reason
+            self.code = code
+        }
     }
 
     /// What was asked for.
@@ -67,10 +86,10 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
             all.filter { $0.family == family }.sorted { LlamaRelease.versionOrder($0.version ?? "", $1.version ?? "") }
         }
         func add(_ v: LlamaVariant, _ why: String) { s.candidates.append(.init(variant: v, reason: why)) }
-        func reject(_ v: String, _ why: String) { s.rejected.append(.init(variant: v, reason: why)) }
+        func reject(_ v: LlamaVariant, _ why: String) { s.rejected.append(.init(variant: v, reason: why)) }
 
         if request != .auto, request.version != nil || all.contains(request) {
-            if all.contains(request) { add(request, "requested") } else { reject(request.rawValue, "no release asset for \(platform)") }
+            if all.contains(request) { add(request, "requested") } else { reject(request, "no release asset for \(platform)") }
             return s
         }
         let wanted: Set<String> = request == .auto ? ["cuda", "rocm", "sycl", "metal", "vulkan", "cpu"]
@@ -82,20 +101,20 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
             if let nvidia = hardware.nvidia {
                 let names = nvidia.gpus.map(\.name).joined(separator: ", ")
                 if let problem = nvidia.problem {
-                    reject("cuda", "NVIDIA GPU (\(names)) found, but CUDA is unusable: \(problem)")
+                    reject(.cuda, "NVIDIA GPU (\(names)) found, but CUDA is unusable: \(problem)")
                 } else if builds.isEmpty {
-                    reject("cuda", "llama.cpp \(release.tag) has no CUDA build for \(platform)")
+                    reject(.cuda, "llama.cpp \(release.tag) has no CUDA build for \(platform)")
                 } else if let supported = nvidia.cudaVersion {
                     let fitting = builds.filter { !LlamaRelease.versionOrder(supported, $0.version ?? "") }
                     if let best = fitting.last {
                         add(best, "NVIDIA \(names); the driver\(nvidia.driverVersion.map { " \($0)" } ?? "") supports CUDA \(supported)")
                     } else {
-                        reject("cuda", "the NVIDIA driver supports CUDA \(supported), older than every CUDA build of the release "
+                        reject(.cuda, "the NVIDIA driver supports CUDA \(supported), older than every CUDA build of the release "
                             + "(\(builds.map(\.rawValue).joined(separator: ", "))): update the driver")
                     }
                 }
             } else if request == .cuda {
-                reject("cuda", "no NVIDIA GPU or driver found")
+                reject(.cuda, "no NVIDIA GPU or driver found")
             }
         }
         // AMD → HIP/ROCm
@@ -104,7 +123,7 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
                 let names = amd.gpus.map(\.name).joined(separator: ", ")
                 if let build = released("rocm").last {
                     if amd.hipRuntime { add(build, "AMD \(names) with the HIP runtime") } else {
-                        reject(build.rawValue, "AMD \(names) found, but the HIP runtime (libamdhip64) is not installed")
+                        reject(build, "AMD \(names) found, but the HIP runtime (libamdhip64) is not installed")
                     }
                 } else {
                     reject("rocm", "llama.cpp \(release.tag) has no ROCm build for \(platform)")
@@ -120,21 +139,21 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
                 if let build, intel.syclRuntime && intel.levelZero {
                     add(build, "Intel GPU with the Level Zero and SYCL runtimes")
                 } else if let build {
-                    reject(build.rawValue, "Intel GPU found, but the \(intel.levelZero ? "SYCL" : "Level Zero") runtime is not installed")
+                    reject(build, "Intel GPU found, but the \(intel.levelZero ? "SYCL" : "Level Zero") runtime is not installed")
                 }
             } else if request == .sycl {
-                reject("sycl", "no Intel GPU found")
+                reject(.sycl, "no Intel GPU found")
             }
         }
         if wanted.contains("openvino"), let build = released("openvino").last {
             if hardware.intel?.openVINORuntime == true { add(build, "the OpenVINO runtime is installed") } else {
-                reject(build.rawValue, "the OpenVINO runtime (libopenvino) is not installed")
+                reject(build, "the OpenVINO runtime (libopenvino) is not installed")
             }
         }
         // Apple → Metal
         if wanted.contains("metal") {
             if hardware.metal, let build = released("metal").first { add(build, "Apple silicon") }
-            else if request == .metal { reject("metal", "Metal needs Apple silicon (macOS arm64)") }
+            else if request == .metal { reject(.metal, "Metal needs Apple silicon (macOS arm64)") }
         }
         // A Vulkan device that is a GPU → Vulkan
         if wanted.contains("vulkan") {
@@ -146,10 +165,10 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
                 } else if !others.isEmpty || request == .vulkan {
                     let why = hardware.notes.first { $0.hasPrefix("Vulkan: ") }.map { String($0.dropFirst(8)) }
                         ?? (hardware.vulkanDevices.isEmpty ? "no Vulkan device" : "Vulkan lists only CPU devices")
-                    reject("vulkan", why)
+                    reject(.vulkan, why)
                 }
             } else if request == .vulkan {
-                reject("vulkan", "llama.cpp \(release.tag) has no Vulkan build for \(platform)")
+                reject(.vulkan, "llama.cpp \(release.tag) has no Vulkan build for \(platform)")
             }
         }
         if wanted.contains("cpu") {

@@ -16,6 +16,15 @@ public struct LlamaInstallOptions: Sendable {
         case always
     }
 
+    /// How a source build is configured.
+    public enum BuildLayout: String, Sendable, Codable {
+        /// Tuned for this machine's CPU, the backends linked in (the default).
+        case native
+        /// Laid out like the official release archive: portable, backends loaded at run time,
+        /// one CPU library per instruction-set level (what `make llama` builds for the tests).
+        case release
+    }
+
     /// The build of llama.cpp to use: `.auto` (the default, unless `LLAMA_SWIFT_VARIANT` names
     /// another) chooses by the hardware; a family (`.cuda`) picks its best build; an exact
     /// variant (`cuda-12.8`) is used as it is.
@@ -44,6 +53,8 @@ public struct LlamaInstallOptions: Sendable {
     public var requirePinnedDigests: Bool
     /// Building from source when assets cannot be had (default: `LLAMA_SWIFT_BUILD_FROM_SOURCE`, else `.fallback`).
     public var buildFromSource: BuildFromSource
+    /// How a source build is configured (default: `LLAMA_SWIFT_BUILD_LAYOUT`, else `.native`).
+    public var buildLayout: BuildLayout
     /// Parallel compile jobs of a source build (default: the number of processors).
     public var buildJobs: Int
     /// How long a connection may take to open.
@@ -59,9 +70,10 @@ public struct LlamaInstallOptions: Sendable {
     public var logger: Logger
     /// How the hardware is probed for `.auto` and family variants.
     public var probe: LlamaHardwareProbe
-    /// A program that loads a GPU build in a child process first (`llama-swift libs check`), so
-    /// that a broken driver crashes it and not this process. Default: `LLAMA_SWIFT_HELPER`, else
-    /// `llama-swift` beside this program's executable, else none (the check runs in process).
+    /// The `llama-helper` program that loads a GPU build in a child process first, so that a
+    /// broken driver crashes it and not this process (see ``LlamaHelper``). Default:
+    /// `LLAMA_SWIFT_HELPER`; nil: found when needed, beside this program's executable or on PATH.
+    /// When none is found, loading a GPU build fails with `.helperNotFound`.
     public var helper: URL?
 
     public static let variantVariable = "LLAMA_SWIFT_VARIANT"
@@ -73,9 +85,10 @@ public struct LlamaInstallOptions: Sendable {
     public static let offlineVariable = "LLAMA_SWIFT_OFFLINE"
     public static let strictDigestsVariable = "LLAMA_SWIFT_STRICT_DIGESTS"
     public static let buildFromSourceVariable = "LLAMA_SWIFT_BUILD_FROM_SOURCE"
+    public static let buildLayoutVariable = "LLAMA_SWIFT_BUILD_LAYOUT"
 
     /// GitHub's release downloads of llama.cpp.
-    public static let githubReleases = URL(string: "https://github.com/ggml-org/llama.cpp/releases/download")!
+    public static let githubReleases = URL(string: LlamaPin.releaseBaseURL)!
 
     public init(variant: LlamaVariant? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
         let env = environment
@@ -95,6 +108,7 @@ public struct LlamaInstallOptions: Sendable {
         offline = env[Self.offlineVariable] == "1"
         requirePinnedDigests = env[Self.strictDigestsVariable] == "1"
         buildFromSource = env[Self.buildFromSourceVariable].flatMap(BuildFromSource.init(rawValue:)) ?? .fallback
+        buildLayout = env[Self.buildLayoutVariable].flatMap(BuildLayout.init(rawValue:)) ?? .native
         buildJobs = ProcessInfo.processInfo.activeProcessorCount
         connectTimeout = .seconds(15)
         idleTimeout = .seconds(30)
@@ -102,9 +116,7 @@ public struct LlamaInstallOptions: Sendable {
         retryDelay = .milliseconds(500)
         logger = Logger(label: "swift-llama-cpp")
         probe = LlamaHardwareProbe()
-        helper = env["LLAMA_SWIFT_HELPER"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
-            ?? Bundle.main.executableURL.map { $0.deletingLastPathComponent().appendingPathComponent("llama-swift") }
-                .flatMap { FileManager.default.isExecutableFile(atPath: $0.path) ? $0 : nil }
+        helper = env[LlamaHelper.environmentVariable].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
     }
 
     /// `LLAMA_SWIFT_CACHE`, else `$XDG_CACHE_HOME/swift-llama-cpp` or `~/.cache/swift-llama-cpp`.

@@ -26,6 +26,21 @@ public struct LlamaInstallation: Codable, Sendable, Equatable {
         public var pinned: Bool
     }
 
+    /// How a source build was made: what decides whether it is still up to date.
+    public struct Build: Codable, Sendable, Equatable {
+        /// The cmake flags it was configured with.
+        public var flags: [String]
+        /// The source archive and its sha256.
+        public var source: String
+        public var sourceSHA256: String
+
+        public init(flags: [String], source: String, sourceSHA256: String) {
+            self.flags = flags
+            self.source = source
+            self.sourceSHA256 = sourceSHA256
+        }
+    }
+
     public var tag: String
     public var platform: LlamaPlatform
     public var variant: LlamaVariant
@@ -34,11 +49,13 @@ public struct LlamaInstallation: Codable, Sendable, Equatable {
     /// Every file of the release folder (relative path) with its sha256; links as `-> target`.
     public var files: [String: String]
     public var installedAt: Date
+    /// For a source build (`origin == .build`), how it was made.
+    public var build: Build? = nil
 
     /// The release folder (`.../llama-<tag>`) holding the libraries; set when read from disk.
     public internal(set) var directory: URL? = nil
 
-    enum CodingKeys: String, CodingKey { case tag, platform, variant, origin, assets, files, installedAt }
+    enum CodingKeys: String, CodingKey { case tag, platform, variant, origin, assets, files, installedAt, build }
 
     static let recordName = "install.json"
 

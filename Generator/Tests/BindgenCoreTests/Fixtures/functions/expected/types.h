@@ -2,7 +2,6 @@
 #ifndef LLAMA_BINDGEN_TYPES_H
 #define LLAMA_BINDGEN_TYPES_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -2,11 +2,9 @@
 #ifndef LLAMA_BINDGEN_TYPES_H
 #define LLAMA_BINDGEN_TYPES_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 /* input.h:5 */
 #define FIX_VERSION 3

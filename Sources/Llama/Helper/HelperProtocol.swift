@@ -1,0 +1,377 @@
+public import Foundation
+
+// The messages between the library and its `llama-helper` program: one request line on the
+// helper's stdin, response lines on its stdout, each a JSON object with `protocolVersion` and one
+// key naming what it is (`{"protocolVersion":1,"backendCheck":{...}}`). Failures are messages
+// too (`failure`, with a LlamaError code); a crash is seen through the process's termination.
+
+/// The version of the helper protocol; the library and the helper it starts must agree.
+public enum LlamaHelperProtocol {
+    /// Bumped whenever a message changes shape.
+    public static let version = 1
+
+    /// A line that is not a message of this protocol version.
+    public struct Violation: Error, Sendable, CustomStringConvertible {
+        /// The version the line names, when it names one.
+        public var foundVersion: Int?
+        public var description: String
+
+        public init(foundVersion: Int?, description: String) {
+            self.foundVersion = foundVersion
+            self.description = description
+        }
+    }
+
+    /// One JSON line (without its newline). Fails only for a value JSON cannot hold (a NaN).
+    public static func encode<T: Encodable>(_ message: T) throws(LlamaError) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do { return try encoder.encode(message) } catch {
+            throw LlamaError(.invalidArgument, "a helper message cannot be written as JSON: \(error)", underlying: error)
+        }
+    }
+
+    private struct Envelope: Decodable { var protocolVersion: Int? }
+
+    /// Decodes a line: first its `protocolVersion` (another version is a violation that says
+    /// so, whatever else the line holds), then the message.
+    public static func decode<T: Decodable>(_ type: T.Type, from line: Data) throws(Violation) -> T {
+        let preview = String(decoding: line.prefix(200), as: UTF8.self)
+        let envelope: Envelope
+        do { envelope = try JSONDecoder().decode(Envelope.self, from: line) } catch {
+            throw Violation(foundVersion: nil, description: "not a JSON object: \(preview)")
+        }
+        guard let found = envelope.protocolVersion else {
+            throw Violation(foundVersion: nil, description: "no protocolVersion in \(preview)")
+        }
+        guard found == version else {
+            throw Violation(foundVersion: found, description: "protocol version \(found), expected \(version)")
+        }
+        do { return try JSONDecoder().decode(T.self, from: line) } catch {
+            throw Violation(foundVersion: found, description: "not a valid \(T.self): \(error) in \(preview)")
+        }
+    }
+}
+
+/// What the library asks its `llama-helper` program to do, in a child process.
+public struct HelperRequest: Codable, Sendable, Equatable {
+    public var protocolVersion: Int
+    public var command: Command
+
+    public init(_ command: Command, protocolVersion: Int = LlamaHelperProtocol.version) {
+        self.protocolVersion = protocolVersion
+        self.command = command
+    }
+
+    public enum Command: Sendable, Equatable {
+        /// Load the libraries of a folder (a GPU build) and list ggml's devices.
+        case backendCheck(BackendCheck)
+        /// First contact with an RPC server: handshake, then its devices through ggml.
+        case rpcCheck(RPCCheck)
+        /// Generate text, streaming tokens, then a summary.
+        case generate(Generate)
+    }
+
+    public struct BackendCheck: Codable, Sendable, Equatable {
+        /// The release folder (`.../llama-<tag>`).
+        public var directory: String
+        public var variant: LlamaVariant
+
+        public init(directory: String, variant: LlamaVariant) {
+            self.directory = directory
+            self.variant = variant
+        }
+    }
+
+    public struct RPCCheck: Codable, Sendable, Equatable {
+        public var directory: String
+        /// `host:port`
+        public var endpoint: String
+        /// The longest wait for the connection and for each answer.
+        public var timeoutSeconds: Double
+
+        public init(directory: String, endpoint: String, timeoutSeconds: Double) {
+            self.directory = directory
+            self.endpoint = endpoint
+            self.timeoutSeconds = timeoutSeconds
+        }
+    }
+
+    public struct Generate: Codable, Sendable, Equatable {
+        /// The release folder to load; nil: as ``LlamaRuntime/load(libraryDirectory:options:allowVersionMismatch:logger:progress:)``
+        /// finds it in the helper's environment.
+        public var directory: String?
+        /// The GGUF file.
+        public var model: String
+        public var prompt: String
+        /// The prompt as it is, without the model's chat template.
+        public var raw: Bool
+        public var maxTokens: Int
+        public var stopSequences: [String]
+        public var sampling: Sampling
+        /// `host:port` of RPC servers whose devices take the layers.
+        public var rpcServers: [String]
+        /// The longest wait for an RPC server's first contact.
+        public var rpcTimeoutSeconds: Double
+        public var contextLength: UInt32
+        public var threads: Int32?
+        public var gpuLayers: Int32
+
+        public init(directory: String? = nil, model: String, prompt: String, raw: Bool = false, maxTokens: Int = 256,
+                    stopSequences: [String] = [], sampling: Sampling = .greedy, rpcServers: [String] = [],
+                    rpcTimeoutSeconds: Double = 5, contextLength: UInt32 = 2048, threads: Int32? = nil, gpuLayers: Int32 = -1) {
+            self.directory = directory
+            self.model = model
+            self.prompt = prompt
+            self.raw = raw
+            self.maxTokens = maxTokens
+            self.stopSequences = stopSequences
+            self.sampling = sampling
+            self.rpcServers = rpcServers
+            self.rpcTimeoutSeconds = rpcTimeoutSeconds
+            self.contextLength = contextLength
+            self.threads = threads
+            self.gpuLayers = gpuLayers
+        }
+    }
+
+    /// The standard chain (``SamplerChain/standard(temperature:topK:topP:minP:repeatPenalty:seed:)``),
+    /// with an optional GBNF grammar in front.
+    public struct Sampling: Codable, Sendable, Equatable {
+        public var temperature: Float
+        public var topK: Int32
+        public var topP: Float
+        public var minP: Float
+        public var repeatPenalty: Float
+        /// nil: a random seed.
+        public var seed: UInt32?
+        public var grammar: String?
+
+        public init(temperature: Float = 0.8, topK: Int32 = 40, topP: Float = 0.95, minP: Float = 0.05,
+                    repeatPenalty: Float = 1, seed: UInt32? = nil, grammar: String? = nil) {
+            self.temperature = temperature
+            self.topK = topK
+            self.topP = topP
+            self.minP = minP
+            self.repeatPenalty = repeatPenalty
+            self.seed = seed
+            self.grammar = grammar
+        }
+
+        public static let greedy = Sampling(temperature: 0)
+
+        public var chain: SamplerChain {
+            var chain = SamplerChain.standard(temperature: temperature, topK: topK, topP: topP, minP: minP,
+                                              repeatPenalty: repeatPenalty, seed: seed ?? SamplerChain.randomSeed)
+            if let grammar { chain.stages.insert(.grammar(grammar), at: 0) }
+            return chain
+        }
+    }
+
+    private enum Keys: String, CodingKey { case protocolVersion, backendCheck, rpcCheck, generate }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        protocolVersion = try c.decode(Int.self, forKey: .protocolVersion)
+        if let v = try c.decodeIfPresent(BackendCheck.self, forKey: .backendCheck) {
+            command = .backendCheck(v)
+        } else if let v = try c.decodeIfPresent(RPCCheck.self, forKey: .rpcCheck) {
+            command = .rpcCheck(v)
+        } else if let v = try c.decodeIfPresent(Generate.self, forKey: .generate) {
+            command = .generate(v)
+        } else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "no known request (backendCheck, rpcCheck, generate)"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(protocolVersion, forKey: .protocolVersion)
+        switch command {
+        case .backendCheck(let v): try c.encode(v, forKey: .backendCheck)
+        case .rpcCheck(let v): try c.encode(v, forKey: .rpcCheck)
+        case .generate(let v): try c.encode(v, forKey: .generate)
+        }
+    }
+}
+
+/// What `llama-helper` answers: one message per line.
+public struct HelperResponse: Codable, Sendable, Equatable {
+    public var protocolVersion: Int
+    public var message: Message
+
+    public init(_ message: Message, protocolVersion: Int = LlamaHelperProtocol.version) {
+        self.protocolVersion = protocolVersion
+        self.message = message
+    }
+
+    public enum Message: Sendable, Equatable {
+        /// The answer to `backendCheck` (every device ggml registered) and `rpcCheck` (the server's devices).
+        case devices([LlamaDevice])
+        /// A generated token and the text it completed.
+        case token(Token)
+        /// Text released at the end of a generation.
+        case text(String)
+        /// The last message of a generation.
+        case finished(Summary)
+        /// The request failed: the last message.
+        case failure(Failure)
+    }
+
+    public struct Token: Codable, Sendable, Equatable {
+        public var id: Int32
+        public var text: String
+        public init(id: Int32, text: String) {
+            self.id = id
+            self.text = text
+        }
+    }
+
+    public struct Summary: Codable, Sendable, Equatable {
+        public var promptTokens: Int
+        public var reusedPromptTokens: Int
+        public var generatedTokens: [Int32]
+        public var text: String
+        /// `maxTokens`, `endOfGeneration`, `stopSequence`, `contextFull` or `cancelled`.
+        public var stopReason: String
+        /// The token of `endOfGeneration`.
+        public var stopToken: Int32?
+        /// The text of `stopSequence`.
+        public var stopSequence: String?
+        public var promptSeconds: Double
+        public var generationSeconds: Double
+        public var timeToFirstTokenSeconds: Double?
+
+        public init(_ s: GenerationSummary) {
+            promptTokens = s.promptTokens
+            reusedPromptTokens = s.reusedPromptTokens
+            generatedTokens = s.generatedTokens
+            text = s.text
+            switch s.stopReason {
+            case .maxTokens: stopReason = "maxTokens"
+            case .contextFull: stopReason = "contextFull"
+            case .cancelled: stopReason = "cancelled"
+            case .endOfGeneration(let token):
+                stopReason = "endOfGeneration"
+                stopToken = token
+            case .stopSequence(let text):
+                stopReason = "stopSequence"
+                stopSequence = text
+            }
+            promptSeconds = Self.seconds(s.promptDuration)
+            generationSeconds = Self.seconds(s.generationDuration)
+            timeToFirstTokenSeconds = s.timeToFirstToken.map(Self.seconds)
+        }
+
+        /// The summary; an unknown stop reason is a violation.
+        public func summary() throws(LlamaHelperProtocol.Violation) -> GenerationSummary {
+            let stop: StopReason
+            switch (stopReason, stopToken, stopSequence) {
+            case ("maxTokens", _, _): stop = .maxTokens
+            case ("contextFull", _, _): stop = .contextFull
+            case ("cancelled", _, _): stop = .cancelled
+            case ("endOfGeneration", let token?, _): stop = .endOfGeneration(token)
+            case ("stopSequence", _, let text?): stop = .stopSequence(text)
+            default:
+                throw LlamaHelperProtocol.Violation(foundVersion: LlamaHelperProtocol.version,
+                                                    description: "unknown stop reason \(stopReason)")
+            }
+            func duration(_ s: Double) -> Duration { .nanoseconds(Int64((s * 1e9).rounded())) }
+            return GenerationSummary(promptTokens: promptTokens, reusedPromptTokens: reusedPromptTokens,
+                                     generatedTokens: generatedTokens, text: text, stopReason: stop,
+                                     promptDuration: duration(promptSeconds), generationDuration: duration(generationSeconds),
+                                     timeToFirstToken: timeToFirstTokenSeconds.map(duration))
+        }
+
+        static func seconds(_ d: Duration) -> Double {
+            Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+    }
+
+    /// A failed request: the code the library throws, and the message.
+    public struct Failure: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+        public var code: LlamaError.Code
+        public var message: String
+        /// What an RPC first contact found, when that failed.
+        public var rpc: RPCFailure?
+
+        public init(code: LlamaError.Code, message: String, rpc: RPCFailure? = nil) {
+            self.code = code
+            self.message = message
+            self.rpc = rpc
+        }
+
+        public init(_ error: LlamaError) {
+            self.init(code: error.code, message: error.message,
+                      rpc: error.underlying as? RPCFailure)
+        }
+
+        public var description: String { "\(code): \(message)" }
+        public var error: LlamaError { LlamaError(code, message, underlying: self) }
+    }
+
+    /// Why an RPC server's first contact failed, with the versions when the handshake told them.
+    public struct RPCFailure: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+        public struct Kind: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+            public let rawValue: String
+            public init(rawValue: String) { self.rawValue = rawValue }
+            public var description: String { rawValue }
+            /// The server answered the handshake with a protocol version this ggml cannot talk to.
+            public static let versionMismatch = Kind(rawValue: "versionMismatch")
+            /// The server closed the connection or answered something that is not a handshake:
+            /// not a ggml RPC server, or one of a protocol too old to answer.
+            public static let noHandshake = Kind(rawValue: "noHandshake")
+            /// Nothing accepts connections there (or the host does not resolve).
+            public static let unreachable = Kind(rawValue: "unreachable")
+            /// The server answered, but ggml found no device on it.
+            public static let noDevices = Kind(rawValue: "noDevices")
+        }
+        public var kind: Kind
+        /// `major.minor.patch` the server sent.
+        public var serverVersion: String?
+        /// `major.minor.patch` of the loaded ggml's RPC protocol.
+        public var clientVersion: String?
+
+        public init(kind: Kind, serverVersion: String? = nil, clientVersion: String? = nil) {
+            self.kind = kind
+            self.serverVersion = serverVersion
+            self.clientVersion = clientVersion
+        }
+
+        public var description: String {
+            "\(kind)" + (serverVersion.map { " (server \($0), client \(clientVersion ?? "?"))" } ?? "")
+        }
+    }
+
+    private enum Keys: String, CodingKey { case protocolVersion, devices, token, text, finished, failure }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        protocolVersion = try c.decode(Int.self, forKey: .protocolVersion)
+        if let v = try c.decodeIfPresent([LlamaDevice].self, forKey: .devices) {
+            message = .devices(v)
+        } else if let v = try c.decodeIfPresent(Token.self, forKey: .token) {
+            message = .token(v)
+        } else if let v = try c.decodeIfPresent(String.self, forKey: .text) {
+            message = .text(v)
+        } else if let v = try c.decodeIfPresent(Summary.self, forKey: .finished) {
+            message = .finished(v)
+        } else if let v = try c.decodeIfPresent(Failure.self, forKey: .failure) {
+            message = .failure(v)
+        } else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "no known response (devices, token, text, finished, failure)"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(protocolVersion, forKey: .protocolVersion)
+        switch message {
+        case .devices(let v): try c.encode(v, forKey: .devices)
+        case .token(let v): try c.encode(v, forKey: .token)
+        case .text(let v): try c.encode(v, forKey: .text)
+        case .finished(let v): try c.encode(v, forKey: .finished)
+        case .failure(let v): try c.encode(v, forKey: .failure)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+public import Foundation
+
+/// The helper's side of the protocol: what `llama-helper` runs on the request it read. Every
+/// outcome is a message (`devices`, the tokens and `finished`, or `failure`); a crash of ggml
+/// ends the process, which the library sees through its termination.
+public enum LlamaHelperService {
+    /// Answers one request line through `send`; returns the exit status for the helper (0 when
+    /// the request succeeded, 1 when it failed, 2 when the line was not a request of this protocol).
+    public static func answer(_ line: Data, send: @Sendable (HelperResponse) -> Void) async -> Int32 {
+        let request: HelperRequest
+        do { request = try LlamaHelperProtocol.decode(HelperRequest.self, from: line) } catch {
+            send(HelperResponse(.failure(.init(code: .helperProtocol, message: "\(LlamaHelper.executableName) speaks helper "
+                + "protocol \(LlamaHelperProtocol.version) and read \(error.description): use the \(LlamaHelper.executableName) "
+                + "built with the same version of the library"))))
+            return 2
+        }
+        do throws(LlamaError) {
+            switch request.command {
+            case .backendCheck(let check):
+                let runtime = try LlamaRuntime(libraryDirectory: URL(fileURLWithPath: check.directory))
+                send(HelperResponse(.devices(runtime.devices)))
+            case .rpcCheck(let check):
+                send(HelperResponse(.devices(try await rpcCheck(check))))
+            case .generate(let generate):
+                try await self.generate(generate) { send(HelperResponse($0)) }
+            }
+            return 0
+        } catch {
+            send(HelperResponse(.failure(.init(error))))
+            return 1
+        }
+    }
+
+    static func rpcCheck(_ check: HelperRequest.RPCCheck) async throws(LlamaError) -> [LlamaDevice] {
+        guard let endpoint = LlamaRPCEndpoint(check.endpoint) else {
+            throw LlamaError(.invalidArgument, "\(check.endpoint) is not host:port")
+        }
+        let timeout = Duration.milliseconds(Int64(max(0.001, check.timeoutSeconds) * 1000))
+        let runtime = try LlamaRuntime(libraryDirectory: URL(fileURLWithPath: check.directory))
+        // Our own handshake first: a version mismatch is then a value with both versions, before
+        // ggml's handshake, which ends the process on one.
+        _ = try LlamaRuntime.rpcHandshake(endpoint, timeout: timeout)
+        let devices = try await runtime.addRPCServer(check.endpoint, timeout: timeout, isolated: false)
+        guard !devices.isEmpty else {
+            throw LlamaError(.rpcProtocol, "the RPC server at \(endpoint) offers no device",
+                             underlying: HelperResponse.RPCFailure(kind: .noDevices))
+        }
+        return devices
+    }
+
+    static func generate(_ g: HelperRequest.Generate, send: (HelperResponse.Message) -> Void) async throws(LlamaError) {
+        let runtime = try await LlamaRuntime.load(libraryDirectory: g.directory.map { URL(fileURLWithPath: $0) })
+        var options = ModelOptions()
+        options.gpuLayers = g.gpuLayers
+        options.plannedContextLength = g.contextLength
+        var remote: [LlamaDevice] = []
+        let timeout = Duration.milliseconds(Int64(max(0.001, g.rpcTimeoutSeconds) * 1000))
+        for server in g.rpcServers {
+            guard let endpoint = LlamaRPCEndpoint(server) else { throw LlamaError(.invalidArgument, "\(server) is not host:port") }
+            _ = try LlamaRuntime.rpcHandshake(endpoint, timeout: timeout)
+            remote += try await runtime.addRPCServer(server, timeout: timeout, isolated: false)
+        }
+        if !remote.isEmpty { options.placement = LlamaPlacement(devices: remote) }
+        let model: LlamaModel
+        do { model = try await LlamaModel.load(runtime: runtime, paths: [g.model], options: options) } catch {
+            throw error as? LlamaError ?? LlamaError(.invalidModel, "\(g.model) could not be loaded: \(error)", underlying: error)
+        }
+        let context = try LlamaContext(model: model, options: ContextOptions(contextLength: g.contextLength, threads: g.threads))
+        // A model without a chat template (a base model) does plain completion.
+        let plain = g.raw || model.chatTemplate() == nil
+        let input = plain ? g.prompt : try model.formatChat([.user(g.prompt)])
+        var generation = GenerationOptions(maxTokens: g.maxTokens, stopSequences: g.stopSequences)
+        generation.addSpecial = plain
+        do {
+            for try await event in context.generate(prompt: input, sampling: g.sampling.chain, options: generation) {
+                switch event {
+                case .token(let id, let text): send(.token(.init(id: id, text: text)))
+                case .text(let text): send(.text(text))
+                case .finished(let summary): send(.finished(.init(summary)))
+                }
+            }
+        } catch {
+            throw error as? LlamaError ?? LlamaError(.decodeFailed, "\(error)", underlying: error)
+        }
+    }
+}

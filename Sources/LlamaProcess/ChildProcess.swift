@@ -1,0 +1,600 @@
+// The one way this package starts a child process.
+//
+// Underneath is swiftlang/swift-subprocess (1.0.2): it spawns (posix_spawn with
+// POSIX_SPAWN_SETSIGMASK to an empty mask and SETSIGDEF for every signal, or a fork path that
+// clears the mask), puts the child in its own process group (`processGroupID = 0`), closes every
+// inherited descriptor beyond 0-2, reads the pipes through its own epoll thread, watches the child
+// through a pidfd, runs a teardown sequence when the calling task is cancelled, and reaps.
+//
+// What we keep on top of it, and why (swift-subprocess 1.0.2 has no such API):
+// - Deadlines (`timeout`, `idleTimeout`): a timer task races the child; on expiry it runs the
+//   library's teardown (SIGTERM to the group, SIGKILL after `grace`).
+// - A last SIGKILL to the whole group after every teardown, sent while the leader is not yet reaped
+//   (so its group id cannot have been reused): the library's teardown stops at the point where the
+//   leader has exited, which leaves a grandchild that ignores SIGTERM running.
+// - Waiting for the child's exit inside the run: the library waits only after the body returns,
+//   and a deadline must cover a child that closed its output but keeps running. One dedicated
+//   thread per child blocks in `waitid(WEXITED | WNOWAIT)` (no reaping: the library reaps) and
+//   resumes one continuation exactly once.
+// - Lines: the library's line splitter (`strings()`) keeps no stream label and no idle clock; we
+//   split its byte buffers ourselves, keep a last line without newline, and label the stream.
+// - Preflight of an explicit path (not found / not executable), for error codes callers can switch on.
+// - `start` (a child that runs alongside the caller, such as a test server): a Task around the same
+//   run, with stdin a pipe held open until the child ends (the library's `.inputWriter`, never
+//   written), so a child that stops at end of input stops when this process does.
+//
+// swift-subprocess itself wakes once a second per running child while it watches for the calling
+// task's cancellation (`withAsyncTaskCleanupHandler`); that loop is in the library, not here.
+
+public import Foundation
+import Subprocess
+import Synchronization
+
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum ChildProcess {
+    /// Where a stream of the child goes.
+    public enum Output: Sendable {
+        /// Into the `Termination`'s `standardOutput` / `standardError`, and to `onLine` line by line.
+        case capture
+        /// Nowhere (to `onLine` still, when one is given or an idle timeout needs the lines).
+        case discard
+        /// This process's own stream (a terminal stays a terminal for the child).
+        case inherit
+        /// A file, created or truncated.
+        case file(URL)
+        /// For stderr only: into the same pipe as stdout, in the order the child wrote them. Lines
+        /// then come as `.output`.
+        case mergeIntoOutput
+    }
+
+    /// One line the child wrote (without its newline; a last line without newline is delivered too).
+    public struct Line: Sendable, Equatable, CustomStringConvertible {
+        public var text: String
+        public var stream: Stream
+
+        public init(text: String, stream: Stream) {
+            self.text = text
+            self.stream = stream
+        }
+
+        public var description: String { "\(stream): \(text)" }
+    }
+
+    public enum Stream: Sendable, Hashable {
+        case output, error
+    }
+
+    /// How the run ended.
+    public struct Termination: Sendable, Equatable, CustomStringConvertible {
+        /// running → exited | signalled | timed out | cancelled.
+        public enum State: Sendable, Equatable {
+            /// Ended by itself with this exit status.
+            case exited(Int32)
+            /// Ended by this signal, not sent by the run.
+            case signalled(Int32)
+            /// Stopped by the run after `timeout` or `idleTimeout`.
+            case timedOut
+            /// Stopped because the calling task was cancelled.
+            case cancelled
+        }
+
+        public var state: State
+        /// What was captured (`.capture`), else empty.
+        public var standardOutput: Data
+        public var standardError: Data
+
+        public init(state: State, standardOutput: Data = Data(), standardError: Data = Data()) {
+            self.state = state
+            self.standardOutput = standardOutput
+            self.standardError = standardError
+        }
+
+        /// `state == .exited(0)`.
+        public var succeeded: Bool { state == .exited(0) }
+        /// The captured stdout as UTF-8 (invalid sequences replaced).
+        public var outputText: String { String(decoding: standardOutput, as: UTF8.self) }
+        /// The captured stderr as UTF-8 (invalid sequences replaced).
+        public var errorText: String { String(decoding: standardError, as: UTF8.self) }
+
+        /// The state, then the last lines of stderr (or of stdout, where stderr was merged into it).
+        public var description: String {
+            let state: String
+            switch self.state {
+            case .exited(let status): state = "exited with status \(status)"
+            case .signalled(let signal): state = "ended by signal \(signal)"
+            case .timedOut: state = "timed out and was stopped"
+            case .cancelled: state = "cancelled"
+            }
+            let text = standardError.isEmpty ? outputText : errorText
+            let tail = text.split(separator: "\n", omittingEmptySubsequences: true).suffix(20)
+            return tail.isEmpty ? state : state + ":\n" + tail.joined(separator: "\n")
+        }
+    }
+
+    /// Failed to start (not found, not executable, spawn failed).
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+            public var rawValue: String
+            public init(rawValue: String) { self.rawValue = rawValue }
+            /// No such file, or the bare name is on no PATH entry.
+            public static let notFound = Code(rawValue: "notFound")
+            /// The file exists but this user may not execute it.
+            public static let notExecutable = Code(rawValue: "notExecutable")
+            /// Anything else: the spawn, a pipe, an output file, the working directory.
+            public static let spawnFailed = Code(rawValue: "spawnFailed")
+            public var description: String { rawValue }
+        }
+
+        public var code: Code
+        public var message: String
+        /// What the layer underneath reported, when there is one.
+        public var underlying: (any Error & Sendable)?
+
+        public init(code: Code, message: String, underlying: (any Error & Sendable)? = nil) {
+            self.code = code
+            self.message = message
+            self.underlying = underlying
+        }
+
+        public var description: String { message }
+    }
+
+    /// Runs `executable` (a path, or a bare name looked up on PATH) to its end.
+    ///
+    /// timeout: for the whole run; idleTimeout: longest time without a line; on either, or when the
+    /// calling Task is cancelled: SIGTERM to the child's process group, SIGKILL after `grace`; state
+    /// `.timedOut` / `.cancelled`. The child starts with an empty signal mask, default dispositions,
+    /// its own process group, stdin /dev/null unless `input` is given, and no inherited descriptors
+    /// beyond 0-2. `onLine` is called from a background task, in order within each stream.
+    ///
+    /// `inheritInput`: the child reads this process's stdin (a terminal too). It then stays in this
+    /// process's group — a background group cannot read the terminal — and signals on a deadline or
+    /// cancellation go to the child alone, not to what it started.
+    public static func run(
+        _ executable: String, _ arguments: [String] = [],
+        environment: [String: String?] = [:],
+        workingDirectory: URL? = nil, input: Data? = nil, inheritInput: Bool = false,
+        standardOutput: Output = .capture, standardError: Output = .capture,
+        timeout: Duration? = nil, idleTimeout: Duration? = nil, grace: Duration = .seconds(2),
+        onLine: (@Sendable (Line) -> Void)? = nil
+    ) async throws(Failure) -> Termination {
+        try await perform(
+            executable, arguments, environment: environment, workingDirectory: workingDirectory,
+            input: inheritInput ? .inherit : input.map(InputMode.data) ?? .none, standardOutput: standardOutput, standardError: standardError,
+            timeout: timeout, idleTimeout: idleTimeout, grace: grace, onLine: onLine)
+    }
+
+    /// A child that runs alongside the caller (a server, say), from `start`.
+    public final class Running: Sendable {
+        let task: Task<Termination, any Error>
+
+        init(task: Task<Termination, any Error>) { self.task = task }
+
+        /// SIGTERM to the child's process group, SIGKILL after the grace; its termination is `.cancelled`.
+        public func stop() { task.cancel() }
+
+        /// Waits for the end of the child.
+        public func termination() async throws(Failure) -> Termination {
+            do {
+                return try await task.value
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure(code: .spawnFailed, message: "\(error)", underlying: error)
+            }
+        }
+
+        /// Dropping the handle stops the child.
+        deinit { task.cancel() }
+    }
+
+    /// Starts `executable` like `run`, and returns at once. Its stdin is a pipe that stays open
+    /// until it ends, so a child that ends at end of input ends with this process. `onLine`
+    /// is how its output is seen while it runs (its first line might be the port it listens on).
+    public static func start(
+        _ executable: String, _ arguments: [String] = [],
+        environment: [String: String?] = [:], workingDirectory: URL? = nil,
+        standardOutput: Output = .capture, standardError: Output = .capture,
+        timeout: Duration? = nil, idleTimeout: Duration? = nil, grace: Duration = .seconds(2),
+        onLine: (@Sendable (Line) -> Void)? = nil
+    ) -> Running {
+        Running(task: Task { () async throws -> Termination in
+            try await perform(
+                executable, arguments, environment: environment, workingDirectory: workingDirectory,
+                input: .heldOpen, standardOutput: standardOutput, standardError: standardError,
+                timeout: timeout, idleTimeout: idleTimeout, grace: grace, onLine: onLine)
+        })
+    }
+
+    enum InputMode: Sendable {
+        case none, data(Data), heldOpen, inherit
+    }
+
+    static func perform(
+        _ executable: String, _ arguments: [String], environment: [String: String?], workingDirectory: URL?,
+        input: InputMode, standardOutput: Output, standardError: Output,
+        timeout: Duration?, idleTimeout: Duration?, grace: Duration, onLine: (@Sendable (Line) -> Void)?
+    ) async throws(Failure) -> Termination {
+        try preflight(executable, workingDirectory: workingDirectory)
+        var options = PlatformOptions()
+        let ownGroup: Bool
+        if case .inherit = input { ownGroup = false } else { ownGroup = true }
+        if ownGroup { options.processGroupID = 0 }
+        // The library's own teardown, when the calling task is cancelled (ours runs too; both are idempotent).
+        options.teardownSequence = [.gracefulShutDown(toProcessGroup: ownGroup, allowedDurationToNextStep: grace)]
+        var overrides: [Environment.Key: String?] = [:]
+        for (name, value) in environment { overrides[Environment.Key(stringLiteral: name)] = value }
+        let configuration = Configuration(
+            executable: executable.contains("/") ? .path(FilePath(executable)) : .name(executable),
+            arguments: Arguments(arguments),
+            environment: .inherit.updating(overrides),
+            workingDirectory: workingDirectory.map { FilePath($0.path) },
+            platformOptions: options
+        )
+        let wantsLines = onLine != nil || idleTimeout != nil
+        let plan = Plan(
+            executable: executable,
+            keepOutput: standardOutput.isCapture, keepError: standardError.isCapture,
+            timeout: timeout, idleTimeout: idleTimeout, grace: grace, onLine: onLine, ownGroup: ownGroup
+        )
+        // Descriptors we open are handed over with closeAfterSpawningProcess: the library closes them once.
+        let outputSink = try Sink(standardOutput, stream: .output, wantsLines: wantsLines)
+        let errorSink: Sink
+        do { errorSink = try Sink(standardError, stream: .error, wantsLines: wantsLines) } catch {
+            if case .descriptor(let fd, close: true) = outputSink { try? fd.close() }
+            throw error
+        }
+        let run = Runner(configuration: configuration, plan: plan, outputSink: outputSink, errorSink: errorSink)
+        do {
+            switch input {
+            case .none: return try await run.withOutput(input: .none)
+            case .data(let data): return try await run.withOutput(input: .data(data))
+            // The writer is left alone: the library closes it when the child has ended.
+            case .heldOpen: return try await run.withOutput(input: .inputWriter)
+            case .inherit:
+                return try await run.withOutput(input: .fileDescriptor(.standardInput, closeAfterSpawningProcess: false))
+            }
+        } catch let failure as Failure {
+            throw failure
+        } catch let error as SubprocessError {
+            throw Failure(subprocess: error, executable: executable)
+        } catch {
+            throw Failure(code: .spawnFailed, message: "\(executable): \(error)", underlying: error)
+        }
+    }
+
+    static func preflight(_ executable: String, workingDirectory: URL?) throws(Failure) {
+        // Relative paths are resolved by the spawn against the working directory: checked there.
+        guard executable.hasPrefix("/") else {
+            guard !executable.isEmpty else {
+                throw Failure(code: .notFound, message: "no executable given (an empty name)")
+            }
+            return
+        }
+        var info = stat()
+        guard stat(executable, &info) == 0 else {
+            throw Failure(code: .notFound, message: "\(executable) does not exist: check the path, or install it")
+        }
+        guard (info.st_mode & S_IFMT) != S_IFDIR, access(executable, X_OK) == 0 else {
+            throw Failure(
+                code: .notExecutable,
+                message: "\(executable) is not an executable file (chmod +x it, or pass the right path)"
+            )
+        }
+    }
+}
+
+extension ChildProcess.Output {
+    var isCapture: Bool {
+        if case .capture = self { return true }
+        return false
+    }
+}
+
+extension ChildProcess.Failure {
+    init(subprocess error: SubprocessError, executable: String) {
+        switch error.code {
+        case .executableNotFound:
+            self.init(
+                code: .notFound,
+                message: "\(executable) was not found on PATH: install it, or pass its full path",
+                underlying: error
+            )
+        case .failedToChangeWorkingDirectory:
+            self.init(
+                code: .spawnFailed,
+                message: "\(executable) could not start: \(error) (check the working directory)",
+                underlying: error
+            )
+        default:
+            #if os(Windows)
+            let denied = false
+            #else
+            let denied = error.underlyingError == .permissionDenied
+            #endif
+            self.init(
+                code: denied ? .notExecutable : .spawnFailed,
+                message: "\(executable) could not start: \(error)",
+                underlying: error
+            )
+        }
+    }
+}
+
+// MARK: - Implementation
+
+/// What one run needs besides the library's configuration.
+private struct Plan: Sendable {
+    var executable: String
+    var keepOutput: Bool
+    var keepError: Bool
+    var timeout: Duration?
+    var idleTimeout: Duration?
+    var grace: Duration
+    var onLine: (@Sendable (ChildProcess.Line) -> Void)?
+    /// The child leads its own process group (not when it shares this process's stdin).
+    var ownGroup: Bool
+}
+
+/// Where one of the child's output streams goes, as the library sees it.
+private enum Sink: Sendable {
+    /// A pipe we read (`.sequence`).
+    case pipe
+    /// A descriptor handed to the child.
+    case descriptor(FileDescriptor, close: Bool)
+    /// stderr into stdout's pipe or descriptor.
+    case merge
+
+    init(_ output: ChildProcess.Output, stream: ChildProcess.Stream, wantsLines: Bool) throws(ChildProcess.Failure) {
+        switch output {
+        case .capture:
+            self = .pipe
+        case .discard:
+            if wantsLines {
+                self = .pipe
+            } else {
+                self = .descriptor(try Sink.openForWriting("/dev/null", flags: O_WRONLY), close: true)
+            }
+        case .inherit:
+            self = .descriptor(stream == .output ? .standardOutput : .standardError, close: false)
+        case .file(let url):
+            self = .descriptor(try Sink.openForWriting(url.path, flags: O_WRONLY | O_CREAT | O_TRUNC), close: true)
+        case .mergeIntoOutput:
+            guard stream == .error else {
+                throw ChildProcess.Failure(
+                    code: .spawnFailed,
+                    message: "mergeIntoOutput applies to standardError only (standardOutput was given it)"
+                )
+            }
+            self = .merge
+        }
+    }
+
+    static func openForWriting(_ path: String, flags: Int32) throws(ChildProcess.Failure) -> FileDescriptor {
+        #if canImport(Darwin)
+        let fd = Darwin.open(path, flags | O_CLOEXEC, 0o644)
+        #else
+        let fd = Glibc.open(path, flags | O_CLOEXEC, 0o644)
+        #endif
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw ChildProcess.Failure(
+                code: .spawnFailed,
+                message: "cannot open \(path) for a child's output: \(reason) (check the folder exists and is writable)"
+            )
+        }
+        return FileDescriptor(rawValue: fd)
+    }
+}
+
+/// Why the run stopped the child; the first reason wins.
+private enum StopReason: Sendable {
+    case timedOut, cancelled
+}
+
+/// The state of one run that its tasks share.
+private final class RunState: Sendable {
+    struct Values {
+        var lastLine: ContinuousClock.Instant
+        var stop: StopReason?
+        var exited = false
+        var output = Data()
+        var error = Data()
+    }
+
+    let start: ContinuousClock.Instant
+    let values: Mutex<Values>
+
+    init() {
+        let now = ContinuousClock.now
+        start = now
+        values = Mutex(Values(lastLine: now))
+    }
+}
+
+private struct Runner: Sendable {
+    let configuration: Configuration
+    let plan: Plan
+    let outputSink: Sink
+    let errorSink: Sink
+
+    init(configuration: Configuration, plan: Plan, outputSink: Sink, errorSink: Sink) {
+        self.configuration = configuration
+        self.plan = plan
+        self.outputSink = outputSink
+        self.errorSink = errorSink
+    }
+
+    func withOutput<I: InputProtocol>(input: I) async throws -> ChildProcess.Termination {
+        switch outputSink {
+        case .pipe, .merge:
+            return try await withError(input: input, output: .sequence)
+        case .descriptor(let fd, let close):
+            return try await withError(input: input, output: .fileDescriptor(fd, closeAfterSpawningProcess: close))
+        }
+    }
+
+    func withError<I: InputProtocol, O: OutputProtocol>(input: I, output: O) async throws -> ChildProcess.Termination {
+        switch errorSink {
+        case .pipe:
+            return try await execute(input: input, output: output, error: .sequence)
+        case .descriptor(let fd, let close):
+            return try await execute(
+                input: input, output: output, error: .fileDescriptor(fd, closeAfterSpawningProcess: close))
+        case .merge:
+            return try await execute(input: input, output: output, error: .combinedWithOutput)
+        }
+    }
+
+    func execute<I: InputProtocol, O: OutputProtocol, E: ErrorOutputProtocol>(
+        input: I, output: O, error: E
+    ) async throws -> ChildProcess.Termination {
+        let state = RunState()
+        let plan = self.plan
+        let result = try await Subprocess.run(
+            configuration, input: input, output: output, error: error
+        ) { execution in
+            let outputSequence = (execution as Any as? Execution<I, SequenceOutput, E>)?.standardOutput
+            let errorSequence = (execution as Any as? Execution<I, O, SequenceOutput>)?.standardError
+            let pid = execution.processIdentifier.value
+            await withTaskGroup(of: Void.self) { group in
+                if let outputSequence {
+                    group.addTask { await pump(outputSequence, .output, keep: plan.keepOutput, plan: plan, state: state) }
+                }
+                if let errorSequence {
+                    group.addTask { await pump(errorSequence, .error, keep: plan.keepError, plan: plan, state: state) }
+                }
+                group.addTask {
+                    await withTaskGroup(of: Void.self) { watch in
+                        watch.addTask {
+                            await waitForExit(pid)
+                            state.values.withLock { $0.exited = true }
+                        }
+                        watch.addTask {
+                            guard let reason = await deadline(plan: plan, state: state) else { return }
+                            await execution.teardown(using: [
+                                .gracefulShutDown(toProcessGroup: plan.ownGroup, allowedDurationToNextStep: plan.grace)
+                            ])
+                            // The leader is a zombie until the library reaps it after this body, so
+                            // its group id is still ours: anything left in the group goes too.
+                            _ = plan.ownGroup ? kill(-pid, SIGKILL) : kill(pid, SIGKILL)
+                            _ = reason
+                        }
+                        // The first to finish is the exit (then the timer is cancelled) or the
+                        // timer after its teardown (then the exit follows at once).
+                        _ = await watch.next()
+                        watch.cancelAll()
+                    }
+                }
+            }
+        }
+        let values = state.values.withLock { $0 }
+        let status: ChildProcess.Termination.State
+        if let stop = values.stop {
+            status = stop == .timedOut ? .timedOut : .cancelled
+        } else if Task.isCancelled {
+            status = .cancelled
+        } else {
+            switch result.terminationStatus {
+            case .exited(let code): status = .exited(code)
+            case .signaled(let signal): status = .signalled(signal)
+            }
+        }
+        return ChildProcess.Termination(state: status, standardOutput: values.output, standardError: values.error)
+    }
+}
+
+/// Reads one pipe to its end: keeps the bytes if asked, hands out each line, moves the idle clock.
+private func pump(
+    _ sequence: SubprocessOutputSequence, _ stream: ChildProcess.Stream, keep: Bool, plan: Plan, state: RunState
+) async {
+    var pending = [UInt8]()
+    func deliver(_ bytes: ArraySlice<UInt8>) {
+        state.values.withLock { $0.lastLine = .now }
+        plan.onLine?(ChildProcess.Line(text: String(decoding: bytes, as: UTF8.self), stream: stream))
+    }
+    do {
+        for try await buffer in sequence {
+            let bytes = buffer.withUnsafeBytes { Array($0) }
+            if keep {
+                state.values.withLock { values in
+                    if stream == .output { values.output.append(contentsOf: bytes) } else { values.error.append(contentsOf: bytes) }
+                }
+            }
+            pending.append(contentsOf: bytes)
+            var start = pending.startIndex
+            while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                deliver(pending[start..<newline])
+                start = newline + 1
+            }
+            pending.removeSubrange(pending.startIndex..<start)
+        }
+    } catch {
+        // Cancelled, or the pipe failed: what was read so far stands.
+    }
+    if !pending.isEmpty { deliver(pending[...]) }
+}
+
+/// Sleeps until the next deadline; returns why the child must stop, or nil when the child exited first.
+private func deadline(plan: Plan, state: RunState) async -> StopReason? {
+    while true {
+        let (lastLine, exited) = state.values.withLock { ($0.lastLine, $0.exited) }
+        if exited { return nil }
+        var next: ContinuousClock.Instant?
+        var reason = StopReason.timedOut
+        if let timeout = plan.timeout { next = state.start + timeout }
+        if let idle = plan.idleTimeout {
+            let idleDeadline = lastLine + idle
+            if next.map({ idleDeadline < $0 }) ?? true { next = idleDeadline }
+        }
+        do {
+            // Without a deadline this sleeps until cancelled: by the exit, or by the caller.
+            try await Task.sleep(until: next ?? .now + .seconds(100 * 365 * 24 * 3600), clock: .continuous)
+        } catch {
+            reason = .cancelled
+        }
+        let stop: StopReason? = state.values.withLock { values in
+            if values.exited { return nil }
+            if reason == .cancelled {
+                values.stop = values.stop ?? .cancelled
+                return values.stop
+            }
+            // An idle deadline that a new line moved: sleep again.
+            let now = ContinuousClock.now
+            let overall = plan.timeout.map { now >= state.start + $0 } ?? false
+            let idle = plan.idleTimeout.map { now >= values.lastLine + $0 } ?? false
+            guard overall || idle else { return nil }
+            values.stop = values.stop ?? .timedOut
+            return values.stop
+        }
+        if let stop { return stop }
+        if state.values.withLock({ $0.exited }) { return nil }
+    }
+}
+
+/// Waits, without reaping, until the child has ended: one thread blocked in waitid, one resume.
+private func waitForExit(_ pid: pid_t) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let thread = Thread {
+            var info = siginfo_t()
+            while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
+            continuation.resume()
+        }
+        thread.name = "llama-process-wait-\(pid)"
+        thread.stackSize = 256 * 1024
+        thread.start()
+    }
+}
