@@ -261,7 +261,11 @@ public enum ChildProcess {
         do {
             switch input {
             case .none: return try await run.withOutput(input: .none)
-            case .data(let data): return try await run.withOutput(input: .data(data))
+            // Not the library's `.data`: when the child ends without reading all of it, the
+            // library's writer is dropped with its descriptor open, and that is a fatal error in
+            // swift-subprocess 1.0.2. A file holding the bytes cannot fail that way (nor raise SIGPIPE).
+            case .data(let data):
+                return try await run.withOutput(input: .fileDescriptor(try inputFile(data), closeAfterSpawningProcess: true))
             // The writer is left alone: the library closes it when the child has ended.
             case .heldOpen: return try await run.withOutput(input: .inputWriter)
             case .inherit:
@@ -274,6 +278,31 @@ public enum ChildProcess {
         } catch {
             throw Failure(code: .spawnFailed, message: "\(executable): \(error)", underlying: error)
         }
+    }
+
+    /// An unlinked temporary file holding `data`, open for reading at its start: the child's stdin.
+    static func inputFile(_ data: Data) throws(Failure) -> FileDescriptor {
+        var template = Array((FileManager.default.temporaryDirectory.path + "/llama-process-input-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw Failure(code: .spawnFailed, message: "could not create a file for the child's input: \(String(cString: strerror(errno)))")
+        }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        var written = 0
+        let ok = data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Bool in
+            while written < bytes.count {
+                let n = write(fd, bytes.baseAddress! + written, bytes.count - written)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                written += n
+            }
+            return true
+        }
+        guard ok, lseek(fd, 0, SEEK_SET) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(code: .spawnFailed, message: "could not write the child's input to a temporary file: \(reason)")
+        }
+        return FileDescriptor(rawValue: fd)
     }
 
     static func preflight(_ executable: String, workingDirectory: URL?) throws(Failure) {
@@ -478,25 +507,15 @@ private struct Runner: Sendable {
                     group.addTask { await pump(errorSequence, .error, keep: plan.keepError, plan: plan, state: state) }
                 }
                 group.addTask {
-                    await withTaskGroup(of: Void.self) { watch in
-                        watch.addTask {
-                            await waitForExit(pid)
-                            state.values.withLock { $0.exited = true }
-                        }
-                        watch.addTask {
-                            guard let reason = await deadline(plan: plan, state: state) else { return }
-                            await execution.teardown(using: [
-                                .gracefulShutDown(toProcessGroup: plan.ownGroup, allowedDurationToNextStep: plan.grace)
-                            ])
-                            // The leader is a zombie until the library reaps it after this body, so
-                            // its group id is still ours: anything left in the group goes too.
-                            _ = plan.ownGroup ? kill(-pid, SIGKILL) : kill(pid, SIGKILL)
-                            _ = reason
-                        }
-                        // The first to finish is the exit (then the timer is cancelled) or the
-                        // timer after its teardown (then the exit follows at once).
-                        _ = await watch.next()
-                        watch.cancelAll()
+                    // Deadlines and stops are kept by a thread of their own, not by a task: the
+                    // cooperative pool may be held by the caller's blocking work, and a deadline
+                    // must not wait for it.
+                    let watchdog = Watchdog(pid: pid, plan: plan, state: state)
+                    await withTaskCancellationHandler {
+                        await waitForExit(pid, state: state, plan: plan, watchdog: watchdog)
+                    } onCancel: {
+                        state.values.withLock { $0.stop = $0.stop ?? .cancelled }
+                        watchdog.poke()
                     }
                 }
             }
@@ -548,53 +567,113 @@ private func pump(
     if !pending.isEmpty { deliver(pending[...]) }
 }
 
-/// Sleeps until the next deadline; returns why the child must stop, or nil when the child exited first.
-private func deadline(plan: Plan, state: RunState) async -> StopReason? {
-    while true {
-        let (lastLine, exited) = state.values.withLock { ($0.lastLine, $0.exited) }
-        if exited { return nil }
-        var next: ContinuousClock.Instant?
-        var reason = StopReason.timedOut
-        if let timeout = plan.timeout { next = state.start + timeout }
-        if let idle = plan.idleTimeout {
-            let idleDeadline = lastLine + idle
-            if next.map({ idleDeadline < $0 }) ?? true { next = idleDeadline }
-        }
-        do {
-            // Without a deadline this sleeps until cancelled: by the exit, or by the caller.
-            try await Task.sleep(until: next ?? .now + .seconds(100 * 365 * 24 * 3600), clock: .continuous)
-        } catch {
-            reason = .cancelled
-        }
-        let stop: StopReason? = state.values.withLock { values in
-            if values.exited { return nil }
-            if reason == .cancelled {
-                values.stop = values.stop ?? .cancelled
-                return values.stop
-            }
-            // An idle deadline that a new line moved: sleep again.
-            let now = ContinuousClock.now
-            let overall = plan.timeout.map { now >= state.start + $0 } ?? false
-            let idle = plan.idleTimeout.map { now >= values.lastLine + $0 } ?? false
-            guard overall || idle else { return nil }
-            values.stop = values.stop ?? .timedOut
-            return values.stop
-        }
-        if let stop { return stop }
-        if state.values.withLock({ $0.exited }) { return nil }
-    }
-}
-
 /// Waits, without reaping, until the child has ended: one thread blocked in waitid, one resume.
-private func waitForExit(_ pid: pid_t) async {
+/// The exit is recorded before the library can reap, so a signal sent while `exited` is false
+/// (under the same lock) reaches our child, never a process that took its pid.
+private func waitForExit(_ pid: pid_t, state: RunState, plan: Plan, watchdog: Watchdog) async {
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let thread = Thread {
             var info = siginfo_t()
             while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
+            state.values.withLock { values in
+                values.exited = true
+                // The leader is a zombie until the library reaps it after the body, so its group
+                // id is still ours: after a stop, anything left in the group goes too.
+                if values.stop != nil && plan.ownGroup { _ = kill(-pid, SIGKILL) }
+            }
+            watchdog.poke()
             continuation.resume()
         }
         thread.name = "llama-process-wait-\(pid)"
         thread.stackSize = 256 * 1024
         thread.start()
+        watchdog.start()
+    }
+}
+
+/// Stops the child on a deadline (`timeout`, `idleTimeout`) or when the caller cancels: SIGTERM,
+/// then SIGKILL after the grace, to the child's group. One thread per child, asleep on a condition
+/// until the next deadline or a poke (the exit, a cancellation).
+private final class Watchdog: @unchecked Sendable {
+    let pid: pid_t
+    let plan: Plan
+    let state: RunState
+    /// Guards `poked`; the thread sleeps on it.
+    let condition = NSCondition()
+    var poked = false
+
+    init(pid: pid_t, plan: Plan, state: RunState) {
+        self.pid = pid
+        self.plan = plan
+        self.state = state
+    }
+
+    func start() {
+        let thread = Thread { self.watch() }
+        thread.name = "llama-process-watch-\(pid)"
+        thread.stackSize = 256 * 1024
+        thread.start()
+    }
+
+    func poke() {
+        condition.lock()
+        poked = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Sends a signal unless the child has ended (then its pid may be another process's soon).
+    func send(_ signal: Int32) {
+        state.values.withLock { values in
+            guard !values.exited else { return }
+            _ = plan.ownGroup ? kill(-pid, signal) : kill(pid, signal)
+        }
+    }
+
+    func watch() {
+        var terminatedAt: ContinuousClock.Instant?
+        var killed = false
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            let (exited, stop, lastLine) = state.values.withLock { ($0.exited, $0.stop, $0.lastLine) }
+            if exited { return }
+            let now = ContinuousClock.now
+            var next: ContinuousClock.Instant?
+            if killed {
+                next = nil
+            } else if let sent = terminatedAt {
+                if now >= sent + plan.grace {
+                    send(SIGKILL)
+                    killed = true
+                } else {
+                    next = sent + plan.grace
+                }
+            } else {
+                var due = stop != nil
+                if let timeout = plan.timeout {
+                    if now >= state.start + timeout { due = true } else { next = state.start + timeout }
+                }
+                if let idle = plan.idleTimeout {
+                    if now >= lastLine + idle { due = true } else if next.map({ lastLine + idle < $0 }) ?? true { next = lastLine + idle }
+                }
+                if due {
+                    state.values.withLock { $0.stop = $0.stop ?? .timedOut }
+                    send(SIGTERM)
+                    terminatedAt = now
+                    next = now + plan.grace
+                }
+            }
+            if poked {
+                poked = false
+                continue
+            }
+            if let next {
+                let seconds = Double((next - .now).components.seconds) + Double((next - .now).components.attoseconds) / 1e18
+                _ = condition.wait(until: Date(timeIntervalSinceNow: max(seconds, 0.001)))
+            } else {
+                condition.wait()
+            }
+        }
     }
 }

@@ -238,14 +238,16 @@ public struct LlamaHardwareProbe: Sendable {
     }
 
     /// Runs a probe on its own thread; after the timeout it is abandoned (left to finish on its
-    /// own) and noted.
+    /// own) and noted. The timeout is a sleeping thread, not a task: the cooperative pool may be
+    /// held by blocking work, and a hung driver must still be abandoned on time.
     private func bounded<T: Sendable>(_ name: String, notes: inout [String], _ body: @escaping @Sendable () -> T) async -> T? {
         let timeout = self.timeout
         let result: T? = await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = ResumeOnce(continuation)
             Thread.detachNewThread { once.resume(body()) }
-            Task {
-                try? await Task.sleep(for: timeout)
+            let (seconds, attoseconds) = timeout.components
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: Double(seconds) + Double(attoseconds) / 1e18)
                 once.resume(nil)
             }
         }
