@@ -168,17 +168,21 @@ struct Libs: AsyncParsableCommand {
             abstract: "Copy the headers a manifest lists, each verified by its sha256, from the cached source tree into a folder.",
             discussion: "The source tree of the manifest's tag is fetched into the cache (<cache>/llama.cpp/<tag>/source) when absent, and kept (`make headers`). A no-op when both are already there with their digests.")
         @OptionGroup var flags: InstallFlags
-        @Option(help: "The manifest (headers/manifest.json): its tag, source archives and headers.")
-        var manifest: String
+        @Option(help: "A manifest file (headers/manifest.json): its tag, source archives and headers. Default: the pin this program was generated from.")
+        var manifest: String?
         @Option(name: [.short, .long], help: "The folder to copy the headers into (headers/pinned).")
         var output: String
 
         func run() async throws {
-            let file = URL(fileURLWithPath: manifest)
             let pin: DevManifest
-            do { pin = try JSONDecoder().decode(DevManifest.self, from: Data(contentsOf: file)) } catch {
-                CLI.note("error: cannot read the manifest \(file.path): \(error)")
-                throw ExitCode(1)
+            if let manifest {
+                let file = URL(fileURLWithPath: manifest)
+                do { pin = try JSONDecoder().decode(DevManifest.self, from: Data(contentsOf: file)) } catch {
+                    CLI.note("error: cannot read the manifest \(file.path): \(error)")
+                    throw ExitCode(1)
+                }
+            } else {
+                pin = DevManifest.pinned
             }
             var o = flags.options()
             if pin.tag != o.release.tag { o.release = LlamaRelease(tag: pin.tag, entries: []) }
@@ -208,6 +212,16 @@ struct Libs: AsyncParsableCommand {
             var tag: String
             var sources: [Source]
             var headers: [Header]
+
+            /// The pin compiled into this program.
+            static var pinned: DevManifest {
+                DevManifest(tag: LlamaPin.tag,
+                            sources: LlamaPin.sources.map {
+                                Source(kind: $0.kind.rawValue, file: $0.file, url: $0.url, package: $0.package,
+                                       version: $0.version, root: $0.root, sha256: $0.sha256)
+                            },
+                            headers: LlamaPin.headers.map { Header(path: $0.path, sha256: $0.sha256) })
+            }
 
             var archives: [LlamaPinnedSource] {
                 sources.map {

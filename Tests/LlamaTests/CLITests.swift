@@ -35,6 +35,28 @@ struct CLITests {
         #expect(!r.stderr.contains("Program crashed"), sourceLocation: sourceLocation)
     }
 
+    @Test("libs headers: the pin compiled into llama-swift and headers/manifest.json give the same verified headers, those of headers/pinned")
+    func headersFromThePin() async throws {
+        // The source tree is in the shared cache (`make headers` put it there): nothing is downloaded.
+        let cache = ["LLAMA_SWIFT_CACHE": TestEnvironment.cache.path]
+        let fromPin = try TestEnvironment.temporaryDirectory(), fromFile = try TestEnvironment.temporaryDirectory()
+        let pinned = try await Self.cli(["libs", "headers", "-o", fromPin.path], env: cache)
+        #expect(pinned.status == 0, "\(pinned.stderr)")
+        let manifest = TestEnvironment.packageRoot.appendingPathComponent("headers/manifest.json").path
+        let file = try await Self.cli(["libs", "headers", "--manifest", manifest, "-o", fromFile.path], env: cache)
+        #expect(file.status == 0, "\(file.stderr)")
+        let committed = try TestEnvironment.headers()
+        struct Listed: Decodable { struct Header: Decodable { var path: String }; var headers: [Header] }
+        let listed = try JSONDecoder().decode(Listed.self, from: Data(contentsOf: URL(fileURLWithPath: manifest)))
+        #expect(!LlamaPin.headers.isEmpty)
+        #expect(LlamaPin.headers.map(\.path) == listed.headers.map(\.path), "the compiled pin is not headers/manifest.json's: make regenerate")
+        for header in LlamaPin.headers {
+            let expected = try Data(contentsOf: committed.appendingPathComponent(header.path))
+            #expect(try Data(contentsOf: fromPin.appendingPathComponent(header.path)) == expected, "\(header.path)")
+            #expect(try Data(contentsOf: fromFile.appendingPathComponent(header.path)) == expected, "\(header.path)")
+        }
+    }
+
     @Test("run: greedy text on stdout equals the library's, logs and summary on stderr; stdin works as the prompt")
     func run() async throws {
         let prompt = "The capital of France is"
