@@ -174,27 +174,29 @@ struct Libs: AsyncParsableCommand {
         var output: String
 
         func run() async throws {
-            let pin: DevManifest
+            // The file's pin, or the one this program was generated from.
+            let tag: String, archives: [LlamaPinnedSource], headers: [(path: String, sha256: String)]
             if let manifest {
                 let file = URL(fileURLWithPath: manifest)
+                let pin: DevManifest
                 do { pin = try JSONDecoder().decode(DevManifest.self, from: Data(contentsOf: file)) } catch {
                     CLI.note("error: cannot read the manifest \(file.path): \(error)")
                     throw ExitCode(1)
                 }
+                (tag, archives, headers) = (pin.tag, pin.archives, pin.headers.map { ($0.path, $0.sha256) })
             } else {
-                pin = DevManifest.pinned
+                (tag, archives, headers) = (LlamaPin.tag, LlamaPin.sources, LlamaPin.headers.map { ($0.path, $0.sha256) })
             }
             var o = flags.options()
-            if pin.tag != o.release.tag { o.release = LlamaRelease(tag: pin.tag, entries: []) }
-            let options = o, output = URL(fileURLWithPath: output)
+            if tag != o.release.tag { o.release = LlamaRelease(tag: tag, entries: []) }
+            let options = o, output = URL(fileURLWithPath: output), wanted = headers
             let copied = try await CLI.run { () async throws(LlamaError) -> Bool in
-                let headers = pin.headers.map { (path: $0.path, sha256: $0.sha256) }
                 // The tree stays in the cache: the reference harnesses and the tests read it (LLAMA_SOURCE).
-                let tree = try await LlamaInstaller(options: options).source(archives: pin.archives, progress: ProgressPrinter().handler)
-                return try LlamaInstaller.copyHeaders(headers, from: tree.root, to: output)
+                let tree = try await LlamaInstaller(options: options).source(archives: archives, progress: ProgressPrinter().handler)
+                return try LlamaInstaller.copyHeaders(wanted, from: tree.root, to: output)
             }
-            CLI.note(copied ? "\(pin.headers.count) verified headers of llama.cpp \(pin.tag) in \(output.path)"
-                     : "the headers of llama.cpp \(pin.tag) are up to date in \(output.path)")
+            CLI.note(copied ? "\(headers.count) verified headers of llama.cpp \(tag) in \(output.path)"
+                     : "the headers of llama.cpp \(tag) are up to date in \(output.path)")
         }
 
         /// What `libs headers` reads of headers/manifest.json.
@@ -212,16 +214,6 @@ struct Libs: AsyncParsableCommand {
             var tag: String
             var sources: [Source]
             var headers: [Header]
-
-            /// The pin compiled into this program.
-            static var pinned: DevManifest {
-                DevManifest(tag: LlamaPin.tag,
-                            sources: LlamaPin.sources.map {
-                                Source(kind: $0.kind.rawValue, file: $0.file, url: $0.url, package: $0.package,
-                                       version: $0.version, root: $0.root, sha256: $0.sha256)
-                            },
-                            headers: LlamaPin.headers.map { Header(path: $0.path, sha256: $0.sha256) })
-            }
 
             var archives: [LlamaPinnedSource] {
                 sources.map {

@@ -33,23 +33,34 @@ public struct LlamaInstaller: Sendable {
         return record
     }
 
+    /// For `.auto` or a family: `work` done by an installer of the variant the hardware calls for,
+    /// and that choice recorded (what `libs path` and `.auto` later find); nil when the options name
+    /// one build.
+    private func onHardwareChoice(
+        _ work: (LlamaInstaller) async throws(LlamaError) -> LlamaInstallation
+    ) async throws(LlamaError) -> LlamaInstallation? {
+        guard LlamaVariantSelection.choosesFromHardware(options.variant, release: options.release, platform: options.platform)
+        else { return nil }
+        let plan = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
+                                              release: options.release, platform: options.platform)
+        guard let preferred = plan.preferred else {
+            throw LlamaError(.noAsset, "no llama.cpp build of \(options.variant) fits this machine:\n\(plan.summary)")
+        }
+        var o = options
+        o.variant = preferred
+        let installation = try await work(LlamaInstaller(options: o))
+        recordChoice(preferred)
+        return installation
+    }
+
     /// Installs the options' release variant unless it is cached, and returns it.
     ///
     /// Offline, only the cache is used. Two processes installing the same entry at once download
     /// it once: the second waits for the first and then finds it installed.
     public func install(progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaInstallation {
-        if LlamaVariantSelection.choosesFromHardware(options.variant, release: options.release, platform: options.platform) {
-            // `.auto` or a family: the build the hardware calls for (not verified here; LlamaRuntime.load does).
-            let plan = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
-                                                  release: options.release, platform: options.platform)
-            guard let preferred = plan.preferred else {
-                throw LlamaError(.noAsset, "no llama.cpp build of \(options.variant) fits this machine:\n\(plan.summary)")
-            }
-            var o = options
-            o.variant = preferred
-            let installation = try await LlamaInstaller(options: o).install(progress: progress)
-            recordChoice(preferred)
-            return installation
+        // `.auto` or a family: the build the hardware calls for (not verified here; LlamaRuntime.load does).
+        if let chosen = try await onHardwareChoice({ (installer) async throws(LlamaError) in try await installer.install(progress: progress) }) {
+            return chosen
         }
         if let done = installed() { return done }
         guard !options.offline else {
@@ -241,17 +252,10 @@ public struct LlamaInstaller: Sendable {
     /// Unless `force`, an entry that is already a build of the same source with the same flags is
     /// returned as it is: a warm cache makes this a no-op.
     public func build(force: Bool = false, progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaInstallation {
-        if LlamaVariantSelection.choosesFromHardware(options.variant, release: options.release, platform: options.platform) {
-            let plan = LlamaVariantSelection.plan(options.variant, hardware: await options.probe.run(),
-                                                  release: options.release, platform: options.platform)
-            guard let preferred = plan.preferred else {
-                throw LlamaError(.noAsset, "no llama.cpp build of \(options.variant) fits this machine:\n\(plan.summary)")
-            }
-            var o = options
-            o.variant = preferred
-            let installation = try await LlamaInstaller(options: o).build(force: force, progress: progress)
-            recordChoice(preferred)
-            return installation
+        if let chosen = try await onHardwareChoice({ (installer) async throws(LlamaError) in
+            try await installer.build(force: force, progress: progress)
+        }) {
+            return chosen
         }
         if !force, let done = upToDateBuild() { return done }
         let lockFile = tagFolder.appendingPathComponent(".\(entry.lastPathComponent).lock")
