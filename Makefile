@@ -81,27 +81,28 @@ model: llama-swift
 	@$(LLAMA_SWIFT) models pull default --keep-wheel >/dev/null
 
 # chat-reference, jinja-reference and schema-reference (tools/reference) against the pinned source's common
-# library, cached in $(LLAMA_REFERENCE_DIR); rebuilt when a harness source or the source tree changes
-# (make's own dependencies; the cmake build folder is kept, so a rebuild is incremental). A make recipe
-# rather than a llama-swift command: these are the tests' tools, nothing the library or its users need.
+# library, cached in $(LLAMA_REFERENCE_DIR). Rebuilt when the content of a harness source or the pinned
+# source's record changes (a digest kept in .complete, not file times: a fresh clone must not rebuild).
+# The harness sources are copied to a fixed place beside the cmake build folder, so the folder serves every
+# checkout and a rebuild is incremental. A make recipe rather than a llama-swift command: these are the
+# tests' tools, nothing the library or its users need.
 REFERENCE_PROGRAMS := chat-reference jinja-reference schema-reference
 REFERENCE_BUILD := $(dir $(LLAMA_REFERENCE_DIR)).build-reference
 REFERENCE_JOBS ?= 2
 reference: headers
-	@$(MAKE) -s --no-print-directory "$(LLAMA_REFERENCE_DIR)/.complete"
-
-$(LLAMA_REFERENCE_DIR)/.complete: $(wildcard tools/reference/*) $(dir $(LLAMA_SOURCE))source.json
-	@command -v cmake >/dev/null && command -v c++ >/dev/null || { echo "error: cmake and c++ build the reference harnesses: make deps" >&2; exit 1; }
-	@mkdir -p "$(REFERENCE_BUILD)"
-	@echo "reference: building the harnesses against llama.cpp $(LLAMA_TAG) with $(REFERENCE_JOBS) jobs (about ten minutes on 2 cores the first time); compiler output in $(REFERENCE_BUILD)/build.log" >&2
-	@{ cmake -S tools/reference -B "$(REFERENCE_BUILD)" -DLLAMA_SOURCE="$(LLAMA_SOURCE)" -DCMAKE_BUILD_TYPE=Release && \
-	   cmake --build "$(REFERENCE_BUILD)" -j $(REFERENCE_JOBS) --target $(REFERENCE_PROGRAMS); } > "$(REFERENCE_BUILD)/build.log" 2>&1 \
-	  || { tail -n 60 "$(REFERENCE_BUILD)/build.log" >&2; echo "error: the reference build failed (log: $(REFERENCE_BUILD)/build.log)" >&2; exit 1; }
-	@rm -rf "$(LLAMA_REFERENCE_DIR).staging" && mkdir -p "$(LLAMA_REFERENCE_DIR).staging" && \
-	 cp $(foreach p,$(REFERENCE_PROGRAMS),"$(REFERENCE_BUILD)/$(p)") "$(LLAMA_REFERENCE_DIR).staging/" && \
-	 touch "$(LLAMA_REFERENCE_DIR).staging/.complete" && rm -rf "$(LLAMA_REFERENCE_DIR)" && \
-	 mv "$(LLAMA_REFERENCE_DIR).staging" "$(LLAMA_REFERENCE_DIR)"
-	@echo "reference: harnesses in $(LLAMA_REFERENCE_DIR)" >&2
+	@stamp=$$(cat tools/reference/* "$(dir $(LLAMA_SOURCE))source.json" | sha256sum | cut -c1-32); \
+	if [ "$$(cat "$(LLAMA_REFERENCE_DIR)/.complete" 2>/dev/null)" = "$$stamp" ]; then exit 0; fi; \
+	command -v cmake >/dev/null && command -v c++ >/dev/null || { echo "error: cmake and c++ build the reference harnesses: make deps" >&2; exit 1; }; \
+	mkdir -p "$(REFERENCE_BUILD)/harness" && rm -f "$(REFERENCE_BUILD)"/harness/* && cp tools/reference/* "$(REFERENCE_BUILD)/harness/" && \
+	echo "reference: building the harnesses against llama.cpp $(LLAMA_TAG) with $(REFERENCE_JOBS) jobs (about ten minutes on 2 cores the first time); compiler output in $(REFERENCE_BUILD)/build.log" >&2 && \
+	{ { cmake -S "$(REFERENCE_BUILD)/harness" -B "$(REFERENCE_BUILD)/build" -DLLAMA_SOURCE="$(LLAMA_SOURCE)" -DCMAKE_BUILD_TYPE=Release && \
+	    cmake --build "$(REFERENCE_BUILD)/build" -j $(REFERENCE_JOBS) --target $(REFERENCE_PROGRAMS); } > "$(REFERENCE_BUILD)/build.log" 2>&1 \
+	  || { tail -n 60 "$(REFERENCE_BUILD)/build.log" >&2; echo "error: the reference build failed (log: $(REFERENCE_BUILD)/build.log)" >&2; exit 1; }; } && \
+	rm -rf "$(LLAMA_REFERENCE_DIR).staging" && mkdir -p "$(LLAMA_REFERENCE_DIR).staging" && \
+	cp $(foreach p,$(REFERENCE_PROGRAMS),"$(REFERENCE_BUILD)/build/$(p)") "$(LLAMA_REFERENCE_DIR).staging/" && \
+	echo "$$stamp" > "$(LLAMA_REFERENCE_DIR).staging/.complete" && rm -rf "$(LLAMA_REFERENCE_DIR)" && \
+	mv "$(LLAMA_REFERENCE_DIR).staging" "$(LLAMA_REFERENCE_DIR)" && \
+	echo "reference: harnesses in $(LLAMA_REFERENCE_DIR)" >&2
 
 generator: deps
 	swift build --package-path Generator --product llama-bindgen >&2
