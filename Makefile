@@ -28,9 +28,10 @@ export LLAMA_HEADERS := $(CURDIR)/headers/pinned
 
 GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 
-EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph
+EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph tools
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone check-spawn fuzz fuzz-jinja \
+        fuzz-build fuzz-grammar fuzz-state fuzz-gguf fuzz-sampler fuzz-schema fuzz-template fuzz-models \
         reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template
 
 help:
@@ -50,6 +51,8 @@ help:
 	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
 	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
 	@echo "make fuzz-jinja   random templates through our Jinja engine and jinja2: any disagreement fails (FUZZ_SECONDS, SEED)"
+	@echo "make fuzz-grammar (fuzz-state, fuzz-gguf, fuzz-sampler, fuzz-schema, fuzz-template)  one libFuzzer target (Fuzz/) for FUZZ_SECONDS"
+	@echo "make fuzz-models  120 damaged copies of the model (COPIES=n, SEED=n) through the validating load: 0 aborts"
 	@echo "make gpu-pack     pack the GPU check (tools/gpu-check.sh) for the device machine, in .build/gpu-pack"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
@@ -217,7 +220,30 @@ bench-template: deps headers
 FUZZ_SECONDS ?= 600
 SEED ?=
 
-fuzz: fuzz-jinja
+# Coverage-guided fuzzing with libFuzzer (Fuzz/, its own package built with -sanitize=fuzzer into
+# .build-fuzz): grammars, state bytes, GGUF files, sampler chains, JSON schemas, Jinja templates.
+# Fuzz/run.sh seeds each corpus at run time (.build-fuzz/corpus/<target>), prints executions,
+# execs/s, cov/ft and crashes per target, and keeps crashing inputs in .build-fuzz/crashes/<target>/.
+FUZZ_TARGETS := grammar state gguf sampler schema template
+
+fuzz: fuzz-build llama model headers
+	@status=0; Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS) || status=1; \
+	$(MAKE) --no-print-directory fuzz-jinja || status=1; \
+	$(MAKE) --no-print-directory fuzz-models || status=1; \
+	cat .build-fuzz/summary.txt; exit $$status
+
+fuzz-build:
+	swift build --package-path Fuzz --scratch-path .build-fuzz -c release -Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library >&2
+
+$(addprefix fuzz-,$(FUZZ_TARGETS)): fuzz-%: fuzz-build llama model headers
+	Fuzz/run.sh $(FUZZ_SECONDS) $*
+
+# The issue's experiment at full size: COPIES damaged copies of the model (1-8 random bytes in its first
+# MiB, seeded) loaded through the validating path (checks, then llama.cpp in llama-helper); any abort fails.
+fuzz-models: llama model
+	swift build --product llama-helper >&2
+	LLAMA_FUZZ_MODEL_COPIES=$(or $(COPIES),120) $(if $(SEED),LLAMA_FUZZ_MODEL_SEED=$(SEED)) \
+	  swift test --filter 'LlamaTests.FuzzRegressionTests/damagedCopies'
 
 # Random templates and contexts through our engine (`llama-swift template render --jobs`) and
 # jinja2 (tools/jinja_reference.py); minimised mismatches land in .build/fuzz-jinja/mismatches.json.

@@ -2,6 +2,7 @@
 // swift-llama-cpp: llama.cpp for Swift on Linux and macOS, with nothing to compile.
 // Builds without llama.cpp and without libclang: the C types are generated declarations and
 // every llama.cpp function is resolved at run time.
+import CompilerPluginSupport
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -21,10 +22,14 @@ let package = Package(
         .library(name: "LlamaChat", targets: ["LlamaChat"]),
         // JSON Schema to GBNF grammars, without llama.cpp.
         .library(name: "LlamaSchema", targets: ["LlamaSchema"]),
+        // The @Generable macro (typed generation); its own product, so Llama does not build swift-syntax.
+        .library(name: "LlamaGenerable", targets: ["LlamaGenerable"]),
         // API listings and their Markdown diff, shared with the generator (which depends on this package).
         .library(name: "LlamaAPI", targets: ["LlamaAPI"]),
         // Child processes: one run with timeouts, TERM then KILL, line callbacks (no llama.cpp).
         .library(name: "LlamaProcess", targets: ["LlamaProcess"]),
+        // The OpenAI-compatible HTTP server that `llama-swift serve` wraps, for apps that embed it.
+        .library(name: "LlamaServer", targets: ["LlamaServer"]),
         .executable(name: "llama-swift", targets: ["llama-swift"]),
         // What the Llama library runs in a child process (GPU build check, RPC first contact,
         // generation over RPC): ship it beside your executable, or set LLAMA_SWIFT_HELPER.
@@ -37,6 +42,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "5.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/swiftlang/swift-syntax", "602.0.0" ..< "604.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // API listings (api.txt) read back, and the Markdown diff of two: `llama-swift api`, and the
@@ -58,6 +67,21 @@ let package = Package(
         // JSON Schema → a schema IR → grammar rules → GBNF text, as llama.cpp's converter writes
         // it; for constrained generation. No dependency on llama.cpp.
         .target(name: "LlamaSchema", dependencies: ["LlamaJinja"], swiftSettings: swiftSettings),
+        // The @Generable and @Guide macros: a JSON Schema and a Generable conformance derived from a
+        // struct's stored properties or an enum's cases.
+        .macro(
+            name: "LlamaGenerableMacros",
+            dependencies: [
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The macros' declarations, re-exporting LlamaSchema (Generable) and LlamaJinja (JSONValue).
+        .target(name: "LlamaGenerable", dependencies: ["LlamaGenerableMacros", "LlamaSchema", "LlamaJinja"], swiftSettings: swiftSettings),
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
         .target(name: "CLlama", path: "Sources/CLlama"),
         // The generated symbol table and thin wrappers, and the loader that fills the table.
@@ -83,6 +107,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The OpenAI-compatible HTTP server (Hummingbird): endpoints, auth, limits, metrics, over LlamaSlots.
+        .target(
+            name: "LlamaServer",
+            dependencies: [
+                "Llama",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Counts heap allocations; linked into benchmark programs only.
         .target(name: "CAllocCounter", path: "Sources/CAllocCounter"),
         // The library's helper process: one HelperRequest line on stdin, HelperResponse lines on stdout.
@@ -101,7 +137,7 @@ let package = Package(
         .executableTarget(
             name: "llama-swift",
             dependencies: [
-                "Llama", "LlamaAPI", "LlamaSchema", "LlamaProcess",
+                "Llama", "LlamaAPI", "LlamaSchema", "LlamaProcess", "LlamaServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -120,6 +156,7 @@ let package = Package(
         .executableTarget(name: "batched", dependencies: ["Llama"], path: "Examples/batched", swiftSettings: swiftSettings),
         .executableTarget(name: "custom-sampler", dependencies: ["Llama"], path: "Examples/custom-sampler", swiftSettings: swiftSettings),
         .executableTarget(name: "json-grammar", dependencies: ["Llama"], path: "Examples/json-grammar", swiftSettings: swiftSettings),
+        .executableTarget(name: "tools", dependencies: ["Llama"], path: "Examples/tools", swiftSettings: swiftSettings),
         .executableTarget(name: "state", dependencies: ["Llama"], path: "Examples/state", swiftSettings: swiftSettings),
         .executableTarget(name: "ggml-graph", dependencies: ["Llama", "LlamaRaw"], path: "Examples/ggml-graph", swiftSettings: swiftSettings),
         // Greedy generation through the raw bindings; the Swift side of the token equality test.
@@ -151,12 +188,34 @@ let package = Package(
             dependencies: ["LlamaSchema", "LlamaJinja", "Llama", "LlamaRaw", "LlamaTestSupport"],
             swiftSettings: swiftSettings
         ),
+        // @Generable: macro expansions, derived schemas, and SmolLM2's typed output against Python's jsonschema.
+        .testTarget(
+            name: "LlamaGenerableTests",
+            dependencies: [
+                "LlamaGenerable", "LlamaGenerableMacros", "Llama", "LlamaTestSupport",
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxMacroExpansion", package: "swift-syntax"),
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+                .product(name: "SwiftSyntaxBuilder", package: "swift-syntax"),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The process primitive: exit codes, signals, timeouts, process groups, signal masks.
         .testTarget(name: "LlamaProcessTests", dependencies: ["LlamaProcess"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LlamaRawTests",
             dependencies: ["LlamaRaw", "LlamaTestSupport", "raw-generate"],
             exclude: ["Native"],
+            swiftSettings: swiftSettings
+        ),
+        // The server over loopback: its library API, the CLI as a child, and the official openai client.
+        .testTarget(
+            name: "LlamaServerTests",
+            dependencies: ["LlamaServer", "Llama", "LlamaProcess", "LlamaTestSupport", "llama-swift",
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -17,6 +17,7 @@ PYTHON="${PYTHON:-python3}"
 JINJA2_VERSION=3.1.6
 JSONSCHEMA_VERSION=4.26.0
 PYYAML_VERSION=6.0.3
+OPENAI_VERSION=3.57.0
 packages=(cmake gcc g++ libclang-dev zlib1g-dev curl git make python3 python3-pip coreutils)
 missing=()
 for p in "${packages[@]}"; do
@@ -71,3 +72,6 @@ python_module jsonschema "$JSONSCHEMA_VERSION" python3-jsonschema 4 \
 # PyYAML 5.1 or later (safe_load of the release workflow); a fresh machine gets the pinned version.
 python_module PyYAML "$PYYAML_VERSION" python3-yaml 5.1 \
     'import sys, yaml; sys.exit(tuple(map(int, yaml.__version__.split(".")[:2])) < (5, 1))'
+# The official openai client (1.x or later), which LlamaServerTests runs against `llama-swift serve`.
+python_module openai "$OPENAI_VERSION" python3-openai 1 \
+    'import sys, openai; sys.exit(int(openai.__version__.split(".")[0]) < 1)'

@@ -69,7 +69,7 @@ public struct LlamaIsolatedGeneration: Sendable {
                 do throws(LlamaHelperProtocol.Violation) { yield(.finished(try summary.summary())) } catch {
                     badSummary.withLock { $0 = error }
                 }
-            case .devices, .failure: break
+            case .devices, .failure, .validated: break
             }
         }
         var result = exchange

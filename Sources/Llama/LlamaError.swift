@@ -85,8 +85,12 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         /// A JSON Schema given for structured output cannot be turned into a grammar (the
         /// message names the JSON pointer of the problem).
         public static let invalidSchema = Code(rawValue: "invalidSchema")
+        /// Generated text did not decode into the requested type (the message holds the text and the decoder's reason).
+        public static let decodingFailed = Code(rawValue: "decodingFailed")
         /// A tool-calling conversation still asked for tools after its last allowed round.
         public static let toolRoundsExceeded = Code(rawValue: "toolRoundsExceeded")
+        /// No capacity now: the queue of requests waiting for a slot is full, or the engine is shutting down (retry later).
+        public static let busy = Code(rawValue: "busy")
     }
 
     public let code: Code

@@ -46,8 +46,8 @@ public final class LlamaModel: Sendable {
     public init(runtime: LlamaRuntime, paths: [String], options: ModelOptions = ModelOptions(),
                 progress: (@Sendable (Float) -> Bool)? = nil) throws(LlamaError) {
         guard let first = paths.first else { throw LlamaError(.invalidArgument, "no model file given") }
-        for path in paths { try Self.checkGGUF(path) }
-        try Self.checkVocabulary(first, runtime.raw)
+        // What llama.cpp asserts on (ending the process) is refused here first: GGUFFile.validate.
+        for path in paths { try GGUFFile.validate(path: path, runtime: runtime, vocabularyOnly: options.vocabularyOnly) }
         self.runtime = runtime
         self.path = first
         let c = runtime.raw
@@ -122,38 +122,6 @@ public final class LlamaModel: Sendable {
         guard magic == Data("GGUF".utf8) else {
             throw LlamaError(.invalidModel, "\(path) is not a GGUF model (it does not start with GGUF): "
                 + "llama.cpp loads .gguf files; convert other formats with llama.cpp's convert_hf_to_gguf.py")
-        }
-    }
-
-    /// Checks what llama.cpp's vocabulary loader asserts on instead of reporting (a model file
-    /// is untrusted input): token texts must be distinct (a duplicate makes
-    /// `GGML_ASSERT(id_to_token.size() == token_to_id.size())` end the process), and the scores
-    /// and token types, when present, must be as many as the tokens. Reads the metadata only.
-    static func checkVocabulary(_ path: String, _ c: LlamaSymbols) throws(LlamaError) {
-        let params = gguf_init_params(no_alloc: true, ctx: nil)
-        // A file gguf cannot read is left to llama.cpp, which reports it as an error.
-        guard let ctx = c.gguf_init_from_file(path, params) else { return }
-        defer { c.gguf_free(ctx) }
-        let tokensKey = c.gguf_find_key(ctx, "tokenizer.ggml.tokens")
-        guard tokensKey >= 0, c.gguf_get_kv_type(ctx, tokensKey) == GGUF_TYPE_ARRAY,
-              c.gguf_get_arr_type(ctx, tokensKey) == GGUF_TYPE_STRING else { return }
-        let count = c.gguf_get_arr_n(ctx, tokensKey)
-        var seen = Set<String>(minimumCapacity: count)
-        for i in 0..<count {
-            guard let text = c.gguf_get_arr_str(ctx, tokensKey, i) else { continue }
-            let token = String(cString: text)
-            guard seen.insert(token).inserted else {
-                throw LlamaError(.invalidModel, "\(path) is damaged: token \(i) of its vocabulary, \(token.debugDescription), "
-                    + "appears twice (llama.cpp would end the process loading it)")
-            }
-        }
-        for key in ["tokenizer.ggml.scores", "tokenizer.ggml.token_type"] {
-            let id = c.gguf_find_key(ctx, key)
-            guard id >= 0, c.gguf_get_kv_type(ctx, id) == GGUF_TYPE_ARRAY else { continue }
-            let n = c.gguf_get_arr_n(ctx, id)
-            guard n >= count else {
-                throw LlamaError(.invalidModel, "\(path) is damaged: \(key) has \(n) entries for \(count) tokens")
-            }
         }
     }
 

@@ -110,8 +110,10 @@ public struct SamplerChain: Sendable {
             case .grammar:
                 try instance.checkGrammarStart(s)
                 if let added = c.llama_sampler_chain_get(chain, Int32(index)) { instance.grammars.append(added) }
-            case .lazyGrammar:
+            case .lazyGrammar(let grammar, let root, let patterns, let tokens):
                 if let added = c.llama_sampler_chain_get(chain, Int32(index)) { instance.grammars.append(added) }
+                instance.triggers.append(try LazyGrammarTrigger(model: model, grammar: grammar, root: root,
+                                                                patterns: patterns, tokens: tokens))
             default: break
             }
         }
@@ -232,19 +234,34 @@ final class SamplerInstance {
         }
     }
 
+    /// The lazy grammars' triggers, mirrored (see ``LazyGrammarTrigger``).
+    var triggers: [LazyGrammarTrigger] = []
+
     /// Samples a token from the logits of one output and lets the chain accept it.
     func sample(logits: UnsafePointer<Float>) throws(LlamaError) -> LlamaToken {
         let c = runtime.raw
-        for i in candidates.indices { candidates[i] = llama_token_data(id: Int32(i), logit: logits[i], p: 0) }
-        var array = llama_token_data_array(data: candidates.baseAddress, size: candidates.count, selected: -1, sorted: false)
-        c.llama_sampler_apply(pointer, &array)
-        guard array.selected >= 0, array.selected < Int64(array.size), let data = array.data else {
-            throw LlamaError(.invalidArgument, "no stage of the sampler chain selected a token (selected index "
-                + "\(array.selected) of \(array.size) candidates): end the chain with .greedy or .distribution(seed:)")
-        }
-        let token = data[Int(array.selected)].id
-        guard token >= 0, token < Int32(candidates.count) else {
-            throw LlamaError(.invalidArgument, "the sampler chain selected token \(token), which is not in the vocabulary")
+        var banned: [LlamaToken] = []
+        var token: LlamaToken
+        while true {
+            for i in candidates.indices { candidates[i] = llama_token_data(id: Int32(i), logit: logits[i], p: 0) }
+            for b in banned { candidates[Int(b)].logit = -.infinity }
+            var array = llama_token_data_array(data: candidates.baseAddress, size: candidates.count, selected: -1, sorted: false)
+            c.llama_sampler_apply(pointer, &array)
+            guard array.selected >= 0, array.selected < Int64(array.size), let data = array.data else {
+                throw LlamaError(.invalidArgument, "no stage of the sampler chain selected a token (selected index "
+                    + "\(array.selected) of \(array.size) candidates): end the chain with .greedy or .distribution(seed:)")
+            }
+            token = data[Int(array.selected)].id
+            guard token >= 0, token < Int32(candidates.count) else {
+                throw LlamaError(.invalidArgument, "the sampler chain selected token \(token), which is not in the vocabulary")
+            }
+            // A token that would trigger a lazy grammar with text the grammar rejects: another one.
+            guard triggers.contains(where: { !$0.allows(token) }) else { break }
+            banned.append(token)
+            guard banned.count < 32 else {
+                throw LlamaError(.grammarDeadEnd, "the model keeps choosing tokens that open a lazy grammar's trigger "
+                    + "with text the grammar rejects (\(banned.count) tried): the grammar cannot follow its trigger here")
+            }
         }
         for grammar in grammars {
             var one = llama_token_data(id: token, logit: 0, p: 0)
@@ -259,7 +276,94 @@ final class SamplerInstance {
             }
         }
         c.llama_sampler_accept(pointer, token)
+        for trigger in triggers { trigger.accept(token) }
         return token
+    }
+}
+
+/// A lazy grammar's trigger, followed on the Swift side. When the token that completes a
+/// trigger is accepted, llama.cpp replays the text from the trigger on into the grammar, and
+/// ends the process (an uncaught C++ exception) when the grammar rejects that text. So before
+/// a token is accepted, the same search runs here (llama.cpp's rules: a pattern `^...$` must
+/// match the whole text, others are searched; the replay starts at the first non-empty
+/// capture group, else at the match), and text the grammar rejects — checked on a fresh
+/// eager copy of the grammar — makes the sampler choose another token.
+final class LazyGrammarTrigger {
+    let model: LlamaModel
+    let grammar: String
+    let root: String
+    let patterns: [(regex: Regex<AnyRegexOutput>, whole: Bool)]
+    let tokens: Set<LlamaToken>
+    /// The pieces generated since the grammar was created, while it waits (llama.cpp's trigger buffer).
+    var buffer: [UInt8] = []
+    var triggered = false
+
+    init(model: LlamaModel, grammar: String, root: String, patterns: [String], tokens: [LlamaToken]) throws(LlamaError) {
+        self.model = model
+        self.grammar = grammar
+        self.root = root
+        self.tokens = Set(tokens)
+        var compiled: [(Regex<AnyRegexOutput>, Bool)] = []
+        for p in patterns {
+            do { compiled.append((try Regex(p), p.hasPrefix("^") && p.hasSuffix("$"))) } catch {
+                throw LlamaError(.invalidGrammar, "the lazy grammar's trigger pattern \(p.debugDescription) is not a "
+                    + "regular expression: \(error)")
+            }
+        }
+        self.patterns = compiled
+        for t in tokens { try model.vocab.check(t) }
+    }
+
+    func piece(_ token: LlamaToken) -> [UInt8] { (try? model.vocab.piece(token, special: true)) ?? [] }
+
+    /// The text the grammar would be fed if `token` came next, when it triggers the grammar.
+    func triggeredText(_ token: LlamaToken) -> String? {
+        guard !triggered else { return nil }
+        if tokens.contains(token) { return String(decoding: piece(token), as: UTF8.self) }
+        let text = String(decoding: buffer + piece(token), as: UTF8.self)
+        for (regex, whole) in patterns {
+            let found = whole ? (try? regex.wholeMatch(in: text)) : (try? regex.firstMatch(in: text))
+            guard let match = found ?? nil else { continue }
+            var start = match.range.lowerBound
+            for group in match.output.dropFirst() {
+                if let r = group.range, !r.isEmpty {
+                    start = r.lowerBound
+                    break
+                }
+            }
+            return String(text[start...])
+        }
+        return nil
+    }
+
+    /// Whether `token` may come next: it triggers nothing, or the grammar accepts the text it triggers with.
+    func allows(_ token: LlamaToken) -> Bool {
+        guard let text = triggeredText(token) else { return true }
+        let c = model.runtime.raw
+        guard let probe = c.llama_sampler_init_grammar(model.vocab.pointer, grammar, root) else { return false }
+        defer { c.llama_sampler_free(probe) }
+        guard let pieces = try? model.vocab.tokenize(text, addSpecial: false, parseSpecial: false) else { return false }
+        for t in pieces {
+            var one = llama_token_data(id: t, logit: 0, p: 0)
+            let ok = withUnsafeMutablePointer(to: &one) { p in
+                var single = llama_token_data_array(data: p, size: 1, selected: -1, sorted: false)
+                c.llama_sampler_apply(probe, &single)
+                return p.pointee.logit != -.infinity
+            }
+            guard ok else { return false }
+            c.llama_sampler_accept(probe, t)
+        }
+        return true
+    }
+
+    func accept(_ token: LlamaToken) {
+        guard !triggered else { return }
+        if triggeredText(token) != nil {
+            triggered = true
+            buffer = []
+        } else {
+            buffer += piece(token)
+        }
     }
 }
 

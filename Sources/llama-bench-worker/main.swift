@@ -2,6 +2,8 @@
 // own), printed as one JSON object. Allocations are counted by CAllocCounter, linked in.
 //
 //   llama-bench-worker raw|stream LIB_DIR MODEL PROMPT_FILE N_GEN THREADS
+//   llama-bench-worker grammar-raw|grammar-stream LIB_DIR MODEL PROMPT_FILE N_GEN THREADS
+//     (the same, every token constrained by `benchGrammar`, which never lets the text end)
 //   llama-bench-worker tokenize LIB_DIR MODEL TEXT_FILE REPEAT
 //   llama-bench-worker symbols LIB_DIR REPEAT
 import CAllocCounter
@@ -30,8 +32,28 @@ func read(_ path: String) -> String {
     return text
 }
 
+/// The grammar of the constrained variants: JSON objects of a small schema in an array that
+/// never closes, so that every run generates its N tokens under the grammar (no end of text
+/// is allowed), as the unconstrained runs do with end-of-generation ignored.
+let benchGrammar: String = {
+    let schema: JSONValue = [
+        "type": "object",
+        "properties": [
+            "name": ["type": "string", "maxLength": 24],
+            "age": ["type": "integer", "minimum": 0, "maximum": 120],
+            "email": ["type": "string", "format": "email"],
+            "tags": ["type": "array", "items": ["type": "string", "maxLength": 12], "maxItems": 4],
+            "active": ["type": "boolean"],
+        ],
+        "required": ["name", "age", "tags"],
+    ]
+    guard let item = try? JSONSchemaGrammar(schema: schema) else { fail("the bench schema does not compile") }
+    // The schema is not recursive: no rule but the start refers to `root`.
+    return item.text.replacingOccurrences(of: "root ::=", with: "item ::=") + "root ::= \"[\" space item (\",\" space item)*\n"
+}()
+
 /// The raw loop: the C program's loop, through the generated bindings.
-func benchRaw(lib: String, model path: String, prompt: String, generate: Int, threads: Int32) throws {
+func benchRaw(lib: String, model path: String, prompt: String, generate: Int, threads: Int32, grammar: String? = nil) throws {
     let libraries = try LlamaLibraries.load(from: URL(fileURLWithPath: lib))
     let c = libraries.symbols
     c.llama_log_set({ _, _, _ in }, nil)
@@ -49,6 +71,10 @@ func benchRaw(lib: String, model path: String, prompt: String, generate: Int, th
     params.n_threads_batch = threads
     guard let ctx = c.llama_init_from_model(model, params),
           let sampler = c.llama_sampler_chain_init(c.llama_sampler_chain_default_params()) else { fail("no context") }
+    if let grammar {
+        guard let g = c.llama_sampler_init_grammar(vocab, grammar, "root") else { fail("the grammar does not parse") }
+        c.llama_sampler_chain_add(sampler, g)
+    }
     c.llama_sampler_chain_add(sampler, c.llama_sampler_init_greedy())
 
     let t1 = c.llama_time_us()
@@ -73,7 +99,7 @@ func benchRaw(lib: String, model path: String, prompt: String, generate: Int, th
 }
 
 /// The streaming API: text out, UTF-8 handling and a sampler chain, as users write it.
-func benchStream(lib: String, model path: String, prompt: String, generate: Int, threads: Int32) async throws {
+func benchStream(lib: String, model path: String, prompt: String, generate: Int, threads: Int32, grammar: String? = nil) async throws {
     let runtime = try LlamaRuntime(libraryDirectory: URL(fileURLWithPath: lib))
     let clock = ContinuousClock()
     let loadStart = clock.now
@@ -87,7 +113,8 @@ func benchStream(lib: String, model path: String, prompt: String, generate: Int,
     var tokens = 0
     var lastToken: LlamaToken = 0
     var summary: GenerationSummary?
-    for try await event in context.generate(prompt: prompt, options: options) {
+    let chain = grammar.map { SamplerChain([.grammar($0), .greedy]) } ?? .greedy
+    for try await event in context.generate(prompt: prompt, sampling: chain, options: options) {
         switch event {
         case .token(let token, let piece):
             tokens += 1
@@ -140,12 +167,18 @@ do {
         try benchRaw(lib: args[1], model: args[2], prompt: read(args[3]), generate: Int(args[4])!, threads: Int32(args[5])!)
     case ("stream", 6):
         try await benchStream(lib: args[1], model: args[2], prompt: read(args[3]), generate: Int(args[4])!, threads: Int32(args[5])!)
+    case ("grammar-raw", 6):
+        try benchRaw(lib: args[1], model: args[2], prompt: read(args[3]), generate: Int(args[4])!, threads: Int32(args[5])!,
+                     grammar: benchGrammar)
+    case ("grammar-stream", 6):
+        try await benchStream(lib: args[1], model: args[2], prompt: read(args[3]), generate: Int(args[4])!, threads: Int32(args[5])!,
+                              grammar: benchGrammar)
     case ("tokenize", 5):
         try benchTokenize(lib: args[1], model: args[2], text: read(args[3]), repeat: Int(args[4])!)
     case ("symbols", 3):
         try benchSymbols(lib: args[1], repeat: Int(args[2])!)
     default:
-        fail("usage: raw|stream LIB MODEL PROMPT_FILE N_GEN THREADS | tokenize LIB MODEL TEXT_FILE REPEAT | symbols LIB REPEAT")
+        fail("usage: raw|stream|grammar-raw|grammar-stream LIB MODEL PROMPT_FILE N_GEN THREADS | tokenize LIB MODEL TEXT_FILE REPEAT | symbols LIB REPEAT")
     }
 } catch {
     fail("\(error)")

@@ -10,10 +10,11 @@ struct Bench: AsyncParsableCommand {
         discussion: """
             Each run is its own process (peak RSS is per process): the native C program (built \
             here with cc against the pinned headers), then the same loop through the raw \
-            bindings, then through the streaming API; runs alternate. Reports prompt and \
+            bindings, then through the streaming API, then both again with every token \
+            constrained by a JSON Schema grammar; runs alternate. Reports prompt and \
             generation tokens/s, time to first token, load time, peak RSS and heap allocations \
             per token, with the ratio to native (min/median/max); symbol-table resolution time; \
-            tokenizer throughput against C.
+            tokenizer throughput against C; constrained over unconstrained generation tokens/s.
             """)
 
     @Option(help: "The folder of an unpacked llama.cpp release (default: $LLAMA_LIB_DIR).")
@@ -58,7 +59,8 @@ struct Bench: AsyncParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: worker) else {
             throw Failure(description: "\(worker) is missing: build it with `swift build -c release --product llama-bench-worker`")
         }
-        let variants = [("native", native, "gen"), ("raw", worker, "raw"), ("stream", worker, "stream")]
+        let variants = [("native", native, "gen"), ("raw", worker, "raw"), ("stream", worker, "stream"),
+                        ("grammar-raw", worker, "grammar-raw"), ("grammar-stream", worker, "grammar-stream")]
         var results: [String: [[String: Double]]] = [:]
         for run in 1...runs {
             for (name, program, mode) in variants {
@@ -67,7 +69,7 @@ struct Bench: AsyncParsableCommand {
                 log("run \(run)/\(runs) \(name): \(format(r["gen_tokens"]! / r["gen_ms"]! * 1e3)) gen tokens/s")
             }
         }
-        let sameOutput = Set(variants.map { results[$0.0]!.map { $0["last_token"]! } }).count == 1
+        let sameOutput = Set(variants.prefix(3).map { results[$0.0]!.map { $0["last_token"]! } }).count == 1
         // Tokenizer: a long text, alternating native and Swift.
         let longText = work.appendingPathComponent("long.txt")
         try String(repeating: try String(contentsOfFile: prompt, encoding: .utf8), count: 40)
@@ -87,6 +89,7 @@ struct Bench: AsyncParsableCommand {
                                            "runs_by_variant": results, "tokenizer_tokens_per_s": tokenizer,
                                            "symbol_table": symbols, "same_output": sameOutput]
             document["ratios"] = ratios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
+            document["grammar_ratios"] = grammarRatios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
             let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: json))
             log("figures written to \(json)")
@@ -153,6 +156,18 @@ struct Bench: AsyncParsableCommand {
         return out
     }
 
+    /// Constrained generation's tokens/s over unconstrained, run by run: the same prompt, greedy,
+    /// the same token count (a grammar that never ends against end-of-generation ignored);
+    /// `raw` is llama.cpp's grammar sampler alone (the floor), `stream` the library's path.
+    func grammarRatios(_ results: [String: [[String: Double]]]) -> [String: Stats] {
+        var out: [String: Stats] = [:]
+        for variant in ["raw", "stream"] {
+            let constrained = series(results["grammar-\(variant)"]!, "gen_tps"), free = series(results[variant]!, "gen_tps")
+            out[variant] = Self.stats(zip(constrained, free).map { $1 == 0 ? 0 : $0 / $1 })
+        }
+        return out
+    }
+
     func format(_ v: Double) -> String { String(format: v >= 100 ? "%.0f" : "%.2f", v) }
 
     func report(_ results: [String: [[String: Double]]], tokenizer: [String: [Double]], symbols: [String: Double], sameOutput: Bool) {
@@ -173,6 +188,13 @@ struct Bench: AsyncParsableCommand {
         lines.append("symbol table: \(Int(symbols["symbols"]!)) functions resolved in \(format(symbols["median_ms"]!)) ms (median), "
                      + "\(format(symbols["max_ms"]!)) ms at most")
         lines.append("same greedy output in every variant: \(sameOutput ? "yes" : "NO")")
+        let g = grammarRatios(results)
+        let gRaw = Self.stats(series(results["grammar-raw"]!, "gen_tps")).median
+        let gStream = Self.stats(series(results["grammar-stream"]!, "gen_tps")).median
+        lines.append("grammar-constrained gen tokens/s (JSON Schema grammar, same prompt and token count): raw \(format(gRaw)), "
+                     + "stream \(format(gStream)); constrained/unconstrained: raw \(format(g["raw"]!.median)) "
+                     + "(\(format(g["raw"]!.min))-\(format(g["raw"]!.max))), stream \(format(g["stream"]!.median)) "
+                     + "(\(format(g["stream"]!.min))-\(format(g["stream"]!.max)))")
         let gen = r["stream.gen_tps"]!.median, prompt = r["stream.prompt_tps"]!.median
         lines.append("targets: streaming gen ≥ 0.99×native: \(gen >= 0.99 ? "met" : "missed") (\(format(gen))); "
                      + "prompt ≥ 0.99×: \(prompt >= 0.99 ? "met" : "missed") (\(format(prompt))); "

@@ -128,13 +128,45 @@ struct Chat: AsyncParsableCommand {
     var maxTokens = 512
     @Flag(help: "With --rpc, compute in this process (by default a child process does, so that a server stopping mid-computation is an error, not the end of this process).")
     var inProcess = false
+    @Option(help: "A JSON file of tools in OpenAI's shape ([{\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}]). The built-ins echo (returns its arguments) and calculator ({\"expression\": \"(2 + 3) * 4\"}) run; other tools get a \"no implementation\" result. Calls and results are printed on stderr.")
+    var tools: String?
+    @Option(help: "With --tools: auto, none, required, or a tool's name (the first reply must call it).")
+    var toolChoice = "auto"
+    @Option(help: "With --tools: the most rounds of tool calls per message.")
+    var maxToolRounds = 4
+    @Option(help: "A Jinja chat template file to use instead of the model's own.")
+    var chatTemplateFile: String?
+
+    func validate() throws {
+        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+        guard maxToolRounds >= 0 else { throw ValidationError("--max-tool-rounds must not be negative") }
+        if tools == nil && toolChoice != "auto" { throw ValidationError("--tool-choice needs --tools") }
+    }
 
     func run() async throws {
         if modelFlags.rpc != nil && !inProcess { return try await CLI.rerunIsolated() }
         let chain = try sampling.chain()
+        let toolList = try tools.map { ChatTools.tools(try ChatTools.definitions(file: $0)) } ?? []
+        let choice = ToolChoice(toolChoice)
+        if tools != nil {
+            if case .tool(let name) = choice, !toolList.contains(where: { $0.name == name }) {
+                throw ValidationError("--tool-choice \(name): no such tool in \(tools!) (auto, none, required, or one of: "
+                    + "\(toolList.map(\.name).joined(separator: ", ")))")
+            }
+            if chain.stages.contains(where: { if case .grammar = $0 { return true } else { return false } }) {
+                throw ValidationError("--grammar, --grammar-file, --json-schema and --json constrain the whole reply: "
+                    + "they cannot be used with --tools")
+            }
+        }
+        var template: String?
+        if let chatTemplateFile {
+            do { template = try String(contentsOfFile: chatTemplateFile, encoding: .utf8) } catch {
+                throw ValidationError("--chat-template-file: cannot read \(chatTemplateFile): \(error.localizedDescription)")
+            }
+        }
         let model = try await modelFlags.load()
         let session = try await CLI.run { () async throws(LlamaError) in
-            try ChatSession(model: model, systemPrompt: system, options: modelFlags.contextOptions())
+            try ChatSession(model: model, systemPrompt: system, template: template, options: modelFlags.contextOptions())
         }
         let interactive = isatty(STDIN_FILENO) == 1
         if interactive { CLI.note("chat with \(URL(fileURLWithPath: model.path).lastPathComponent): /reset, /exit") }
@@ -147,6 +179,12 @@ struct Chat: AsyncParsableCommand {
             if text == "/reset" {
                 await session.reset()
                 CLI.note("(conversation cleared)")
+                continue
+            }
+            if tools != nil {
+                try await ChatTools.respond(session, to: text, tools: toolList, choice: choice, maxToolRounds: maxToolRounds,
+                                            sampling: chain, options: GenerationOptions(maxTokens: maxTokens))
+                FileHandle.standardOutput.write(Data("\n".utf8))
                 continue
             }
             let events = try await CLI.run { () async throws(LlamaError) in

@@ -5,8 +5,8 @@ import Llama
 /// `llama-swift models`: the model store.
 struct Models: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pull models from the Hugging Face Hub, list and remove them.",
-        subcommands: [Pull.self, List.self, Remove.self])
+        abstract: "Pull models from the Hugging Face Hub, list and remove them; validate a GGUF file you do not trust.",
+        subcommands: [Pull.self, List.self, Remove.self, Validate.self])
 
     static func reference(_ text: String) throws -> LlamaModelReference {
         guard let r = LlamaModelReference(text) else {
@@ -71,6 +71,83 @@ struct Models: AsyncParsableCommand {
             let store = LlamaModelStore(options: flags.options())
             try await CLI.run { () async throws(LlamaError) in try store.remove(ref) }
             print("removed\t\(ref)")
+        }
+    }
+
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a GGUF file you do not trust before loading it.",
+            discussion: """
+                First the checks every load runs (the metadata parses, tensors lie inside the file, no \
+                duplicate token, counts that agree), then llama.cpp's own loader in the llama-helper process, \
+                where an abort on a damaged file ends the helper, not this program. Prints `valid` and what \
+                the file is; exit status 1 with the problem when the file is refused (`--json`: an object with \
+                `valid`, and `code` and `message` when refused).
+                """)
+        @Argument(help: "The GGUF file (the first part of a split model).")
+        var file: String
+        @Flag(help: "Load only the vocabulary in the helper (fast: what tokenizing needs; no hyperparameters or tensors).")
+        var vocabOnly = false
+        @Flag(help: "Only the checks of the metadata, in this process: no helper, no llama.cpp load.")
+        var checksOnly = false
+        @Option(help: "The folder of an unpacked llama.cpp release to load (default: $LLAMA_SWIFT_LIB_DIR, else a bundle or the cache).")
+        var libDir: String?
+        @Option(help: "Seconds the load in the helper may take.")
+        var timeout: Double = 300
+        @Flag(help: "JSON output.")
+        var json = false
+        @OptionGroup var flags: InstallFlags
+
+        func validate() throws {
+            guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        }
+
+        struct Outcome: Encodable {
+            var path: String
+            var valid: Bool
+            var checksOnly: Bool
+            var architecture: String?
+            var description: String?
+            var vocabularySize: Int32?
+            var code: String?
+            var message: String?
+        }
+
+        func run() async throws {
+            let runtime = try await CLI.loadRuntime(libDir: libDir, options: flags.options())
+            let (file, vocabOnly, checksOnly) = (file, vocabOnly, checksOnly)
+            let timeout = Duration.milliseconds(Int64(timeout * 1000))
+            let result: Result<HelperResponse.ModelReport?, LlamaError>
+            do throws(LlamaError) {
+                if checksOnly {
+                    try GGUFFile.validate(path: file, runtime: runtime, vocabularyOnly: vocabOnly)
+                    result = .success(nil)
+                } else {
+                    result = .success(try await LlamaModel.validate(at: file, runtime: runtime, helper: flags.options().helper,
+                                                                    vocabularyOnly: vocabOnly, timeout: timeout))
+                }
+            } catch {
+                result = .failure(error)
+            }
+            switch result {
+            case .success(let report):
+                if json {
+                    try CLI.printJSON(Outcome(path: file, valid: true, checksOnly: checksOnly, architecture: report?.architecture,
+                                              description: report.flatMap { $0.description.isEmpty ? nil : $0.description },
+                                              vocabularySize: report?.vocabularySize))
+                } else {
+                    print(["valid", file, report?.architecture ?? "", report.map { "\($0.vocabularySize) tokens" } ?? "metadata checked",
+                           report?.description ?? ""].filter { !$0.isEmpty }.joined(separator: "\t"))
+                }
+            case .failure(let error):
+                if json {
+                    try CLI.printJSON(Outcome(path: file, valid: false, checksOnly: checksOnly, code: error.code.rawValue,
+                                              message: error.message))
+                } else {
+                    CLI.note("error: \(error.description)")
+                }
+                throw ExitCode(1)
+            }
         }
     }
 }

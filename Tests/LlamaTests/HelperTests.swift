@@ -49,6 +49,8 @@ struct HelperTests {
             HelperRequest(.generate(.init(directory: nil, model: "m.gguf", prompt: "p\nq", raw: true, maxTokens: 3,
                                           stopSequences: ["."], sampling: .init(temperature: 0.5, seed: 7, grammar: "root ::= \"a\""),
                                           rpcServers: ["h:1"], contextLength: 64, threads: 2, gpuLayers: 0))),
+            HelperRequest(.validateModel(.init(directory: "/x", path: "/m/a b.gguf", vocabularyOnly: true))),
+            HelperRequest(.validateModel(.init(path: "m.gguf"))),
         ]
         for request in requests {
             let line = try LlamaHelperProtocol.encode(request)
@@ -65,6 +67,9 @@ struct HelperTests {
             HelperResponse(.finished(summary)),
             HelperResponse(.failure(.init(code: .rpcProtocol, message: "m", rpc: .init(kind: .versionMismatch, serverVersion: "9.0.0",
                                                                                       clientVersion: "7.0.0")))),
+            HelperResponse(.validated(.init(architecture: "llama", description: "llama 135M Q4_1", vocabularySize: 49152,
+                                            vocabularyOnly: false))),
+            HelperResponse(.validated(.init(architecture: nil, description: "", vocabularySize: 3, vocabularyOnly: true))),
         ]
         for response in responses {
             #expect(try LlamaHelperProtocol.decode(HelperResponse.self, from: try LlamaHelperProtocol.encode(response)) == response)

@@ -70,6 +70,26 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         case rpcCheck(RPCCheck)
         /// Generate text, streaming tokens, then a summary.
         case generate(Generate)
+        /// Load a model file that is not trusted (our checks, then llama.cpp's loader), where an
+        /// abort ends only the helper: ``LlamaModel/validate(at:runtime:helper:vocabularyOnly:timeout:)``.
+        case validateModel(ValidateModel)
+    }
+
+    public struct ValidateModel: Codable, Sendable, Equatable {
+        /// The release folder to load; nil: as ``LlamaRuntime/load(libraryDirectory:options:allowVersionMismatch:logger:progress:)``
+        /// finds it in the helper's environment.
+        public var directory: String?
+        /// The GGUF file (the first part of a split model).
+        public var path: String
+        /// Load the vocabulary only (llama.cpp's `vocab_only`): fast, and what tokenizing needs;
+        /// false loads the weights too (every tensor's shape checked by llama.cpp).
+        public var vocabularyOnly: Bool
+
+        public init(directory: String? = nil, path: String, vocabularyOnly: Bool = false) {
+            self.directory = directory
+            self.path = path
+            self.vocabularyOnly = vocabularyOnly
+        }
     }
 
     public struct BackendCheck: Codable, Sendable, Equatable {
@@ -168,7 +188,7 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         }
     }
 
-    private enum Keys: String, CodingKey { case protocolVersion, backendCheck, rpcCheck, generate }
+    private enum Keys: String, CodingKey { case protocolVersion, backendCheck, rpcCheck, generate, validateModel }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
@@ -179,8 +199,10 @@ public struct HelperRequest: Codable, Sendable, Equatable {
             command = .rpcCheck(v)
         } else if let v = try c.decodeIfPresent(Generate.self, forKey: .generate) {
             command = .generate(v)
+        } else if let v = try c.decodeIfPresent(ValidateModel.self, forKey: .validateModel) {
+            command = .validateModel(v)
         } else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "no known request (backendCheck, rpcCheck, generate)"))
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "no known request (backendCheck, rpcCheck, generate, validateModel)"))
         }
     }
 
@@ -191,6 +213,7 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         case .backendCheck(let v): try c.encode(v, forKey: .backendCheck)
         case .rpcCheck(let v): try c.encode(v, forKey: .rpcCheck)
         case .generate(let v): try c.encode(v, forKey: .generate)
+        case .validateModel(let v): try c.encode(v, forKey: .validateModel)
         }
     }
 }
@@ -216,6 +239,27 @@ public struct HelperResponse: Codable, Sendable, Equatable {
         case finished(Summary)
         /// The request failed: the last message.
         case failure(Failure)
+        /// The answer to `validateModel`: the file loaded.
+        case validated(ModelReport)
+    }
+
+    /// What a model file that loaded in the helper is.
+    public struct ModelReport: Codable, Sendable, Equatable {
+        /// `general.architecture`, when the file names one.
+        public var architecture: String?
+        /// llama.cpp's one-line description (architecture, size, quantization); empty for a vocabulary-only load.
+        public var description: String
+        /// Tokens in the vocabulary.
+        public var vocabularySize: Int32
+        /// Whether only the vocabulary was loaded.
+        public var vocabularyOnly: Bool
+
+        public init(architecture: String?, description: String, vocabularySize: Int32, vocabularyOnly: Bool) {
+            self.architecture = architecture
+            self.description = description
+            self.vocabularySize = vocabularySize
+            self.vocabularyOnly = vocabularyOnly
+        }
     }
 
     public struct Token: Codable, Sendable, Equatable {
@@ -343,7 +387,7 @@ public struct HelperResponse: Codable, Sendable, Equatable {
         }
     }
 
-    private enum Keys: String, CodingKey { case protocolVersion, devices, token, text, finished, failure }
+    private enum Keys: String, CodingKey { case protocolVersion, devices, token, text, finished, failure, validated }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
@@ -358,8 +402,10 @@ public struct HelperResponse: Codable, Sendable, Equatable {
             message = .finished(v)
         } else if let v = try c.decodeIfPresent(Failure.self, forKey: .failure) {
             message = .failure(v)
+        } else if let v = try c.decodeIfPresent(ModelReport.self, forKey: .validated) {
+            message = .validated(v)
         } else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "no known response (devices, token, text, finished, failure)"))
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "no known response (devices, token, text, finished, failure, validated)"))
         }
     }
 
@@ -372,6 +418,7 @@ public struct HelperResponse: Codable, Sendable, Equatable {
         case .text(let v): try c.encode(v, forKey: .text)
         case .finished(let v): try c.encode(v, forKey: .finished)
         case .failure(let v): try c.encode(v, forKey: .failure)
+        case .validated(let v): try c.encode(v, forKey: .validated)
         }
     }
 }

@@ -23,6 +23,8 @@ public enum LlamaHelperService {
                 send(HelperResponse(.devices(try await rpcCheck(check))))
             case .generate(let generate):
                 try await self.generate(generate) { send(HelperResponse($0)) }
+            case .validateModel(let validate):
+                send(HelperResponse(.validated(try await validateModel(validate))))
             }
             return 0
         } catch {
@@ -46,6 +48,22 @@ public enum LlamaHelperService {
                              underlying: HelperResponse.RPCFailure(kind: .noDevices))
         }
         return devices
+    }
+
+    /// Loads the model as ``LlamaModel`` does (our checks, then llama.cpp's loader, vocabulary
+    /// only or whole); an abort in llama.cpp ends this process, which the library reports.
+    static func validateModel(_ v: HelperRequest.ValidateModel) async throws(LlamaError) -> HelperResponse.ModelReport {
+        let runtime = try await LlamaRuntime.load(libraryDirectory: v.directory.map { URL(fileURLWithPath: $0) })
+        var options = ModelOptions()
+        options.vocabularyOnly = v.vocabularyOnly
+        // Nothing is computed: the weights stay on the CPU.
+        options.gpuLayers = 0
+        let model: LlamaModel
+        do { model = try await LlamaModel.load(runtime: runtime, paths: [v.path], options: options) } catch {
+            throw error as? LlamaError ?? LlamaError(.invalidModel, "\(v.path) could not be loaded: \(error)", underlying: error)
+        }
+        return HelperResponse.ModelReport(architecture: model.architecture, description: v.vocabularyOnly ? "" : model.description,
+                                          vocabularySize: model.vocab.count, vocabularyOnly: v.vocabularyOnly)
     }
 
     static func generate(_ g: HelperRequest.Generate, send: (HelperResponse.Message) -> Void) async throws(LlamaError) {

@@ -107,7 +107,7 @@ public enum LlamaHelper {
                         s.violation = .init(foundVersion: response.protocolVersion, description: "a message after the last one")
                     case .success(let response):
                         switch response.message {
-                        case .devices, .finished, .failure: s.final = response.message
+                        case .devices, .finished, .failure, .validated: s.final = response.message
                         case .token, .text: break
                         }
                         return response.message
@@ -176,5 +176,46 @@ public enum LlamaHelper {
             self.exitStatus = exitStatus
         }
         public var description: String { signal.map { "ended by signal \($0)" } ?? "exited with status \(exitStatus ?? -1)" }
+    }
+}
+
+extension LlamaModel {
+    /// Loads a model file you do not trust in the `llama-helper` process: our checks
+    /// (``GGUFFile/validate(path:runtime:vocabularyOnly:)``), then llama.cpp's whole loader, where
+    /// an abort on a damaged file (an assertion our checks do not cover: an architecture's tensor
+    /// shapes, say) ends the helper, not this process. Load the file in this process afterwards
+    /// when it passes.
+    ///
+    /// - Parameters:
+    ///   - runtime: the libraries the helper loads (their folder is passed to it).
+    ///   - helper: the helper program (default: as ``LlamaHelper/locate(_:purpose:environment:executableDirectory:)`` finds it).
+    ///   - vocabularyOnly: load only the vocabulary (llama.cpp reads no hyperparameters or tensors then).
+    ///   - timeout: the longest the load may take.
+    /// - Returns: what the file is, when it loaded.
+    /// - Throws: `.invalidModel` when the file is refused or llama.cpp fails or aborts on it (the
+    ///   underlying ``LlamaHelper/Ended`` has the signal), `.fileNotFound`, `.timeout`,
+    ///   `.helperNotFound`, `.helperProtocol`, `.cancelled`.
+    public static func validate(at path: String, runtime: LlamaRuntime, helper: URL? = nil, vocabularyOnly: Bool = false,
+                                timeout: Duration = .seconds(300)) async throws(LlamaError) -> HelperResponse.ModelReport {
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw LlamaError(.fileNotFound, "cannot read the model \(path): no such file, or no permission")
+        }
+        let helper = try LlamaHelper.locate(helper, purpose: "to load \(path) in a child process")
+        let request = HelperRequest(.validateModel(.init(directory: runtime.libraryDirectory.path, path: path,
+                                                         vocabularyOnly: vocabularyOnly)))
+        let exchange = try await LlamaHelper.exchange(request, helper: helper, timeout: timeout)
+        switch exchange.final {
+        case .validated(let report)? where exchange.violation == nil:
+            return report
+        case .failure(let failure)? where exchange.violation == nil:
+            throw LlamaError(failure.code, failure.message, underlying: failure)
+        default:
+            throw LlamaHelper.unanswered(exchange, helper: helper, crashCode: .invalidModel, crashed: { signal in
+                "llama.cpp ended the process loading \(path) (signal \(signal)): the file is damaged in a way llama.cpp "
+                    + "does not report; do not load it"
+            }, timedOut: {
+                LlamaError(.timeout, "loading \(path) in a child process took longer than \(timeout)")
+            })
+        }
     }
 }

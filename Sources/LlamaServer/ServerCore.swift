@@ -1,0 +1,96 @@
+import Prometheus
+import HTTPTypes
+import Foundation
+import Hummingbird
+import Llama
+import Logging
+
+/// What every handler shares: the served models, the configuration, the metrics.
+final class ServerCore: Sendable {
+    let hosts: [ModelHost]
+    let configuration: LlamaServerConfiguration
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    init(hosts: [ModelHost], configuration: LlamaServerConfiguration, logger: Logger) {
+        self.hosts = hosts
+        self.configuration = configuration
+        self.metrics = ServerMetrics()
+        self.logger = logger
+    }
+
+    static let fingerprint = "llama-swift-" + LlamaRuntime.llamaCppTag
+
+    static func randomID() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<24).map { _ in String("0123456789abcdef".randomElement(using: &g)!) }.joined()
+    }
+
+    /// The model a request names (`model`), or the first one when it names none.
+    func host(for b: JSONBody) throws(APIError) -> ModelHost {
+        guard let name = try b.string("model") else { return hosts[0] }
+        if let h = hosts.first(where: { $0.id == name }) { return h }
+        throw APIError(.notFound, "the model \"\(name)\" is not served here; GET /v1/models lists the models "
+            + "(\(hosts.map(\.id).joined(separator: ", ")))", type: "invalid_request_error", param: "model", code: "model_not_found")
+    }
+
+    /// The prompt's tokens and the generation options of a request.
+    func generationInput(text: String, host: ModelHost, maxTokens: Int?, stops: [String],
+                         format: GenerationFormat) throws(APIError) -> ([LlamaToken], GenerationOptions) {
+        let tokens: [LlamaToken]
+        do { tokens = try host.model.vocab.tokenize(text, addSpecial: true, parseSpecial: true) } catch {
+            throw APIError.from(error, param: "prompt")
+        }
+        return try generationInput(tokens: tokens, host: host, maxTokens: maxTokens, stops: stops, format: format)
+    }
+
+    func generationInput(tokens: [LlamaToken], host: ModelHost, maxTokens: Int?, stops: [String],
+                         format: GenerationFormat) throws(APIError) -> ([LlamaToken], GenerationOptions) {
+        guard !tokens.isEmpty else { throw APIError.invalid("prompt", "the prompt is empty") }
+        guard tokens.count < host.sequenceLength else {
+            throw APIError(.badRequest, "the prompt has \(tokens.count) tokens; a request holds at most \(host.sequenceLength) "
+                + "tokens here (the context per slot), prompt and output together: shorten it", param: "messages",
+                code: "context_length_exceeded")
+        }
+        var options = GenerationOptions(maxTokens: maxTokens ?? (host.sequenceLength - tokens.count), stopSequences: stops)
+        options.format = format
+        return (tokens, options)
+    }
+
+    /// Queues a generation on the model's slots.
+    func submit(prompt: [LlamaToken], sampling: SamplerChain, options: GenerationOptions, host: ModelHost,
+                arrival: ContinuousClock.Instant) async throws(APIError) -> GenerationRun {
+        let stream: AsyncThrowingStream<GenerationEvent, any Error>
+        do { stream = try await host.slots.submit(prompt: prompt, sampling: sampling, options: options) } catch {
+            throw APIError.from(error)
+        }
+        return GenerationRun(stream, arrival: arrival, timeout: configuration.requestTimeout, metrics: metrics)
+    }
+
+    static func finishReason(_ summary: GenerationSummary, toolCalls: Bool) -> String {
+        if toolCalls { return "tool_calls" }
+        switch summary.stopReason {
+        case .maxTokens, .contextFull: return "length"
+        case .endOfGeneration, .stopSequence: return "stop"
+        case .cancelled: return "cancelled"
+        }
+    }
+
+    static func usage(_ s: GenerationSummary) -> JSONValue {
+        ["prompt_tokens": .int(s.promptTokens), "completion_tokens": .int(s.generatedTokens.count),
+         "total_tokens": .int(s.promptTokens + s.generatedTokens.count),
+         "prompt_tokens_details": ["cached_tokens": .int(s.reusedPromptTokens)]]
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        var headers: HTTPFields = [:]
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value.jsonText)))
+    }
+
+    static func error(_ e: APIError) -> Response {
+        var r = json(e.json, status: e.status)
+        for field in e.headers { r.headers.append(field) }
+        return r
+    }
+}
