@@ -84,6 +84,8 @@ let package = Package(
         .target(name: "LlamaGenerable", dependencies: ["LlamaGenerableMacros", "LlamaSchema", "LlamaJinja"], swiftSettings: swiftSettings),
         // Generated C declarations of the pinned llama.cpp headers: types only, no functions.
         .target(name: "CLlama", path: "Sources/CLlama"),
+        // std::regex as llama.cpp compiles and searches lazy-grammar trigger patterns, without exceptions (C++).
+        .target(name: "CTriggerRegex", path: "Sources/CTriggerRegex"),
         // The generated symbol table and thin wrappers, and the loader that fills the table.
         .target(
             name: "LlamaRaw",
@@ -98,7 +100,7 @@ let package = Package(
         .target(
             name: "Llama",
             dependencies: [
-                "LlamaRaw", "CZlib", "LlamaChat", "LlamaSchema", "LlamaProcess",
+                "LlamaRaw", "CZlib", "LlamaChat", "LlamaSchema", "LlamaProcess", "CTriggerRegex",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,5 +1,6 @@
 import Foundation
 import LlamaRaw
+import CTriggerRegex
 
 /// One step of a sampler chain: every built-in sampler of llama.cpp, and samplers written in
 /// Swift (``LlamaCustomSampler``).
@@ -82,12 +83,23 @@ public struct SamplerChain: Sendable {
                              .temperature(temperature), .distribution(seed: seed)])
     }
 
-    /// Checks what can be checked without llama.cpp: a stage must select a token.
+    /// Checks what can be checked without llama.cpp: a stage must select a token, and grammars
+    /// must be text llama.cpp can take without ending the process (see ``GrammarPrecheck``).
     func validate() throws(LlamaError) {
         guard stages.contains(where: { $0.selectsToken != false }) else {
             throw LlamaError(.invalidArgument, "the sampler chain has no stage that selects a token "
                 + "(\(stages.isEmpty ? "it is empty" : "\(stages.count) stages, none selecting")): end it with .greedy, "
                 + ".distribution(seed:), .mirostat or .mirostatV2 (or a custom sampler that sets `selected`)")
+        }
+        for stage in stages {
+            switch stage {
+            case .grammar(let grammar, let root):
+                try GrammarPrecheck.check(grammar, root: root)
+            case .lazyGrammar(let grammar, let root, let patterns, _):
+                try GrammarPrecheck.check(grammar, root: root)
+                for pattern in patterns { try GrammarPrecheck.checkTriggerPattern(pattern) }
+            default: break
+            }
         }
     }
 
@@ -292,7 +304,8 @@ final class LazyGrammarTrigger {
     let model: LlamaModel
     let grammar: String
     let root: String
-    let patterns: [(regex: Regex<AnyRegexOutput>, whole: Bool)]
+    /// The trigger patterns, searched with std::regex exactly as llama.cpp does (CTriggerRegex).
+    let patterns: [String]
     let tokens: Set<LlamaToken>
     /// The pieces generated since the grammar was created, while it waits (llama.cpp's trigger buffer).
     var buffer: [UInt8] = []
@@ -303,42 +316,40 @@ final class LazyGrammarTrigger {
         self.grammar = grammar
         self.root = root
         self.tokens = Set(tokens)
-        var compiled: [(Regex<AnyRegexOutput>, Bool)] = []
-        for p in patterns {
-            do { compiled.append((try Regex(p), p.hasPrefix("^") && p.hasSuffix("$"))) } catch {
-                throw LlamaError(.invalidGrammar, "the lazy grammar's trigger pattern \(p.debugDescription) is not a "
-                    + "regular expression: \(error)")
-            }
-        }
-        self.patterns = compiled
+        for p in patterns { try GrammarPrecheck.checkTriggerPattern(p) }
+        self.patterns = patterns
         for t in tokens { try model.vocab.check(t) }
     }
 
     func piece(_ token: LlamaToken) -> [UInt8] { (try? model.vocab.piece(token, special: true)) ?? [] }
 
-    /// The text the grammar would be fed if `token` came next, when it triggers the grammar.
-    func triggeredText(_ token: LlamaToken) -> String? {
-        guard !triggered else { return nil }
-        if tokens.contains(token) { return String(decoding: piece(token), as: UTF8.self) }
-        let text = String(decoding: buffer + piece(token), as: UTF8.self)
-        for (regex, whole) in patterns {
-            let found = whole ? (try? regex.wholeMatch(in: text)) : (try? regex.firstMatch(in: text))
-            guard let match = found ?? nil else { continue }
-            var start = match.range.lowerBound
-            for group in match.output.dropFirst() {
-                if let r = group.range, !r.isEmpty {
-                    start = r.lowerBound
-                    break
-                }
+    /// What happens if `token` comes next: nothing, the grammar is triggered and fed `text`, or
+    /// the search fails (llama.cpp's would throw and end the process).
+    enum Outcome { case none, triggers(String), fails }
+
+    func outcome(_ token: LlamaToken) -> Outcome {
+        guard !triggered else { return .none }
+        if tokens.contains(token) { return .triggers(String(decoding: piece(token), as: UTF8.self)) }
+        let bytes = buffer + piece(token)
+        for pattern in patterns {
+            let start = bytes.withUnsafeBufferPointer { b in
+                b.withMemoryRebound(to: CChar.self) { llama_swift_trigger_regex_find(pattern, $0.baseAddress, $0.count) }
             }
-            return String(text[start...])
+            if start == -2 { return .fails }
+            guard start >= 0, Int(start) <= bytes.count else { continue }
+            return .triggers(String(decoding: bytes[Int(start)...], as: UTF8.self))
         }
-        return nil
+        return .none
     }
 
     /// Whether `token` may come next: it triggers nothing, or the grammar accepts the text it triggers with.
     func allows(_ token: LlamaToken) -> Bool {
-        guard let text = triggeredText(token) else { return true }
+        let text: String
+        switch outcome(token) {
+        case .none: return true
+        case .fails: return false
+        case .triggers(let t): text = t
+        }
         let c = model.runtime.raw
         guard let probe = c.llama_sampler_init_grammar(model.vocab.pointer, grammar, root) else { return false }
         defer { c.llama_sampler_free(probe) }
@@ -358,7 +369,7 @@ final class LazyGrammarTrigger {
 
     func accept(_ token: LlamaToken) {
         guard !triggered else { return }
-        if triggeredText(token) != nil {
+        if case .triggers = outcome(token) {
             triggered = true
             buffer = []
         } else {
@@ -454,5 +465,106 @@ final class CustomSamplerInterface: @unchecked Sendable {
             return nil
         }
         return s
+    }
+}
+
+// MARK: - Grammar text checked before llama.cpp sees it
+
+/// Checks on grammar text and lazy-grammar trigger patterns for what llama.cpp does not survive:
+///
+/// - a NUL character in the grammar, its start symbol or a trigger pattern (the C API cuts the
+///   text there, so llama.cpp would run something other than what was passed — a pattern `"\0"`
+///   becomes the empty pattern, which fires on the first token);
+/// - a repetition `{m,n}` with `m > n`: llama.cpp's parser computes `n - m` unsigned and
+///   allocates rules without bound (the process runs out of memory); and a minimum past
+///   llama.cpp's `MAX_REPETITION_THRESHOLD` (2,000), which its parser refuses anyway (refused
+///   here with a clearer message). A maximum past it is left alone: llama.cpp reads it as "no
+///   maximum", and schemas with a large `maxLength` rely on that. Memory stays bounded: llama.cpp
+///   refuses a repetition whose rules times its count pass the same 2,000. (Each `{m,n}` outside
+///   string literals, character classes and comments is checked.)
+/// - a trigger pattern std::regex does not compile: llama.cpp compiles the patterns outside any
+///   `try`, so an invalid one ends the process. The pattern is compiled with the same std::regex
+///   (ECMAScript grammar) first.
+///
+/// Each failure is an `.invalidGrammar` error.
+enum GrammarPrecheck {
+    /// llama.cpp's `MAX_REPETITION_THRESHOLD` (src/llama-grammar.cpp).
+    static let maxRepetition = 2000
+
+    static func check(_ grammar: String, root: String) throws(LlamaError) {
+        if grammar.utf8.contains(0) || root.utf8.contains(0) {
+            throw LlamaError(.invalidGrammar, "the GBNF grammar or its start symbol contains a NUL character, which "
+                + "llama.cpp's C API cannot take: write it as the escape \\x00 inside a literal")
+        }
+        try checkRepetitions(Array(grammar.utf8))
+    }
+
+    static func checkTriggerPattern(_ pattern: String) throws(LlamaError) {
+        if pattern.utf8.contains(0) {
+            throw LlamaError(.invalidGrammar, "the lazy grammar's trigger pattern \(pattern.debugDescription) contains a NUL "
+                + "character, which llama.cpp's C API cannot take (it would cut the pattern there): write \\x00 instead")
+        }
+        var message = [CChar](repeating: 0, count: 256)
+        guard llama_swift_trigger_regex_check(pattern, &message, message.count) == 1 else {
+            let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw LlamaError(.invalidGrammar, "the lazy grammar's trigger pattern \(pattern.debugDescription) is not a "
+                + "regular expression llama.cpp can compile (std::regex, ECMAScript): \(reason)")
+        }
+    }
+
+    /// Every `{m}`, `{m,}` and `{m,n}` of the text, outside literals, classes and comments.
+    static func checkRepetitions(_ t: [UInt8]) throws(LlamaError) {
+        var i = 0
+        func skipQuoted(_ close: UInt8) {
+            i += 1
+            while i < t.count, t[i] != close {
+                if t[i] == UInt8(ascii: "\\") { i += 1 }
+                i += 1
+            }
+            i += 1
+        }
+        func space() {
+            while i < t.count, t[i] == 32 || t[i] == 9 || t[i] == 10 || t[i] == 13 { i += 1 }
+        }
+        /// The number at `i`, saturated past the bound (digits beyond it would overflow).
+        func number() -> Int? {
+            guard i < t.count, (48...57).contains(t[i]) else { return nil }
+            var n = 0
+            while i < t.count, (48...57).contains(t[i]) {
+                n = min(n * 10 + Int(t[i] - 48), Int(Int32.max))
+                i += 1
+            }
+            return n
+        }
+        while i < t.count {
+            switch t[i] {
+            case UInt8(ascii: "\""): skipQuoted(UInt8(ascii: "\""))
+            case UInt8(ascii: "["): skipQuoted(UInt8(ascii: "]"))
+            case UInt8(ascii: "#"):
+                while i < t.count, t[i] != 10, t[i] != 13 { i += 1 }
+            case UInt8(ascii: "{"):
+                let at = i
+                i += 1
+                space()
+                guard let low = number() else { continue }  // llama.cpp reports the syntax error itself
+                space()
+                var high: Int? = low
+                if i < t.count, t[i] == UInt8(ascii: ",") {
+                    i += 1
+                    space()
+                    high = number()
+                }
+                let text = String(decoding: t[at..<min(i + 1, t.count)], as: UTF8.self)
+                if let high, low > high {
+                    throw LlamaError(.invalidGrammar, "the GBNF repetition \(text) has a minimum (\(low)) above its maximum "
+                        + "(\(high)), which llama.cpp cannot handle (it would allocate without bound): write {\(high),\(low)}")
+                }
+                if low > maxRepetition {
+                    throw LlamaError(.invalidGrammar, "the GBNF repetition \(text) repeats at least \(low) times, more than "
+                        + "llama.cpp's limit (\(maxRepetition)): use a smaller count")
+                }
+            default: i += 1
+            }
+        }
     }
 }

@@ -109,13 +109,24 @@ final class GrammarCompiler {
         }
         let charRule = addPrimitive("char", primitiveRules["char"]!)
         var out = "[\"] ( "
+        /// A character inside a GBNF character class where llama.cpp's converter writes text its own
+        /// parser rejects: `]` and `\\` escaped, a NUL (which ends the C string) as `\\x00`, and `^`
+        /// as `\\x5E` when it opens a class (`[^]`). Everything else as llama.cpp writes it, so the
+        /// text stays the converter's (a `-` among the rejected characters can form a range there too).
+        func classChar(_ cpt: UInt32, opening: Bool) -> String {
+            switch cpt {
+            case 0x5D, 0x5C: return "\\" + String(Unicode.Scalar(cpt)!)
+            case 0: return "\\x00"
+            case 0x5E where opening: return "\\x5E"
+            default: return String(Unicode.Scalar(cpt)!)
+            }
+        }
         func visit(_ node: Node) {
             var rejects = ""
             for (i, (cpt, child)) in node.children.enumerated() {
-                let c = String(Unicode.Scalar(cpt)!)
-                rejects += c
+                rejects += classChar(cpt, opening: false)
                 if i > 0 { out += " | " }
-                out += "[" + c + "]"
+                out += "[" + classChar(cpt, opening: true) + "]"
                 if !child.children.isEmpty {
                     out += " ("
                     visit(child)

@@ -9,6 +9,8 @@ enum PatternFailure: Error {
 }
 
 let maxPatternDepth = 100
+/// llama.cpp's `MAX_REPETITION_THRESHOLD`: its grammar parser refuses a minimum count above it.
+let maxGrammarRepetition = 2000
 private let nonLiteral: Set<UInt8> = Set("|.()[]{}*+?^$".utf8)
 private let escapedInRegexpsButNotInLiterals: Set<UInt8> = Set("^$.[]()|{}*+?".utf8)
 
@@ -60,6 +62,8 @@ struct PatternCompiler {
     var i = 0
     var parenDepth = 0
     var subRuleIDs: [String: String] = [:]
+    /// Whether the sequence just returned by `transform` can match the empty string.
+    var lastGroupNullable = false
 
     /// An item of a sequence: a literal (to be quoted) or a rule expression.
     typealias Item = (text: String, isLiteral: Bool)
@@ -99,11 +103,52 @@ struct PatternCompiler {
         return (parts.joined(separator: " "), false)
     }
 
+    /// Whether a sequence with alternatives ("|" items) matches the empty string, from each item's.
+    private static func nullable(_ seq: [Item], _ empty: [Bool]) -> Bool {
+        var any = false, all = true
+        for (item, e) in zip(seq, empty) {
+            if item == ("|", false) {
+                any = any || all
+                all = true
+            } else {
+                all = all && e
+            }
+        }
+        return any || all
+    }
+
     private mutating func transform(_ sp: [UInt8], _ rules: inout RuleSet) throws(PatternFailure) -> Item {
         var seq: [Item] = []
+        // Per item of `seq`: whether it can match the empty string, and whether it ends in a quantifier.
+        var empty: [Bool] = []
+        var quantified: [Bool] = []
         let length = sp.count
+        /// A repetition of the last item: llama.cpp's grammar parser refuses a repetition without
+        /// a bound around one that can be empty (`x?*`, `(a*)+`, `(a|)*`, `x*{2,}`: left
+        /// recursion), and a quantifier right after another is a regex syntax error (`x**`, `x+*`)
+        /// except the lazy `x*?`, `x+?`, `x??`, `x{m,n}?` (kept, as llama.cpp's converter keeps them).
+        func checkRepeat(_ symbol: String, unbounded: Bool, lazy: Bool) throws(PatternFailure) {
+            guard let wasQuantified = quantified.last, let canBeEmpty = empty.last else { return }
+            if wasQuantified && !lazy {
+                throw .invalid("quantifier \(symbol) right after another quantifier (nothing to repeat)")
+            }
+            if unbounded && canBeEmpty {
+                throw .invalid("unsupported: the unbounded repetition \(symbol) applies to something that can match "
+                    + "the empty string, which GBNF cannot express (llama.cpp rejects the grammar as left-recursive); "
+                    + "make the repeated part non-empty")
+            }
+        }
         while i < length {
             let c = sp[i]
+            let before = seq.count
+            var itemEmpty = false
+            defer {
+                // a new item (a quantifier replaces the last one in place)
+                if seq.count > before {
+                    empty.append(itemEmpty)
+                    quantified.append(false)
+                }
+            }
             switch c {
             case UInt8(ascii: "."):
                 seq.append((rules.add("dot", dotAll ? "[\\U00000000-\\U0010FFFF]" : "[^\\x0A\\x0D]"), false))
@@ -120,10 +165,12 @@ struct PatternCompiler {
                 parenDepth += 1
                 if parenDepth > maxPatternDepth { throw .unsupported("pattern nesting too deep") }
                 seq.append(("(" + Self.rule(try transform(sp, &rules)) + ")", false))
+                itemEmpty = lastGroupNullable
             case UInt8(ascii: ")"):
                 i += 1
                 if parenDepth == 0 { throw .invalid("unbalanced parentheses") }
                 parenDepth -= 1
+                lastGroupNullable = Self.nullable(seq, empty)
                 return joinSeq(seq)
             case UInt8(ascii: "^"), UInt8(ascii: "$"):
                 throw .unsupported("anchor inside the pattern")
@@ -149,8 +196,13 @@ struct PatternCompiler {
                 seq.append(("|", false))
                 i += 1
             case UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "?"):
-                guard let last = seq.popLast() else { throw .invalid("nothing to repeat") }
+                guard seq.last.map({ $0 != ("|", false) }) == true else { throw .invalid("nothing to repeat") }
+                try checkRepeat(text([c]), unbounded: c != UInt8(ascii: "?"), lazy: c == UInt8(ascii: "?"))
+                let last = seq.popLast()!
                 seq.append((Self.rule(last) + text([c]), false))
+                // (the item stays in place: its entries in `empty` and `quantified` are updated)
+                if c != UInt8(ascii: "+") { empty[empty.count - 1] = true }
+                quantified[quantified.count - 1] = true
                 i += 1
             case UInt8(ascii: "{"):
                 var curly: [UInt8] = []
@@ -179,7 +231,20 @@ struct PatternCompiler {
                         maxTimes = n == Int(Int32.max) ? nil : n
                     }
                 }
-                guard var last = seq.popLast() else { throw .invalid("nothing to repeat") }
+                if minTimes < 0 || (maxTimes ?? 0) < 0 {
+                    throw .invalid("the repetition {\(text(curly))} has a negative count")
+                }
+                if minTimes > maxGrammarRepetition {
+                    throw .invalid("the repetition {\(text(curly))} repeats more than \(maxGrammarRepetition) times, llama.cpp's limit")
+                }
+                if let maxTimes, minTimes > maxTimes {
+                    throw .invalid("the repetition {\(text(curly))} has a minimum (\(minTimes)) above its maximum (\(maxTimes))")
+                }
+                guard seq.last.map({ $0 != ("|", false) }) == true else { throw .invalid("nothing to repeat") }
+                try checkRepeat("{" + text(curly) + "}", unbounded: maxTimes == nil, lazy: false)
+                var last = seq.popLast()!
+                if minTimes == 0 { empty[empty.count - 1] = true }
+                quantified[quantified.count - 1] = true
                 if !last.isLiteral {
                     if let id = subRuleIDs[last.text] {
                         last.text = id
@@ -225,6 +290,7 @@ struct PatternCompiler {
                 seq.append((text(literal), true))
             }
         }
+        lastGroupNullable = Self.nullable(seq, empty)
         return joinSeq(seq)
     }
 }

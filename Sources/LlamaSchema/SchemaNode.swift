@@ -102,6 +102,16 @@ struct SchemaReader {
         }
     }
 
+    /// A minimum count becomes a GBNF repetition `{m,…}`, which llama.cpp's grammar parser refuses
+    /// past `MAX_REPETITION_THRESHOLD` (2,000): refused here, with the pointer, rather than as a
+    /// grammar that does not parse. (A maximum past it is kept: llama.cpp reads it as no maximum.)
+    func repetitionLimit(_ n: Int, _ key: String, at path: String) throws(SchemaError) {
+        if n > maxGrammarRepetition {
+            throw SchemaError(.unsupportedKeyword, at: path, "\(key) \(n) is more than llama.cpp's grammars can repeat "
+                + "(\(maxGrammarRepetition)): use a smaller \(key)")
+        }
+    }
+
     /// A fractional bound is rounded inwards, towards the integers it still admits.
     func bound(_ schema: JSONObject, _ key: String, at path: String, roundUp: Bool) throws(SchemaError) -> Int64 {
         switch schema[key] {
@@ -202,6 +212,7 @@ struct SchemaReader {
             items = try node(value, at: "\(path)/\(key)")
         }
         let minItems = try count(schema, "minItems", at: path) ?? 0
+        try repetitionLimit(minItems, "minItems", at: path)
         let maxItems = try count(schema, "maxItems", at: path)
         if let maxItems, minItems > maxItems {
             throw SchemaError(.unsatisfiable, at: path, "minItems (\(minItems)) is greater than maxItems (\(maxItems))")
@@ -220,6 +231,7 @@ struct SchemaReader {
             warnings.append(SchemaWarning(at: path, "format \"\(f)\" is not enforced"))
         }
         let minLength = try count(schema, "minLength", at: path) ?? 0
+        try repetitionLimit(minLength, "minLength", at: path)
         let maxLength = try count(schema, "maxLength", at: path)
         if let maxLength, minLength > maxLength {
             throw SchemaError(.unsatisfiable, at: path, "minLength (\(minLength)) is greater than maxLength (\(maxLength))")

@@ -1,5 +1,5 @@
 import Foundation
-import Llama
+@testable import Llama
 import LlamaTestSupport
 import Testing
 
@@ -236,5 +236,83 @@ struct FuzzRegressionTests {
         print("damaged copies: \(copies), seed \(seed): \(outcomes.sorted { $0.key < $1.key }); refused by the check in this process: \(refusedByCheck)")
         #expect(signals.isEmpty, "\(signals.joined(separator: "\n"))")
         #expect(outcomes.values.reduce(0, +) == copies)
+    }
+
+    // MARK: Sampler fuzz findings (Fuzz/Sources/fuzz-sampler): grammar text and trigger patterns
+    // checked before llama.cpp sees them (`GrammarPrecheck`, run by `SamplerChain.validate()`).
+    // Each test asserts the check first (`#require`), so the generation after it can only reach
+    // llama.cpp with input the check refused — this process cannot die on it.
+
+    static func precheck(_ chain: SamplerChain) -> LlamaError? { error { try chain.validate() } }
+
+    @Test("fuzz finding: trigger patterns std::regex cannot compile (llama.cpp's std::regex_error ended the process) are .invalidGrammar",
+          arguments: ["[a-", "(", "\\{(", "a{2,1}", "[z-a]"])
+    func invalidTriggerPatterns(pattern: String) async throws {
+        let chain = SamplerChain([.lazyGrammar(#"root ::= [a-z ]+"#, triggerPatterns: ["\\{", pattern]), .greedy])
+        let checked = try #require(Self.precheck(chain), "the check must refuse \(pattern.debugDescription)")
+        #expect(checked.code == .invalidGrammar)
+        #expect(checked.message.contains("std::regex"), "\(checked.message)")
+        let context = try Fixture.context()
+        let failed = await expectLlamaError(.invalidGrammar) {
+            try await context.generate(prompt: "Hi", sampling: chain, options: GenerationOptions(maxTokens: 3)).summary()
+        }
+        #expect(failed != nil)
+    }
+
+    @Test("a valid ECMAScript trigger pattern passes the check; a lazy grammar with one generates")
+    func validTriggerPatterns() async throws {
+        for pattern in ["\\{", "yes|no", "<tool_call>", "[\\s\\S]*?\\{", "^a$", ""] {
+            try GrammarPrecheck.checkTriggerPattern(pattern)
+        }
+        let context = try Fixture.context()
+        let chain = SamplerChain([.lazyGrammar(#"root ::= [a-z ]+"#, triggerPatterns: ["\\{"]), .greedy])
+        _ = try await context.generate(prompt: "Hi", sampling: chain, options: GenerationOptions(maxTokens: 3)).summary()
+    }
+
+    @Test("fuzz finding: a NUL in a trigger pattern (cut by the C API to the empty pattern, which fired into a grammar rejecting the text) is .invalidGrammar")
+    func nulInTriggerPattern() async throws {
+        let chain = SamplerChain([.distribution(seed: 50_790_912), .lazyGrammar(#"root ::= "\u0000""#, triggerPatterns: ["\0"]),
+                                  .topK(65_541)])
+        let checked = try #require(Self.precheck(chain))
+        #expect(checked.code == .invalidGrammar)
+        #expect(checked.message.contains("NUL"), "\(checked.message)")
+        #expect(Self.precheck(SamplerChain([.grammar("root ::= \"a\"\0 junk"), .greedy]))?.code == .invalidGrammar)
+    }
+
+    @Test("a trigger that fires into a grammar that rejects its text: another token, then .grammarDeadEnd, never llama.cpp's exception")
+    func triggerIntoRejectingGrammar() async throws {
+        // The empty pattern fires on the first token; no text satisfies the grammar.
+        let chain = SamplerChain([.lazyGrammar(#"root ::= "\u0000""#, triggerPatterns: [""]), .greedy])
+        #expect(Self.precheck(chain) == nil)
+        let context = try Fixture.context()
+        let failed = await expectLlamaError(.grammarDeadEnd) {
+            try await context.generate(prompt: "Hi", sampling: chain, options: GenerationOptions(maxTokens: 3)).summary()
+        }
+        #expect(failed != nil)
+        // The context is usable right after.
+        _ = try await context.generate(prompt: "Hi", sampling: .greedy, options: GenerationOptions(maxTokens: 2)).summary()
+    }
+
+    @Test("fuzz finding: a GBNF repetition with min > max (llama.cpp allocated without bound) or a minimum past 2000 is .invalidGrammar",
+          arguments: [#"root ::= "a"{5,2}"#, #"root ::= ("a" [b-c]){3,0} "x""#, "root ::= x{ 9 , 1 }\nx ::= \"y\"",
+                      #"root ::= "a"{2001}"#, #"root ::= "a"{99999999999999999999999,}"#])
+    func repetitionCounts(grammar: String) async throws {
+        let chain = SamplerChain([.grammar(grammar), .greedy])
+        let checked = try #require(Self.precheck(chain), "the check must refuse \(grammar)")
+        #expect(checked.code == .invalidGrammar)
+        #expect(checked.message.contains("repetition"), "\(checked.message)")
+        let context = try Fixture.context()
+        let failed = await expectLlamaError(.invalidGrammar) {
+            try await context.generate(prompt: "Hi", sampling: chain, options: GenerationOptions(maxTokens: 2)).summary()
+        }
+        #expect(failed != nil)
+    }
+
+    @Test("repetitions inside literals, classes and comments are not counts; valid counts pass")
+    func repetitionLookalikes() throws {
+        for grammar in [#"root ::= "{5,2}" [{] "a"{2,5} # {9,1}"#, #"root ::= "\"{5,2}" [\]{] x{0,}"# + "\nx ::= \"b\"",
+                        #"root ::= "a"{2000}"#, #"root ::= [0-9]{1,3} "." "a"{3} "b"{0,5000}"#] {
+            try GrammarPrecheck.check(grammar, root: "root")
+        }
     }
 }
