@@ -32,7 +32,8 @@ EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar 
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone check-spawn fuzz fuzz-jinja \
         fuzz-build fuzz-grammar fuzz-state fuzz-gguf fuzz-sampler fuzz-schema fuzz-template fuzz-models \
-        reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template
+        reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template \
+        bench-serve bench-serve-tools soak-serve
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -49,6 +50,8 @@ help:
 	@echo "make bench-provision  download throughput against curl, cached start to a ready runtime"
 	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
 	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
+	@echo "make bench-serve  llama-swift serve against llama.cpp's llama-server (built from the pin): tokens/s, TTFT, at concurrency 1/4/8"
+	@echo "make soak-serve   our server at concurrency 8 for SOAK_SECONDS (default 600): RSS growth <= 5 %, no failed request"
 	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
 	@echo "make fuzz-jinja   random templates through our Jinja engine and jinja2: any disagreement fails (FUZZ_SECONDS, SEED)"
 	@echo "make fuzz-grammar (fuzz-state, fuzz-gguf, fuzz-sampler, fuzz-schema, fuzz-template)  one libFuzzer target (Fuzz/) for FUZZ_SECONDS"
@@ -215,6 +218,42 @@ BENCH_TEMPLATE ?= $(LLAMA_SOURCE)/models/templates/Qwen-Qwen3-0.6B.jinja
 bench-template: deps headers
 	swift build -c release --product llama-swift >&2
 	$(PYTHON) tools/bench_template.py .build/release/llama-swift "$(BENCH_TEMPLATE)"
+
+# llama.cpp's own llama-server from the pinned source (CPU, static, GGML_NATIVE like the runtime's source
+# build, no UI download), cached beside the references; rebuilt only when the pinned source's record or
+# these flags change (a content stamp, like `reference`).
+BENCH_TOOLS := $(dir $(LLAMA_REFERENCE_DIR))bench-tools
+BENCH_TOOLS_BUILD := $(dir $(LLAMA_REFERENCE_DIR)).build-bench-tools
+LLAMA_SERVER_FLAGS := -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON -DGGML_BACKEND_DL=OFF \
+  -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+bench-serve-tools: headers
+	@stamp=$$(echo "$(LLAMA_SERVER_FLAGS)" | cat - "$(dir $(LLAMA_SOURCE))source.json" | sha256sum | cut -c1-32); \
+	if [ "$$(cat "$(BENCH_TOOLS)/.complete" 2>/dev/null)" = "$$stamp" ]; then exit 0; fi; \
+	command -v cmake >/dev/null && command -v c++ >/dev/null || { echo "error: cmake and c++ build llama-server: make deps" >&2; exit 1; }; \
+	mkdir -p "$(BENCH_TOOLS_BUILD)" && \
+	echo "bench-serve: building llama-server $(LLAMA_TAG) with $(REFERENCE_JOBS) jobs (nice 19); log in $(BENCH_TOOLS_BUILD)/build.log" >&2 && \
+	{ { cmake -S "$(LLAMA_SOURCE)" -B "$(BENCH_TOOLS_BUILD)/build" $(LLAMA_SERVER_FLAGS) && \
+	    nice -n 19 cmake --build "$(BENCH_TOOLS_BUILD)/build" -j $(REFERENCE_JOBS) --target llama-server; } > "$(BENCH_TOOLS_BUILD)/build.log" 2>&1 \
+	  || { tail -n 60 "$(BENCH_TOOLS_BUILD)/build.log" >&2; echo "error: the llama-server build failed (log: $(BENCH_TOOLS_BUILD)/build.log)" >&2; exit 1; }; } && \
+	mkdir -p "$(BENCH_TOOLS)" && cp "$(BENCH_TOOLS_BUILD)/build/bin/llama-server" "$(BENCH_TOOLS)/llama-server.new" && \
+	mv "$(BENCH_TOOLS)/llama-server.new" "$(BENCH_TOOLS)/llama-server" && echo "$$stamp" > "$(BENCH_TOOLS)/.complete" && \
+	echo "bench-serve: llama-server in $(BENCH_TOOLS)" >&2
+
+# `llama-swift serve` against llama-server (same model, --parallel 4, context, threads and prompts) at
+# concurrency 1, 4 and 8, alternating: tokens/s, TTFT, inter-token latency; .build/bench-serve/ (json, svg).
+# BENCH_SERVE_ARGS="--requests 32 --threads 2"
+bench-serve: llama model bench-serve-tools
+	swift build -c release --product llama-swift >&2
+	$(PYTHON) tools/bench_serve.py bench --ours .build/release/llama-swift --llama-server "$(BENCH_TOOLS)/llama-server" \
+	  --model "$(LLAMA_MODEL)" --out .build/bench-serve $(BENCH_SERVE_ARGS)
+
+# Our server alone at concurrency 8 for SOAK_SECONDS: RSS after the first 60 s must not grow > 5 %, no failed request.
+SOAK_SECONDS ?= 600
+soak-serve: llama model
+	swift build -c release --product llama-swift >&2
+	$(PYTHON) tools/bench_serve.py soak --ours .build/release/llama-swift --model "$(LLAMA_MODEL)" \
+	  --seconds $(SOAK_SECONDS) --out .build/bench-serve $(BENCH_SERVE_ARGS)
 
 # Differential fuzzing (not part of `make test`): FUZZ_SECONDS per target, SEED to replay a run.
 FUZZ_SECONDS ?= 600

@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""Load generator for `make bench-serve` and `make soak-serve` (Python standard library only).
+
+bench: starts `llama-swift serve` and llama.cpp's `llama-server` with the same model, --parallel, context and
+threads, then sends the same streaming chat completions (greedy, fixed seed, max_tokens) at each concurrency,
+alternating the servers round by round. Per server and concurrency: generated tokens/s (all requests of a round over its wall time, median of
+the rounds), time to first
+token p50/p95, inter-token latency p50 (gaps between streamed content events), and ours / llama-server ratios.
+Writes bench-serve.json and bench-serve.svg in --out.
+
+soak: our server alone at one concurrency for --seconds, mixing streamed and whole answers; samples the server's
+RSS (/proc/PID/status) every --sample seconds; fails when RSS after the warm-up grew more than --max-growth, or
+when any request failed.
+
+Every child is bounded by a timeout and killed at the end; ports come from the OS.
+"""
+import argparse, asyncio, json, os, queue, signal, socket, statistics, subprocess, sys, threading, time
+
+PROMPTS = [
+    "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain in detail, step by step, how a steam engine works, with examples.",
+    "Write a long essay about the history of the bicycle.",
+    "Describe a journey across a desert in great detail, day by day.",
+    "Write a detailed recipe for bread and explain every step at length.",
+    "Tell a long story about a robot learning to paint.",
+    "Explain how the internet works to a beginner, in as much detail as you can.",
+    "Write a long letter from a sailor to his family describing life at sea.",
+    "Describe the four seasons in a mountain village, at length.",
+    "Write a detailed guide to planting a vegetable garden.",
+    "Tell a long fairy tale about a fox and a crow.",
+    "Explain the water cycle in detail with many examples.",
+    "Write a long story about two friends building a boat.",
+    "Describe a busy city market in great detail.",
+    "Write a long history of a small imaginary kingdom.",
+    "Explain how airplanes fly, in detail, for a curious child.",
+]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    v = sorted(values)
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+# ---------------------------------------------------------------- HTTP over loopback (asyncio, HTTP/1.1)
+
+class HTTPError(Exception):
+    pass
+
+
+async def _read_head(reader):
+    status_line = await reader.readline()
+    if not status_line:
+        raise HTTPError("connection closed before the status line")
+    parts = status_line.decode("latin-1").split(" ", 2)
+    status = int(parts[1])
+    headers = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers
+
+
+async def _body_chunks(reader, headers):
+    """Yields the body's bytes as they arrive (chunked, content-length or until close)."""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size_line = await reader.readline()
+            if not size_line:
+                raise HTTPError("connection closed inside a chunked body")
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                await reader.readline()
+                return
+            data = await reader.readexactly(size)
+            await reader.readexactly(2)
+            yield data
+    elif "content-length" in headers:
+        n = int(headers["content-length"])
+        if n:
+            yield await reader.readexactly(n)
+    else:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            yield data
+
+
+async def request(port, method, path, body=None, timeout=120.0):
+    """One request; returns (status, body bytes)."""
+    async def go():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            payload = json.dumps(body).encode() if body is not None else b""
+            writer.write((f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload)
+            await writer.drain()
+            status, headers = await _read_head(reader)
+            data = b"".join([c async for c in _body_chunks(reader, headers)])
+            return status, data
+        finally:
+            writer.close()
+    return await asyncio.wait_for(go(), timeout)
+
+
+async def stream_chat(port, body, timeout=300.0):
+    """A streamed chat completion: returns dict(ttft, gaps, tokens, events, total, text)."""
+    async def go():
+        t0 = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            payload = json.dumps(body).encode()
+            writer.write((f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+                          f"Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload)
+            await writer.drain()
+            status, headers = await _read_head(reader)
+            if status != 200:
+                data = b"".join([c async for c in _body_chunks(reader, headers)])
+                raise HTTPError(f"status {status}: {data[:300]!r}")
+            buf, times, text, usage, done, finish = b"", [], [], None, False, None
+            async for chunk in _body_chunks(reader, headers):
+                now = time.perf_counter()
+                buf += chunk
+                while b"\n\n" in buf:
+                    event, buf = buf.split(b"\n\n", 1)
+                    for line in event.split(b"\n"):
+                        line = line.strip()
+                        if not line.startswith(b"data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            continue
+                        obj = json.loads(data)
+                        if obj.get("error"):
+                            raise HTTPError(f"error event: {obj['error']}")
+                        if obj.get("usage"):
+                            usage = obj["usage"]
+                        for choice in obj.get("choices") or []:
+                            delta = choice.get("delta") or {}
+                            piece = (delta.get("content") or "") + (delta.get("reasoning_content") or "")
+                            if piece:
+                                times.append(now)
+                                text.append(piece)
+                            if choice.get("finish_reason"):
+                                finish = choice["finish_reason"]
+            if not done:
+                raise HTTPError("the stream ended without data: [DONE]")
+            tokens = (usage or {}).get("completion_tokens") or len(times)
+            return {"ttft": (times[0] - t0) if times else None,
+                    "gaps": [b - a for a, b in zip(times, times[1:])],
+                    "tokens": tokens, "events": len(times), "total": time.perf_counter() - t0,
+                    "text": "".join(text), "finish": finish, "usage": usage is not None}
+        finally:
+            writer.close()
+    return await asyncio.wait_for(go(), timeout)
+
+
+def chat_body(prompt, max_tokens, stream=True):
+    body = {"model": "bench", "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens, "temperature": 0, "seed": 42}
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    def __init__(self, name, argv, env, log_path):
+        self.name, self.argv, self.port, self.proc = name, argv, None, None
+        self.env, self.log_path, self.lines = env, log_path, queue.Queue()
+
+    def start(self, port=None, ready_timeout=180.0):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+        deadline = time.monotonic() + ready_timeout
+        if port is None:  # ours: the JSON line with the port it bound
+            while self.port is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"{self.name}: no listening line within {ready_timeout:.0f} s (log: {self.log_path})")
+                try:
+                    line = self.lines.get(timeout=left)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.wait()} before listening (log: {self.log_path})")
+                if line.startswith("{") and '"port"' in line:
+                    self.port = int(json.loads(line)["port"])
+        else:
+            self.port = port
+        # Both: /health answers 200 (llama-server answers 503 while loading the model).
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} (log: {self.log_path})")
+            try:
+                status, _ = asyncio.run(request(self.port, "GET", "/health", timeout=5))
+                if status == 200:
+                    break
+            except (OSError, asyncio.TimeoutError, HTTPError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: /health not 200 within {ready_timeout:.0f} s (log: {self.log_path})")
+            time.sleep(0.2)
+        log(f"{self.name}: ready on port {self.port} (pid {self.proc.pid})")
+        return self
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.log.write(line)
+            self.log.flush()
+            self.lines.put(line.strip())
+        self.lines.put(None)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self, grace=15.0):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def our_server(args, out):
+    env = dict(os.environ)
+    if "LLAMA_SWIFT_LIB_DIR" not in env and env.get("LLAMA_LIB_DIR"):
+        env["LLAMA_SWIFT_LIB_DIR"] = env["LLAMA_LIB_DIR"]
+    argv = [args.ours, "serve", "-m", "bench=" + args.model, "--port", "0", "--parallel", str(args.parallel),
+            "-c", str(args.ctx), "-t", str(args.threads)]
+    return Server("llama-swift", argv, env, os.path.join(out, "llama-swift-serve.log"))
+
+
+def llama_server(args, out):
+    argv = [args.llama_server, "-m", args.model, "--alias", "bench", "--host", "127.0.0.1", "--port", "{port}", "--parallel", str(args.parallel),
+            "-c", str(args.ctx), "-t", str(args.threads), "-tb", str(args.threads), "--no-webui"]
+    return Server("llama-server", argv, dict(os.environ), os.path.join(out, "llama-server.log"))
+
+
+# ---------------------------------------------------------------- bench
+
+async def run_round(port, concurrency, prompts, max_tokens):
+    """`len(prompts)` streamed requests over `concurrency` workers; returns results and wall time."""
+    todo = list(enumerate(prompts))
+    results, failures = [None] * len(prompts), []
+
+    async def worker():
+        while todo:
+            i, p = todo.pop(0)
+            try:
+                results[i] = await stream_chat(port, chat_body(p, max_tokens))
+            except Exception as e:  # a failed request is reported, never hidden
+                failures.append(f"{type(e).__name__}: {e}")
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    return [r for r in results if r], failures, time.perf_counter() - t0
+
+
+def summarize(rounds):
+    res = [r for rd in rounds for r in rd["results"]]
+    tokens = sum(r["tokens"] for r in res)
+    wall = sum(rd["wall"] for rd in rounds)
+    ttft = [r["ttft"] for r in res if r["ttft"] is not None]
+    gaps = [g for r in res for g in r["gaps"]]
+    per_round = [sum(r["tokens"] for r in rd["results"]) / rd["wall"] for rd in rounds if rd["wall"]]
+    return {"requests": len(res), "failed": sum(len(rd["failures"]) for rd in rounds),
+            "failures": [f for rd in rounds for f in rd["failures"]][:5],
+            "generated_tokens": tokens, "wall_s": round(wall, 3),
+            # The median round: one burst of load from elsewhere on the machine moves it least.
+            "tokens_per_s": round(statistics.median(per_round), 2) if per_round else None,
+            "tokens_per_s_pooled": round(tokens / wall, 2) if wall else None,
+            "ttft_p50_ms": round(percentile(ttft, 0.5) * 1e3, 1) if ttft else None,
+            "ttft_p95_ms": round(percentile(ttft, 0.95) * 1e3, 1) if ttft else None,
+            "itl_p50_ms": round(percentile(gaps, 0.5) * 1e3, 2) if gaps else None,
+            "tokens_per_event": round(tokens / max(1, sum(r["events"] for r in res)), 2),
+            "per_round_tokens_per_s": [round(x, 2) for x in per_round]}
+
+
+def svg_chart(levels, table, path):
+    w, h, pad = 760, 330, 50
+    names = ["llama-swift", "llama-server"]
+    colors = {"llama-swift": "#f05138", "llama-server": "#3b6fb6"}
+    panels = [("generated tokens/s (higher is better)", "tokens_per_s"), ("TTFT p50, ms (lower is better)", "ttft_p50_ms")]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>']
+    pw = (w - 3 * pad) / 2
+    for pi, (title, key) in enumerate(panels):
+        x0, y0, ph = pad + pi * (pw + pad), 40, h - 100
+        vmax = max([table[str(c)][n][key] or 0 for c in levels for n in names] + [1e-9]) * 1.15
+        out.append(f'<text x="{x0 + pw / 2}" y="22" text-anchor="middle" font-weight="bold">{title}</text>')
+        out.append(f'<line x1="{x0}" y1="{y0 + ph}" x2="{x0 + pw}" y2="{y0 + ph}" stroke="black"/>')
+        out.append(f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y0 + ph}" stroke="black"/>')
+        for t in range(5):
+            v = vmax * t / 4
+            y = y0 + ph - ph * t / 4
+            out.append(f'<text x="{x0 - 4}" y="{y + 4}" text-anchor="end" font-size="10">{v:.0f}</text>')
+            out.append(f'<line x1="{x0}" y1="{y}" x2="{x0 + pw}" y2="{y}" stroke="#ddd"/>')
+        gw = pw / len(levels)
+        bw = gw * 0.3
+        for li, c in enumerate(levels):
+            gx = x0 + li * gw + gw * 0.2
+            for ni, n in enumerate(names):
+                v = table[str(c)][n][key] or 0
+                bh = ph * v / vmax
+                bx = gx + ni * bw
+                out.append(f'<rect x="{bx:.1f}" y="{y0 + ph - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" fill="{colors[n]}"/>')
+                out.append(f'<text x="{bx + bw / 2:.1f}" y="{y0 + ph - bh - 3:.1f}" text-anchor="middle" font-size="9">{v:.0f}</text>')
+            out.append(f'<text x="{gx + bw:.1f}" y="{y0 + ph + 16}" text-anchor="middle">c={c}</text>')
+    for ni, n in enumerate(names):
+        lx = pad + ni * 160
+        out.append(f'<rect x="{lx}" y="{h - 30}" width="12" height="12" fill="{colors[n]}"/>')
+        out.append(f'<text x="{lx + 18}" y="{h - 20}">{n}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def bench(args):
+    os.makedirs(args.out, exist_ok=True)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    ours, theirs = our_server(args, args.out), llama_server(args, args.out)
+    port = free_port()
+    theirs.argv = [a.replace("{port}", str(port)) for a in theirs.argv]
+    servers = [ours, theirs]
+    try:
+        ours.start()
+        theirs.start(port=port)
+        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
+        # Warm-up and the greedy texts of each server for the same prompt (reported, not a pass/fail).
+        texts = {}
+        for s in servers:
+            r = asyncio.run(stream_chat(s.port, chat_body(PROMPTS[0], args.max_tokens)))
+            texts[s.name] = r["text"]
+            log(f"{s.name}: warm-up {r['tokens']} tokens, usage in stream: {r['usage']}, finish {r['finish']}")
+        raw = {str(c): {s.name: [] for s in servers} for c in levels}
+        for c in levels:
+            for rnd in range(args.rounds):
+                order = servers if rnd % 2 == 0 else servers[::-1]
+                # Unless --repeat-prompts: each round's prompts end with a tag of their own (the same for both
+                # servers), so a prompt cache helps with the shared template prefix only, not whole prompts.
+                sent = prompts if args.repeat_prompts else [f"{p} (Request {c}.{rnd}.{i}.)" for i, p in enumerate(prompts)]
+                for s in order:
+                    res, fails, wall = asyncio.run(run_round(s.port, c, sent, args.max_tokens))
+                    raw[str(c)][s.name].append({"results": res, "failures": fails, "wall": wall})
+                    tok = sum(r["tokens"] for r in res)
+                    log(f"c={c} round {rnd + 1}/{args.rounds} {s.name:12s} {tok / wall:7.1f} tokens/s"
+                        f"{'  FAILED ' + str(len(fails)) if fails else ''}")
+    finally:
+        for s in servers:
+            s.stop()
+    table = {}
+    for c in levels:
+        row = {name: summarize(raw[str(c)][name]) for name in ("llama-swift", "llama-server")}
+        a, b = row["llama-swift"], row["llama-server"]
+        row["ratio"] = {
+            "tokens_per_s": round(a["tokens_per_s"] / b["tokens_per_s"], 3) if a["tokens_per_s"] and b["tokens_per_s"] else None,
+            "ttft_p50": round(a["ttft_p50_ms"] / b["ttft_p50_ms"], 3) if a["ttft_p50_ms"] and b["ttft_p50_ms"] else None,
+            "itl_p50": round(a["itl_p50_ms"] / b["itl_p50_ms"], 3) if a["itl_p50_ms"] and b["itl_p50_ms"] else None}
+        table[str(c)] = row
+    same = texts.get("llama-swift") == texts.get("llama-server")
+    report = {"model": args.model, "parallel": args.parallel, "ctx": args.ctx, "threads": args.threads,
+              "max_tokens": args.max_tokens, "repeat_prompts": args.repeat_prompts, "requests_per_round": args.requests, "rounds": args.rounds,
+              "cpu_count": os.cpu_count(), "env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_"))},
+              "load_average_at_end": os.getloadavg(),
+              "same_greedy_text_warmup": same, "warmup_texts": texts, "targets": {"tokens_per_s": ">= 0.95", "ttft_p50": "<= 1.10"},
+              "results": table}
+    with open(os.path.join(args.out, "bench-serve.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    svg_chart(levels, table, os.path.join(args.out, "bench-serve.svg"))
+    print(f"model {os.path.basename(args.model)}, --parallel {args.parallel}, -c {args.ctx}, -t {args.threads}, "
+          f"max_tokens {args.max_tokens}, {args.requests} requests x {args.rounds} rounds per server and concurrency")
+    print(f"{'conc':>4} {'server':12s} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'ITL p50':>8} {'tok/evt':>7} {'failed':>6}")
+    ok = True
+    for c in levels:
+        row = table[str(c)]
+        for n in ("llama-swift", "llama-server"):
+            r = row[n]
+            print(f"{c:>4} {n:12s} {r['tokens_per_s']:>8} {r['ttft_p50_ms']:>7} ms {r['ttft_p95_ms']:>7} ms "
+                  f"{r['itl_p50_ms']:>5} ms {r['tokens_per_event']:>7} {r['failed']:>6}")
+        q = row["ratio"]
+        meets = (q["tokens_per_s"] or 0) >= 0.95 and (q["ttft_p50"] or 99) <= 1.10
+        ok = ok and meets and row["llama-swift"]["failed"] == 0
+        print(f"{c:>4} {'ours/theirs':12s} {q['tokens_per_s']:>8} {q['ttft_p50']:>9} {'':>9} {q['itl_p50']:>8}   "
+              f"{'meets' if meets else 'BELOW'} target (>= 0.95x tokens/s, <= 1.1x TTFT p50)")
+    print(f"same greedy text for the warm-up prompt: {'yes' if same else 'no'}")
+    print(f"written: {os.path.join(args.out, 'bench-serve.json')}, {os.path.join(args.out, 'bench-serve.svg')}")
+    return 0 if ok or not args.strict else 1
+
+
+# ---------------------------------------------------------------- soak
+
+def soak(args):
+    os.makedirs(args.out, exist_ok=True)
+    server = our_server(args, args.out)
+    warmup = min(args.warmup, args.seconds / 2)
+    samples, stats = [], {"ok": 0, "failed": 0, "tokens": 0, "failures": []}
+    try:
+        server.start()
+        t_start = time.monotonic()
+
+        async def worker(wid):
+            i = wid
+            while time.monotonic() - t_start < args.seconds:
+                p = PROMPTS[i % len(PROMPTS)]
+                max_tokens = (16, 64, 32, 48)[i % 4]
+                try:
+                    if i % 2 == 0:
+                        r = await stream_chat(server.port, chat_body(p, max_tokens))
+                        stats["tokens"] += r["tokens"]
+                    else:
+                        status, data = await request(server.port, "POST", "/v1/chat/completions",
+                                                     chat_body(p, max_tokens, stream=False), timeout=300)
+                        if status != 200:
+                            raise HTTPError(f"status {status}: {data[:200]!r}")
+                        stats["tokens"] += json.loads(data)["usage"]["completion_tokens"]
+                    stats["ok"] += 1
+                except Exception as e:
+                    stats["failed"] += 1
+                    if len(stats["failures"]) < 5:
+                        stats["failures"].append(f"{type(e).__name__}: {e}")
+                i += args.concurrency
+
+        async def sampler():
+            while time.monotonic() - t_start < args.seconds:
+                t = time.monotonic() - t_start
+                samples.append((round(t, 1), server.rss_kib()))
+                await asyncio.sleep(args.sample)
+            samples.append((round(time.monotonic() - t_start, 1), server.rss_kib()))
+
+        async def main():
+            await asyncio.gather(sampler(), *[worker(w) for w in range(args.concurrency)])
+        asyncio.run(main())
+        elapsed = time.monotonic() - t_start
+        final_rss_alive = server.proc.poll() is None
+    finally:
+        server.stop()
+    after = [kib for t, kib in samples if t >= warmup]
+    base = after[0] if after else None
+    tail = after[-3:] if after else []
+    end = sum(tail) / len(tail) if tail else None
+    growth = (end - base) / base if base else None
+    peak = max(after) if after else None
+    report = {"seconds": args.seconds, "warmup_s": warmup, "concurrency": args.concurrency, "parallel": args.parallel,
+              "requests_ok": stats["ok"], "requests_failed": stats["failed"], "failures": stats["failures"],
+              "generated_tokens": stats["tokens"], "tokens_per_s": round(stats["tokens"] / elapsed, 2),
+              "rss_kib_after_warmup": base, "rss_kib_end": end, "rss_kib_peak_after_warmup": peak,
+              "rss_growth": round(growth, 4) if growth is not None else None, "max_growth": args.max_growth,
+              "alive_at_end": final_rss_alive, "samples": samples}
+    with open(os.path.join(args.out, "soak-serve.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    ok = stats["failed"] == 0 and growth is not None and growth <= args.max_growth and final_rss_alive
+    print(f"soak-serve: {elapsed:.0f} s at concurrency {args.concurrency} on {args.parallel} slots: "
+          f"{stats['ok']} requests ok, {stats['failed']} failed, {stats['tokens']} tokens ({report['tokens_per_s']} tokens/s)")
+    if base:
+        print(f"RSS after {warmup:.0f} s warm-up {base / 1024:.1f} MiB, end {end / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB: "
+              f"growth {growth * 100:+.2f} % (limit {args.max_growth * 100:.0f} %)")
+    for f in stats["failures"]:
+        print("failure:", f)
+    print("soak-serve:", "PASS" if ok else "FAIL", f"({os.path.join(args.out, 'soak-serve.json')})")
+    return 0 if ok else 1
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main():
+    # make (or a timeout) ends us with SIGTERM, a background job ignores SIGINT: both stop the servers.
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["bench", "soak"])
+    ap.add_argument("--ours", default=".build/release/llama-swift")
+    ap.add_argument("--llama-server")
+    ap.add_argument("--model", default=os.environ.get("LLAMA_MODEL"))
+    ap.add_argument("--out", default=".build/bench-serve")
+    ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--ctx", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2))
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--concurrency", default=None, help="bench: comma list (1,4,8); soak: one number (8)")
+    ap.add_argument("--requests", type=int, default=16, help="bench: requests per round")
+    ap.add_argument("--rounds", type=int, default=2, help="bench: rounds per server and concurrency (alternating)")
+    ap.add_argument("--repeat-prompts", action="store_true", help="bench: the same prompts every round (prompt caches hit)")
+    ap.add_argument("--strict", action="store_true", help="bench: exit 1 when a target is missed")
+    ap.add_argument("--seconds", type=float, default=600)
+    ap.add_argument("--warmup", type=float, default=60)
+    ap.add_argument("--sample", type=float, default=5)
+    ap.add_argument("--max-growth", type=float, default=0.05)
+    args = ap.parse_args()
+    if not args.model:
+        ap.error("--model (or LLAMA_MODEL) is required")
+    if args.mode == "bench":
+        if not args.llama_server:
+            ap.error("bench needs --llama-server")
+        args.concurrency = args.concurrency or "1,4,8"
+        return bench(args)
+    args.concurrency = int(args.concurrency or 8)
+    return soak(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
