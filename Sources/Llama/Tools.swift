@@ -548,7 +548,7 @@ struct ToolCallSyntax: Sendable {
                 lines.append(prefix + name + " ::= " + Self.renaming(json.rules.rules[name]!, names: names, prefix: prefix))
             }
             switch format {
-            case .functionaryV31: alternatives.append(Self.literal(tool.name + ">") + " " + prefix + "root")
+            case .functionaryV31: alternatives.append(GBNF.literal(tool.name + ">") + " " + prefix + "root")
             default: alternatives.append(prefix + "root")
             }
         }
@@ -570,22 +570,6 @@ struct ToolCallSyntax: Sendable {
         }
         head.append("call-ws ::= [ \\t\\n]*")
         return (head + lines).joined(separator: "\n") + "\n"
-    }
-
-    /// A GBNF string literal.
-    static func literal(_ text: String) -> String {
-        var out = "\""
-        for c in text.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out + "\""
     }
 
     /// A rule body with each reference to one of `names` prefixed (string literals and

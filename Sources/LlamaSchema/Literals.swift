@@ -1,9 +1,9 @@
 import LlamaJinja
 
 /// GBNF string literals and JSON text written as llama.cpp writes them.
-enum GBNF {
-    /// `"text"` with `\r`, `\n`, `"` and `\` escaped.
-    static func literal(_ text: String) -> String {
+public enum GBNF {
+    /// `"text"` with `\r`, `\n`, `"` and `\` escaped: a GBNF string literal as llama.cpp's converter writes it.
+    public static func literal(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
