@@ -173,7 +173,7 @@ let package = Package(
             name: "LlamaTestSupport",
             dependencies: ["LlamaRaw", "LlamaProcess"],
             path: "Tests/Support",
-            exclude: ["mirror_server.py"],
+            exclude: ["mirror_server.py", "jsonschema_check.py"],
             swiftSettings: swiftSettings
         ),
         // The Jinja engine and chat formats against their references (jinja2, llama.cpp's parser).

@@ -180,44 +180,17 @@ extension Decodable {
     static func decodes(_ text: String) -> Bool { (try? JSONDecoder().decode(Self.self, from: Data(text.utf8))) != nil }
 }
 
-/// Python's jsonschema, run once over a list of records `{name, schema, valid: [text], invalid: [text]}`:
-/// every valid text must parse and validate, every invalid text must fail to.
+/// Python's jsonschema (the shared Tests/Support/jsonschema_check.py), run once over a list of
+/// records `{name, schema, valid: [text], invalid: [text]}`, each schema also checked against its
+/// metaschema: every valid text must parse and validate, every invalid text must fail to.
 enum JSONSchemaValidator {
-    static var python: String { ProcessInfo.processInfo.environment["PYTHON"] ?? "python3" }
-
-    static let script = """
-        import json, sys
-        try:
-            import jsonschema
-        except ImportError:
-            print("jsonschema is not importable by " + sys.executable + ": run `make deps` (pip install jsonschema)")
-            sys.exit(3)
-        bad = 0
-        total = 0
-        for r in json.load(open(sys.argv[1])):
-            cls = jsonschema.validators.validator_for(r["schema"])
-            cls.check_schema(r["schema"])
-            v = cls(r["schema"], format_checker=cls.FORMAT_CHECKER)
-            for expected, key in ((True, "valid"), (False, "invalid")):
-                for text in r.get(key, []):
-                    total += 1
-                    try:
-                        errors = [e.message for e in v.iter_errors(json.loads(text))]
-                    except ValueError as e:
-                        errors = ["not JSON: %s" % e]
-                    if (not errors) != expected:
-                        bad += 1
-                        print("%s: expected %s, got %s: %r" % (r["name"], key, "; ".join(errors) or "valid", text))
-        print("checked %d documents, %d bad" % (total, bad))
-        sys.exit(1 if bad else 0)
-        """
-
     static func validate(_ records: [JSONValue]) async throws -> ProcessResult {
-        let dir = try TestEnvironment.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let input = dir.appendingPathComponent("documents.json")
-        try Data(JSONValue.array(records).jsonText.utf8).write(to: input)
-        let r = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [python, "-c", script, input.path])
+        let checked = records.map { record -> JSONValue in
+            guard case .object(var o) = record else { return record }
+            o["check_schema"] = true
+            return .object(o)
+        }
+        let r = try await jsonSchemaCheck(records: JSONValue.array(checked).jsonText)
         #expect(r.status != 3, "\(r.stdout)")
         return r
     }

@@ -136,6 +136,19 @@ public struct ProcessTimedOut: Error, CustomStringConvertible {
     public var description: String
 }
 
+/// Python's jsonschema (Tests/Support/jsonschema_check.py) over `records`, the JSON text of a list of
+/// `{"name", "schema", "valid": [text], "invalid": [text], "check_schema": bool}`: status 0 when every
+/// text is judged as expected, 1 when one is not (each printed), 3 when jsonschema is missing.
+public func jsonSchemaCheck(records: String) async throws -> ProcessResult {
+    let dir = try TestEnvironment.temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let input = dir.appendingPathComponent("records.json")
+    try Data(records.utf8).write(to: input)
+    let python = ProcessInfo.processInfo.environment["PYTHON"] ?? "python3"
+    let script = TestEnvironment.packageRoot.appendingPathComponent("Tests/Support/jsonschema_check.py").path
+    return try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [python, script, input.path], timeout: 300)
+}
+
 /// Runs a program to completion; after `timeout` seconds it is stopped (SIGTERM, then SIGKILL,
 /// with all it started) and this throws. `stdin`, when given, is written to the program's
 /// standard input (then closed); otherwise it reads /dev/null. `environment` adds to this process's.
