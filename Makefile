@@ -31,8 +31,9 @@ GENERATED := Sources/CLlama/include/generated Sources/LlamaRaw/generated
 EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar state ggml-graph tools
 
 .PHONY: help deps headers llama model generator regenerate check-generated check-standalone check-spawn fuzz fuzz-jinja \
+        docs docs-coverage docs-screenshot \
         fuzz-build fuzz-grammar fuzz-state fuzz-gguf fuzz-sampler fuzz-schema fuzz-template fuzz-models \
-        reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template \
+        reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel check-vlm gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template \
         bench-serve bench-serve-tools soak-serve
 
 help:
@@ -54,11 +55,14 @@ help:
 	@echo "make soak-serve   our server at concurrency 8 for SOAK_SECONDS (default 600): RSS growth <= 5 %, no failed request"
 	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
 	@echo "make fuzz-jinja   random templates through our Jinja engine and jinja2: any disagreement fails (FUZZ_SECONDS, SEED)"
-	@echo "make fuzz-grammar (fuzz-state, fuzz-gguf, fuzz-sampler, fuzz-schema, fuzz-template)  one libFuzzer target (Fuzz/) for FUZZ_SECONDS"
+	@echo "make fuzz-grammar (fuzz-state, fuzz-gguf, fuzz-sampler, fuzz-schema, fuzz-template, fuzz-server)  one libFuzzer target (Fuzz/) for FUZZ_SECONDS"
 	@echo "make fuzz-models  120 damaged copies of the model (COPIES=n, SEED=n) through the validating load: 0 aborts"
 	@echo "make gpu-pack     pack the GPU check (tools/gpu-check.sh) for the device machine, in .build/gpu-pack"
 	@echo "make bump TAG=bN  move the pin to another llama.cpp tag, regenerate, build, write the API diff"
 	@echo "make api-diff FROM=a.txt TO=b.txt  the Markdown API diff of two API listings"
+	@echo "make docs         the DocC documentation of every module, one static site in .build/docs (warnings are errors; snippets compiled)"
+	@echo "make docs-coverage  every public symbol of the documented modules has a doc comment"
+	@echo "make docs-screenshot  the documentation's landing page rendered by headless Chromium, .build/docs-llama.png"
 
 # System packages, and the Python modules the reference tests use (jinja2, jsonschema).
 deps:
@@ -87,12 +91,12 @@ model: llama-swift
 	@$(LLAMA_SWIFT) models pull default --keep-wheel >/dev/null
 
 # chat-reference, jinja-reference and schema-reference (tools/reference) against the pinned source's common
-# library, cached in $(LLAMA_REFERENCE_DIR). Rebuilt when the content of a harness source or the pinned
+# library, and llama.cpp's own llama-quantize and llama-perplexity from the pinned tree, cached in $(LLAMA_REFERENCE_DIR). Rebuilt when the content of a harness source or the pinned
 # source's record changes (a digest kept in .complete, not file times: a fresh clone must not rebuild).
 # The harness sources are copied to a fixed place beside the cmake build folder, so the folder serves every
 # checkout and a rebuild is incremental. A make recipe rather than a llama-swift command: these are the
 # tests' tools, nothing the library or its users need.
-REFERENCE_PROGRAMS := chat-reference jinja-reference schema-reference
+REFERENCE_PROGRAMS := chat-reference jinja-reference schema-reference llama-quantize llama-perplexity
 REFERENCE_BUILD := $(dir $(LLAMA_REFERENCE_DIR)).build-reference
 REFERENCE_JOBS ?= 2
 reference: headers
@@ -152,7 +156,7 @@ api-diff: generator
 	@$(BINDGEN) api-diff $(FROM) $(TO)
 
 test-tools: deps
-	$(PYTHON) -m unittest tools/test_repo_config.py tools/test_jinja_reference.py
+	$(PYTHON) -m unittest tools/test_repo_config.py tools/test_jinja_reference.py tools/test_doc_coverage.py
 
 test-bump: generator headers
 	swift build --product llama-swift >&2
@@ -164,6 +168,14 @@ test-generator: generator
 test-package: deps llama model headers reference
 	swift build --product llama-bench-worker && swift build --product llama-helper
 	swift test
+
+# Multimodal equality for a real vision model (none is reachable from CI): Swift's image embeddings
+# and greedy tokens against the native C program (Tests/LlamaRawTests/Native/mtmd_reference.c).
+# IMAGE defaults to the pinned source's tools/mtmd/test-1.jpeg; GPU=1 puts the projector on the GPU.
+check-vlm: llama headers
+	@test -n "$(MODEL)" -a -n "$(MMPROJ)" || { echo "usage: make check-vlm MODEL=model.gguf MMPROJ=mmproj.gguf [IMAGE=file] [GPU=1]" >&2; exit 2; }
+	LLAMA_VLM_MODEL="$(MODEL)" LLAMA_VLM_MMPROJ="$(MMPROJ)" LLAMA_VLM_IMAGE="$(IMAGE)" LLAMA_VLM_GPU="$(GPU)" \
+	  swift test --filter 'MultimodalTests/realModelEqualsNative'
 
 # The cancellation stress test of RobustnessTests, 100 iterations instead of the 20 of `make test`:
 # cancel at random points during long prompts, then greedy output must equal the uncancelled one.
@@ -181,7 +193,38 @@ test-examples: llama model
 	  tail -n 4 /tmp/llama-example-$$e.out; \
 	done
 
-test: check-spawn test-tools check-generated check-standalone test-generator test-bump test-package test-examples
+test: check-spawn test-tools check-generated check-standalone test-generator test-bump test-package test-examples docs-coverage
+
+# Documentation (DocC): each module's catalog (Sources/<Module>/<Module>.docc: landing page and articles) and
+# its public symbols, in one static site (DOCS_OUTPUT; DOCS_BASE_PATH=repo-name for GitHub Pages), with
+# warnings as errors. The snippets the articles show (Snippets/*.swift) are built first: a plain swift build
+# builds every snippet (as swift test does; incremental after test-package). docs-coverage reads the symbol graphs the
+# docs build extracted: every public symbol of every module in the site documented (LlamaRaw's generated
+# code points to the headers instead).
+DOCS_TARGETS := Llama LlamaRaw LlamaChat LlamaJinja LlamaSchema LlamaServer LlamaProcess
+DOCS_OUTPUT ?= .build/docs
+DOCS_COVERAGE := Llama=100 LlamaRaw=100 LlamaChat=100 LlamaJinja=100 LlamaSchema=100 LlamaServer=100 LlamaProcess=100
+SNIPPETS := $(sort $(basename $(notdir $(wildcard Snippets/*.swift))))
+docs:
+	@test -n "$(SNIPPETS)" || { echo "error: no snippets in Snippets/" >&2; exit 1; }
+	@swift build >&2 || { echo "error: the package or a snippet (Snippets/*.swift: $(SNIPPETS)) does not compile" >&2; exit 1; }
+	@rm -rf "$(DOCS_OUTPUT)"
+	swift package --allow-writing-to-directory "$(DOCS_OUTPUT)" generate-documentation \
+	  $(foreach t,$(DOCS_TARGETS),--target $(t)) --enable-experimental-combined-documentation \
+	  --warnings-as-errors --transform-for-static-hosting $(if $(DOCS_BASE_PATH),--hosting-base-path $(DOCS_BASE_PATH)) \
+	  --output-path "$(DOCS_OUTPUT)" >&2
+	@test -f "$(DOCS_OUTPUT)/index.html" && test -d "$(DOCS_OUTPUT)/documentation/llama" || \
+	  { echo "error: $(DOCS_OUTPUT) has no index.html or documentation/llama" >&2; exit 1; }
+	@echo "docs: $(DOCS_OUTPUT) (python3 -m http.server -d $(DOCS_OUTPUT), then open /documentation/llama)"
+
+# The landing page of the built site in headless Chromium (Debian's chromium), as a PNG to look at.
+docs-screenshot: docs
+	$(PYTHON) tools/docs_screenshot.py --site "$(DOCS_OUTPUT)" --page documentation/llama --out .build/docs-llama.png
+
+docs-coverage: docs
+	@graphs=$$(for t in $(DOCS_TARGETS); do ls -d .build/*/extracted-symbols/*/$$t 2>/dev/null; done); \
+	$(PYTHON) tools/doc_coverage.py --exclude-path /Sources/LlamaRaw/generated/ --json .build/doc-coverage.json \
+	  $(foreach r,$(DOCS_COVERAGE),--require $(r)) $$graphs
 
 # Overhead against native C, side by side (release build): make bench [BENCH_ARGS="--runs 9"]
 bench: llama model headers
@@ -219,33 +262,43 @@ bench-template: deps headers
 	swift build -c release --product llama-swift >&2
 	$(PYTHON) tools/bench_template.py .build/release/llama-swift "$(BENCH_TEMPLATE)"
 
-# llama.cpp's own llama-server from the pinned source (CPU, static, GGML_NATIVE like the runtime's source
-# build, no UI download), cached beside the references; rebuilt only when the pinned source's record or
-# these flags change (a content stamp, like `reference`).
+# llama.cpp's own llama-server from the pinned source, built with the flags of the pinned library build
+# (shared, GGML_BACKEND_DL, CPU variants; no UI download) and run over the SAME libraries as ours: its folder
+# holds the binary, the libraries only it needs (common), and links to every file of $(LLAMA_LIB_DIR), which
+# its $$ORIGIN rpath and ggml's backend search then load. So the comparison measures the servers, not two
+# builds of ggml. Cached beside the references; rebuilt only when the pinned source's record or these flags
+# change (a content stamp, like `reference`).
 BENCH_TOOLS := $(dir $(LLAMA_REFERENCE_DIR))bench-tools
 BENCH_TOOLS_BUILD := $(dir $(LLAMA_REFERENCE_DIR)).build-bench-tools
-LLAMA_SERVER_FLAGS := -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON -DGGML_BACKEND_DL=OFF \
+LLAMA_SERVER_FLAGS := -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON \
+  -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON -DLLAMA_BUILD_MTMD=ON -DCMAKE_INSTALL_RPATH='$$ORIGIN' -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON \
   -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
-bench-serve-tools: headers
-	@stamp=$$(echo "$(LLAMA_SERVER_FLAGS)" | cat - "$(dir $(LLAMA_SOURCE))source.json" | sha256sum | cut -c1-32); \
-	if [ "$$(cat "$(BENCH_TOOLS)/.complete" 2>/dev/null)" = "$$stamp" ]; then exit 0; fi; \
+LLAMA_SERVER_DIR := $(BENCH_TOOLS)/llama-server-dl
+bench-serve-tools: headers llama
+	@stamp=$$(echo "$(LLAMA_SERVER_FLAGS) $(LLAMA_LIB_DIR)" | cat - "$(dir $(LLAMA_SOURCE))source.json" | sha256sum | cut -c1-32); \
+	if [ "$$(cat "$(LLAMA_SERVER_DIR)/.complete" 2>/dev/null)" = "$$stamp" ]; then exit 0; fi; \
 	command -v cmake >/dev/null && command -v c++ >/dev/null || { echo "error: cmake and c++ build llama-server: make deps" >&2; exit 1; }; \
 	mkdir -p "$(BENCH_TOOLS_BUILD)" && \
 	echo "bench-serve: building llama-server $(LLAMA_TAG) with $(REFERENCE_JOBS) jobs (nice 19); log in $(BENCH_TOOLS_BUILD)/build.log" >&2 && \
-	{ { cmake -S "$(LLAMA_SOURCE)" -B "$(BENCH_TOOLS_BUILD)/build" $(LLAMA_SERVER_FLAGS) && \
-	    nice -n 19 cmake --build "$(BENCH_TOOLS_BUILD)/build" -j $(REFERENCE_JOBS) --target llama-server; } > "$(BENCH_TOOLS_BUILD)/build.log" 2>&1 \
+	{ { cmake -S "$(LLAMA_SOURCE)" -B "$(BENCH_TOOLS_BUILD)/build-dl" $(LLAMA_SERVER_FLAGS) && \
+	    nice -n 19 cmake --build "$(BENCH_TOOLS_BUILD)/build-dl" -j $(REFERENCE_JOBS) --target llama-server; } > "$(BENCH_TOOLS_BUILD)/build.log" 2>&1 \
 	  || { tail -n 60 "$(BENCH_TOOLS_BUILD)/build.log" >&2; echo "error: the llama-server build failed (log: $(BENCH_TOOLS_BUILD)/build.log)" >&2; exit 1; }; } && \
-	mkdir -p "$(BENCH_TOOLS)" && cp "$(BENCH_TOOLS_BUILD)/build/bin/llama-server" "$(BENCH_TOOLS)/llama-server.new" && \
-	mv "$(BENCH_TOOLS)/llama-server.new" "$(BENCH_TOOLS)/llama-server" && echo "$$stamp" > "$(BENCH_TOOLS)/.complete" && \
-	echo "bench-serve: llama-server in $(BENCH_TOOLS)" >&2
+	rm -rf "$(LLAMA_SERVER_DIR).new" && mkdir -p "$(LLAMA_SERVER_DIR).new" && \
+	cp "$(BENCH_TOOLS_BUILD)/build-dl/bin/llama-server" "$(LLAMA_SERVER_DIR).new/" && \
+	for f in "$(BENCH_TOOLS_BUILD)"/build-dl/bin/lib*.so*; do \
+	  [ -e "$(LLAMA_LIB_DIR)/$$(basename "$$f")" ] || cp -P "$$f" "$(LLAMA_SERVER_DIR).new/"; done && \
+	for f in "$(LLAMA_LIB_DIR)"/*; do ln -sf "$$f" "$(LLAMA_SERVER_DIR).new/"; done && \
+	echo "$$stamp" > "$(LLAMA_SERVER_DIR).new/.complete" && rm -rf "$(LLAMA_SERVER_DIR)" && \
+	mv "$(LLAMA_SERVER_DIR).new" "$(LLAMA_SERVER_DIR)" && \
+	echo "bench-serve: llama-server in $(LLAMA_SERVER_DIR) (over $(LLAMA_LIB_DIR))" >&2
 
 # `llama-swift serve` against llama-server (same model, --parallel 4, context, threads and prompts) at
 # concurrency 1, 4 and 8, alternating: tokens/s, TTFT, inter-token latency; .build/bench-serve/ (json, svg).
 # BENCH_SERVE_ARGS="--requests 32 --threads 2"
 bench-serve: llama model bench-serve-tools
 	swift build -c release --product llama-swift >&2
-	$(PYTHON) tools/bench_serve.py bench --ours .build/release/llama-swift --llama-server "$(BENCH_TOOLS)/llama-server" \
+	$(PYTHON) tools/bench_serve.py bench --ours .build/release/llama-swift --llama-server "$(LLAMA_SERVER_DIR)/llama-server" \
 	  --model "$(LLAMA_MODEL)" --out .build/bench-serve $(BENCH_SERVE_ARGS)
 
 # Our server alone at concurrency 8 for SOAK_SECONDS: RSS after the first 60 s must not grow > 5 %, no failed request.
@@ -260,10 +313,10 @@ FUZZ_SECONDS ?= 600
 SEED ?=
 
 # Coverage-guided fuzzing with libFuzzer (Fuzz/, its own package built with -sanitize=fuzzer into
-# .build-fuzz): grammars, state bytes, GGUF files, sampler chains, JSON schemas, Jinja templates.
+# .build-fuzz): grammars, state bytes, GGUF files, sampler chains, JSON schemas, Jinja templates, server request bodies.
 # Fuzz/run.sh seeds each corpus at run time (.build-fuzz/corpus/<target>), prints executions,
 # execs/s, cov/ft and crashes per target, and keeps crashing inputs in .build-fuzz/crashes/<target>/.
-FUZZ_TARGETS := grammar state gguf sampler schema template
+FUZZ_TARGETS := grammar state gguf sampler schema template server
 
 fuzz: fuzz-build llama model headers
 	@status=0; Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS) || status=1; \

@@ -18,7 +18,7 @@ let swiftSettings: [SwiftSetting] = [
 
 func llama(_ product: String) -> Target.Dependency { .product(name: product, package: rootIdentity) }
 
-let targets = ["grammar", "state", "gguf", "sampler", "schema", "template"]
+let targets = ["grammar", "state", "gguf", "sampler", "schema", "template", "server"]
 
 let package = Package(
     name: "swift-llama-cpp-fuzz",
@@ -39,7 +39,7 @@ let package = Package(
     ] + targets.map { name in
         .executableTarget(
             name: "fuzz-\(name)",
-            dependencies: ["FuzzSupport", llama("Llama"), llama("LlamaSchema"), llama("LlamaJinja")],
+            dependencies: ["FuzzSupport", llama("Llama"), llama("LlamaSchema"), llama("LlamaJinja"), llama("LlamaServer")],
             swiftSettings: swiftSettings,
             // gold fails on the sanitizer-coverage sections (an internal error); the toolchain's lld links them.
             linkerSettings: [.unsafeFlags(["-use-ld=lld"])]

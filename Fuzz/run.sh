@@ -2,7 +2,7 @@
 # Runs libFuzzer targets of Fuzz/ (built by `make fuzz-build`) for a bounded time each and prints,
 # per target: executions, executions per second, coverage (cov and ft of libFuzzer's last status
 # line), corpus size and crashes. Usage: Fuzz/run.sh SECONDS TARGET... (targets: grammar state gguf
-# sampler schema template). Needs LLAMA_LIB_DIR, LLAMA_MODEL and LLAMA_SOURCE (the Makefile exports
+# sampler schema template server). Needs LLAMA_LIB_DIR, LLAMA_MODEL and LLAMA_SOURCE (the Makefile exports
 # them). Each target's corpus is .build-fuzz/corpus/<target>, seeded at run time by the target itself
 # (LLAMA_FUZZ_SEEDS) from the pinned source, the model and states of a real context; crashes, hangs
 # and out-of-memory inputs are kept in .build-fuzz/crashes/<target>/. Exit status 1 when any target

@@ -115,6 +115,24 @@ def main():
         assert r.usage.completion_tokens <= 8 and r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
         return repr(r.choices[0].text)
 
+    @check("logprobs: chat (top_logprobs) and completions, typed by the client")
+    def _():
+        r = client.chat.completions.create(model=model, messages=question, temperature=0, max_tokens=8,
+                                           logprobs=True, top_logprobs=3)
+        content = r.choices[0].logprobs.content
+        assert content, "no logprobs content"
+        for entry in content:
+            assert entry.logprob <= 0 and len(entry.top_logprobs) == 3, entry
+            assert entry.top_logprobs[0].logprob == entry.logprob, "greedy token is not the most probable"
+            assert [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+        spelled = bytes(b for entry in content for b in entry.bytes).decode("utf-8", "replace")
+        assert spelled == r.choices[0].message.content, f"{spelled!r} != {r.choices[0].message.content!r}"
+        c = client.completions.create(model=model, prompt="The capital of France is", temperature=0, max_tokens=4, logprobs=2)
+        lp = c.choices[0].logprobs
+        assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 4, lp
+        assert "".join(lp.tokens) == c.choices[0].text, (lp.tokens, c.choices[0].text)
+        return f"{len(content)} chat tokens, first {content[0].token!r} {content[0].logprob:.4f}"
+
     @check("embeddings (the client's default base64 and float)")
     def _():
         texts = ["The sea is blue.", "Rust is a programming language."]

@@ -1,5 +1,7 @@
-"""The Renovate configuration and the bump workflow parse, find the pin, and call what exists."""
+"""The Renovate configuration and the workflows parse, find the pin, and call what exists; README's example
+is the compiled snippet, its links resolve, and every DocC article is linked from its landing page."""
 
+import glob
 import json
 import os
 import re
@@ -74,6 +76,111 @@ class WorkflowTests(unittest.TestCase):
             path = os.path.join(ROOT, script)
             self.assertTrue(os.path.isfile(path) and os.access(path, os.X_OK), script)
         self.assertTrue(any("createComment" in s.get("with", {}).get("script", "") for s in steps))
+
+    def test_the_ci_workflow_runs_make_test_on_linux_and_api_tests_on_macos(self):
+        with open(os.path.join(ROOT, ".github", "workflows", "ci.yml")) as f:
+            workflow = yaml.safe_load(f)
+        triggers = workflow.get("on") or workflow.get(True)  # YAML 1.1 reads a bare `on` as true
+        self.assertIn("pull_request", triggers)
+        jobs = workflow["jobs"]
+
+        # Linux: x64 and arm64 runners, each running CI's entry point (.ci/run, which is `make test`).
+        linux = jobs["linux"]
+        runners = {entry["arch"]: entry["runner"] for entry in linux["strategy"]["matrix"]["include"]}
+        self.assertEqual(set(runners), {"x64", "arm64"})
+        self.assertTrue(runners["arm64"].endswith("-arm"), runners)
+        self.assertEqual(linux["runs-on"], "${{ matrix.runner }}")
+        with open(os.path.join(ROOT, ".ci", "run")) as f:
+            self.assertIn("exec make test", f.read())
+        # make test builds the documentation (warnings as errors, snippets compiled) and checks coverage.
+        plan = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True)
+        self.assertEqual(plan.returncode, 0, plan.stderr)
+        self.assertIn("generate-documentation", plan.stdout)
+        self.assertIn("--warnings-as-errors", plan.stdout)
+        self.assertIn("tools/doc_coverage.py", plan.stdout)
+        self.assertIn("Snippets/", plan.stdout)
+
+        # macOS: the package build, the Metal release, and API tests.
+        macos = jobs["macos"]
+        self.assertTrue(macos["runs-on"].startswith("macos"), macos["runs-on"])
+        macos_commands = [line.strip() for s in macos["steps"] if "run" in s for line in s["run"].splitlines()]
+        self.assertIn("swift build", macos_commands)
+        self.assertTrue(any("--variant metal" in c for c in macos_commands), macos_commands)
+        self.assertTrue(any(c.startswith("swift test --filter") for c in macos_commands), macos_commands)
+
+        # Every make command names a real target; every repository script exists and is executable.
+        commands = [line.strip() for job in jobs.values() for s in job["steps"] if "run" in s
+                    for line in s["run"].splitlines() if line.strip()]
+        make_commands = [c for c in commands if c.startswith("make ")]
+        self.assertTrue(make_commands)
+        for command in make_commands:
+            self.assertTrue(make_target_exists(command), command)
+        words = [word.lstrip("$(").split(")")[0] for c in commands for word in c.split()]
+        scripts = [w for w in words if w.startswith(("tools/", ".ci/", ".build/debug/"))]
+        self.assertIn(".ci/run", scripts)
+        executed = {c.split()[0] for c in commands} | {c.split()[-1] for c in commands if c.startswith("sudo ")}
+        with open(os.path.join(ROOT, "Package.swift")) as f:
+            manifest = f.read()
+        for script in scripts:
+            if script.startswith(".build/debug/"):
+                self.assertIn(f'.executable(name: "{script.split("/")[-1]}"', manifest, script)
+                continue
+            path = os.path.join(ROOT, script)
+            self.assertTrue(os.path.isfile(path), script)
+            if script in executed:
+                self.assertTrue(os.access(path, os.X_OK), f"{script} is run directly but is not executable")
+
+        # The llama.cpp builds and the model are cached by what decides them, not by a path or a date.
+        caches = [s for job in jobs.values() for s in job["steps"] if s.get("uses", "").startswith("actions/cache@")]
+        self.assertTrue(any(c["with"]["path"] == "~/.cache/swift-llama-cpp" for c in caches))
+        for cache in caches:
+            self.assertIn("hashFiles(", cache["with"]["key"])
+
+
+class DocumentationTests(unittest.TestCase):
+    def test_readme_example_is_the_compiled_snippet(self):
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        match = re.search(r"```swift\n(.*?)```", readme, re.S)
+        self.assertIsNotNone(match, "README.md has no Swift example")
+        example = match.group(1).rstrip("\n").splitlines()
+        with open(os.path.join(ROOT, "Snippets", "QuickStart.swift")) as f:
+            snippet = f.read().rstrip("\n").splitlines()
+        # The snippet's own first comment (what it is) is not part of the example.
+        while snippet and snippet[0].startswith("//"):
+            snippet.pop(0)
+        self.assertEqual(example, snippet, "README's example differs from Snippets/QuickStart.swift: copy it over")
+        self.assertLessEqual(len(example), 15)
+
+    def test_readme_links_resolve(self):
+        with open(os.path.join(ROOT, "README.md")) as f:
+            readme = f.read()
+        links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+        local = [link for link in links if not link.startswith(("http://", "https://", "../../actions/"))]
+        self.assertGreaterEqual(len(local), 10)
+        for link in local:
+            self.assertTrue(os.path.exists(os.path.join(ROOT, link)), link)
+
+    def test_articles_are_linked_from_their_landing_page(self):
+        for catalog in sorted(glob.glob(os.path.join(ROOT, "Sources", "*", "*.docc"))):
+            module = os.path.basename(catalog)[: -len(".docc")]
+            landing = os.path.join(catalog, module + ".md")
+            self.assertTrue(os.path.isfile(landing), f"{catalog} has no landing page {module}.md")
+            with open(landing) as f:
+                text = f.read()
+            self.assertTrue(text.startswith(f"# ``{module}``"), landing)
+            for article in glob.glob(os.path.join(catalog, "*.md")):
+                name = os.path.basename(article)[:-3]
+                if name != module:
+                    self.assertIn(f"<doc:{name}>", text, f"{landing} does not link the article {name}")
+
+    def test_snippets_shown_in_articles_exist(self):
+        for article in glob.glob(os.path.join(ROOT, "Sources", "*", "*.docc", "*.md")):
+            with open(article) as f:
+                for path in re.findall(r'@Snippet\(path: "([^"]+)"', f.read()):
+                    package, folder, name = path.split("/")
+                    self.assertEqual((package, folder), ("swift-llama-cpp", "Snippets"), article)
+                    self.assertTrue(os.path.isfile(os.path.join(ROOT, "Snippets", name + ".swift")), f"{article}: {path}")
 
 
 if __name__ == "__main__":

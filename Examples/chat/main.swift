@@ -12,6 +12,7 @@ for question in ["Give me three tips for learning to swim.", "Which of them matt
     for try await event in try await chat.respond(to: question, options: GenerationOptions(maxTokens: 48)) {
         switch event {
         case .token(_, let text), .text(let text): reply += text
+        case .probabilities: break
         case .finished(let summary):
             print(reply)
             print("  (\(summary.promptTokens) prompt tokens, \(summary.reusedPromptTokens) reused from the cache)")

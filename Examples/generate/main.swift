@@ -45,6 +45,8 @@ struct Generate: AsyncParsableCommand {
             switch event {
             case .token(_, let piece), .text(let piece):
                 FileHandle.standardOutput.write(Data(piece.utf8))
+            case .probabilities:
+                break
             case .finished(let summary):
                 FileHandle.standardOutput.write(Data("\n".utf8))
                 let rate = String(format: "%.1f", summary.tokensPerSecond)

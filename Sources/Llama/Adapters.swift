@@ -4,9 +4,15 @@ import LlamaRaw
 /// A LoRA adapter for a model (`llama_adapter_lora_init`). Apply it to contexts with
 /// ``LlamaContext/setAdapters(_:)``.
 public final class LoRAAdapter: Sendable {
+    /// The model the adapter was loaded for; it applies only to contexts of this model.
     public let model: LlamaModel
     nonisolated(unsafe) let pointer: OpaquePointer
 
+    /// Loads a LoRA adapter file (GGUF) for a model (`llama_adapter_lora_init`).
+    ///
+    /// - Parameters:
+    ///   - model: the model the adapter was trained for.
+    ///   - path: the adapter's GGUF file.
     public init(model: LlamaModel, path: String) throws(LlamaError) {
         try LlamaModel.checkGGUF(path)
         guard let p = model.c.llama_adapter_lora_init(model.pointer, path) else {

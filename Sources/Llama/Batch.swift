@@ -3,15 +3,21 @@
 /// The corresponding C type is `llama_batch`; this is its Swift value, copied into the
 /// context's own `llama_batch` when decoded.
 public struct LlamaBatch: Sendable, Equatable {
+    /// The tokens to evaluate, in order.
     public private(set) var tokens: [LlamaToken] = []
+    /// Each token's position in its sequence.
     public private(set) var positions: [Int32] = []
+    /// The sequences each token belongs to.
     public private(set) var sequences: [[Int32]] = []
     /// Whether logits (or embeddings) are computed for each token.
     public private(set) var outputs: [Bool] = []
 
+    /// An empty batch.
     public init() {}
 
+    /// The number of tokens in the batch.
     public var count: Int { tokens.count }
+    /// Whether the batch holds no token.
     public var isEmpty: Bool { tokens.isEmpty }
 
     /// Adds a token at `position` of each sequence in `sequences`.
@@ -30,6 +36,7 @@ public struct LlamaBatch: Sendable, Equatable {
         }
     }
 
+    /// Removes every token, to fill the batch again.
     public mutating func removeAll() {
         tokens.removeAll(keepingCapacity: true)
         positions.removeAll(keepingCapacity: true)

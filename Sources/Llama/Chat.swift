@@ -51,9 +51,12 @@ extension LlamaModel {
     /// that it reaches the model as plain text.
     ///
     /// - Parameters:
+    ///   - messages: the conversation, in order.
     ///   - addAssistantPrompt: end with the start of an assistant turn, for generating the reply.
+    ///   - template: Jinja source, or the name of one of llama.cpp's built-in formats; nil: the model's own template.
     ///   - tools: tools the model may call, rendered by the template.
     ///   - variables: more template variables (`enable_thinking`, `reasoning_effort`, ...).
+    ///   - now: the time the template's `strftime_now` reads (nil: the current time).
     ///   - parseSpecialInContent: leave control-token text in messages as it is (trusted messages only).
     public func formatChat(_ messages: [ChatMessage], addAssistantPrompt: Bool = true, template: String? = nil,
                            tools: [ToolDefinition] = [], variables: [String: JSONValue] = [:],
@@ -151,10 +154,19 @@ extension LlamaModel {
 /// A conversation with a model that keeps its KV cache across turns: each reply evaluates
 /// only the new messages, not the whole history again.
 public actor ChatSession {
+    /// The context the conversation is evaluated in; its KV cache holds the conversation so far.
     public let context: LlamaContext
+    /// The conversation so far: the system prompt, then every user and assistant message (and tool results).
     public internal(set) var messages: [ChatMessage]
     let template: String?
 
+    /// Starts a conversation on a new context of a model.
+    ///
+    /// - Parameters:
+    ///   - model: the model that answers.
+    ///   - systemPrompt: the first message, from the system role (none when nil).
+    ///   - template: a Jinja chat template, or the name of one of llama.cpp's built-in formats; nil: the model's own.
+    ///   - options: the context's options (a 4096-token context by default).
     public init(model: LlamaModel, systemPrompt: String? = nil, template: String? = nil,
                 options: ContextOptions = ContextOptions(contextLength: 4096)) throws(LlamaError) {
         context = try LlamaContext(model: model, options: options)
@@ -167,7 +179,7 @@ public actor ChatSession {
     public func respond(to text: String, sampling: SamplerChain = .greedy,
                         options: GenerationOptions = GenerationOptions()) throws(LlamaError)
         -> AsyncThrowingStream<GenerationEvent, any Error> {
-        let prompt = try context.model.formatChat(messages + [.user(text)], addAssistantPrompt: true, template: template)
+        let prompt = try fittingPrompt(messages + [.user(text)], options: options)
         messages.append(.user(text))
         let inner = context.generate(prompt: prompt, sampling: sampling, options: options)
         return AsyncThrowingStream { continuation in
@@ -179,6 +191,7 @@ public actor ChatSession {
                     for try await event in inner {
                         switch event {
                         case .token(_, let text), .text(let text): partial += text
+                        case .probabilities: break
                         case .finished(let summary):
                             await self.record(reply: summary.text)
                             recorded = true

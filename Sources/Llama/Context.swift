@@ -4,11 +4,17 @@ import Synchronization
 
 /// Performance counters of a context (`llama_perf_context_data`).
 public struct PerformanceCounters: Sendable {
+    /// Time spent loading, in milliseconds.
     public var loadMilliseconds: Double
+    /// Time spent evaluating prompt tokens, in milliseconds.
     public var promptMilliseconds: Double
+    /// Time spent generating tokens, in milliseconds.
     public var generationMilliseconds: Double
+    /// Prompt tokens evaluated.
     public var promptTokens: Int32
+    /// Tokens generated (one evaluation each).
     public var generatedTokens: Int32
+    /// Tokens taken from the KV cache instead of being evaluated again.
     public var reusedTokens: Int32
 }
 
@@ -20,6 +26,7 @@ final class AbortFlag: Sendable {
 /// A context: the KV cache and compute buffers for evaluating a model. One task at a time uses
 /// it (it is an actor); any number of contexts may share one model.
 public actor LlamaContext {
+    /// The model this context evaluates.
     public let model: LlamaModel
     nonisolated(unsafe) let pointer: OpaquePointer
     nonisolated(unsafe) var cBatch: llama_batch
@@ -48,7 +55,17 @@ public actor LlamaContext {
     public nonisolated let computesEmbeddings: Bool
     /// Whether all sequences share one KV buffer (``ContextOptions/unifiedCache``).
     public nonisolated let unifiedCache: Bool
+    /// The thread the context's work runs on, so that a decode does not hold a thread of Swift's
+    /// cooperative pool (see ``ContextExecutor``).
+    nonisolated let executor: ContextExecutor
 
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    /// Creates a context for a model (`llama_init_from_model`).
+    ///
+    /// - Parameters:
+    ///   - model: the model to evaluate.
+    ///   - options: context length, batch sizes, threads, embeddings, cache types...; unset fields keep llama.cpp's defaults.
     public init(model: LlamaModel, options: ContextOptions = ContextOptions()) throws(LlamaError) {
         try options.validate()
         let c = model.runtime.raw
@@ -77,11 +94,14 @@ public actor LlamaContext {
         computesEmbeddings = params.embeddings
         unifiedCache = params.kv_unified
         cBatch = c.llama_batch_init(Int32(batchCapacity), 0, Int32(maxSequences))
+        // Last, once nothing can throw: a thread started for a context that failed would never end.
+        executor = ContextExecutor()
     }
 
     deinit {
         c.llama_batch_free(cBatch)
         c.llama_free(pointer)
+        executor.stop()
     }
 
     // MARK: Evaluation
@@ -487,6 +507,7 @@ public actor LlamaContext {
         c.llama_set_n_threads(pointer, threads, batch ?? threads)
     }
 
+    /// llama.cpp's performance counters for this context (`llama_perf_context`).
     public var performance: PerformanceCounters {
         let p = c.llama_perf_context(pointer)
         return PerformanceCounters(loadMilliseconds: p.t_load_ms, promptMilliseconds: p.t_p_eval_ms,
@@ -494,5 +515,6 @@ public actor LlamaContext {
                                    generatedTokens: p.n_eval, reusedTokens: p.n_reused)
     }
 
+    /// Sets the performance counters back to zero (`llama_perf_context_reset`).
     public func resetPerformanceCounters() { c.llama_perf_context_reset(pointer) }
 }

@@ -2,15 +2,20 @@ public import LlamaRaw
 
 /// A device ggml can compute on: the CPU, a GPU, an accelerator, a remote RPC server.
 public struct LlamaDevice: Sendable, Codable, Equatable, CustomStringConvertible {
+    /// What kind of device ggml reports (`ggml_backend_dev_type`).
     public struct Kind: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         public var description: String { rawValue }
+        /// The host CPU.
         public static let cpu = Kind(rawValue: "cpu")
+        /// A GPU with its own memory.
         public static let gpu = Kind(rawValue: "gpu")
         /// A GPU sharing the host's memory.
         public static let integratedGPU = Kind(rawValue: "igpu")
+        /// An accelerator that computes alongside the CPU (BLAS, AMX...).
         public static let accelerator = Kind(rawValue: "accelerator")
+        /// A device that stands for several others (ggml's meta device).
         public static let meta = Kind(rawValue: "meta")
     }
 
@@ -19,12 +24,16 @@ public struct LlamaDevice: Sendable, Codable, Equatable, CustomStringConvertible
     /// `CPU`, `CUDA0`, `Vulkan0`, `RPC[127.0.0.1:50052]`...
     public var name: String
     public var description: String
+    /// What kind of device it is.
     public var kind: Kind
     /// The backend that registered it (`CPU`, `CUDA`, `RPC`...).
     public var backend: String
+    /// Free memory in bytes, as the backend reports it.
     public var memoryFree: UInt64
+    /// Total memory in bytes, as the backend reports it.
     public var memoryTotal: UInt64
 
+    /// Whether it is a GPU, discrete or integrated.
     public var isGPU: Bool { kind == .gpu || kind == .integratedGPU }
 }
 

@@ -6,11 +6,17 @@ import LlamaRaw
 public struct GGUFFile: Sendable {
     /// A metadata value. Arrays keep their length and a preview of their first items.
     public indirect enum Value: Sendable, Equatable, Encodable, CustomStringConvertible {
+        /// A signed integer (any width).
         case int(Int64)
+        /// An unsigned integer (any width).
         case uint(UInt64)
+        /// A floating-point number (32 or 64 bits).
         case float(Double)
+        /// A boolean.
         case bool(Bool)
+        /// A string.
         case string(String)
+        /// An array: the GGUF type of its elements, its length and its first items.
         case array(elementType: String, count: Int, preview: [Value])
 
         public var description: String {
@@ -39,29 +45,39 @@ public struct GGUFFile: Sendable {
         }
     }
 
+    /// One entry of the tensor table.
     public struct Tensor: Sendable, Equatable, Codable {
+        /// The tensor's name (`blk.0.attn_q.weight`).
         public var name: String
         /// The ggml type name (`q4_1`, `f32`...).
         public var type: String
+        /// The size of each dimension.
         public var shape: [Int64]
         /// Offset from the start of the data section.
         public var offset: Int
+        /// Bytes of tensor data.
         public var size: Int
     }
 
+    /// The file that was read.
     public var path: String
+    /// The GGUF format version.
     public var version: UInt32
+    /// The alignment of tensor data, in bytes.
     public var alignment: Int
     /// Where the tensor data starts in the file.
     public var dataOffset: Int
+    /// The file's size in bytes.
     public var fileSize: Int64
     /// Metadata in file order.
     public var metadata: [(key: String, value: Value)]
+    /// The tensor table, in file order.
     public var tensors: [Tensor]
 
     /// Sum of the tensors' sizes.
     public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.size } }
 
+    /// The value of a metadata key (`general.architecture`), or nil when the file has none.
     public subscript(key: String) -> Value? { metadata.first { $0.key == key }?.value }
 
     /// Reads the header. A file that is not GGUF, is damaged, or is shorter than its tensor
@@ -78,7 +94,7 @@ public struct GGUFFile: Sendable {
         version = c.gguf_get_version(ctx)
         alignment = c.gguf_get_alignment(ctx)
         dataOffset = c.gguf_get_data_offset(ctx)
-        fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0
+        fileSize = GGUFFile.sizeOfFile(at: path)
         metadata = (0..<c.gguf_get_n_kv(ctx)).map { id in
             (String(cString: c.gguf_get_key(ctx, id)!), Self.value(ctx, id, c, preview: arrayPreview))
         }
@@ -175,7 +191,7 @@ extension GGUFFile {
     }
 
     static func checkTensorExtents(_ ctx: OpaquePointer, _ c: LlamaSymbols, path: String) throws(LlamaError) {
-        let fileSize = Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0)
+        let fileSize = GGUFFile.sizeOfFile(at: path)
         let dataOffset = Int64(c.gguf_get_data_offset(ctx))
         for id in 0..<c.gguf_get_n_tensors(ctx) {
             let (end, overflow) = dataOffset.addingReportingOverflow(Int64(c.gguf_get_tensor_offset(ctx, id)))
@@ -299,4 +315,13 @@ struct AnyEncodable: Encodable {
     let value: any Encodable
     init(_ value: any Encodable) { self.value = value }
     func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
+}
+
+extension GGUFFile {
+    /// The size of the file at `path` in bytes, through symbolic links (a linked model is the
+    /// file it points to); 0 when it cannot be read.
+    static func sizeOfFile(at path: String) -> Int64 {
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        return (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int64) ?? 0
+    }
 }

@@ -21,7 +21,21 @@ public struct GenerationOptions: Sendable {
     /// What the output must be: free text (the default), or text a grammar allows, applied as
     /// a grammar stage in front of the sampler chain.
     public var format: GenerationFormat = .text
+    /// When the sequence fills the context window: stop with `.contextFull` (`.off`, the default), or
+    /// drop older tokens and go on (``ContextShift``, llama.cpp's `--context-shift` and `--keep`).
+    public var contextShift: ContextShift = .off
+    /// Speculative decoding: guesses checked in batches (``Speculation``); nil generates one token per decode.
+    public var speculation: Speculation?
+    /// Log-probabilities (OpenAI `logprobs`): nil sends none; `n` sends a
+    /// ``GenerationEvent/probabilities(_:)`` event before each token with the token's own and the `n`
+    /// most probable ones' (0...``TokenProbabilities/maxAlternatives``), from the raw logits.
+    public var probabilities: Int?
 
+    /// Options with llama.cpp's defaults but for these two.
+    ///
+    /// - Parameters:
+    ///   - maxTokens: the most tokens to generate.
+    ///   - stopSequences: text that ends generation when it appears.
     public init(maxTokens: Int = 256, stopSequences: [String] = []) {
         self.maxTokens = maxTokens
         self.stopSequences = stopSequences
@@ -30,11 +44,15 @@ public struct GenerationOptions: Sendable {
 
 /// Why generation ended.
 public enum StopReason: Sendable, Equatable {
+    /// `maxTokens` tokens were generated.
     case maxTokens
+    /// The model generated an end-of-generation token (EOS, EOT...): this one.
     case endOfGeneration(LlamaToken)
+    /// One of the stop sequences appeared: this one.
     case stopSequence(String)
     /// The context window is full (the sequence's share of it: ``LlamaContext/sequenceLength``).
     case contextFull
+    /// The task was cancelled.
     case cancelled
 }
 
@@ -42,16 +60,29 @@ public enum StopReason: Sendable, Equatable {
 public struct GenerationSummary: Sendable {
     /// Tokens of the prompt, and how many of them the KV cache already held.
     public var promptTokens: Int
+    /// Prompt tokens taken from the KV cache rather than evaluated.
     public var reusedPromptTokens: Int
+    /// The generated tokens.
     public var generatedTokens: [LlamaToken]
     /// The generated text (without a matched stop sequence).
     public var text: String
+    /// Why generation ended.
     public var stopReason: StopReason
+    /// Time spent evaluating the prompt.
     public var promptDuration: Duration
+    /// Time spent generating, after the prompt.
     public var generationDuration: Duration
     /// From the request to the first token.
     public var timeToFirstToken: Duration?
+    /// How many times the context was shifted to make room (``GenerationOptions/contextShift``).
+    public var contextShifts: Int = 0
+    /// With ``StopReason/contextFull``: why the context could not make room (shifting off, or a
+    /// cache that cannot shift).
+    public var contextFullReason: String? = nil
+    /// What speculative decoding guessed and kept (nil without ``GenerationOptions/speculation``).
+    public var speculation: SpeculationStatistics? = nil
 
+    /// Generated tokens per second of ``generationDuration`` (0 when it took no time).
     public var tokensPerSecond: Double {
         let seconds = Double(generationDuration.components.seconds) + Double(generationDuration.components.attoseconds) / 1e18
         return seconds > 0 ? Double(generatedTokens.count) / seconds : 0
@@ -65,6 +96,10 @@ public enum GenerationEvent: Sendable {
     case token(LlamaToken, text: String)
     /// Text released at the end (held back, then known not to be a stop sequence).
     case text(String)
+    /// The log-probabilities of the token that the next `.token` event carries (only when
+    /// ``GenerationOptions/probabilities`` asks for them).
+    case probabilities(TokenProbabilities)
+    /// The last event: what was generated and how long it took.
     case finished(GenerationSummary)
 }
 
@@ -149,6 +184,10 @@ extension LlamaContext {
 
     func runGeneration(_ prompt: [LlamaToken], sampling: SamplerChain, options: GenerationOptions,
                        emit: (GenerationEvent) -> Void) async throws {
+        try options.checkProbabilities()
+        if let speculation = options.speculation {
+            return try await runSpeculativeGeneration(prompt, sampling: sampling, options: options, speculation: speculation, emit: emit)
+        }
         let start = ContinuousClock.now
         guard !prompt.isEmpty else { throw LlamaError(.invalidArgument, "the prompt is empty") }
         guard options.maxTokens > 0 else {
@@ -211,6 +250,8 @@ extension LlamaContext {
         var pieceBuffer = [CChar](repeating: 0, count: 64)
         var reason: StopReason = cancelled ? .cancelled : .maxTokens
         var firstToken: Duration?
+        var shifts = 0
+        var fullReason: String?
         while !cancelled {
             if Task.isCancelled { reason = .cancelled; break }
             guard let logits = c.llama_get_logits_ith(pointer, -1) else {
@@ -221,6 +262,9 @@ extension LlamaContext {
                 reason = .endOfGeneration(token)
                 break
             }
+            if let n = options.probabilities {
+                emit(.probabilities(.compute(logits: logits, count: Int(vocab.count), chosen: token, alternatives: n)))
+            }
             generated.append(token)
             if firstToken == nil { firstToken = ContinuousClock.now - start }
             let (release, stop) = stops.add(try vocab.withPiece(token, special: options.renderSpecial, buffer: &pieceBuffer) {
@@ -230,7 +274,12 @@ extension LlamaContext {
             emit(.token(token, text: release))
             if let stop { reason = .stopSequence(stop); break }
             if generated.count >= options.maxTokens { reason = .maxTokens; break }
-            if position + 1 >= sequenceLength { reason = .contextFull; break }
+            if position + 1 >= sequenceLength {
+                guard let discarded = shiftWhenFull(options.contextShift, prompt: prompt, position: position, why: &fullReason)
+                else { reason = .contextFull; break }
+                position -= discarded
+                shifts += 1
+            }
             do {
                 try await runNext(token, position: Int32(position))
             } catch {
@@ -256,6 +305,6 @@ extension LlamaContext {
         emit(.finished(GenerationSummary(
             promptTokens: prompt.count, reusedPromptTokens: reused, generatedTokens: generated, text: text,
             stopReason: reason, promptDuration: promptDone - start, generationDuration: end - promptDone,
-            timeToFirstToken: firstToken)))
+            timeToFirstToken: firstToken, contextShifts: shifts, contextFullReason: fullReason)))
     }
 }

@@ -21,6 +21,12 @@ public struct LlamaIsolatedGeneration: Sendable {
     /// The longest wait for the helper's next line before it is stopped.
     public var idleTimeout: Duration
 
+    /// A generation to run in a helper process.
+    ///
+    /// - Parameters:
+    ///   - request: what to generate.
+    ///   - helper: the `llama-helper` program (nil: found beside the executable, on PATH or through `LLAMA_SWIFT_HELPER`).
+    ///   - idleTimeout: the longest silence of the helper before it is ended and the stream fails.
     public init(_ request: HelperRequest.Generate, helper: URL? = nil, idleTimeout: Duration = .seconds(30)) {
         self.request = request
         self.helper = helper
@@ -29,9 +35,21 @@ public struct LlamaIsolatedGeneration: Sendable {
 
     /// Greedy (temperature 0) or sampled generation over RPC servers in the helper.
     ///
-    /// - Parameter libraryDirectory: the llama.cpp release folder the helper loads (nil: as
-    ///   ``LlamaRuntime/load(libraryDirectory:options:allowVersionMismatch:logger:progress:)``
-    ///   finds it in the helper's environment).
+    /// - Parameters:
+    ///   - model: the GGUF file.
+    ///   - servers: `host:port` of the RPC servers whose devices take the layers.
+    ///   - prompt: the user's prompt, rendered with the model's chat template unless `raw`.
+    ///   - maxTokens: the most tokens to generate.
+    ///   - temperature: 0 for greedy generation.
+    ///   - seed: the sampling seed (nil: random).
+    ///   - contextLength: the context length.
+    ///   - threads: CPU threads (nil: llama.cpp's default).
+    ///   - raw: use the prompt as it is, without the chat template.
+    ///   - libraryDirectory: the llama.cpp release folder the helper loads (nil: as
+    ///     ``LlamaRuntime/load(libraryDirectory:options:allowVersionMismatch:logger:progress:)``
+    ///     finds it in the helper's environment).
+    ///   - helper: the `llama-helper` program (nil: found beside the executable, on PATH or through `LLAMA_SWIFT_HELPER`).
+    ///   - idleTimeout: the longest silence of the helper before it is ended and the stream fails.
     public init(model: String, servers: [String], prompt: String, maxTokens: Int = 256, temperature: Float = 0,
                 seed: UInt32? = nil, contextLength: UInt32 = 2048, threads: Int32? = nil, raw: Bool = false,
                 libraryDirectory: URL? = nil, helper: URL? = nil, idleTimeout: Duration = .seconds(30)) {
@@ -41,6 +59,7 @@ public struct LlamaIsolatedGeneration: Sendable {
                   helper: helper, idleTimeout: idleTimeout)
     }
 
+    /// Starts the helper and streams its events; the helper's failures and its death are thrown as ``LlamaError``s.
     public func stream() -> AsyncThrowingStream<GenerationEvent, any Error> {
         let request = request, helper = helper, idleTimeout = idleTimeout
         return AsyncThrowingStream { continuation in

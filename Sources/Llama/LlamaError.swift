@@ -1,6 +1,6 @@
 /// An error of the Llama API: a code to switch on, a message that says what to do, the
 /// llama.cpp status where there was one, and the error underneath where there was one (a
-/// ``LlamaLoadError`` with its structured payload, a process failure...).
+/// `LlamaLoadError` with its structured payload, a process failure...).
 public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
     /// What went wrong. Open: new codes may be added.
     public struct Code: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
@@ -16,7 +16,7 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let libraryNotFound = Code(rawValue: "libraryNotFound")
         /// The libraries are another llama.cpp version than the bindings were generated from.
         public static let versionMismatch = Code(rawValue: "versionMismatch")
-        /// The libraries lack functions the bindings require (the underlying ``LlamaLoadError``
+        /// The libraries lack functions the bindings require (the underlying `LlamaLoadError`
         /// lists them as symbol specs).
         public static let missingSymbols = Code(rawValue: "missingSymbols")
         /// ggml registered no backend from the libraries' folder (no usable CPU backend).
@@ -37,6 +37,8 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let helperProtocol = Code(rawValue: "helperProtocol")
         /// A file does not exist or cannot be read.
         public static let fileNotFound = Code(rawValue: "fileNotFound")
+        /// A file cannot be written where it was asked for (no permission, no such folder, no space).
+        public static let fileNotWritable = Code(rawValue: "fileNotWritable")
         /// A file is not a GGUF model, or is damaged or truncated.
         public static let invalidModel = Code(rawValue: "invalidModel")
         /// llama.cpp could not create something (context, sampler, adapter).
@@ -93,14 +95,23 @@ public struct LlamaError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let busy = Code(rawValue: "busy")
     }
 
+    /// What went wrong, to switch on.
     public let code: Code
+    /// What went wrong and what to do, for people.
     public let message: String
     /// The status a llama.cpp function returned, when it returned one.
     public let status: Int32?
-    /// The error this one reports, when there was one: a ``LlamaLoadError`` (with the missing
+    /// The error this one reports, when there was one: a `LlamaLoadError` (with the missing
     /// symbols or the version found), a helper's failure, a process that could not start...
     public let underlying: (any Error & Sendable)?
 
+    /// An error with its code and message.
+    ///
+    /// - Parameters:
+    ///   - code: what went wrong.
+    ///   - message: what went wrong and what to do.
+    ///   - status: the status a llama.cpp function returned, if any.
+    ///   - underlying: the error this one reports, if any.
     public init(_ code: Code, _ message: String, status: Int32? = nil, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message

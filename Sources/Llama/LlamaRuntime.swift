@@ -121,7 +121,10 @@ public final class LlamaRuntime: Sendable {
     /// device in ggml's registry; otherwise the next candidate is tried, and ``selection`` says why.
     ///
     /// - Parameters:
+    ///   - libraryDirectory: a release folder to load as it is (nil: `LLAMA_SWIFT_LIB_DIR`, else as described above).
     ///   - options: variant, mirrors, cache, bundle, offline and digest policy.
+    ///   - allowVersionMismatch: load libraries of another llama.cpp version anyway (nil: `LLAMA_SWIFT_ALLOW_VERSION_MISMATCH=1`).
+    ///   - logger: where llama.cpp's and ggml's logs go (nil keeps the current destination).
     ///   - progress: downloads, unpacking and source builds report here.
     public static func load(libraryDirectory: URL? = nil, options: LlamaInstallOptions = LlamaInstallOptions(),
                             allowVersionMismatch: Bool? = nil, logger: Logger? = nil,

@@ -21,7 +21,28 @@ public struct ModelOptions: Sendable {
     public var placement: LlamaPlacement?
     /// The context length the fitting keeps KV cache room for.
     public var plannedContextLength: UInt32 = 4096
+    /// How the weights are read: mmap, mlock, direct I/O... (llama.cpp's `--load-mode`); nil:
+    /// llama.cpp's `auto`, or `none` when ``useMemoryMap`` is false.
+    public var loadMode: LoadMode?
+    /// On-demand reading of large marked tensors (llama.cpp's `--lazy-mode`); nil: llama.cpp's default (`auto`).
+    public var lazyMode: LazyMode?
+    /// Typed metadata values that replace the file's while loading (`--override-kv`), e.g. `tokenizer.ggml.add_bos_token=bool:false`.
+    public var metadataOverrides: [MetadataOverride] = []
+    /// Tensors whose names match a pattern go to a named buffer type (`-ot`, `--override-tensor`), e.g. `exps=CPU`.
+    public var tensorBufferOverrides: [TensorBufferOverride] = []
+    /// Use the CPU's extra buffer types, where llama.cpp repacks weights (Q4_0, IQ4_NL, Q4_K...) into
+    /// layouts for this CPU's instructions; `false` is llama.cpp's `--no-repack`. The C field is `use_extra_bufts`.
+    public var useExtraBufferTypes = true
+    /// Bypass the GPU's host buffer, so that the extra buffer types can hold CPU weights (`--no-host`).
+    public var noHost = false
+    /// Read only the metadata and plan the buffers without allocating or reading the weights (to
+    /// measure what a load would take; such a model cannot compute). The C field is `no_alloc`.
+    public var noAlloc = false
+    /// Load the multi-token-prediction (MTP / NextN) layers of models that have them, for
+    /// speculative decoding with the model's own heads. The C field is `load_mtp`.
+    public var loadMTP = false
 
+    /// llama.cpp's defaults (all layers offloaded, memory-mapped).
     public init() {}
 }
 
@@ -42,7 +63,11 @@ public final class LlamaModel: Sendable {
 
     /// Loads a model; `progress` gets the fraction loaded and returns false to cancel.
     ///
-    /// - Parameter paths: one GGUF file, or every part of a split model, in order.
+    /// - Parameters:
+    ///   - runtime: the loaded libraries.
+    ///   - paths: one GGUF file, or every part of a split model, in order.
+    ///   - options: how the model is loaded and where its layers go.
+    ///   - progress: called with the fraction loaded; return false to cancel the load.
     public init(runtime: LlamaRuntime, paths: [String], options: ModelOptions = ModelOptions(),
                 progress: (@Sendable (Float) -> Bool)? = nil) throws(LlamaError) {
         guard let first = paths.first else { throw LlamaError(.invalidArgument, "no model file given") }
@@ -58,8 +83,10 @@ public final class LlamaModel: Sendable {
         params.check_tensors = options.checkTensors
         if !options.useMemoryMap { params.load_mode = LLAMA_LOAD_MODE_NONE }
         let box = ProgressBox(progress)
-        let loaded: OpaquePointer? = try Self.withPlacement(options.placement, options: options, runtime: runtime, paths: paths,
-                                                            params: &params) { (params: inout llama_model_params) throws(LlamaError) in
+        let loaded: OpaquePointer? = try Self.withModelParameters(options, runtime: runtime, paths: paths, params: &params) {
+            (params: inout llama_model_params) throws(LlamaError) in
+            try Self.withPlacement(options.placement, options: options, runtime: runtime, paths: paths,
+                                   params: &params) { (params: inout llama_model_params) throws(LlamaError) in
             withExtendedLifetime(box) {
                 params.progress_callback = { fraction, data in
                     Unmanaged<ProgressBox>.fromOpaque(data!).takeUnretainedValue().report(fraction)
@@ -74,9 +101,16 @@ public final class LlamaModel: Sendable {
                     }
                 }
             }
+            }
         }
         guard let loaded else {
             if box.cancelled { throw LlamaError(.cancelled, "loading \(first) was cancelled") }
+            if !options.metadataOverrides.isEmpty || !options.tensorBufferOverrides.isEmpty {
+                throw LlamaError(.invalidModel, "llama.cpp could not load \(first) with the overrides "
+                    + (options.metadataOverrides.map { "--override-kv \($0)" } + options.tensorBufferOverrides.map { "-ot \($0)" })
+                        .joined(separator: ", ")
+                    + ": a value it refuses (see its log), or a file that is damaged or of an architecture it does not know")
+            }
             throw LlamaError(.invalidModel, "llama.cpp could not load \(first): the file is damaged, truncated, "
                 + "or a model architecture this llama.cpp (\(LlamaPin.tag)) does not know")
         }
@@ -143,6 +177,7 @@ public final class LlamaModel: Sendable {
     public var architecture: String? { metadata["general.architecture"] }
     /// Whether the model has an encoder (T5-like) and whether it can decode.
     public var hasEncoder: Bool { c.llama_model_has_encoder(pointer) }
+    /// Whether the model has a decoder (`llama_model_has_decoder`): false for encoder-only models.
     public var hasDecoder: Bool { c.llama_model_has_decoder(pointer) }
 
     /// Every metadata key and its value, as text.

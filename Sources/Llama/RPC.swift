@@ -10,10 +10,13 @@ import Darwin
 
 /// `host:port` of a ggml RPC server.
 public struct LlamaRPCEndpoint: Hashable, Sendable, CustomStringConvertible {
+    /// The host name or address.
     public var host: String
+    /// The TCP port.
     public var port: UInt16
     public var description: String { "\(host):\(port)" }
 
+    /// Parses `host:port` (the port after the last colon, 1 to 65535); nil when it is not that.
     public init?(_ text: String) {
         guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else { return nil }
         let host = String(text[..<colon])
@@ -42,6 +45,8 @@ extension LlamaRuntime {
     /// is a `.helperNotFound` error.
     ///
     /// - Parameters:
+    ///   - endpoint: the server, as `host:port`.
+    ///   - timeout: the longest wait for the connection and for each answer.
     ///   - helper: the `llama-helper` to use (nil: found as ``LlamaHelper/locate(_:purpose:environment:executableDirectory:)`` does).
     ///   - isolated: false skips the first contact in a helper: ggml then ends this process if the
     ///     handshake fails. Only for a process that is itself the isolation (the helper does this).

@@ -9,17 +9,25 @@ public enum SamplerStage: Sendable {
     case greedy
     /// A random draw from the distribution (`llama_sampler_init_dist`).
     case distribution(seed: UInt32 = SamplerChain.randomSeed)
+    /// Keep the k most likely tokens (`llama_sampler_init_top_k`).
     case topK(Int32)
+    /// Keep the most likely tokens whose probabilities add up to p (`llama_sampler_init_top_p`).
     case topP(Float, minKeep: Int = 1)
+    /// Keep tokens at least p times as likely as the most likely one (`llama_sampler_init_min_p`).
     case minP(Float, minKeep: Int = 1)
+    /// Locally typical sampling (`llama_sampler_init_typical`).
     case typical(Float, minKeep: Int = 1)
+    /// Divide the logits by a temperature (`llama_sampler_init_temp`).
     case temperature(Float)
     /// Dynamic temperature (`llama_sampler_init_temp_ext`).
     case temperatureExtended(Float, delta: Float, exponent: Float)
     /// Exclude Top Choices (`llama_sampler_init_xtc`).
     case xtc(probability: Float, threshold: Float, minKeep: Int = 1, seed: UInt32 = SamplerChain.randomSeed)
+    /// Keep tokens within n standard deviations of the top logit (`llama_sampler_init_top_n_sigma`).
     case topNSigma(Float)
+    /// Mirostat 1.0, which selects a token (`llama_sampler_init_mirostat`).
     case mirostat(tau: Float, eta: Float, m: Int32 = 100, seed: UInt32 = SamplerChain.randomSeed)
+    /// Mirostat 2.0, which selects a token (`llama_sampler_init_mirostat_v2`).
     case mirostatV2(tau: Float, eta: Float, seed: UInt32 = SamplerChain.randomSeed)
     /// Adaptive-p (`llama_sampler_init_adaptive_p`).
     case adaptiveP(target: Float, decay: Float, seed: UInt32 = SamplerChain.randomSeed)
@@ -27,10 +35,12 @@ public enum SamplerStage: Sendable {
     case grammar(String, root: String = "root")
     /// A grammar that applies once a trigger pattern or token appears (`..._grammar_lazy_patterns`).
     case lazyGrammar(String, root: String = "root", triggerPatterns: [String], triggerTokens: [LlamaToken] = [])
+    /// Repetition, frequency and presence penalties over the last n tokens (`llama_sampler_init_penalties`).
     case penalties(lastN: Int32 = 64, repeat: Float = 1.0, frequency: Float = 0, presence: Float = 0)
     /// DRY repetition penalty (`llama_sampler_init_dry`).
     case dry(multiplier: Float, base: Float = 1.75, allowedLength: Int32 = 2, penaltyLastN: Int32 = -1,
              sequenceBreakers: [String] = ["\n", ":", "\"", "*"])
+    /// Add a bias to the logits of some tokens (`llama_sampler_init_logit_bias`).
     case logitBias([LlamaToken: Float])
     /// Fill-in-the-middle (`llama_sampler_init_infill`).
     case infill
@@ -65,8 +75,10 @@ extension SamplerStage {
 /// `.grammarDeadEnd` error, never llama.cpp's abort. (A lazy grammar is checked once triggered;
 /// the tokens llama.cpp replays at the trigger are not.)
 public struct SamplerChain: Sendable {
+    /// The stages, applied in order; one of them must select a token.
     public var stages: [SamplerStage]
 
+    /// A chain of these stages.
     public init(_ stages: [SamplerStage]) { self.stages = stages }
 
     /// The seed that asks llama.cpp for a random one (`LLAMA_DEFAULT_SEED`).
@@ -385,15 +397,22 @@ final class LazyGrammarTrigger {
 /// `apply` sees the candidates (token, logit, probability), may change logits, shrink the list
 /// or select one; `accept` is told each token that was chosen.
 public protocol LlamaCustomSampler: AnyObject, Sendable {
+    /// The sampler's name in llama.cpp's chain (the type's name by default).
     var name: String { get }
+    /// Changes the candidates: logits, the list, or the selected one.
     func apply(_ candidates: inout TokenCandidates)
+    /// Told each token that was chosen (nothing by default).
     func accept(_ token: LlamaToken)
+    /// Forgets what `accept` was told (nothing by default).
     func reset()
 }
 
 extension LlamaCustomSampler {
+    /// The sampler's name in llama.cpp's chain (the type's name by default).
     public var name: String { String(describing: type(of: self)) }
+    /// Told each token that was chosen (nothing by default).
     public func accept(_ token: LlamaToken) {}
+    /// Forgets what `accept` was told (nothing by default).
     public func reset() {}
 }
 
@@ -401,10 +420,15 @@ extension LlamaCustomSampler {
 public struct TokenCandidates {
     let array: UnsafeMutablePointer<llama_token_data_array>
 
+    /// The number of candidates.
     public var count: Int { array.pointee.size }
+    /// The token of the candidate at an index.
     public func token(at i: Int) -> LlamaToken { array.pointee.data[i].id }
+    /// The logit of the candidate at an index.
     public func logit(at i: Int) -> Float { array.pointee.data[i].logit }
+    /// The probability of the candidate at an index (set by samplers that compute it).
     public func probability(at i: Int) -> Float { array.pointee.data[i].p }
+    /// Changes the logit of the candidate at an index.
     public mutating func setLogit(_ logit: Float, at i: Int) { array.pointee.data[i].logit = logit }
     /// The index of the selected candidate, if a sampler selected one.
     public var selected: Int? {

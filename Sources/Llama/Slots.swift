@@ -14,6 +14,7 @@ import Synchronization
 /// The engine owns the context while it runs: do not generate or decode on the same context
 /// through other calls at the same time.
 public actor LlamaSlots {
+    /// How many requests run together and wait, and how prompts are chunked.
     public struct Options: Sendable {
         /// The slots: sequences generated together (llama.cpp `--parallel`).
         public var slots: Int
@@ -23,6 +24,7 @@ public actor LlamaSlots {
         /// not stall the others (at most the context's batch size).
         public var promptChunk: Int
 
+        /// Options; every parameter is the property of the same name.
         public init(slots: Int = 4, queueLimit: Int = 64, promptChunk: Int = 512) {
             self.slots = slots
             self.queueLimit = queueLimit
@@ -52,7 +54,9 @@ public actor LlamaSlots {
         public var rejectedRequests: Int
     }
 
+    /// The context the slots share; each slot is one of its sequences.
     public nonisolated let context: LlamaContext
+    /// The options it was created with.
     public nonisolated let options: Options
 
     private var slots: [Slot]
@@ -95,6 +99,7 @@ public actor LlamaSlots {
                               reusedTokens: 0, steps: 0, finishedRequests: 0, rejectedRequests: 0)
     }
 
+    /// What the slots are doing: busy slots, queued requests, and tokens evaluated, generated and reused so far.
     public var statistics: Statistics {
         var s = counters
         s.busySlots = slots.count { $0.request != nil }
@@ -131,6 +136,10 @@ public actor LlamaSlots {
         guard options.maxTokens > 0 else {
             throw LlamaError(.invalidArgument, "maxTokens must be positive, not \(options.maxTokens)")
         }
+        guard options.speculation == nil else {
+            throw LlamaError(.unsupported, "LlamaSlots does not decode speculatively: leave speculation unset")
+        }
+        try options.checkProbabilities()
         guard prompt.count < context.sequenceLength else {
             throw LlamaError(.contextOverflow, "the prompt has \(prompt.count) tokens; a slot holds "
                 + "\(context.capacityDescription): shorten the prompt or create the context with a larger contextLength")
@@ -152,7 +161,7 @@ public actor LlamaSlots {
         let request = SlotRequest(
             id: nextID, prompt: prompt, options: options, sampler: SlotSampler(sampler), continuation: continuation,
             cancelled: cancelled, submitted: submitted,
-            generation: SlotGeneration(options: options, vocab: context.model.vocab, sequenceLength: context.sequenceLength))
+            generation: GenerationOutput(options: options, vocab: context.model.vocab, sequenceLength: context.sequenceLength))
         nextID += 1
         queue.append(request)
         if !running {
@@ -285,7 +294,7 @@ public actor LlamaSlots {
         var members: [(slot: Int, tokens: [LlamaToken])] = []
         for i in slots.indices {
             guard let request = slots[i].request, let token = request.pending else { continue }
-            outputs.append(SlotOutput(batchIndex: Int32(batch.count), sampler: request.sampler))
+            outputs.append(SlotOutput(batchIndex: Int32(batch.count), sampler: request.sampler, probabilities: request.options.probabilities))
             outputSlots.append(i)
             batch.add(token, position: Int32(slots[i].cached.count), sequences: [slots[i].sequence], output: true)
             members.append((i, [token]))
@@ -300,7 +309,8 @@ public actor LlamaSlots {
             let end = min(request.prompt.count, start + chunk, start + capacity - batch.count)
             let last = end == request.prompt.count
             if last {
-                outputs.append(SlotOutput(batchIndex: Int32(batch.count + end - start - 1), sampler: request.sampler))
+                outputs.append(SlotOutput(batchIndex: Int32(batch.count + end - start - 1), sampler: request.sampler,
+                                          probabilities: request.options.probabilities))
                 outputSlots.append(i)
             }
             let tokens = Array(request.prompt[start..<end])
@@ -331,8 +341,11 @@ public actor LlamaSlots {
                 guard let request = slots[i].request else { continue }
                 if request.promptDone == nil { request.promptDone = now }
                 let token: LlamaToken
+                let probabilities: TokenProbabilities?
                 switch result {
-                case .success(let t): token = t
+                case .success(let sample):
+                    token = sample.token
+                    probabilities = sample.probabilities
                 case .failure(let error):
                     fail(i, error)
                     continue
@@ -347,6 +360,7 @@ public actor LlamaSlots {
                 if let event = outcome.event {
                     if request.firstToken == nil { request.firstToken = now - request.submitted }
                     counters.generatedTokens += 1
+                    if let probabilities { request.continuation.yield(.probabilities(probabilities)) }
                     request.continuation.yield(event)
                 }
                 if let stop = outcome.stop {
@@ -410,7 +424,7 @@ private final class SlotRequest {
     /// Raised when the stream is terminated (its consumer cancelled or went away).
     let cancelled: AbortFlag
     let submitted: ContinuousClock.Instant
-    var generation: SlotGeneration
+    var generation: GenerationOutput
     /// Shutdown's grace period ended: end with `.cancelled` at the next step.
     var forced = false
     var admitted: ContinuousClock.Instant?
@@ -422,7 +436,7 @@ private final class SlotRequest {
 
     init(id: Int, prompt: [LlamaToken], options: GenerationOptions, sampler: SlotSampler,
          continuation: AsyncThrowingStream<GenerationEvent, any Error>.Continuation, cancelled: AbortFlag,
-         submitted: ContinuousClock.Instant, generation: SlotGeneration) {
+         submitted: ContinuousClock.Instant, generation: GenerationOutput) {
         self.id = id
         self.prompt = prompt
         self.options = options

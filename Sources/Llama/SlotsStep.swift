@@ -18,12 +18,20 @@ struct SlotOutput: Sendable {
     /// The index of the token in the batch (what `llama_get_logits_ith` takes).
     var batchIndex: Int32
     var sampler: SlotSampler
+    /// Log-probabilities to report with the token (``GenerationOptions/probabilities``).
+    var probabilities: Int?
+}
+
+/// A token sampled in a step, with its log-probabilities when they were asked for.
+struct SlotSample: Sendable {
+    var token: LlamaToken
+    var probabilities: TokenProbabilities?
 }
 
 /// What a step gave: a sampled token (or the sampling error) for each output, in order, or
 /// the evaluation's error.
 enum SlotStepResult: Sendable {
-    case decoded([Result<LlamaToken, LlamaError>])
+    case decoded([Result<SlotSample, LlamaError>])
     case failed(LlamaError)
 }
 
@@ -38,7 +46,7 @@ extension LlamaContext {
         } catch {
             return .failed(error)
         }
-        var tokens: [Result<LlamaToken, LlamaError>] = []
+        var tokens: [Result<SlotSample, LlamaError>] = []
         tokens.reserveCapacity(outputs.count)
         for output in outputs {
             guard let logits = c.llama_get_logits_ith(pointer, output.batchIndex) else {
@@ -46,7 +54,11 @@ extension LlamaContext {
                 continue
             }
             do throws(LlamaError) {
-                tokens.append(.success(try output.sampler.instance.sample(logits: logits)))
+                let token = try output.sampler.instance.sample(logits: logits)
+                let probabilities = output.probabilities.map {
+                    TokenProbabilities.compute(logits: logits, count: Int(model.vocab.count), chosen: token, alternatives: $0)
+                }
+                tokens.append(.success(SlotSample(token: token, probabilities: probabilities)))
             } catch {
                 tokens.append(.failure(error))
             }
@@ -80,10 +92,11 @@ extension LlamaContext {
     }
 }
 
-/// The output side of one request, token by token, as ``LlamaContext/generate(tokens:sampling:options:)``
+/// The output side of one generation, token by token, as ``LlamaContext/generate(tokens:sampling:options:)``
 /// does it: end-of-generation, stop sequences (text held back while it could begin one),
-/// `maxTokens`, the sequence's share of the context, and the text released at the end.
-struct SlotGeneration {
+/// `maxTokens`, the sequence's share of the context, and the text released at the end. Shared by
+/// the slots and generation after media.
+struct GenerationOutput {
     let options: GenerationOptions
     let vocab: LlamaVocab
     /// The most tokens the sequence holds (``LlamaContext/sequenceLength``).

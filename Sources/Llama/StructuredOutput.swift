@@ -12,7 +12,7 @@ public enum GenerationFormat: Sendable, Equatable {
     case grammar(String)
     /// Any JSON value (llama.cpp's JSON grammar, with its whitespace policy).
     case json
-    /// A JSON document that a JSON Schema describes, compiled to GBNF by ``JSONSchemaGrammar``.
+    /// A JSON document that a JSON Schema describes, compiled to GBNF by `LlamaSchema`'s `JSONSchemaGrammar`.
     case jsonSchema(JSONValue)
 
     /// The GBNF text of the format; nil for free text. A schema that cannot be compiled is an

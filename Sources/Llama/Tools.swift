@@ -21,12 +21,17 @@ public import LlamaSchema
 /// }
 /// ```
 public protocol Tool: Sendable {
+    /// The type the model's arguments decode into.
     associatedtype Arguments: Generable
+    /// What the tool returns; encoded as JSON for the model.
     associatedtype Output: Encodable
+    /// The name the model calls the tool by.
     var name: String { get }
+    /// What the tool does, for the model.
     var description: String { get }
     /// The JSON Schema of the arguments (an object schema); by default `Arguments.generationSchema`.
     var parameters: JSONValue { get }
+    /// Runs the tool with the model's arguments; an error it throws reaches the model as the result, so that the model can recover.
     func call(_ arguments: Arguments) async throws -> Output
 }
 
@@ -103,11 +108,14 @@ extension Tool {
 
 /// Arguments as JSON, not decoded into a type: for tools whose parameters are data (``DynamicTool``).
 public struct JSONArguments: Generable, Equatable {
+    /// The arguments as the model wrote them.
     public var value: JSONValue
+    /// Arguments holding a JSON value.
     public init(_ value: JSONValue) { self.value = value }
     public init(from decoder: any Decoder) throws { value = try JSONValue(from: decoder) }
     /// Any object.
     public static var generationSchema: JSONValue { ["type": "object"] }
+    /// The value of one argument, or nil.
     public subscript(key: String) -> JSONValue? { value[key] }
 }
 
@@ -119,6 +127,7 @@ public struct DynamicTool: Tool {
     public let parameters: JSONValue
     let body: @Sendable (JSONValue) async throws -> JSONValue
 
+    /// A tool from its name, description, JSON Schema of its arguments, and a closure from JSON to JSON.
     public init(name: String, description: String, parameters: JSONValue = ["type": "object", "properties": [:]],
                 call: @escaping @Sendable (JSONValue) async throws -> JSONValue) {
         self.name = name
@@ -158,9 +167,12 @@ public struct ToolError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let cancelled = Code(rawValue: "cancelled")
     }
 
+    /// What went wrong.
     public var code: Code
+    /// The message the model sees.
     public var message: String
 
+    /// A tool error with its code and message.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
@@ -172,13 +184,18 @@ public struct ToolError: Error, Sendable, Equatable, CustomStringConvertible {
 /// What a tool call gave the model: the text it reads, and the typed error when the tool did
 /// not produce a result of its own.
 public struct ToolResult: Sendable, Equatable {
+    /// The id of the call it answers (nil when the format has no ids).
     public var callID: String?
+    /// The tool that ran.
     public var name: String
     /// The text of the `tool` message: the tool's output, or `error: <message>`.
     public var content: String
+    /// The error, when the call failed.
     public var error: ToolError?
+    /// Whether the call failed.
     public var isError: Bool { error != nil }
 
+    /// A result; every parameter is the property of the same name.
     public init(callID: String?, name: String, content: String, error: ToolError? = nil) {
         self.callID = callID
         self.name = name
@@ -330,6 +347,7 @@ extension ChatSession {
             for try await event in context.generate(prompt: prompt, sampling: chain, options: options) {
                 switch event {
                 case .token(_, let piece), .text(let piece): if !piece.isEmpty { send(output.append(piece)) }
+                case .probabilities: break
                 case .finished(let s): summary = s
                 }
             }

@@ -18,7 +18,7 @@ public struct UndecodableOutput: Error, Sendable, CustomStringConvertible {
 }
 
 extension LlamaContext {
-    /// Generates a value of a ``Generable`` type after a prompt: generation is constrained to
+    /// Generates a value of a `Generable` type after a prompt: generation is constrained to
     /// JSON that `T.generationSchema` describes, and the text decodes with `JSONDecoder`.
     ///
     /// The prompt is used as it is: telling the model what to write (or showing it the schema)
@@ -44,7 +44,7 @@ extension LlamaContext {
 }
 
 extension ChatSession {
-    /// Adds the user's message and generates the reply as a value of a ``Generable`` type (see
+    /// Adds the user's message and generates the reply as a value of a `Generable` type (see
     /// ``LlamaContext/generate(prompt:generating:sampling:options:)``). The reply's JSON text
     /// joins the history as the assistant's message, also when it does not decode; a schema that
     /// does not compile is reported before the history changes.

@@ -16,13 +16,21 @@ public struct LlamaVocab: @unchecked Sendable {
 
     /// Special tokens (nil when the model has none).
     public var bos: LlamaToken? { valid(c.llama_vocab_bos(pointer)) }
+    /// End of sequence.
     public var eos: LlamaToken? { valid(c.llama_vocab_eos(pointer)) }
+    /// End of turn.
     public var eot: LlamaToken? { valid(c.llama_vocab_eot(pointer)) }
+    /// Separator.
     public var sep: LlamaToken? { valid(c.llama_vocab_sep(pointer)) }
+    /// Newline.
     public var newline: LlamaToken? { valid(c.llama_vocab_nl(pointer)) }
+    /// Padding.
     public var pad: LlamaToken? { valid(c.llama_vocab_pad(pointer)) }
+    /// Fill-in-the-middle: the prefix marker.
     public var fillInMiddlePrefix: LlamaToken? { valid(c.llama_vocab_fim_pre(pointer)) }
+    /// Fill-in-the-middle: the suffix marker.
     public var fillInMiddleSuffix: LlamaToken? { valid(c.llama_vocab_fim_suf(pointer)) }
+    /// Fill-in-the-middle: the middle marker.
     public var fillInMiddleMiddle: LlamaToken? { valid(c.llama_vocab_fim_mid(pointer)) }
     /// Whether tokenizing with `addSpecial` puts BOS in front.
     public var addsBOS: Bool { c.llama_vocab_get_add_bos(pointer) }
@@ -56,6 +64,7 @@ public struct LlamaVocab: @unchecked Sendable {
     /// Turns text into tokens.
     ///
     /// - Parameters:
+    ///   - text: the text to tokenize.
     ///   - addSpecial: add the model's BOS/EOS as it wants them.
     ///   - parseSpecial: read special-token text (`<|im_start|>`) as the special token.
     public func tokenize(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) throws(LlamaError) -> [LlamaToken] {
@@ -97,7 +106,9 @@ public struct LlamaVocab: @unchecked Sendable {
 
     /// The bytes of one token's text (a token may hold part of a UTF-8 character).
     ///
-    /// - Parameter special: render special tokens as their text instead of nothing.
+    /// - Parameters:
+    ///   - token: the token.
+    ///   - special: render special tokens as their text instead of nothing.
     public func piece(_ token: LlamaToken, special: Bool = false) throws(LlamaError) -> [UInt8] {
         var buffer = [CChar](repeating: 0, count: 64)
         return try withPiece(token, special: special, buffer: &buffer) { Array($0) }
@@ -144,6 +155,7 @@ public struct LlamaVocab: @unchecked Sendable {
 public struct UTF8StreamDecoder: Sendable {
     private var pending: [UInt8] = []
 
+    /// A decoder with nothing held back.
     public init() {}
 
     /// Adds bytes and returns the text that is now complete.

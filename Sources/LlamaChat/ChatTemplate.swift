@@ -30,9 +30,11 @@ public struct ChatTemplate: Sendable {
     /// Renders a conversation.
     ///
     /// - Parameters:
+    ///   - messages: the conversation, passed to the template as `messages`.
     ///   - tools: tools the model may call, passed to the template as `tools` (OpenAI's shape).
     ///   - addGenerationPrompt: end with the start of an assistant turn.
-    ///   - bosToken, eosToken: the model's special token texts (`bos_token`, `eos_token`).
+    ///   - bosToken: the model's beginning-of-sequence text (`bos_token`).
+    ///   - eosToken: the model's end-of-sequence text (`eos_token`).
     ///   - variables: more variables: `enable_thinking`, `reasoning_effort`, `documents`, ...
     ///   - now: the time `strftime_now` reads (the template's options' clock when nil).
     public func render(messages: [ChatMessage], tools: [ToolDefinition] = [], addGenerationPrompt: Bool = true,
@@ -208,6 +210,7 @@ extension ToolDefinition {
 
 /// A message, tool or conversation that does not have the expected shape.
 public struct ChatFormatError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of problem it is; open: new codes may be added.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
@@ -217,8 +220,11 @@ public struct ChatFormatError: Error, Sendable, Equatable, CustomStringConvertib
         /// A tool definition is not in OpenAI's shape.
         public static let invalidTool = Code(rawValue: "invalidTool")
     }
+    /// What went wrong, to switch on.
     public let code: Code
+    /// What went wrong, for people.
     public let message: String
+    /// An error with its code and message.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message

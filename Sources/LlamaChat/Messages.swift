@@ -6,6 +6,7 @@ public import LlamaJinja
 public struct ChatMessage: Sendable, Equatable, Codable {
     /// `system`, `user`, `assistant`, `tool` (or any role a template knows, e.g. `developer`).
     public var role: String
+    /// The message's content: text, parts, or none.
     public var content: ChatContent
     /// A participant's name (`name`), or a tool result's tool name.
     public var name: String?
@@ -16,6 +17,7 @@ public struct ChatMessage: Sendable, Equatable, Codable {
     /// An assistant's thinking, apart from its answer (`reasoning_content`).
     public var reasoning: String?
 
+    /// A message; every parameter is the property of the same name.
     public init(role: String, content: ChatContent = .text(""), name: String? = nil, toolCalls: [ToolCall] = [],
                 toolCallID: String? = nil, reasoning: String? = nil) {
         self.role = role
@@ -26,10 +28,14 @@ public struct ChatMessage: Sendable, Equatable, Codable {
         self.reasoning = reasoning
     }
 
+    /// A message of a role with text content.
     public init(role: String, content: String) { self.init(role: role, content: .text(content)) }
 
+    /// A system message.
     public static func system(_ content: String) -> ChatMessage { ChatMessage(role: "system", content: content) }
+    /// A user message.
     public static func user(_ content: String) -> ChatMessage { ChatMessage(role: "user", content: content) }
+    /// An assistant message, with the tool calls it makes and its reasoning.
     public static func assistant(_ content: String, toolCalls: [ToolCall] = [], reasoning: String? = nil) -> ChatMessage {
         ChatMessage(role: "assistant", content: .text(content), toolCalls: toolCalls, reasoning: reasoning)
     }
@@ -71,8 +77,11 @@ public struct ChatMessage: Sendable, Equatable, Codable {
 
 /// A message's content: text, a list of parts, or none (an assistant message that only calls tools).
 public enum ChatContent: Sendable, Equatable, Codable, ExpressibleByStringLiteral {
+    /// Text.
     case text(String)
+    /// A list of parts (OpenAI's content array).
     case parts([ChatContentPart])
+    /// No content (`null`): an assistant message that only calls tools.
     case none
 
     public init(stringLiteral value: String) { self = .text(value) }
@@ -106,6 +115,7 @@ public enum ChatContent: Sendable, Equatable, Codable, ExpressibleByStringLitera
 /// One part of a message's content. Image and audio parts come with multimodal support; until
 /// then they are kept as the JSON they were given so nothing is lost.
 public enum ChatContentPart: Sendable, Equatable, Codable {
+    /// A text part (`{"type": "text", "text": ...}`).
     case text(String)
     /// Any other part (`image_url`, `input_audio`, ...), kept as its JSON object.
     case other(JSONValue)
@@ -128,17 +138,21 @@ public enum ChatContentPart: Sendable, Equatable, Codable {
 
 /// A call an assistant makes to a tool: its id, the tool's name, and the arguments as JSON text.
 public struct ToolCall: Sendable, Equatable, Codable {
+    /// The call's id, when the model or format gives one (`call_...`).
     public var id: String?
+    /// The tool called.
     public var name: String
     /// The arguments, a JSON object as text (what OpenAI's API carries).
     public var arguments: String
 
+    /// A call with its arguments as JSON text, or as a JSON value written compactly.
     public init(id: String? = nil, name: String, arguments: String) {
         self.id = id
         self.name = name
         self.arguments = arguments
     }
 
+    /// A call with its arguments as JSON text, or as a JSON value written compactly.
     public init(id: String? = nil, name: String, arguments: JSONValue) {
         self.init(id: id, name: name, arguments: arguments.jsonText)
     }
@@ -169,11 +183,14 @@ public struct ToolCall: Sendable, Equatable, Codable {
 
 /// A tool the model may call: a name, what it does, and a JSON Schema of its parameters.
 public struct ToolDefinition: Sendable, Equatable, Codable {
+    /// The tool's name, as the model calls it.
     public var name: String
+    /// What the tool does, for the model.
     public var description: String?
     /// A JSON Schema of the arguments object.
     public var parameters: JSONValue
 
+    /// A tool definition; `parameters` is the JSON Schema of its arguments (an object schema).
     public init(name: String, description: String? = nil, parameters: JSONValue = ["type": "object", "properties": [:]]) {
         self.name = name
         self.description = description

@@ -4,14 +4,21 @@ public import Foundation
 /// whether a number was written as an integer. Chat templates print tool schemas and arguments
 /// in the order they were given, as Python's `json.dumps` does.
 public enum JSONValue: Sendable, Hashable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
+    /// A number without a fraction or exponent.
     case int(Int)
     /// An integer outside 64 bits, kept as its digits (Python's ints are unbounded).
     case bigInteger(String)
+    /// Any other number.
     case double(Double)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object, keys in order.
     case object(JSONObject)
 
     /// The value at `key` when this is an object.
@@ -20,20 +27,27 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The string, when the value is one.
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    /// The items, when the value is an array.
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+    /// The object, when the value is one.
     public var objectValue: JSONObject? { if case .object(let o) = self { return o }; return nil }
 }
 
 /// A JSON object: keys in insertion order, as Python's `dict`.
 public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
+    /// The keys, in insertion order.
     public private(set) var keys: [String] = []
     private var storage: [String: JSONValue] = [:]
 
+    /// An empty object.
     public init() {}
+    /// An object of these pairs, in order (a repeated key keeps its first place and its last value).
     public init(_ pairs: [(String, JSONValue)]) { for (k, v) in pairs { self[k] = v } }
     public init(dictionaryLiteral elements: (String, JSONValue)...) { self.init(elements) }
 
+    /// The value of a key; setting nil removes the key.
     public subscript(key: String) -> JSONValue? {
         get { storage[key] }
         set {
@@ -45,8 +59,11 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         }
     }
 
+    /// The number of keys.
     public var count: Int { keys.count }
+    /// Whether the object has no key.
     public var isEmpty: Bool { keys.isEmpty }
+    /// The values, in key order.
     public var values: [JSONValue] { keys.map { storage[$0]! } }
     public func makeIterator() -> some IteratorProtocol<(key: String, value: JSONValue)> {
         keys.map { (key: $0, value: storage[$0]!) }.makeIterator()
@@ -71,6 +88,7 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The byte offset in the UTF-8 text.
     public let offset: Int
+    /// What is wrong with the text.
     public let message: String
     public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }
@@ -83,6 +101,7 @@ extension JSONValue {
         self = try p.parseDocument()
     }
 
+    /// Parses JSON text, keeping the keys' order.
     public init(parsing data: Data) throws(JSONParseError) {
         var p = JSONParser(bytes: Array(data))
         self = try p.parseDocument()
@@ -94,12 +113,18 @@ extension JSONValue {
 
 /// Writes JSON as Python's `json.dumps` does, with its options.
 public struct JSONWriter: Sendable {
+    /// The indentation of nested lines (`json.dumps`'s `indent`); nil writes one line.
     public var indent: String?
+    /// Between items (`json.dumps`'s first separator).
     public var itemSeparator: String
+    /// Between a key and its value (`json.dumps`'s second separator).
     public var keySeparator: String
+    /// Write non-ASCII characters as `\u` escapes (`ensure_ascii`).
     public var asciiOnly: Bool
+    /// Write object keys sorted (`sort_keys`).
     public var sortKeys: Bool
 
+    /// A writer with `json.dumps`'s options; every parameter is the property of the same name.
     public init(indent: String?, itemSeparator: String, keySeparator: String, asciiOnly: Bool, sortKeys: Bool = false) {
         self.indent = indent
         self.itemSeparator = itemSeparator
@@ -108,6 +133,7 @@ public struct JSONWriter: Sendable {
         self.sortKeys = sortKeys
     }
 
+    /// The JSON text of a value, as `json.dumps` writes it (floats as Python's `repr`).
     public func write(_ value: JSONValue) -> String {
         var out = ""
         write(value, depth: 0, into: &out)

@@ -19,6 +19,7 @@ public struct JinjaTemplate: @unchecked Sendable {
         public var timeZone: TimeZone = .current
         /// Bounds that keep a hostile template from running away.
         public var limits = Limits()
+        /// The options transformers uses for chat templates.
         public init() {}
     }
 
@@ -35,6 +36,7 @@ public struct JinjaTemplate: @unchecked Sendable {
         /// Nesting of brackets, operators, filters and blocks in the source (deeper templates
         /// are a syntax error rather than a stack overflow).
         public var maxNesting = 128
+        /// Limits no real chat template comes near.
         public init() {}
     }
 
@@ -90,12 +92,16 @@ public struct JinjaError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let security = Code(rawValue: "security")
     }
 
+    /// What went wrong, to switch on.
     public let code: Code
+    /// What went wrong (a template's own `raise_exception` message for `.raised`).
     public let message: String
     /// 1-based line and column in the template, when known.
     public let line: Int
+    /// The 1-based column (0 when unknown).
     public let column: Int
 
+    /// An error with its code, message and place in the template.
     public init(_ code: Code, _ message: String, line: Int = 0, column: Int = 0) {
         self.code = code
         self.message = message

@@ -44,6 +44,7 @@ import Musl
 import Darwin
 #endif
 
+/// Runs child processes: one `run` with deadlines, process-group teardown and line callbacks, and `start` for a child that runs alongside the caller.
 public enum ChildProcess {
     /// Where a stream of the child goes.
     public enum Output: Sendable {
@@ -62,9 +63,12 @@ public enum ChildProcess {
 
     /// One line the child wrote (without its newline; a last line without newline is delivered too).
     public struct Line: Sendable, Equatable, CustomStringConvertible {
+        /// The line's text, without its newline.
         public var text: String
+        /// The stream it came from.
         public var stream: Stream
 
+        /// A line of a stream.
         public init(text: String, stream: Stream) {
             self.text = text
             self.stream = stream
@@ -73,7 +77,9 @@ public enum ChildProcess {
         public var description: String { "\(stream): \(text)" }
     }
 
+    /// The child's standard output or standard error.
     public enum Stream: Sendable, Hashable {
+        /// Standard output, and standard error.
         case output, error
     }
 
@@ -91,11 +97,14 @@ public enum ChildProcess {
             case cancelled
         }
 
+        /// How the child ended.
         public var state: State
         /// What was captured (`.capture`), else empty.
         public var standardOutput: Data
+        /// What was captured of stderr (`.capture`), else empty.
         public var standardError: Data
 
+        /// A termination; every parameter is the property of the same name.
         public init(state: State, standardOutput: Data = Data(), standardError: Data = Data()) {
             self.state = state
             self.standardOutput = standardOutput
@@ -126,6 +135,7 @@ public enum ChildProcess {
 
     /// Failed to start (not found, not executable, spawn failed).
     public struct Failure: Error, Sendable, CustomStringConvertible {
+        /// Why the child could not start; open: new codes may be added.
         public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
             public var rawValue: String
             public init(rawValue: String) { self.rawValue = rawValue }
@@ -138,11 +148,14 @@ public enum ChildProcess {
             public var description: String { rawValue }
         }
 
+        /// Why it could not start, to switch on.
         public var code: Code
+        /// What went wrong, for people.
         public var message: String
         /// What the layer underneath reported, when there is one.
         public var underlying: (any Error & Sendable)?
 
+        /// A failure with its code, message and the error underneath.
         public init(code: Code, message: String, underlying: (any Error & Sendable)? = nil) {
             self.code = code
             self.message = message

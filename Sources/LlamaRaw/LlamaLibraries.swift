@@ -37,6 +37,7 @@ public struct LlamaLoadError: Error, Sendable, CustomStringConvertible {
         public static let versionMismatch = Code(rawValue: "versionMismatch")
     }
 
+    /// What went wrong, to switch on.
     public let code: Code
     /// The folder or file concerned.
     public let path: String
@@ -50,6 +51,7 @@ public struct LlamaLoadError: Error, Sendable, CustomStringConvertible {
     /// What the system said, when it said something (dlerror's text).
     public let underlying: String?
 
+    /// A load error; every parameter is the property of the same name.
     public init(code: Code, path: String, library: LlamaLibraryID? = nil, missingSymbols: [LlamaSymbolSpec] = [],
                 foundTag: String? = nil, underlying: String? = nil) {
         self.code = code
@@ -108,10 +110,11 @@ public final class LlamaLibraries: Sendable {
     /// The open libraries (handles from dlopen).
     nonisolated(unsafe) private let handles: [LlamaLibraryID: UnsafeMutableRawPointer]
 
-    /// The file extension of shared libraries on this system.
     #if os(macOS)
+    /// The file extension of shared libraries on this system (`dylib`; `so` on Linux).
     public static let libraryExtension = "dylib"
     #else
+    /// The file extension of shared libraries on this system (`so`; `dylib` on macOS).
     public static let libraryExtension = "so"
     #endif
 

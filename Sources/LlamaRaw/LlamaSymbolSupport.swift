@@ -3,13 +3,18 @@
 
 /// One entry per bound C function: where it comes from and whether loading requires it.
 public struct LlamaSymbolSpec: Sendable, Hashable {
+    /// The C function's name.
     public let name: String
+    /// The library that exports it.
     public let library: LlamaLibraryID
+    /// Whether loading fails without it (false for functions of optional libraries).
     public let isRequired: Bool
+    /// Whether the header marks it deprecated.
     public let isDeprecated: Bool
     /// The declaring header and line in the pinned llama.cpp source tree.
     public let declaration: String
 
+    /// A symbol's description; every parameter is the property of the same name.
     public init(name: String, library: LlamaLibraryID, isRequired: Bool, isDeprecated: Bool, declaration: String) {
         self.name = name
         self.library = library
@@ -43,19 +48,29 @@ public enum LlamaSymbolError: Error, Sendable, Equatable, CustomStringConvertibl
 /// A record's layout as libclang computed it from the original headers (LP64), beside the
 /// layout Swift's importer gave the generated C declaration. The generated `all` lists them.
 public struct LlamaRecordLayout: Sendable {
+    /// The C struct or union.
     public let name: String
+    /// Its size in bytes, as libclang computed it.
     public let size: Int
+    /// Its alignment in bytes, as libclang computed it.
     public let alignment: Int
+    /// `MemoryLayout.stride` of the imported type.
     public let swiftStride: Int
+    /// `MemoryLayout.alignment` of the imported type.
     public let swiftAlignment: Int
     /// Directly stored fields: name, C offset, and the offset Swift reports.
     public let fields: [Field]
 
+    /// A directly stored field of a record.
     public struct Field: Sendable {
+        /// The field's name.
         public let name: String
+        /// Its offset in bytes, as libclang computed it.
         public let offset: Int
+        /// `MemoryLayout.offset(of:)` of the imported field (nil for a field Swift cannot address, a bitfield).
         public let swiftOffset: Int?
 
+        /// A field's layout.
         public init(name: String, offset: Int, swiftOffset: Int?) {
             self.name = name
             self.offset = offset
@@ -63,6 +78,7 @@ public struct LlamaRecordLayout: Sendable {
         }
     }
 
+    /// A record's layout; every parameter is the property of the same name.
     public init(name: String, size: Int, alignment: Int, swiftStride: Int, swiftAlignment: Int, fields: [Field]) {
         self.name = name
         self.size = size

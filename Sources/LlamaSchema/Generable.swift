@@ -126,9 +126,13 @@ public struct GuideConstraint: Sendable, Equatable {
         Self([.minimum(.double(range.lowerBound)), .maximum(.double(range.upperBound))])
     }
 
+    /// A lower bound (inclusive): enforced for integers; for numbers, in the schema only.
     public static func minimum(_ value: Int) -> Self { Self([.minimum(.int(value))]) }
+    /// An upper bound (inclusive): enforced for integers; for numbers, in the schema only.
     public static func maximum(_ value: Int) -> Self { Self([.maximum(.int(value))]) }
+    /// A lower bound (inclusive): enforced for integers; for numbers, in the schema only.
     public static func minimum(_ value: Double) -> Self { Self([.minimum(.double(value))]) }
+    /// An upper bound (inclusive): enforced for integers; for numbers, in the schema only.
     public static func maximum(_ value: Double) -> Self { Self([.maximum(.double(value))]) }
 
     /// Between `range.lowerBound` and `range.upperBound` items (arrays) or characters (strings).
@@ -162,10 +166,14 @@ public struct GuideConstraint: Sendable, Equatable {
 public enum GenerationSchema {
     /// A property of an object schema.
     public struct Property: Sendable {
+        /// The property's name in the JSON object.
         public var name: String
+        /// The property's schema.
         public var schema: JSONValue
+        /// Whether the object must have it (false for optionals).
         public var isRequired: Bool
 
+        /// A property with its name, schema and whether it is required.
         public init(_ name: String, _ schema: JSONValue, isRequired: Bool = true) {
             self.name = name
             self.schema = schema

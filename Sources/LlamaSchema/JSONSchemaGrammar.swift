@@ -17,6 +17,7 @@ public import LlamaJinja
 /// Annotations (`title`, `description`, `default`, `examples`, `$schema`, `$id`, `$comment`…)
 /// are not reported.
 public struct JSONSchemaGrammar: Sendable, Equatable {
+    /// How the schema is compiled.
     public struct Options: Sendable, Equatable {
         /// The whitespace allowed between JSON tokens; `.llamaCpp` gives llama.cpp's text.
         public var whitespace: WhitespacePolicy
@@ -26,6 +27,7 @@ public struct JSONSchemaGrammar: Sendable, Equatable {
         /// grammar does not enforce (unsupported patterns included).
         public var rejectIgnoredKeywords: Bool
 
+        /// Options; the defaults give llama.cpp's text.
         public init(whitespace: WhitespacePolicy = .llamaCpp, dotAll: Bool = false, rejectIgnoredKeywords: Bool = false) {
             self.whitespace = whitespace
             self.dotAll = dotAll
@@ -43,6 +45,7 @@ public struct JSONSchemaGrammar: Sendable, Equatable {
     /// The GBNF text, root rule `root`.
     public var text: String { rules.text }
 
+    /// Compiles a schema given as a JSON value.
     public init(schema: JSONValue, options: Options = Options()) throws(SchemaError) {
         let document = try SchemaDocument(schema)
         let compiler = GrammarCompiler(document: document, whitespace: options.whitespace, dotAll: options.dotAll)

@@ -3,8 +3,10 @@
 /// body under a taken name gets a numbered name (`name0`, `name1`…). The text lists the rules
 /// by name, byte order, one per line, as llama.cpp's converter writes them.
 public struct RuleSet: Sendable, Equatable {
+    /// The rules' bodies, by name.
     public private(set) var rules: [String: String] = [:]
 
+    /// An empty rule set.
     public init() {}
 
     /// `name` with every run of characters outside `[a-zA-Z0-9-]` replaced by one `-`.
@@ -40,6 +42,7 @@ public struct RuleSet: Sendable, Equatable {
         return key
     }
 
+    /// Whether a rule of this name exists.
     public func contains(_ name: String) -> Bool { rules[name] != nil }
 
     /// The rule names in byte order.

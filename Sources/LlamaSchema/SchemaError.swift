@@ -20,11 +20,14 @@ public struct SchemaError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unsupportedKeyword = Code(rawValue: "unsupported-keyword")
     }
 
+    /// What kind of problem it is, to switch on.
     public let code: Code
     /// The JSON pointer of the schema at fault, in URI-fragment form (`#/properties/a`).
     public let pointer: String
+    /// What is wrong, for people.
     public let message: String
 
+    /// An error with its code, the JSON pointer of the schema at fault, and a message.
     public init(_ code: Code, at pointer: String, _ message: String) {
         self.code = code
         self.pointer = pointer
@@ -37,9 +40,12 @@ public struct SchemaError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Something the grammar does not enforce, with where it is: a keyword that is ignored, or a
 /// pattern outside the supported regular-expression subset (the string then accepts any text).
 public struct SchemaWarning: Sendable, Equatable, CustomStringConvertible {
+    /// The JSON pointer of the keyword or pattern concerned (`#/properties/a/pattern`).
     public let pointer: String
+    /// What is not enforced.
     public let message: String
 
+    /// A warning with its JSON pointer and message.
     public init(at pointer: String, _ message: String) {
         self.pointer = pointer
         self.message = message

@@ -11,43 +11,64 @@ public indirect enum SchemaNode: Sendable, Equatable {
     case ref(String)
     /// `anyOf`, `oneOf`, or a `type` list expanded to one alternative per type.
     case anyOf([SchemaNode])
+    /// `allOf`: every alternative applies (objects merged, enums intersected).
     case allOf([SchemaNode])
+    /// `const`: exactly this value.
     case constant(JSONValue)
+    /// `enum`: one of these values.
     case enumeration([JSONValue])
+    /// `type: null`.
     case null
+    /// `type: boolean`.
     case boolean
+    /// `type: number` (bounds are not enforced).
     case number
     /// Inclusive bounds; nil is unbounded.
     case integer(minimum: Int64?, maximum: Int64?)
+    /// `type: string`, with its pattern, format and length.
     case string(StringSchema)
+    /// `type: array` of items of one schema, with bounds on their count (nil: unbounded).
     case array(items: SchemaNode, minItems: Int, maxItems: Int?)
     /// An array of exactly these items (`prefixItems`, or `items` as an array).
     case tuple([SchemaNode])
     /// Properties in schema order; `additional` is nil when other properties are not allowed.
     case object(properties: [Property], additional: SchemaNode?)
 
+    /// A property of an object schema.
     public struct Property: Sendable, Equatable {
+        /// Its name.
         public var name: String
+        /// Its schema.
         public var schema: SchemaNode
+        /// Whether `required` lists it.
         public var required: Bool
     }
 
+    /// What a string schema constrains.
     public struct StringSchema: Sendable, Equatable {
+        /// The `format`s the grammar enforces.
         public enum Format: String, Sendable, Equatable {
+            /// `uuid`, `date`, `time` and `date-time`, as llama.cpp's converter writes them.
             case uuid, date, time, dateTime = "date-time"
         }
+        /// The `pattern`, anchored (`^…$`) when the grammar enforces it.
         public var pattern: String?
         /// Where `pattern` was written, for its errors and warnings.
         public var patternPointer: String
+        /// The `format`, when it is one the grammar enforces.
         public var format: Format?
+        /// `minLength` (0 when absent).
         public var minLength: Int
+        /// `maxLength` (nil: unbounded).
         public var maxLength: Int?
     }
 }
 
 /// A schema read from JSON: its root and the targets of its `$ref`s, by reference string.
 public struct SchemaDocument: Sendable, Equatable {
+    /// The root schema.
     public var root: SchemaNode
+    /// The targets of the document's `$ref`s, by reference string (`#/$defs/node`).
     public var definitions: [String: SchemaNode]
     /// Keywords and formats that the grammar does not enforce, with where they are.
     public var warnings: [SchemaWarning]

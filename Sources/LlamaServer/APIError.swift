@@ -3,9 +3,11 @@ public import Llama
 
 /// An error a request gets back, in OpenAI's shape: `{"error":{"message","type","param","code"}}`
 /// with its HTTP status. Every failure of a request becomes one of these, in one place
-/// (``APIError/from(_:)``), so clients can switch on `code`.
+/// (`APIError.from(_:param:)`), so clients can switch on `code`.
 public struct APIError: Error, Sendable, CustomStringConvertible {
+    /// The HTTP status of the response.
     public var status: HTTPResponse.Status
+    /// What went wrong, for people (`error.message`).
     public var message: String
     /// `invalid_request_error`, `authentication_error`, `not_found_error`, `server_error`, ...
     public var type: String
@@ -16,6 +18,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     /// Extra response headers (`Retry-After`, `WWW-Authenticate`).
     public var headers: HTTPFields = [:]
 
+    /// An error response; every parameter is the property of the same name.
     public init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error",
                 param: String? = nil, code: String) {
         self.status = status

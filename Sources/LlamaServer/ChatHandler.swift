@@ -7,11 +7,12 @@ extension ServerCore {
     /// `POST /v1/chat/completions`.
     func chatCompletions(_ body: JSONValue, arrival: ContinuousClock.Instant) async throws(APIError) -> Response {
         let b = try JSONBody(body)
-        let host = try self.host(for: b)
+        let host = try await self.host(for: b)
         let request = try ChatRequest(b, host: host)
         let plan = try ChatPlan(request, host: host)
         let (prompt, options) = try generationInput(text: plan.prompt, host: host, maxTokens: request.maxTokens,
-                                                    stops: request.stops, format: plan.format)
+                                                    stops: request.stops, format: plan.format,
+                                                    probabilities: request.probabilities)
         let run = try await submit(prompt: prompt, sampling: request.sampling, options: options, host: host, arrival: arrival)
         let id = "chatcmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
@@ -22,10 +23,12 @@ extension ServerCore {
             defer { run.cancel() }
             var output = ChatOutputStream(parser: parser)
             var summary: GenerationSummary?
+            var logprobs: [JSONValue]? = request.probabilities.map { _ in [] }
             do {
                 for try await event in run.events {
                     switch event {
                     case .token(_, let text), .text(let text): _ = output.append(text)
+                    case .probabilities(let p): logprobs?.append(Logprobs.chatEntry(p, vocab: host.model.vocab))
                     case .finished(let s): summary = s
                     }
                 }
@@ -46,7 +49,7 @@ extension ServerCore {
                 })
             }
             var response = base
-            response["choices"] = [["index": 0, "message": .object(message), "logprobs": .null,
+            response["choices"] = [["index": 0, "message": .object(message), "logprobs": Logprobs.chatChoice(logprobs),
                                     "finish_reason": .string(Self.finishReason(summary, toolCalls: !parsed.toolCalls.isEmpty))]]
             response["usage"] = Self.usage(summary)
             return Self.json(.object(response))
@@ -57,10 +60,13 @@ extension ServerCore {
             defer { run.cancel() }
             var chunk = base
             chunk["object"] = "chat.completion.chunk"
+            // Entries of tokens not yet sent: they ride on the next chunk (the parser may hold text back).
+            var pending: [JSONValue]? = request.probabilities.map { _ in [] }
             func send(_ delta: JSONObject, finish: String? = nil) async throws {
                 var c = chunk
-                c["choices"] = [["index": 0, "delta": .object(delta), "logprobs": .null,
+                c["choices"] = [["index": 0, "delta": .object(delta), "logprobs": Logprobs.chatChoice(pending),
                                  "finish_reason": finish.map(JSONValue.string) ?? .null]]
+                if pending != nil { pending = [] }
                 try await writer.event(.object(c))
             }
             try await send(["role": "assistant", "content": ""])
@@ -90,6 +96,7 @@ extension ServerCore {
                 for try await event in run.events {
                     switch event {
                     case .token(_, let text), .text(let text): try await forward(output.append(text))
+                    case .probabilities(let p): pending?.append(Logprobs.chatEntry(p, vocab: host.model.vocab))
                     case .finished(let s): summary = s
                     }
                 }

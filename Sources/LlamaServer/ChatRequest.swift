@@ -20,6 +20,8 @@ struct ChatRequest {
     var sampling: SamplerChain
     var stops: [String]
     var maxTokens: Int?
+    /// `logprobs`/`top_logprobs`: the alternatives per token (nil: no log-probabilities).
+    var probabilities: Int?
     var templateVariables: [String: JSONValue]
 
     static let known: Set<String> = SamplingRequest.samplingFields.union(SamplingRequest.ignoredHints).union([
@@ -55,6 +57,7 @@ struct ChatRequest {
         sampling = try SamplingRequest.chain(b, vocabCount: host.model.vocab.count)
         stops = try SamplingRequest.stops(b)
         maxTokens = try SamplingRequest.maxTokens(b, sequenceLength: host.sequenceLength)
+        probabilities = try Logprobs.chatRequest(b)
         var variables: [String: JSONValue] = [:]
         if let kwargs = try b.object("chat_template_kwargs") {
             for key in kwargs.object.keys { variables[key] = kwargs.object[key] }

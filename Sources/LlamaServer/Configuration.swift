@@ -6,7 +6,7 @@ public import Llama
 public struct LlamaServerConfiguration: Sendable {
     /// The address to bind: loopback unless told otherwise.
     public var host: String = "127.0.0.1"
-    /// The port; 0 lets the system choose one (see ``LlamaServer/onListening``).
+    /// The port; 0 lets the system choose one (see the `onListening` parameter of ``LlamaServer/init(models:configuration:logger:onListening:)``).
     public var port: Int = 8080
     /// Requests must carry `Authorization: Bearer <apiKey>` (except `GET /health`); nil: no key.
     public var apiKey: String?
@@ -28,7 +28,12 @@ public struct LlamaServerConfiguration: Sendable {
     public var threads: Int32?
     /// How long running requests may go on after a shutdown begins before they are cancelled.
     public var shutdownGrace: Duration = .seconds(10)
+    /// The most models loaded at once (llama.cpp `--models-max`); loading one more unloads the least
+    /// recently used. nil: no limit. Requests still running on an unloaded model finish first; its
+    /// memory is freed when they end.
+    public var maxLoadedModels: Int?
 
+    /// The defaults of `llama-swift serve`.
     public init() {}
 
     /// Whether `host` is a loopback address.
@@ -38,13 +43,71 @@ public struct LlamaServerConfiguration: Sendable {
     }
 }
 
-/// A model the server serves under an id (the `model` field of requests).
+/// A model the server serves under an id (the `model` field of requests): one loaded already, or
+/// a file loaded on its first request (and unloaded again past ``LlamaServerConfiguration/maxLoadedModels``).
 public struct ServedModel: Sendable {
-    public var id: String
-    public var model: LlamaModel
+    /// Where the model comes from.
+    public enum Source: Sendable {
+        /// A model loaded by the caller: its context is made at start; unloading frees the context
+        /// (and the slots' caches), not the model, which the caller holds.
+        case model(LlamaModel)
+        /// A GGUF file (every part of a split model, in order), loaded on the first request for it.
+        case file(paths: [String], runtime: LlamaRuntime, options: ModelOptions)
+    }
 
+    /// The name clients ask for in `model` (and `GET /v1/models` lists).
+    public var id: String
+    /// Where the model comes from: loaded by the caller, or a file loaded on first use.
+    public var source: Source
+
+    /// A model the caller loaded, served under `id`.
     public init(id: String, model: LlamaModel) {
         self.id = id
-        self.model = model
+        source = .model(model)
+    }
+
+    /// A model file loaded when a request first names it.
+    public init(id: String, paths: [String], runtime: LlamaRuntime, options: ModelOptions = ModelOptions()) {
+        self.id = id
+        source = .file(paths: paths, runtime: runtime, options: options)
+    }
+
+    /// The models of a folder as llama.cpp's `--models-dir` finds them: each `NAME.gguf` in it is
+    /// model `NAME`; each sub-folder is a model named after the folder (its `.gguf` file, or the
+    /// first part `…-00001-of-….gguf` of a split one). Projector (`mmproj`) and draft (`mtp-`,
+    /// `dspark-`, `dflash-`) files are companions, not models. Sorted by id.
+    public static func folder(_ path: String, runtime: LlamaRuntime, options: ModelOptions = ModelOptions())
+        throws(LlamaError) -> [ServedModel] {
+        let fm = FileManager.default
+        var isFolder: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue,
+              let names = try? fm.contentsOfDirectory(atPath: path) else {
+            throw LlamaError(.fileNotFound, "the models folder \(path) does not exist or is not a folder (--models-dir)")
+        }
+        func companion(_ name: String) -> Bool {
+            name.contains("mmproj") || ["mtp-", "dspark-", "dflash-"].contains { name.hasPrefix($0) }
+        }
+        var found: [ServedModel] = []
+        for name in names.sorted() {
+            let full = (path as NSString).appendingPathComponent(name)
+            var sub: ObjCBool = false
+            guard fm.fileExists(atPath: full, isDirectory: &sub) else { continue }
+            if sub.boolValue {
+                let files = ((try? fm.contentsOfDirectory(atPath: full)) ?? []).sorted()
+                    .filter { $0.hasSuffix(".gguf") && !companion($0) }
+                let chosen = files.first { $0.contains("-00001-of-") } ?? files.last { !$0.contains("-of-") }
+                if let chosen {
+                    found.append(ServedModel(id: name, paths: [(full as NSString).appendingPathComponent(chosen)],
+                                             runtime: runtime, options: options))
+                }
+            } else if name.hasSuffix(".gguf"), !companion(name) {
+                found.append(ServedModel(id: String(name.dropLast(".gguf".count)), paths: [full], runtime: runtime, options: options))
+            }
+        }
+        guard !found.isEmpty else {
+            throw LlamaError(.fileNotFound, "the models folder \(path) holds no model: put NAME.gguf files (or one folder per "
+                + "model) in it")
+        }
+        return found
     }
 }

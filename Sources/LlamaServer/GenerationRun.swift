@@ -28,7 +28,7 @@ final class GenerationRun: Sendable {
                         metrics.generatedTokens.increment()
                     case .finished(let summary):
                         metrics.record(summary: summary)
-                    case .text:
+                    case .text, .probabilities:
                         break
                     }
                     continuation.yield(event)

@@ -13,26 +13,30 @@ extension ServerCore {
         if try b.bool("echo") == true { throw APIError.unsupported("echo", "`echo` is not supported by this server") }
         if b.has("suffix") { throw APIError.unsupported("suffix", "`suffix` is not supported by this server") }
         if let bestOf = try b.int("best_of"), bestOf != 1 { throw APIError.unsupported("best_of", "`best_of` must be 1") }
-        let host = try self.host(for: b)
+        let host = try await self.host(for: b)
         let sampling = try SamplingRequest.chain(b, vocabCount: host.model.vocab.count)
         let stops = try SamplingRequest.stops(b)
         let maxTokens = try SamplingRequest.maxTokens(b, sequenceLength: host.sequenceLength) ?? 16
         let format = try ChatRequest.responseFormat(b)
         let stream = try b.bool("stream") ?? false
         let includeUsage = try b.object("stream_options")?.bool("include_usage") ?? false
+        let probabilities = try Logprobs.completionsRequest(b)
         let input: ([LlamaToken], GenerationOptions)
         switch b.value("prompt") {
         case .string(let s)?:
-            input = try generationInput(text: s, host: host, maxTokens: maxTokens, stops: stops, format: format)
+            input = try generationInput(text: s, host: host, maxTokens: maxTokens, stops: stops, format: format,
+                                    probabilities: probabilities)
         case .array(let a)? where a.count == 1 && a[0].stringValue != nil:
-            input = try generationInput(text: a[0].stringValue!, host: host, maxTokens: maxTokens, stops: stops, format: format)
+            input = try generationInput(text: a[0].stringValue!, host: host, maxTokens: maxTokens, stops: stops, format: format,
+                                    probabilities: probabilities)
         case .array(let a)? where !a.isEmpty && a.allSatisfy({ if case .int = $0 { return true } else { return false } }):
             let tokens = a.map { v -> LlamaToken in if case .int(let i) = v { return LlamaToken(truncatingIfNeeded: i) } else { return -1 } }
             let count = Int(host.model.vocab.count)
             if let bad = a.firstIndex(where: { if case .int(let i) = $0 { return i < 0 || i >= count } else { return true } }) {
                 throw APIError.invalid("prompt[\(bad)]", "token ids must be within 0..<\(count)")
             }
-            input = try generationInput(tokens: tokens, host: host, maxTokens: maxTokens, stops: stops, format: format)
+            input = try generationInput(tokens: tokens, host: host, maxTokens: maxTokens, stops: stops, format: format,
+                                    probabilities: probabilities)
         case .array?:
             throw APIError.unsupported("prompt", "`prompt` must be one string (or one array of token ids): send one request per prompt")
         case nil:
@@ -46,19 +50,32 @@ extension ServerCore {
                                 "system_fingerprint": .string(Self.fingerprint)]
         if !stream {
             defer { run.cancel() }
-            let summary: GenerationSummary
-            do { summary = try await run.events.summary() } catch { throw APIError.from(error) }
+            var summary: GenerationSummary?
+            var logprobs = probabilities.map { _ in Logprobs.Completions() }
+            do {
+                for try await event in run.events {
+                    switch event {
+                    case .token, .text: break
+                    case .probabilities(let p): logprobs?.add(p, vocab: host.model.vocab)
+                    case .finished(let s): summary = s
+                    }
+                }
+            } catch {
+                throw APIError.from(error)
+            }
+            guard let summary else { throw APIError.from(LlamaError(.cancelled, "the generation ended without a summary")) }
             var response = base
-            response["choices"] = [["index": 0, "text": .string(summary.text), "logprobs": .null,
+            response["choices"] = [["index": 0, "text": .string(summary.text), "logprobs": logprobs?.take() ?? .null,
                                     "finish_reason": .string(Self.finishReason(summary, toolCalls: false))]]
             response["usage"] = Self.usage(summary)
             return Self.json(.object(response))
         }
         return sse { writer in
             defer { run.cancel() }
+            var logprobs = probabilities.map { _ in Logprobs.Completions() }
             func send(_ text: String, finish: String?) async throws {
                 var c = base
-                c["choices"] = [["index": 0, "text": .string(text), "logprobs": .null,
+                c["choices"] = [["index": 0, "text": .string(text), "logprobs": logprobs?.take() ?? .null,
                                  "finish_reason": finish.map(JSONValue.string) ?? .null]]
                 try await writer.event(.object(c))
             }
@@ -67,6 +84,7 @@ extension ServerCore {
                 for try await event in run.events {
                     switch event {
                     case .token(_, let text), .text(let text): if !text.isEmpty { try await send(text, finish: nil) }
+                    case .probabilities(let p): logprobs?.add(p, vocab: host.model.vocab)
                     case .finished(let s): summary = s
                     }
                 }
@@ -93,7 +111,7 @@ extension ServerCore {
     func embeddings(_ body: JSONValue) async throws(APIError) -> Response {
         let b = try JSONBody(body)
         try SamplingRequest.rejectUnknown(b, known: ["model", "input", "encoding_format", "dimensions", "user"])
-        let host = try self.host(for: b)
+        let host = try await self.host(for: b)
         guard let inputs = try b.strings("input") else { throw APIError.missing("input") }
         guard !inputs.isEmpty else { throw APIError.invalid("input", "`input` must hold at least one text") }
         if let i = inputs.firstIndex(where: \.isEmpty) { throw APIError.invalid("input[\(i)]", "cannot embed an empty text") }
@@ -133,7 +151,7 @@ extension ServerCore {
     func rerank(_ body: JSONValue) async throws(APIError) -> Response {
         let b = try JSONBody(body)
         try SamplingRequest.rejectUnknown(b, known: ["model", "query", "documents", "top_n", "return_documents", "user"])
-        let host = try self.host(for: b)
+        let host = try await self.host(for: b)
         let query = try b.requiredString("query")
         guard let raw = try b.array("documents") else { throw APIError.missing("documents") }
         var documents: [String] = []
@@ -170,29 +188,36 @@ extension ServerCore {
     }
 
     /// `GET /v1/models`.
-    func models() -> Response {
-        Self.json(["object": "list", "data": .array(hosts.map(modelEntry))])
+    func models() async -> Response {
+        Self.json(["object": "list", "data": .array(await registry.listing.map(modelEntry))])
     }
 
-    func model(named id: String) throws(APIError) -> Response {
-        guard let h = hosts.first(where: { $0.id == id }) else {
+    func model(named id: String) async throws(APIError) -> Response {
+        guard let entry = await registry.listing.first(where: { $0.id == id }) else {
             throw APIError(.notFound, "the model \"\(id)\" is not served here", param: "model", code: "model_not_found")
         }
-        return Self.json(modelEntry(h))
+        return Self.json(modelEntry(entry))
     }
 
-    func modelEntry(_ h: ModelHost) -> JSONValue {
-        ["id": .string(h.id), "object": "model", "created": .int(h.created), "owned_by": "llama-swift",
-         "status": ["value": "loaded"],
-         "meta": ["n_ctx_slot": .int(h.sequenceLength), "n_params": .int(Int(h.model.parameterCount)),
-                  "n_vocab": .int(Int(h.model.vocab.count)), "size": .int(Int(h.model.sizeInBytes))]]
+    /// A `/v1/models` entry: the state (`loaded`, `loading`, `unloaded`, `failed` with the reason) and,
+    /// when loaded, what the model is.
+    func modelEntry(_ entry: (id: String, state: ModelRegistry.State, host: ModelHost?, failure: String?)) -> JSONValue {
+        var status: JSONObject = ["value": .string(entry.state.rawValue)]
+        if let failure = entry.failure { status["failure"] = .string(failure) }
+        var value: JSONObject = ["id": .string(entry.id), "object": "model", "owned_by": "llama-swift", "status": .object(status)]
+        if let h = entry.host {
+            value["created"] = .int(h.created)
+            value["meta"] = ["n_ctx_slot": .int(h.sequenceLength), "n_params": .int(Int(h.model.parameterCount)),
+                             "n_vocab": .int(Int(h.model.vocab.count)), "size": .int(Int(h.model.sizeInBytes))]
+        }
+        return .object(value)
     }
 
     /// `POST /tokenize`: `{"content", "add_special", "parse_special", "with_pieces"}` → `{"tokens"}`.
-    func tokenize(_ body: JSONValue) throws(APIError) -> Response {
+    func tokenize(_ body: JSONValue) async throws(APIError) -> Response {
         let b = try JSONBody(body)
         try SamplingRequest.rejectUnknown(b, known: ["model", "content", "add_special", "parse_special", "with_pieces"])
-        let host = try self.host(for: b)
+        let host = try await self.host(for: b)
         let content = try b.requiredString("content")
         let tokens: [LlamaToken]
         do {
@@ -213,10 +238,10 @@ extension ServerCore {
     }
 
     /// `POST /detokenize`: `{"tokens"}` → `{"content"}`.
-    func detokenize(_ body: JSONValue) throws(APIError) -> Response {
+    func detokenize(_ body: JSONValue) async throws(APIError) -> Response {
         let b = try JSONBody(body)
         try SamplingRequest.rejectUnknown(b, known: ["model", "tokens"])
-        let host = try self.host(for: b)
+        let host = try await self.host(for: b)
         guard let raw = try b.array("tokens") else { throw APIError.missing("tokens") }
         let count = Int(host.model.vocab.count)
         var tokens: [LlamaToken] = []

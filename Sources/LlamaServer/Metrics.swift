@@ -49,7 +49,11 @@ final class ServerMetrics: Sendable {
     }
 
     /// The text exposition, with the engines' gauges read now.
-    func exposition(hosts: [ModelHost]) async -> String {
+    func exposition(models: ModelRegistry) async -> String {
+        let hosts = await models.loaded
+        registry.makeGauge(name: "llamaswift_loaded_models", help: "Models loaded now.").set(Double(hosts.count))
+        registry.makeGauge(name: "llamaswift_model_loads", help: "Models loaded since the start (on a request).").set(Double(await models.loads))
+        registry.makeGauge(name: "llamaswift_model_unloads", help: "Models unloaded past --models-max.").set(Double(await models.unloads))
         for host in hosts {
             let s = await host.slots.statistics
             let labels = [("model", host.id)]

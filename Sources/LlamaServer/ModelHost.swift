@@ -16,9 +16,9 @@ final class ModelHost: Sendable {
     let embedder: LazyContext
     let reranker: LazyContext
 
-    init(_ served: ServedModel, configuration: LlamaServerConfiguration) throws(LlamaError) {
-        id = served.id
-        model = served.model
+    init(id: String, model: LlamaModel, configuration: LlamaServerConfiguration) throws(LlamaError) {
+        self.id = id
+        self.model = model
         var options = ContextOptions(contextLength: UInt32(configuration.contextLength),
                                      maxSequences: UInt32(configuration.slots), threads: configuration.threads)
         options.batchSize = UInt32(max(configuration.promptChunk, configuration.slots))

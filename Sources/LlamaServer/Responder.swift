@@ -8,14 +8,14 @@ import NIOCore
 /// Routes requests, checks the API key, reads bodies within the limit, adds CORS headers, and
 /// turns every error into OpenAI's JSON shape; counts responses by status.
 struct Responder: HTTPResponder {
-    typealias Context = BasicRequestContext
+    typealias Context = ServerRequestContext
     let core: ServerCore
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let arrival = ContinuousClock.now
         var response: Response
         do {
-            response = try await route(request, arrival: arrival)
+            response = try await route(request, arrival: arrival, connection: context.channel)
         } catch let e as APIError {
             response = ServerCore.error(e)
         } catch is CancellationError {
@@ -36,10 +36,10 @@ struct Responder: HTTPResponder {
         return response
     }
 
-    static let postRoutes: Set<String> = ["/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
-                                          "/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/tokenize", "/detokenize"]
+    static let generationRoutes: Set<String> = ["/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions"]
+    static let postRoutes: Set<String> = ["/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/tokenize", "/detokenize"]
 
-    func route(_ request: Request, arrival: ContinuousClock.Instant) async throws -> Response {
+    func route(_ request: Request, arrival: ContinuousClock.Instant, connection: (any Channel)? = nil) async throws -> Response {
         var path = request.uri.path
         while path.count > 1, path.hasSuffix("/") { path.removeLast() }
         let method = request.method
@@ -64,20 +64,30 @@ struct Responder: HTTPResponder {
             try expect(method, .get, path)
             var headers: HTTPFields = [:]
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            let text = await core.metrics.exposition(hosts: core.hosts)
+            let text = await core.metrics.exposition(models: core.registry)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case "/v1/models", "/models":
             try expect(method, .get, path)
-            return core.models()
+            return await core.models()
         case _ where path.hasPrefix("/v1/models/"):
             try expect(method, .get, path)
-            return try core.model(named: String(path.dropFirst("/v1/models/".count)).removingPercentEncoding ?? "")
+            return try await core.model(named: String(path.dropFirst("/v1/models/".count)).removingPercentEncoding ?? "")
+        case _ where Self.generationRoutes.contains(path):
+            try expect(method, .post, path)
+            let body = try await readJSON(request.body, headers: request.headers)
+            // A generation ends when its client goes away: a stream notices at its next write; a
+            // reply still being generated when the connection's watcher sees the client close,
+            // which cancels the work (the engine frees the slot within one step).
+            guard let connection,
+                  let watcher = try? await connection.pipeline.handler(type: InboundCloseWatcher.self).get() else {
+                return try await dispatch(path, body, arrival: arrival)
+            }
+            let work = Task { try await dispatch(path, body, arrival: arrival) }
+            let id = watcher.onClose { work.cancel() }
+            defer { watcher.remove(id) }
+            return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
         case _ where Self.postRoutes.contains(path):
             try expect(method, .post, path)
-            // A stream notices a client that went away at its next write, and frees the slot. A
-            // non-streaming generation runs on (bounded by max_tokens and the request timeout):
-            // Hummingbird's inbound-close watch closes every such connection after its response,
-            // which breaks clients that reuse connections.
             return try await dispatch(path, try await readJSON(request.body, headers: request.headers), arrival: arrival)
         default:
             throw APIError(.notFound, "no endpoint \(method) \(path)", type: "not_found_error", code: "not_found")
@@ -90,8 +100,8 @@ struct Responder: HTTPResponder {
         case "/v1/completions", "/completions": return try await core.completions(body, arrival: arrival)
         case "/v1/embeddings", "/embeddings": return try await core.embeddings(body)
         case "/v1/rerank", "/rerank": return try await core.rerank(body)
-        case "/tokenize": return try core.tokenize(body)
-        default: return try core.detokenize(body)
+        case "/tokenize": return try await core.tokenize(body)
+        default: return try await core.detokenize(body)
         }
     }
 
@@ -139,6 +149,11 @@ struct Responder: HTTPResponder {
             guard bytes.count + buffer.readableBytes <= limit else { throw tooLarge }
             bytes += buffer.readableBytesView
         }
+        return try Self.parseJSON(bytes)
+    }
+
+    /// A body's bytes as JSON: UTF-8 (400), JSON (400).
+    static func parseJSON(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
         guard !bytes.isEmpty else { throw APIError.invalid(nil, "the request has no body: send a JSON object", code: "invalid_json") }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw APIError.invalid(nil, "the request body is not valid UTF-8", code: "invalid_utf8")
@@ -146,5 +161,17 @@ struct Responder: HTTPResponder {
         do { return try JSONValue(parsing: text) } catch {
             throw APIError.invalid(nil, "the request body is not valid JSON: \(error.description)", code: "invalid_json")
         }
+    }
+}
+
+/// The request context: Hummingbird's basics and the connection, whose closing cancels a
+/// generation that is still being computed for it.
+struct ServerRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: (any Channel)?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
     }
 }

@@ -67,16 +67,10 @@ enum SamplingRequest {
     }
 
     /// Fields OpenAI documents that this server does not implement: a 400 naming the field
-    /// (`n` > 1, `logprobs`, ...).
+    /// (`n` > 1).
     static func rejectUnsupported(_ b: JSONBody) throws(APIError) {
         if let n = try b.int("n"), n != 1 {
             throw APIError.unsupported("n", "`n` must be 1: this server returns one choice per request (send several requests)")
-        }
-        if try b.bool("logprobs") == true {
-            throw APIError.unsupported("logprobs", "`logprobs` is not supported by this server yet")
-        }
-        if b.has("top_logprobs") {
-            throw APIError.unsupported("top_logprobs", "`top_logprobs` is not supported by this server yet")
         }
     }
 

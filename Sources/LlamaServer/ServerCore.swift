@@ -7,13 +7,13 @@ import Logging
 
 /// What every handler shares: the served models, the configuration, the metrics.
 final class ServerCore: Sendable {
-    let hosts: [ModelHost]
+    let registry: ModelRegistry
     let configuration: LlamaServerConfiguration
     let metrics: ServerMetrics
     let logger: Logger
 
-    init(hosts: [ModelHost], configuration: LlamaServerConfiguration, logger: Logger) {
-        self.hosts = hosts
+    init(registry: ModelRegistry, configuration: LlamaServerConfiguration, logger: Logger) {
+        self.registry = registry
         self.configuration = configuration
         self.metrics = ServerMetrics()
         self.logger = logger
@@ -26,26 +26,24 @@ final class ServerCore: Sendable {
         return (0..<24).map { _ in String("0123456789abcdef".randomElement(using: &g)!) }.joined()
     }
 
-    /// The model a request names (`model`), or the first one when it names none.
-    func host(for b: JSONBody) throws(APIError) -> ModelHost {
-        guard let name = try b.string("model") else { return hosts[0] }
-        if let h = hosts.first(where: { $0.id == name }) { return h }
-        throw APIError(.notFound, "the model \"\(name)\" is not served here; GET /v1/models lists the models "
-            + "(\(hosts.map(\.id).joined(separator: ", ")))", type: "invalid_request_error", param: "model", code: "model_not_found")
+    /// The model a request names (`model`), or the first one when it names none; loaded if it is not.
+    func host(for b: JSONBody) async throws(APIError) -> ModelHost {
+        try await registry.host(try b.string("model"))
     }
 
     /// The prompt's tokens and the generation options of a request.
     func generationInput(text: String, host: ModelHost, maxTokens: Int?, stops: [String],
-                         format: GenerationFormat) throws(APIError) -> ([LlamaToken], GenerationOptions) {
+                         format: GenerationFormat, probabilities: Int? = nil) throws(APIError) -> ([LlamaToken], GenerationOptions) {
         let tokens: [LlamaToken]
         do { tokens = try host.model.vocab.tokenize(text, addSpecial: true, parseSpecial: true) } catch {
             throw APIError.from(error, param: "prompt")
         }
-        return try generationInput(tokens: tokens, host: host, maxTokens: maxTokens, stops: stops, format: format)
+        return try generationInput(tokens: tokens, host: host, maxTokens: maxTokens, stops: stops, format: format,
+                                   probabilities: probabilities)
     }
 
     func generationInput(tokens: [LlamaToken], host: ModelHost, maxTokens: Int?, stops: [String],
-                         format: GenerationFormat) throws(APIError) -> ([LlamaToken], GenerationOptions) {
+                         format: GenerationFormat, probabilities: Int? = nil) throws(APIError) -> ([LlamaToken], GenerationOptions) {
         guard !tokens.isEmpty else { throw APIError.invalid("prompt", "the prompt is empty") }
         guard tokens.count < host.sequenceLength else {
             throw APIError(.badRequest, "the prompt has \(tokens.count) tokens; a request holds at most \(host.sequenceLength) "
@@ -54,6 +52,7 @@ final class ServerCore: Sendable {
         }
         var options = GenerationOptions(maxTokens: maxTokens ?? (host.sequenceLength - tokens.count), stopSequences: stops)
         options.format = format
+        options.probabilities = probabilities
         return (tokens, options)
     }
 

@@ -123,6 +123,8 @@ func benchStream(lib: String, model path: String, prompt: String, generate: Int,
             text += piece
         case .text(let piece):
             text += piece
+        case .probabilities:
+            break
         case .finished(let s):
             summary = s
         }

@@ -35,6 +35,12 @@ struct Bench: AsyncParsableCommand {
     var headers = "headers/pinned"
     @Option(help: "Write every figure to this JSON file.")
     var json: String?
+    @Option(help: "Speculation section: the rewrite task (default: Bench/rewrite.txt).")
+    var speculationPrompt: String?
+    @Option(name: [.customLong("spec-draft-model")], help: "Speculation section: also measure this draft model.")
+    var specDraftModel: String?
+    @Flag(help: "Run only the speculation section (plain generation against prompt lookup).")
+    var speculationOnly = false
 
     func validate() throws {
         guard generate > 1, threads > 0, runs > 0 else { throw ValidationError("--generate, --threads and --runs must be positive") }
@@ -52,6 +58,19 @@ struct Bench: AsyncParsableCommand {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("llama-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
+        let speculation = SpeculationBench(
+            libraryDirectory: lib, model: modelPath,
+            promptFile: speculationPrompt ?? root.appendingPathComponent("Bench/rewrite.txt").path,
+            draftModel: specDraftModel, threads: Int32(threads), runs: runs)
+        if speculationOnly {
+            let result = try await speculation.run(log: log)
+            print(result.lines.joined(separator: "\n"))
+            if let json {
+                let data = try JSONSerialization.data(withJSONObject: ["speculation": result.json], options: [.prettyPrinted, .sortedKeys])
+                try data.write(to: URL(fileURLWithPath: json))
+            }
+            return
+        }
 
         let native = try await buildNative(root: root, lib: lib, into: work)
         let worker = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -83,11 +102,14 @@ struct Bench: AsyncParsableCommand {
         }
         let symbols = try await measure(worker, ["symbols", lib, "200"])
 
+        let speculationResult = try await speculation.run(log: log)
         report(results, tokenizer: tokenizer, symbols: symbols, sameOutput: sameOutput)
+        print(speculationResult.lines.joined(separator: "\n"))
         if let json {
             var document: [String: Any] = ["model": modelPath, "threads": threads, "generate": generate, "runs": runs,
                                            "runs_by_variant": results, "tokenizer_tokens_per_s": tokenizer,
-                                           "symbol_table": symbols, "same_output": sameOutput]
+                                           "symbol_table": symbols, "same_output": sameOutput,
+                                           "speculation": speculationResult.json]
             document["ratios"] = ratios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
             document["grammar_ratios"] = grammarRatios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
             let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])

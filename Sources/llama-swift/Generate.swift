@@ -10,6 +10,8 @@ func stream(_ events: AsyncThrowingStream<GenerationEvent, any Error>) async thr
             switch event {
             case .token(_, let text), .text(let text):
                 FileHandle.standardOutput.write(Data(text.utf8))
+            case .probabilities:
+                break
             case .finished(let s):
                 summary = s
             }
@@ -33,6 +35,9 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var modelFlags: ModelFlags
     @OptionGroup var sampling: SamplingFlags
+    @OptionGroup(title: "Speculative decoding") var speculation: SpeculationFlags
+    @OptionGroup(title: "Images and audio") var projectorFlags: ProjectorFlags
+    @OptionGroup(title: "Images and audio") var media: MediaFlags
     @Option(name: [.short, .long], help: "The prompt (default: read from stdin).")
     var prompt: String?
     @Option(name: [.customShort("n"), .customLong("max-tokens"), .customLong("n-predict")], help: "The most tokens to generate.")
@@ -50,6 +55,7 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+        if projectorFlags.mmproj == nil && !media.isEmpty { throw ValidationError("--image and --audio need --mmproj") }
     }
 
     func run() async throws {
@@ -63,11 +69,16 @@ struct Run: AsyncParsableCommand {
             }
         }
         if modelFlags.rpc != nil && !inProcess {
+            guard !speculation.isEnabled else { throw ValidationError("speculative decoding with --rpc needs --in-process") }
             try await runIsolated(prompt: text)
             return
         }
         let chain = try sampling.chain()
         let model = try await modelFlags.load()
+        if let projector = try await projectorFlags.load(for: model, threads: modelFlags.threads) {
+            return try await runMultimodal(prompt: text, projector: projector, model: model)
+        }
+        let guesses = try await speculation.speculation(target: model, gpuLayers: modelFlags.gpuLayers)
         let result = try await CLI.run { () async throws(LlamaError) in
             let context = try LlamaContext(model: model, options: modelFlags.contextOptions())
             // A model without any chat template (a base model) does plain completion.
@@ -76,6 +87,8 @@ struct Run: AsyncParsableCommand {
             let input = plain ? text : try model.formatChat([.user(text)])
             var options = GenerationOptions(maxTokens: maxTokens, stopSequences: stop)
             options.addSpecial = plain
+            options.contextShift = modelFlags.contextShiftSetting
+            options.speculation = guesses
             return context.generate(prompt: input, sampling: chain, options: options)
         }
         let summary = try await stream(result)
@@ -88,6 +101,10 @@ struct Run: AsyncParsableCommand {
             CLI.note(String(format: "run: %d prompt tokens, %d generated at %.1f tokens/s, stopped: %@",
                             summary.promptTokens, summary.generatedTokens.count, summary.tokensPerSecond,
                             "\(summary.stopReason)"))
+            if let s = summary.speculation {
+                CLI.note(String(format: "run: speculation: %d drafted, %d accepted (%.1f%%), %d decodes for %d tokens",
+                                s.draftedTokens, s.acceptedTokens, s.acceptanceRate * 100, s.decodes, summary.generatedTokens.count))
+            }
         }
     }
 
@@ -136,6 +153,7 @@ struct Chat: AsyncParsableCommand {
     var maxToolRounds = 4
     @Option(help: "A Jinja chat template file to use instead of the model's own.")
     var chatTemplateFile: String?
+    @OptionGroup(title: "Images and audio") var projectorFlags: ProjectorFlags
 
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
@@ -165,6 +183,10 @@ struct Chat: AsyncParsableCommand {
             }
         }
         let model = try await modelFlags.load()
+        if let projector = try await projectorFlags.load(for: model, threads: modelFlags.threads) {
+            guard tools == nil else { throw ValidationError("--tools cannot be used with --mmproj yet") }
+            return try await chatMultimodal(projector: projector, template: template)
+        }
         let session = try await CLI.run { () async throws(LlamaError) in
             try ChatSession(model: model, systemPrompt: system, template: template, options: modelFlags.contextOptions())
         }
@@ -183,12 +205,12 @@ struct Chat: AsyncParsableCommand {
             }
             if tools != nil {
                 try await ChatTools.respond(session, to: text, tools: toolList, choice: choice, maxToolRounds: maxToolRounds,
-                                            sampling: chain, options: GenerationOptions(maxTokens: maxTokens))
+                                            sampling: chain, options: modelFlags.generationOptions(maxTokens: maxTokens))
                 FileHandle.standardOutput.write(Data("\n".utf8))
                 continue
             }
             let events = try await CLI.run { () async throws(LlamaError) in
-                try await session.respond(to: text, sampling: chain, options: GenerationOptions(maxTokens: maxTokens))
+                try await session.respond(to: text, sampling: chain, options: modelFlags.generationOptions(maxTokens: maxTokens))
             }
             _ = try await stream(events)
             FileHandle.standardOutput.write(Data("\n".utf8))

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Llama
 import LlamaSchema
+import Logging
 
 /// The model and the runtime it runs on: what run, chat, embed share.
 struct ModelFlags: ParsableArguments {
@@ -25,9 +26,17 @@ struct ModelFlags: ParsableArguments {
     var memoryLimit: Double?
     @Option(help: "RPC servers (host:port,host:port...) whose devices take the layers (with --device, local devices join them).")
     var rpc: String?
+    @OptionGroup var parameters: ModelParameterFlags
+    @Flag(inversion: .prefixedNo, help: "When the context fills up, keep --keep tokens, drop half of the rest and go on (default: off: stop).")
+    var contextShift = false
+    @Option(help: "With --context-shift, the prompt tokens kept at the start (BOS not counted; -1: the whole prompt).")
+    var keep: Int = 0
+    @Flag(name: [.customShort("v"), .long], help: "Show llama.cpp's own log (buffers, overrides, layers) on stderr.")
+    var verbose = false
     @OptionGroup var install: InstallFlags
 
     func validate() throws {
+        if keep < -1 { throw ValidationError("--keep must be -1 (the whole prompt) or more") }
         if let splitMode, !["none", "layer", "row"].contains(splitMode) {
             throw ValidationError("--split-mode must be none, layer or row")
         }
@@ -45,7 +54,19 @@ struct ModelFlags: ParsableArguments {
     var rpcServers: [String] { rpc?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? [] }
 
     func runtime() async throws -> LlamaRuntime {
-        try await CLI.loadRuntime(libDir: libDir, options: install.options())
+        let runtime = try await CLI.loadRuntime(libDir: libDir, options: install.options())
+        if verbose { runtime.logLevel = .debug }
+        return runtime
+    }
+
+    /// `--context-shift` and `--keep`, for GenerationOptions.contextShift.
+    var contextShiftSetting: ContextShift { contextShift ? .on(keep: keep) : .off }
+
+    /// Generation options with `--context-shift` and `--keep` applied.
+    func generationOptions(maxTokens: Int) -> GenerationOptions {
+        var options = GenerationOptions(maxTokens: maxTokens)
+        options.contextShift = contextShiftSetting
+        return options
     }
 
     /// The model file: a path, a Hub file pulled into the store, or the default model.
@@ -75,6 +96,7 @@ struct ModelFlags: ParsableArguments {
         var options = ModelOptions()
         options.gpuLayers = gpuLayers
         options.plannedContextLength = ctxSize
+        try parameters.apply(to: &options)
         let remote = try await CLI.addRPC(rpcServers, to: runtime)
         if !devices.isEmpty || splitMode != nil || tensorSplit != nil || memoryLimit != nil || !remote.isEmpty {
             var placement = LlamaPlacement(devices: devices.isEmpty && remote.isEmpty ? nil
@@ -105,6 +127,76 @@ struct ModelFlags: ParsableArguments {
             o.microBatchSize = ctxSize
         }
         return o
+    }
+}
+
+/// The fields of llama_model_params beyond placement, in llama.cpp's flag names: run, chat and
+/// embed take them through ModelFlags; serve and bench can add this group and call `apply`.
+struct ModelParameterFlags: ParsableArguments {
+    @Option(name: .customLong("override-kv"), help: ArgumentHelp(
+        "Override model metadata while loading: KEY=TYPE:VALUE (TYPE: int, float, bool, str), comma-separated or repeated.",
+        discussion: "Example: --override-kv tokenizer.ggml.add_bos_token=bool:false", valueName: "KEY=TYPE:VALUE,..."))
+    var overrideKV: [String] = []
+    @Option(name: [.customLong("ot", withSingleDash: true), .customLong("override-tensor")], help: ArgumentHelp(
+        "Put tensors whose names match a pattern in a buffer type: PATTERN=BUFTYPE, comma-separated or repeated (e.g. exps=CPU).",
+        valueName: "PATTERN=BUFTYPE,..."))
+    var overrideTensor: [String] = []
+    @Flag(inversion: .prefixedNo, help: "Repack weights into the CPU's extra buffer types (default: on; --no-repack gives the layout an RPC server computes with).")
+    var repack = true
+    @Flag(help: "Bypass the GPU's host buffer, so that the extra buffer types can be used.")
+    var noHost = false
+    @Option(name: [.customLong("lm", withSingleDash: true), .customLong("load-mode")],
+            help: ArgumentHelp("How weights are read: auto, none, mmap, mlock, mmap+mlock, dio (default: auto).", valueName: "MODE"))
+    var loadMode: String?
+    @Option(name: [.customLong("lzm", withSingleDash: true), .customLong("lazy-mode")],
+            help: ArgumentHelp("On-demand reading of large marked tensors: on, auto, off (default: auto).", valueName: "MODE"))
+    var lazyMode: String?
+    @Flag(help: "Check the model's tensor data for invalid values while loading.")
+    var checkTensors = false
+
+    func validate() throws {
+        if let message = overrideProblem { throw ValidationError(message) }
+        if let loadMode, ModelOptions.LoadMode(name: loadMode) == nil {
+            throw ValidationError("--load-mode must be auto, none, mmap, mlock, mmap+mlock or dio, not \(loadMode)")
+        }
+        if let lazyMode, ModelOptions.LazyMode(name: lazyMode) == nil {
+            throw ValidationError("--lazy-mode must be on, auto or off, not \(lazyMode)")
+        }
+    }
+
+    /// The message of the first malformed --override-kv or -ot item, if any.
+    var overrideProblem: String? {
+        switch Result(catching: { () throws(LlamaError) in (try metadataOverrides(), try tensorBufferOverrides()) }) {
+        case .success: nil
+        case .failure(let error): error.message
+        }
+    }
+
+    func metadataOverrides() throws(LlamaError) -> [ModelOptions.MetadataOverride] {
+        var result: [ModelOptions.MetadataOverride] = []
+        for item in overrideKV.flatMap({ $0.split(separator: ",").map(String.init) }) {
+            result.append(try ModelOptions.MetadataOverride(parsing: item))
+        }
+        return result
+    }
+
+    func tensorBufferOverrides() throws(LlamaError) -> [ModelOptions.TensorBufferOverride] {
+        var result: [ModelOptions.TensorBufferOverride] = []
+        for item in overrideTensor.flatMap({ $0.split(separator: ",").map(String.init) }) {
+            result.append(try ModelOptions.TensorBufferOverride(parsing: item))
+        }
+        return result
+    }
+
+    /// The model parameters of these flags beyond placement (validated already).
+    func apply(to options: inout ModelOptions) throws {
+        options.metadataOverrides = try metadataOverrides()
+        options.tensorBufferOverrides = try tensorBufferOverrides()
+        options.useExtraBufferTypes = repack
+        options.noHost = noHost
+        options.loadMode = loadMode.flatMap(ModelOptions.LoadMode.init(name:))
+        options.lazyMode = lazyMode.flatMap(ModelOptions.LazyMode.init(name:))
+        options.checkTensors = checkTensors
     }
 }
 

@@ -21,6 +21,10 @@ struct Serve: AsyncParsableCommand {
     var port = 8080
     @Option(name: [.short, .long], help: "A model to serve: a GGUF path, a Hugging Face file (owner/repo/file.gguf), or ALIAS=either; repeatable (default: $LLAMA_MODEL, else SmolLM2-135M-Instruct). Requests pick one with `model`.")
     var model: [String] = []
+    @Option(help: "A folder of models, each loaded on the first request that names it: NAME.gguf files, or one sub-folder per model (named after it).")
+    var modelsDir: String?
+    @Option(name: [.customLong("models-max"), .customLong("max-loaded-models")], help: "The most models loaded at once; one more unloads the least recently used (0: no limit).")
+    var modelsMax = 4
     @Option(name: [.customLong("parallel"), .customLong("np", withSingleDash: true)], help: "Slots per model: requests generated together.")
     var parallel = 4
     @Option(name: [.short, .customLong("ctx-size")], help: "Context length per model, shared by its slots.")
@@ -43,6 +47,7 @@ struct Serve: AsyncParsableCommand {
     var gpuLayers: Int32 = -1
     @Option(help: "The folder of an unpacked llama.cpp release to load (default: $LLAMA_SWIFT_LIB_DIR, else a bundle or the cache, installing when needed).")
     var libDir: String?
+    @OptionGroup var parameters: ModelParameterFlags
     @OptionGroup var install: InstallFlags
 
     func validate() throws {
@@ -54,6 +59,7 @@ struct Serve: AsyncParsableCommand {
         guard timeout >= 0, shutdownGrace >= 0 else { throw ValidationError("--timeout and --shutdown-grace must not be negative") }
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
         if let apiKey, apiKey.isEmpty { throw ValidationError("--api-key must not be empty") }
+        guard modelsMax >= 0 else { throw ValidationError("--models-max must not be negative (0: no limit)") }
     }
 
     /// `ALIAS=PATH` or `PATH`: the alias, and the model reference.
@@ -67,7 +73,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let store = LlamaModelStore(options: install.options())
         var paths: [(String, String)] = []
-        for value in model.isEmpty ? [""] : model {
+        for value in model.isEmpty && modelsDir == nil ? [""] : model {
             let (alias, reference) = Self.split(value)
             let path: String
             if reference.isEmpty {
@@ -88,19 +94,16 @@ struct Serve: AsyncParsableCommand {
             paths.append((id, path))
         }
         let runtime = try await CLI.loadRuntime(libDir: libDir, options: install.options())
-        var served: [ServedModel] = []
-        for (id, path) in paths {
-            var options = ModelOptions()
-            options.gpuLayers = gpuLayers
-            options.plannedContextLength = UInt32(ctxSize)
-            let m = try await CLI.run { () async throws(LlamaError) in
-                do { return try await LlamaModel.load(runtime: runtime, paths: [path], options: options) } catch let e as LlamaError {
-                    throw e
-                } catch {
-                    throw LlamaError(.invalidModel, "\(path): \(error)")
-                }
-            }
-            served.append(ServedModel(id: id, model: m))
+        var options = ModelOptions()
+        options.gpuLayers = gpuLayers
+        options.plannedContextLength = UInt32(ctxSize)
+        try parameters.apply(to: &options)
+        // --model files are loaded at start (within --models-max), so that a bad one stops the server
+        // now; the models of --models-dir on their first request.
+        var served = paths.map { ServedModel(id: $0.0, paths: [$0.1], runtime: runtime, options: options) }
+        let preloaded = Array(served.map(\.id).prefix(modelsMax > 0 ? modelsMax : served.count))
+        if let modelsDir {
+            served += try await CLI.run { () throws(LlamaError) in try ServedModel.folder(modelsDir, runtime: runtime, options: options) }
         }
 
         var config = LlamaServerConfiguration()
@@ -115,6 +118,7 @@ struct Serve: AsyncParsableCommand {
         config.contextLength = ctxSize
         config.threads = threads
         config.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))
+        config.maxLoadedModels = modelsMax > 0 ? modelsMax : nil
         if !config.isLoopback && config.apiKey == nil {
             CLI.note("warning: serving on \(host), beyond this machine, without an API key: anyone who reaches the port "
                 + "can use it; pass --api-key or set LLAMA_SWIFT_API_KEY")
@@ -125,18 +129,21 @@ struct Serve: AsyncParsableCommand {
         let devices = runtime.devices.map(\.name).joined(separator: ", ")
         let ids = served.map(\.id)
         let slots = parallel
+        let loadedAtStart = preloaded
         let server = try await CLI.run { () throws(LlamaError) in
             try LlamaServer(models: served, configuration: config, logger: logger) { boundHost, boundPort in
                 let shown = boundHost.contains(":") ? "[\(boundHost)]" : boundHost
                 let url = "http://\(shown):\(boundPort)"
                 let summary: JSONValue = ["listening": .string(url), "port": .int(boundPort), "pid": .int(Int(getpid())),
                                           "models": .array(ids.map(JSONValue.string)), "slots": .int(slots)]
-                let text = "llama-swift serve: models \(ids.joined(separator: ", ")); \(slots) slots each; devices: \(devices)\n"
+                let shownModels = ids.map { loadedAtStart.contains($0) ? $0 : "\($0) (on first use)" }.joined(separator: ", ")
+                let text = "llama-swift serve: models \(shownModels); \(slots) slots each; devices: \(devices)\n"
                     + "listening on \(url)\n\(summary.jsonText)\n"
                 FileHandle.standardOutput.write(Data(text.utf8))
             }
         }
-        let perSlot = server.sequenceLengths.map { "\($0.key): \($0.value) tokens per slot" }.sorted().joined(separator: ", ")
+        try await CLI.run { () async throws(LlamaError) in try await server.preload(preloaded) }
+        let perSlot = await server.sequenceLengths().map { "\($0.key): \($0.value) tokens per slot" }.sorted().joined(separator: ", ")
         CLI.note("serve: \(perSlot)")
         do {
             try await server.runUntilTerminated()

@@ -41,18 +41,32 @@ struct ServeCLITests {
         }
     }
 
-    @Test("the official openai Python client: chat, streaming, completions, embeddings, models, tools round trip, json_schema, usage, errors")
+    @Test("the official openai Python client: chat, streaming, completions, logprobs, embeddings, models, tools round trip, json_schema, usage, errors; --models-dir")
     func openaiClient() async throws {
-        let (child, listening, output) = try await Self.start()
+        // A models folder beside -m: its model is listed and loads on its first request.
+        let folder = try TestEnvironment.temporaryDirectory().appendingPathComponent("models")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("other.gguf").path,
+                                                   withDestinationPath: try TestEnvironment.model().path)
+        let (child, listening, output) = try await Self.start(["--models-dir", folder.path, "--models-max", "2"])
         defer { child.stop() }
+        try await withClient(base: "http://127.0.0.1:\(listening.port)") { client in
+            let before = try await client.get("/v1/models").json?["data"]?.arrayValue ?? []
+            #expect(before.map { $0["id"]?.stringValue ?? "" } == ["smol", "other"])
+            #expect(before.map { $0["status"]?["value"]?.stringValue ?? "" } == ["loaded", "unloaded"])
+            let reply = try await client.post("/v1/completions", ["model": "other", "prompt": "Hi", "max_tokens": 2])
+            #expect(reply.status == 200, "\(reply.body)")
+            let after = try await client.get("/v1/models").json?["data"]?.arrayValue ?? []
+            #expect(after.map { $0["status"]?["value"]?.stringValue ?? "" } == ["loaded", "loaded"])
+        }
         let end = try await ChildProcess.run(
             "python3", ["tools/openai_client_check.py", "--base-url", "http://127.0.0.1:\(listening.port)/v1", "--model", "smol"],
             workingDirectory: TestEnvironment.packageRoot, timeout: .seconds(400))
         let text = end.outputText
         let summary = text.split(separator: "\n").last { $0.hasPrefix("openai checks: ") }.map(String.init) ?? ""
         #expect(end.state == .exited(0), "\(text)\n\(end.errorText.suffix(3000))\nserver:\n\(output.tail(20))")
-        #expect(summary == "openai checks: 9 ok, 0 failed", "\(text)")
-        #expect(text.split(separator: "\n").filter { $0.hasPrefix("ok ") }.count == 9, "\(text)")
+        #expect(summary == "openai checks: 10 ok, 0 failed", "\(text)")
+        #expect(text.split(separator: "\n").filter { $0.hasPrefix("ok ") }.count == 10, "\(text)")
     }
 
     @Test("SIGTERM during 4 streams: each ends with a final event or an error, then [DONE]; the process exits 0 within the grace")

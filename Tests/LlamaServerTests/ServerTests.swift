@@ -83,7 +83,7 @@ struct ServerTests {
         }
     }
 
-    @Test("bad requests: 45 of them get the right 4xx in OpenAI's error shape, and the next good request succeeds")
+    @Test("bad requests: 46 of them get the right 4xx in OpenAI's error shape, and the next good request succeeds")
     func badRequests() async throws {
         let key = "sk-test-\(UUID().uuidString)"
         try await withServer({ $0.apiKey = key; $0.maxBodyBytes = 64 << 10 }) { server, client in
@@ -138,7 +138,8 @@ struct ServerTests {
                 Case(name: "temperature a string", bytes: json(chat(["temperature": "hot"])), status: 400, code: "invalid_type", param: "temperature"),
                 Case(name: "top_p above 1", bytes: json(chat(["top_p": 2])), status: 400, code: "invalid_value", param: "top_p"),
                 Case(name: "n > 1", bytes: json(chat(["n": 3])), status: 400, code: "unsupported_parameter", param: "n"),
-                Case(name: "logprobs", bytes: json(chat(["logprobs": true])), status: 400, code: "unsupported_parameter", param: "logprobs"),
+                Case(name: "top_logprobs without logprobs", bytes: json(chat(["top_logprobs": 2])), status: 400, code: "invalid_value", param: "top_logprobs"),
+                Case(name: "top_logprobs over 20", bytes: json(chat(["logprobs": true, "top_logprobs": 21])), status: 400, code: "invalid_value", param: "top_logprobs"),
                 Case(name: "unknown field", bytes: json(chat(["frobnicate": 1])), status: 400, code: "unknown_parameter", param: "frobnicate"),
                 Case(name: "unknown response_format", bytes: json(chat(["response_format": ["type": "yaml"]])), status: 400, code: "invalid_value", param: "response_format.type"),
                 Case(name: "json_schema without schema", bytes: json(chat(["response_format": ["type": "json_schema", "json_schema": ["name": "x"]]])),
@@ -158,7 +159,7 @@ struct ServerTests {
                 Case(name: "GET on a POST endpoint", method: "GET", bytes: [], status: 405, code: "method_not_allowed"),
                 Case(name: "unknown path", path: "/v1/nothing", bytes: json([:]), status: 404, code: "not_found"),
             ]
-            #expect(cases.count == 45)
+            #expect(cases.count == 46)
             for c in cases {
                 let reply = try await client.send(c.method == "GET" ? .GET : .POST, c.path, bytes: c.method == "GET" ? nil : c.bytes,
                                                   headers: c.headers ?? auth)
@@ -222,6 +223,106 @@ struct ServerTests {
         }
     }
 
+    @Test("a client that goes away while its non-streaming reply is generated frees the slot within a few steps")
+    func nonStreamingDisconnectFreesSlot() async throws {
+        try await withServer { server, client in
+            let id = ServerFixture.modelID
+            // Long for certain: the end-of-text and end-of-turn tokens are banned.
+            let request: JSONValue = ["prompt": "Once upon a time", "temperature": 0, "max_tokens": 1000,
+                                      "logit_bias": ["0": -100, "2": -100]]
+            let abandoned = Task { try await client.post("/v1/completions", request) }
+            // Wait, by engine steps, until the request generates, then let the client go away.
+            var stats = try #require(await server.statistics(model: id))
+            var waited = 0
+            while stats.generatedTokens < 5, waited < 3000 {
+                // Until the request reaches the engine there is no step to wait for (bounded: 30 s).
+                if stats.busySlots == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                stats = try #require(await server.waitForStep(model: id, after: stats.steps))
+                waited += 1
+            }
+            #expect(stats.busySlots == 1 && stats.generatedTokens >= 5, "the request never generated: \(stats)")
+            abandoned.cancel()
+            let ended = await abandoned.result
+            #expect((try? ended.get()) == nil, "the cancelled request still got a reply")
+            let atCancel = stats.generatedTokens
+            var steps = 0
+            while stats.busySlots > 0, steps < 50 {
+                stats = try #require(await server.waitForStep(model: id, after: stats.steps))
+                steps += 1
+            }
+            #expect(stats.busySlots == 0, "still busy after \(steps) steps")
+            #expect(stats.generatedTokens < atCancel + 200, "the abandoned request ran on: \(stats.generatedTokens) tokens")
+            // A good request right after still works.
+            let next = try await client.post("/v1/completions", ["prompt": "Hello", "temperature": 0, "max_tokens": 4])
+            #expect(next.status == 200, "\(next.body)")
+        }
+    }
+
+    @Test("models on demand: files load on their first request, --models-max 1 unloads the least recently used, /v1/models shows states, a bad file is a 500 that names it")
+    func modelsOnDemand() async throws {
+        let runtime = try ServerFixture.runtime.get()
+        let path = try TestEnvironment.model().path
+        let dir = try TestEnvironment.temporaryDirectory()
+        let bad = dir.appendingPathComponent("bad.gguf")
+        try Data("GGUF this is not a model".utf8).write(to: bad)
+        let models = [ServedModel(id: "a", paths: [path], runtime: runtime), ServedModel(id: "b", paths: [path], runtime: runtime),
+                      ServedModel(id: "broken", paths: [bad.path], runtime: runtime)]
+        try await withServer(models: models, { $0.maxLoadedModels = 1 }) { server, client in
+            #expect(await server.loadedModels() == [])
+            func states() async throws -> [String: String] {
+                let list = try await client.get("/v1/models").json?["data"]?.arrayValue ?? []
+                return Dictionary(uniqueKeysWithValues: list.map { ($0["id"]?.stringValue ?? "?", $0["status"]?["value"]?.stringValue ?? "?") })
+            }
+            #expect(try await states() == ["a": "unloaded", "b": "unloaded", "broken": "unloaded"])
+            func complete(_ model: String) async throws -> Reply {
+                try await client.post("/v1/completions", ["model": .string(model), "prompt": "The sea is", "temperature": 0, "max_tokens": 8])
+            }
+            let first = try await complete("a")
+            #expect(first.status == 200, "\(first.body)")
+            #expect(await server.loadedModels() == ["a"])
+            let second = try await complete("b")
+            #expect(second.status == 200, "\(second.body)")
+            #expect(await server.loadedModels() == ["b"])
+            #expect(try await states() == ["a": "unloaded", "b": "loaded", "broken": "unloaded"])
+            // Reloaded on demand, the same greedy text.
+            let again = try await complete("a")
+            #expect(again.json?["choices"]?.arrayValue?.first?["text"] == first.json?["choices"]?.arrayValue?.first?["text"])
+            #expect(first.json?["choices"]?.arrayValue?.first?["text"] == second.json?["choices"]?.arrayValue?.first?["text"])
+            let metrics = try await client.get("/metrics").body
+            #expect(metric(metrics, "llamaswift_model_loads") == 3 && metric(metrics, "llamaswift_model_unloads") == 2, "\(metrics)")
+            let broken = try await complete("broken")
+            #expect(broken.status == 500 && broken.json?["error"]?["code"]?.stringValue == "model_load_failed", "\(broken.body)")
+            #expect(broken.json?["error"]?["message"]?.stringValue?.contains("broken") == true)
+            #expect(try await states()["broken"] == "failed")
+            let unknown = try await complete("nope")
+            #expect(unknown.status == 404 && unknown.json?["error"]?["code"]?.stringValue == "model_not_found")
+            // After the failure the loaded model still serves.
+            #expect(try await complete("a").status == 200)
+        }
+    }
+
+    @Test("--models-dir layout: NAME.gguf files and one folder per model (first part of a split one); projector and draft files skipped")
+    func modelsFolder() throws {
+        let runtime = try ServerFixture.runtime.get()
+        let dir = try TestEnvironment.temporaryDirectory().appendingPathComponent("models")
+        let fm = FileManager.default
+        for file in ["alpha.gguf", "mmproj-alpha.gguf", "mtp-alpha.gguf", "notes.txt", "beta/model.gguf", "beta/mmproj-f16.gguf",
+                     "gamma/g-00002-of-00002.gguf", "gamma/g-00001-of-00002.gguf", "empty/readme.md"] {
+            let url = dir.appendingPathComponent(file)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data().write(to: url)
+        }
+        let found = try ServedModel.folder(dir.path, runtime: runtime)
+        #expect(found.map(\.id) == ["alpha", "beta", "gamma"])
+        let paths = found.map { m -> String in
+            if case .file(let paths, _, _) = m.source { return paths.first.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "" }
+            return ""
+        }
+        #expect(paths == ["alpha.gguf", "model.gguf", "g-00001-of-00002.gguf"])
+        #expect(throws: LlamaError.self) { try ServedModel.folder(dir.appendingPathComponent("empty").path, runtime: runtime) }
+        #expect(throws: LlamaError.self) { try ServedModel.folder(dir.appendingPathComponent("missing").path, runtime: runtime) }
+    }
+
     @Test("queue full: one slot, no queue, a second request while the first generates gets 503 with Retry-After")
     func queueFull() async throws {
         try await withServer({ $0.slots = 1; $0.queueSize = 0 }) { server, client in
@@ -247,6 +348,88 @@ struct ServerTests {
             #expect(reply.json?["error"]?["code"]?.stringValue == "queue_full")
             let stats = try #require(await server.statistics(model: ServerFixture.modelID))
             #expect(stats.rejectedRequests == 1)
+        }
+    }
+
+    @Test("logprobs: the chosen token's and the top alternatives' log-probabilities equal a log-softmax of the library's logits, in both APIs")
+    func logprobs() async throws {
+        let model = try ServerFixture.model.get()
+        let prompt = "The three primary colours are"
+        let steps = 8, top = 3
+        // Reference: the raw logits of each position through the library, log-softmax computed here in Double.
+        let context = try LlamaContext(model: model, options: ContextOptions(contextLength: 1024, threads: 2))
+        let tokens = try model.vocab.tokenize(prompt, addSpecial: true, parseSpecial: true)
+        var batch = LlamaBatch()
+        batch.add(prompt: tokens, startingAt: 0, outputLast: true)
+        try await context.decode(batch)
+        var expected: [(token: LlamaToken, logprob: Double, top: [(LlamaToken, Double)])] = []
+        for step in 0..<steps {
+            let logits = try await context.logits().map(Double.init)
+            let high = logits.max()!
+            let logSum = log(logits.reduce(0) { $0 + exp($1 - high) })
+            let ranked = logits.indices.sorted { logits[$0] != logits[$1] ? logits[$0] > logits[$1] : $0 < $1 }.prefix(top)
+            let alternatives = ranked.map { (LlamaToken($0), logits[$0] - high - logSum) }
+            expected.append((alternatives[0].0, alternatives[0].1, alternatives))
+            var next = LlamaBatch()
+            next.add(alternatives[0].0, position: Int32(tokens.count + step), sequences: [0], output: true)
+            try await context.decode(next)
+        }
+        func text(_ t: LlamaToken) throws -> String { String(decoding: try model.vocab.piece(t, special: true), as: UTF8.self) }
+        struct Row: Sendable {
+            var text: String
+            var logprob: Double
+            var top: [String: Double]
+        }
+        let rows = try expected.map { e in
+            Row(text: try text(e.token), logprob: e.logprob,
+                top: Dictionary(try e.top.map { (try text($0.0), $0.1) }, uniquingKeysWith: { a, _ in a }))
+        }
+
+        try await withServer { _, client in
+            let completion = try await client.post("/v1/completions", [
+                "prompt": .string(prompt), "temperature": 0, "max_tokens": .int(steps), "logprobs": .int(top)])
+            #expect(completion.status == 200, "\(completion.body)")
+            let lp = completion.json?["choices"]?.arrayValue?.first?["logprobs"]
+            let texts = lp?["tokens"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let values = lp?["token_logprobs"]?.arrayValue?.compactMap(\.number) ?? []
+            let tops = lp?["top_logprobs"]?.arrayValue ?? []
+            #expect(texts.count == steps && values.count == steps && tops.count == steps, "\(completion.body)")
+            var agreeing = 0
+            for (i, row) in rows.enumerated() where i < min(texts.count, values.count, tops.count) {
+                let alternatives = tops[i].objectValue
+                let sameTop = Set(alternatives?.keys ?? []) == Set(row.top.keys)
+                let close = abs(values[i] - row.logprob) < 1e-3
+                    && row.top.allSatisfy { abs((alternatives?[$0.key]?.number ?? 0) - $0.value) < 1e-3 }
+                if texts[i] == row.text, sameTop, close { agreeing += 1 }
+            }
+            #expect(agreeing == steps, "\(agreeing)/\(steps) positions agree: \(completion.body)")
+
+            let chat = try await client.post("/v1/chat/completions", [
+                "messages": [["role": "user", "content": "Name a colour."]], "temperature": 0, "max_tokens": 6,
+                "logprobs": true, "top_logprobs": 2])
+            #expect(chat.status == 200, "\(chat.body)")
+            let content = chat.json?["choices"]?.arrayValue?.first?["logprobs"]?["content"]?.arrayValue ?? []
+            let answer = chat.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue ?? ""
+            #expect(!content.isEmpty)
+            // Greedy: each chosen token is the most probable one, and its bytes spell the answer.
+            #expect(content.allSatisfy { $0["top_logprobs"]?.arrayValue?.count == 2
+                && $0["top_logprobs"]?.arrayValue?.first?["logprob"] == $0["logprob"] })
+            let bytes = content.flatMap { $0["bytes"]?.arrayValue?.compactMap { $0.integer.map(UInt8.init) } ?? [] }
+            #expect(String(decoding: bytes, as: UTF8.self) == answer)
+
+            let streamed = try await client.stream("/v1/chat/completions", [
+                "messages": [["role": "user", "content": "Name a colour."]], "temperature": 0, "max_tokens": 6,
+                "logprobs": true, "stream": true])
+            let chunks = streamed.events.dropLast().compactMap { try? JSONValue(parsing: $0) }
+            let streamedEntries = chunks.flatMap { $0["choices"]?.arrayValue?.first?["logprobs"]?["content"]?.arrayValue ?? [] }
+            #expect(streamedEntries.map { $0["token"] } == content.map { $0["token"] })
+            #expect(streamedEntries.allSatisfy { $0["top_logprobs"] == .array([]) })
+
+            let bad = try await client.post("/v1/chat/completions", [
+                "messages": [["role": "user", "content": "Hi"]], "top_logprobs": 2])
+            #expect(bad.status == 400 && bad.json?["error"]?["param"]?.stringValue == "top_logprobs", "\(bad.body)")
+            let tooMany = try await client.post("/v1/completions", ["prompt": "Hi", "logprobs": 6])
+            #expect(tooMany.status == 400 && tooMany.json?["error"]?["param"]?.stringValue == "logprobs", "\(tooMany.body)")
         }
     }
 

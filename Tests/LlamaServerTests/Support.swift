@@ -65,7 +65,7 @@ final class Arrival<Value: Sendable>: Sendable {
 }
 
 /// An in-process server on a port the system chose, stopped when `body` ends.
-func withServer<T: Sendable>(_ configure: (inout LlamaServerConfiguration) -> Void = { _ in },
+func withServer<T: Sendable>(models: [ServedModel]? = nil, _ configure: (inout LlamaServerConfiguration) -> Void = { _ in },
                              _ body: @Sendable (LlamaServer, Client) async throws -> T) async throws -> T {
     var configuration = LlamaServerConfiguration()
     configuration.port = 0
@@ -74,7 +74,7 @@ func withServer<T: Sendable>(_ configure: (inout LlamaServerConfiguration) -> Vo
     configuration.threads = 2
     configure(&configuration)
     let port = Arrival<Int>()
-    let server = try LlamaServer(models: [ServedModel(id: ServerFixture.modelID, model: try ServerFixture.model.get())],
+    let server = try LlamaServer(models: try models ?? [ServedModel(id: ServerFixture.modelID, model: try ServerFixture.model.get())],
                                  configuration: configuration) { _, p in port.deliver(p) }
     let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: server)],
                                                                       logger: Logger(label: "test")))
@@ -187,4 +187,17 @@ final class OutputLines: Sendable {
 final class Counter: Sendable {
     private let value = Mutex(0)
     func increment() -> Int { value.withLock { $0 += 1; return $0 } }
+}
+
+extension JSONValue {
+    /// A number as a Double (written as an integer or not).
+    var number: Double? {
+        switch self {
+        case .int(let i): Double(i)
+        case .double(let d): d
+        default: nil
+        }
+    }
+
+    var integer: Int? { if case .int(let i) = self { return i }; return nil }
 }

@@ -10,6 +10,7 @@ struct SlotOutcome: Sendable {
     var summary: GenerationSummary?
     var error: LlamaError?
     var otherError: String?
+    var probabilities: [TokenProbabilities] = []
 }
 
 @Suite("parallel slots", .serialized, .timeLimit(.minutes(10)))
@@ -51,6 +52,7 @@ struct SlotsTests {
                     outcome.tokens.append(token)
                     outcome.streamedText += text
                 case .text(let text): outcome.streamedText += text
+                case .probabilities(let p): outcome.probabilities.append(p)
                 case .finished(let summary): outcome.summary = summary
                 }
             }
@@ -132,6 +134,36 @@ struct SlotsTests {
             #expect(summary.generatedTokens == expected[i].generatedTokens, "request \(i)")
             #expect(summary.text == expected[i].text)
         }
+    }
+
+    @Test("log-probabilities: one per generated token, the greedy token first among its alternatives, equal to the single-sequence path's")
+    func probabilities() async throws {
+        let prompt = try Self.tokens(Self.prompts[2])
+        var options = GenerationOptions(maxTokens: 12)
+        options.probabilities = 4
+        // The single-sequence path.
+        let context = try Fixture.context()
+        await context.clearMemory()
+        var solo: [TokenProbabilities] = []
+        var soloTokens: [LlamaToken] = []
+        for try await event in await context.generate(tokens: prompt, options: options) {
+            if case .probabilities(let p) = event { solo.append(p) }
+            if case .token(let t, _) = event { soloTokens.append(t) }
+        }
+        let engine = try Self.engine(slots: 2)
+        let outcome = await Self.collect(try await engine.submit(prompt: prompt, sampling: .greedy, options: options))
+        #expect(outcome.tokens == soloTokens)
+        #expect(outcome.probabilities.count == outcome.tokens.count && outcome.tokens.count == 12)
+        #expect(outcome.probabilities.map(\.token) == outcome.tokens)
+        for p in outcome.probabilities {
+            #expect(p.top.count == 4 && p.top.first?.token == p.token && p.top.first?.logprob == p.logprob, "\(p)")
+            #expect(p.logprob <= 0 && p.top.map(\.logprob) == p.top.map(\.logprob).sorted(by: >))
+        }
+        // One sequence in the batch, the same logits: the same figures (within float noise of the summation order).
+        #expect(zip(outcome.probabilities, solo).allSatisfy { abs($0.logprob - $1.logprob) < 1e-4 && $0.top.map(\.token) == $1.top.map(\.token) })
+        var bad = options
+        bad.probabilities = TokenProbabilities.maxAlternatives + 1
+        await #expect(throws: LlamaError.self) { _ = try await engine.submit(prompt: prompt, sampling: .greedy, options: bad) }
     }
 
     @Test("a long prompt admitted while another slot generates is evaluated in chunks, the other slot sampling between them")

@@ -17,6 +17,7 @@ public struct SplitMode: RawRepresentable, Hashable, Sendable {
 public struct LlamaPlacement: Sendable {
     /// The devices to use (from ``LlamaRuntime/devices``); nil lets llama.cpp use every GPU.
     public var devices: [LlamaDevice]?
+    /// How a model spreads over several devices: by layer (the default) or by row.
     public var splitMode: SplitMode = .layer
     /// The share of each device (same order as `devices`); empty: by free memory.
     public var tensorSplit: [Float] = []
@@ -27,6 +28,7 @@ public struct LlamaPlacement: Sendable {
     /// Fit the layer count to the memory (`false`: offload every layer, as llama.cpp does).
     public var fitLayers = true
 
+    /// A placement on these devices (nil: every device ggml has).
     public init(devices: [LlamaDevice]? = nil) { self.devices = devices }
 }
 
@@ -40,7 +42,9 @@ public struct LlamaMemoryEstimate: Sendable, Equatable {
     public var otherBytes: Int
     /// KV cache bytes per token of context, per layer (K and V, f16 unless said).
     public var kvBytesPerTokenPerLayer: Int
+    /// The number of repeating layers (`blk.N`).
     public var layerCount: Int { layerBytes.count }
+    /// Bytes of all weights: the layers and the rest.
     public var weightBytes: Int { layerBytes.reduce(0, +) + otherBytes }
 
     /// Reads the estimate from a GGUF header.

@@ -10,6 +10,7 @@ import Darwin
 /// What a probe could not read, or why a driver is unusable.
 public struct LlamaProbeError: Error, Sendable, CustomStringConvertible {
     public var description: String
+    /// A probe failure with what went wrong.
     public init(_ description: String) { self.description = description }
 }
 
@@ -28,6 +29,7 @@ public protocol LlamaDriverLibraries: Sendable {
 
 /// The machine's own driver libraries, through dlopen.
 public struct SystemDriverLibraries: LlamaDriverLibraries {
+    /// The driver libraries of this machine.
     public init() {}
 
     public func cuda() throws(LlamaProbeError) -> (version: Int, devices: Int) {
@@ -117,6 +119,7 @@ public struct FixtureDriverLibraries: LlamaDriverLibraries, Decodable {
     var libraries: [String]
     enum CodingKeys: String, CodingKey { case cudaAnswer = "cuda", vulkanAnswer = "vulkan", libraries }
 
+    /// Reads a fixture machine's `drivers.json`: the libraries that open, and what CUDA and Vulkan answer.
     public init(file: URL) throws {
         self = try JSONDecoder().decode(Self.self, from: Data(contentsOf: file))
     }
@@ -151,44 +154,65 @@ final class ResumeOnce<T: Sendable>: Sendable {
 
 /// What the probes found on a machine.
 public struct LlamaHardwareReport: Sendable, Codable, Equatable {
+    /// A GPU a probe found.
     public struct GPU: Sendable, Codable, Equatable {
+        /// Who makes it: `nvidia`, `amd`, `intel`, or `vulkan-<type>` for a device Vulkan listed.
         public var vendor: String
+        /// The name the driver or the PCI ids give.
         public var name: String
+        /// Its memory, when the probe could read it.
         public var memoryBytes: UInt64?
     }
+    /// What the NVIDIA probe found: driver, CUDA version, GPUs.
     public struct NVIDIA: Sendable, Codable, Equatable {
         /// From `/proc/driver/nvidia/version`.
         public var driverVersion: String?
         /// The CUDA version the driver supports (`12.8`), from libcuda.
         public var cudaVersion: String?
+        /// The NVIDIA GPUs.
         public var gpus: [GPU]
         /// Why CUDA cannot be used, when it cannot.
         public var problem: String?
     }
+    /// What the AMD probe found: GPUs (KFD topology, DRM) and the HIP runtime.
     public struct AMD: Sendable, Codable, Equatable {
+        /// The AMD GPUs.
         public var gpus: [GPU]
         /// Whether the HIP runtime (libamdhip64) can be opened.
         public var hipRuntime: Bool
     }
+    /// What the Intel probe found: GPUs and the runtimes of the SYCL and OpenVINO builds.
     public struct Intel: Sendable, Codable, Equatable {
+        /// The Intel GPUs.
         public var gpus: [GPU]
+        /// Whether the Level Zero loader can be opened.
         public var levelZero: Bool
+        /// Whether the SYCL runtime can be opened.
         public var syclRuntime: Bool
+        /// Whether the OpenVINO runtime can be opened.
         public var openVINORuntime: Bool
     }
+    /// The CPU: architecture, cores and SIMD features.
     public struct CPU: Sendable, Codable, Equatable {
+        /// The architecture, as release assets name it (`x64`, `arm64`).
         public var architecture: String
+        /// Logical cores.
         public var cores: Int
         /// SIMD features llama.cpp's CPU variants use (avx2, avx512f, f16c, fma, neon, dotprod...).
         public var features: [String]
     }
 
+    /// NVIDIA's driver and GPUs (nil: no NVIDIA driver).
     public var nvidia: NVIDIA?
+    /// AMD's GPUs (nil: none found).
     public var amd: AMD?
+    /// Intel's GPUs and runtimes (nil: none found).
     public var intel: Intel?
     /// Vulkan's physical devices (none: no loader or driver; see `notes`).
     public var vulkanDevices: [GPU]
+    /// Whether Metal is available (macOS on Apple silicon).
     public var metal: Bool
+    /// The CPU.
     public var cpu: CPU
     /// What a probe could not read or gave up on.
     public var notes: [String]
@@ -197,11 +221,22 @@ public struct LlamaHardwareReport: Sendable, Codable, Equatable {
 /// Probes the machine through a filesystem root and driver libraries, each probe bounded by a
 /// timeout: a hung driver is reported, never waited for.
 public struct LlamaHardwareProbe: Sendable {
+    /// The filesystem root the probes read (`/`, or a fixture machine's folder).
     public var root: URL
+    /// The driver libraries the probes ask (libcuda, Vulkan's loader...), or a fixture's answers.
     public var drivers: any LlamaDriverLibraries
+    /// The longest time one probe may take; a probe that takes longer is reported as hung.
     public var timeout: Duration
+    /// The platform whose builds are considered.
     public var platform: LlamaPlatform
 
+    /// A probe of a machine.
+    ///
+    /// - Parameters:
+    ///   - root: the filesystem root to read.
+    ///   - drivers: the driver libraries to ask.
+    ///   - timeout: the longest time one probe may take.
+    ///   - platform: the platform whose builds are considered.
     public init(root: URL = URL(fileURLWithPath: "/"), drivers: any LlamaDriverLibraries = SystemDriverLibraries(),
                 timeout: Duration = .seconds(5), platform: LlamaPlatform = .current) {
         self.root = root
@@ -216,6 +251,7 @@ public struct LlamaHardwareProbe: Sendable {
                   platform: platform)
     }
 
+    /// Runs every probe, each under ``timeout``, and reports what they found (and what they could not read, in `notes`).
     public func run() async -> LlamaHardwareReport {
         var notes: [String] = []
         let nvidia = await bounded("NVIDIA", notes: &notes) { probeNVIDIA() } ?? nil

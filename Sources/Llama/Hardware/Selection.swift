@@ -5,35 +5,45 @@ extension LlamaVariant {
     public static let auto = LlamaVariant(rawValue: "auto")
     /// AMD GPUs (the release calls the archive `rocm-<version>`).
     public static let hip = LlamaVariant(rawValue: "hip")
+    /// Intel GPUs through SYCL (`sycl-fp16` or `sycl-fp32` builds).
     public static let sycl = LlamaVariant(rawValue: "sycl")
+    /// Intel devices through OpenVINO.
     public static let openvino = LlamaVariant(rawValue: "openvino")
+    /// NVIDIA GPUs: the CUDA build the driver supports best.
     public static let cuda = LlamaVariant(rawValue: "cuda")
 }
 
 /// Which llama.cpp build to use, and why: the candidates in order, and every variant that was
 /// ruled out with its reason. A GPU user who ends up on the CPU reads here why.
 public struct LlamaVariantSelection: Sendable, Codable, Equatable {
+    /// A build to try, in order, and why it is a candidate.
     public struct Candidate: Sendable, Codable, Equatable {
+        /// The build.
         public var variant: LlamaVariant
+        /// Why it is a candidate (what the probes found).
         public var reason: String
         /// The error's code when the variant was tried and failed (`.backendRejected`,
         /// `.downloadFailed`...); nil when the plan ruled it out from the hardware.
         public var code: LlamaError.Code?
 
+        /// A candidate build with its reason (and the error code of a failed check, if any).
         public init(variant: LlamaVariant, reason: String, code: LlamaError.Code? = nil) {
             self.variant = variant
             self.reason = reason
             self.code = code
         }
     }
+    /// A build that was not used, and why.
     public struct Rejection: Sendable, Codable, Equatable {
         /// A variant of the release, or a family (`cuda`, `vulkan`...) when no build of it was a candidate.
         public var variant: LlamaVariant
+        /// Why it was not used.
         public var reason: String
         /// The error's code when the variant was tried and failed (`.backendRejected`,
         /// `.downloadFailed`...); nil when the plan ruled it out from the hardware.
         public var code: LlamaError.Code?
 
+        /// A rejected build with its reason (and the error code when a check failed).
         public init(variant: LlamaVariant, reason: String, code: LlamaError.Code? = nil) {
             self.variant = variant
             self.reason = reason
@@ -45,9 +55,11 @@ public struct LlamaVariantSelection: Sendable, Codable, Equatable {
     public var request: LlamaVariant
     /// To try in this order (the last is the CPU for `.auto`).
     public var candidates: [Candidate]
+    /// Builds that were not used, each with its reason.
     public var rejected: [Rejection]
     /// Set once a candidate was installed and verified.
     public var chosen: LlamaVariant?
+    /// What the probes found.
     public var hardware: LlamaHardwareReport
 
     /// The requests that are chosen from the hardware rather than taken as they are.

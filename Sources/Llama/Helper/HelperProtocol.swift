@@ -16,6 +16,7 @@ public enum LlamaHelperProtocol {
         public var foundVersion: Int?
         public var description: String
 
+        /// A violation: the version the line names (if any) and what is wrong.
         public init(foundVersion: Int?, description: String) {
             self.foundVersion = foundVersion
             self.description = description
@@ -55,14 +56,18 @@ public enum LlamaHelperProtocol {
 
 /// What the library asks its `llama-helper` program to do, in a child process.
 public struct HelperRequest: Codable, Sendable, Equatable {
+    /// The protocol version of the sender (``LlamaHelperProtocol/version``).
     public var protocolVersion: Int
+    /// What to do.
     public var command: Command
 
+    /// A request for a command, in this protocol version.
     public init(_ command: Command, protocolVersion: Int = LlamaHelperProtocol.version) {
         self.protocolVersion = protocolVersion
         self.command = command
     }
 
+    /// The commands the helper runs.
     public enum Command: Sendable, Equatable {
         /// Load the libraries of a folder (a GPU build) and list ggml's devices.
         case backendCheck(BackendCheck)
@@ -75,6 +80,7 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         case validateModel(ValidateModel)
     }
 
+    /// Load an untrusted model file in the helper, where an abort ends only the helper.
     public struct ValidateModel: Codable, Sendable, Equatable {
         /// The release folder to load; nil: as ``LlamaRuntime/load(libraryDirectory:options:allowVersionMismatch:logger:progress:)``
         /// finds it in the helper's environment.
@@ -85,6 +91,7 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         /// false loads the weights too (every tensor's shape checked by llama.cpp).
         public var vocabularyOnly: Bool
 
+        /// A validation of a model file, with the libraries of `directory` (nil: as the helper finds them).
         public init(directory: String? = nil, path: String, vocabularyOnly: Bool = false) {
             self.directory = directory
             self.path = path
@@ -92,24 +99,30 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         }
     }
 
+    /// Load a GPU build's libraries and list ggml's devices, to check the build works here.
     public struct BackendCheck: Codable, Sendable, Equatable {
         /// The release folder (`.../llama-<tag>`).
         public var directory: String
+        /// The build the folder holds.
         public var variant: LlamaVariant
 
+        /// A check of the build of `variant` in `directory`.
         public init(directory: String, variant: LlamaVariant) {
             self.directory = directory
             self.variant = variant
         }
     }
 
+    /// First contact with an RPC server: the handshake, then its devices.
     public struct RPCCheck: Codable, Sendable, Equatable {
+        /// The release folder whose libraries make the contact.
         public var directory: String
         /// `host:port`
         public var endpoint: String
         /// The longest wait for the connection and for each answer.
         public var timeoutSeconds: Double
 
+        /// A first contact with `endpoint` using the libraries of `directory`.
         public init(directory: String, endpoint: String, timeoutSeconds: Double) {
             self.directory = directory
             self.endpoint = endpoint
@@ -117,26 +130,35 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         }
     }
 
+    /// Generate text in the helper (generation over RPC, where a failing server ends only the helper).
     public struct Generate: Codable, Sendable, Equatable {
         /// The release folder to load; nil: as ``LlamaRuntime/load(libraryDirectory:options:allowVersionMismatch:logger:progress:)``
         /// finds it in the helper's environment.
         public var directory: String?
         /// The GGUF file.
         public var model: String
+        /// The user's prompt (rendered with the model's chat template unless ``raw``).
         public var prompt: String
         /// The prompt as it is, without the model's chat template.
         public var raw: Bool
+        /// The most tokens to generate.
         public var maxTokens: Int
+        /// Text that ends generation when it appears.
         public var stopSequences: [String]
+        /// How tokens are sampled.
         public var sampling: Sampling
         /// `host:port` of RPC servers whose devices take the layers.
         public var rpcServers: [String]
         /// The longest wait for an RPC server's first contact.
         public var rpcTimeoutSeconds: Double
+        /// The context length.
         public var contextLength: UInt32
+        /// CPU threads (nil: llama.cpp's default).
         public var threads: Int32?
+        /// Layers to offload (-1: all).
         public var gpuLayers: Int32
 
+        /// A generation request; every parameter is the property of the same name.
         public init(directory: String? = nil, model: String, prompt: String, raw: Bool = false, maxTokens: Int = 256,
                     stopSequences: [String] = [], sampling: Sampling = .greedy, rpcServers: [String] = [],
                     rpcTimeoutSeconds: Double = 5, contextLength: UInt32 = 2048, threads: Int32? = nil, gpuLayers: Int32 = -1) {
@@ -158,15 +180,22 @@ public struct HelperRequest: Codable, Sendable, Equatable {
     /// The standard chain (``SamplerChain/standard(temperature:topK:topP:minP:repeatPenalty:seed:)``),
     /// with an optional GBNF grammar in front.
     public struct Sampling: Codable, Sendable, Equatable {
+        /// The temperature (0: greedy).
         public var temperature: Float
+        /// Top-k (llama.cpp's `--top-k`).
         public var topK: Int32
+        /// Top-p (llama.cpp's `--top-p`).
         public var topP: Float
+        /// Min-p (llama.cpp's `--min-p`).
         public var minP: Float
+        /// The repetition penalty (llama.cpp's `--repeat-penalty`; 1: none).
         public var repeatPenalty: Float
         /// nil: a random seed.
         public var seed: UInt32?
+        /// A GBNF grammar the output must follow (nil: free text).
         public var grammar: String?
 
+        /// Sampling settings; the defaults are llama.cpp's.
         public init(temperature: Float = 0.8, topK: Int32 = 40, topP: Float = 0.95, minP: Float = 0.05,
                     repeatPenalty: Float = 1, seed: UInt32? = nil, grammar: String? = nil) {
             self.temperature = temperature
@@ -178,8 +207,10 @@ public struct HelperRequest: Codable, Sendable, Equatable {
             self.grammar = grammar
         }
 
+        /// Greedy sampling: always the most likely token.
         public static let greedy = Sampling(temperature: 0)
 
+        /// The sampler chain these settings make.
         public var chain: SamplerChain {
             var chain = SamplerChain.standard(temperature: temperature, topK: topK, topP: topP, minP: minP,
                                               repeatPenalty: repeatPenalty, seed: seed ?? SamplerChain.randomSeed)
@@ -220,14 +251,18 @@ public struct HelperRequest: Codable, Sendable, Equatable {
 
 /// What `llama-helper` answers: one message per line.
 public struct HelperResponse: Codable, Sendable, Equatable {
+    /// The protocol version of the helper (``LlamaHelperProtocol/version``).
     public var protocolVersion: Int
+    /// What the helper says.
     public var message: Message
 
+    /// A response carrying a message, in this protocol version.
     public init(_ message: Message, protocolVersion: Int = LlamaHelperProtocol.version) {
         self.protocolVersion = protocolVersion
         self.message = message
     }
 
+    /// The messages the helper writes.
     public enum Message: Sendable, Equatable {
         /// The answer to `backendCheck` (every device ggml registered) and `rpcCheck` (the server's devices).
         case devices([LlamaDevice])
@@ -254,6 +289,7 @@ public struct HelperResponse: Codable, Sendable, Equatable {
         /// Whether only the vocabulary was loaded.
         public var vocabularyOnly: Bool
 
+        /// A report of a model file that loaded; every parameter is the property of the same name.
         public init(architecture: String?, description: String, vocabularySize: Int32, vocabularyOnly: Bool) {
             self.architecture = architecture
             self.description = description
@@ -262,19 +298,28 @@ public struct HelperResponse: Codable, Sendable, Equatable {
         }
     }
 
+    /// A generated token and the text it completed.
     public struct Token: Codable, Sendable, Equatable {
+        /// The token id.
         public var id: Int32
+        /// The text it completed (possibly empty).
         public var text: String
+        /// A token and its text.
         public init(id: Int32, text: String) {
             self.id = id
             self.text = text
         }
     }
 
+    /// A ``GenerationSummary`` as the protocol carries it.
     public struct Summary: Codable, Sendable, Equatable {
+        /// Tokens of the prompt.
         public var promptTokens: Int
+        /// Prompt tokens the KV cache already held.
         public var reusedPromptTokens: Int
+        /// The generated tokens.
         public var generatedTokens: [Int32]
+        /// The generated text (without a matched stop sequence).
         public var text: String
         /// `maxTokens`, `endOfGeneration`, `stopSequence`, `contextFull` or `cancelled`.
         public var stopReason: String
@@ -282,10 +327,14 @@ public struct HelperResponse: Codable, Sendable, Equatable {
         public var stopToken: Int32?
         /// The text of `stopSequence`.
         public var stopSequence: String?
+        /// Seconds spent evaluating the prompt.
         public var promptSeconds: Double
+        /// Seconds spent generating.
         public var generationSeconds: Double
+        /// Seconds from the request to the first token.
         public var timeToFirstTokenSeconds: Double?
 
+        /// The protocol's form of a generation summary.
         public init(_ s: GenerationSummary) {
             promptTokens = s.promptTokens
             reusedPromptTokens = s.reusedPromptTokens
@@ -334,28 +383,34 @@ public struct HelperResponse: Codable, Sendable, Equatable {
 
     /// A failed request: the code the library throws, and the message.
     public struct Failure: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+        /// The code of the error the library throws.
         public var code: LlamaError.Code
+        /// The error's message.
         public var message: String
         /// What an RPC first contact found, when that failed.
         public var rpc: RPCFailure?
 
+        /// A failure with its code, message and RPC details.
         public init(code: LlamaError.Code, message: String, rpc: RPCFailure? = nil) {
             self.code = code
             self.message = message
             self.rpc = rpc
         }
 
+        /// The failure that carries a library error across the process boundary.
         public init(_ error: LlamaError) {
             self.init(code: error.code, message: error.message,
                       rpc: error.underlying as? RPCFailure)
         }
 
         public var description: String { "\(code): \(message)" }
+        /// The library error this failure stands for (itself as the underlying error).
         public var error: LlamaError { LlamaError(code, message, underlying: self) }
     }
 
     /// Why an RPC server's first contact failed, with the versions when the handshake told them.
     public struct RPCFailure: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+        /// What went wrong at first contact; open for new kinds.
         public struct Kind: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
             public let rawValue: String
             public init(rawValue: String) { self.rawValue = rawValue }
@@ -370,12 +425,14 @@ public struct HelperResponse: Codable, Sendable, Equatable {
             /// The server answered, but ggml found no device on it.
             public static let noDevices = Kind(rawValue: "noDevices")
         }
+        /// What went wrong.
         public var kind: Kind
         /// `major.minor.patch` the server sent.
         public var serverVersion: String?
         /// `major.minor.patch` of the loaded ggml's RPC protocol.
         public var clientVersion: String?
 
+        /// An RPC failure, with the protocol versions when the handshake told them.
         public init(kind: Kind, serverVersion: String? = nil, clientVersion: String? = nil) {
             self.kind = kind
             self.serverVersion = serverVersion

@@ -94,6 +94,7 @@ public enum LlamaHelperService {
                 switch event {
                 case .token(let id, let text): send(.token(.init(id: id, text: text)))
                 case .text(let text): send(.text(text))
+                case .probabilities: break
                 case .finished(let summary): send(.finished(.init(summary)))
                 }
             }

@@ -21,6 +21,7 @@ public enum LlamaHelper {
     /// The helper to use: `explicit` when given, else the first found by the rules above.
     ///
     /// - Parameters:
+    ///   - explicit: a helper given by the caller: used when it is an executable file, an error otherwise (nil: search by the rules above).
     ///   - purpose: what the helper is needed for, for the error message ("to check the RPC server at ...").
     ///   - environment: where `LLAMA_SWIFT_HELPER` and `PATH` are read.
     ///   - executableDirectory: the folder to look beside (default: this program's executable's).
@@ -171,6 +172,7 @@ public enum LlamaHelper {
         public var signal: Int32?
         /// Its exit status, when it exited by itself.
         public var exitStatus: Int32?
+        /// How a helper ended: the signal that ended it, or its exit status.
         public init(signal: Int32? = nil, exitStatus: Int32? = nil) {
             self.signal = signal
             self.exitStatus = exitStatus
@@ -187,6 +189,7 @@ extension LlamaModel {
     /// when it passes.
     ///
     /// - Parameters:
+    ///   - path: the GGUF file (the first part of a split model).
     ///   - runtime: the libraries the helper loads (their folder is passed to it).
     ///   - helper: the helper program (default: as ``LlamaHelper/locate(_:purpose:environment:executableDirectory:)`` finds it).
     ///   - vocabularyOnly: load only the vocabulary (llama.cpp reads no hyperparameters or tensors then).

@@ -121,9 +121,8 @@ enum SafeArchive {
         var dir = target
         for component in components.dropLast() {
             dir = dir.appendingPathComponent(component)
-            var st = stat()
-            if lstat(dir.path, &st) == 0 {
-                guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            if let status = PathStatus(dir.path) {
+                guard status.kind == .directory else {
                     throw LlamaError(.unsafeArchive, "\(archive) is unsafe: \(rawPath) would be written through a link or file")
                 }
             } else if mkdir(dir.path, 0o755) != 0 {
@@ -131,8 +130,7 @@ enum SafeArchive {
             }
         }
         let path = dir.appendingPathComponent(components.last!).path
-        var st = stat()
-        if lstat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR || !isDirectory(kind) {
+        if let status = PathStatus(path), status.kind != .directory || !isDirectory(kind) {
             unlink(path)  // a later entry replaces an earlier one, as tar does; never follows a link
         }
         switch kind {

@@ -6,18 +6,25 @@ public import Foundation
 ///
 /// Layout: `<bundle>/bundle.json` and `<bundle>/<platform>-<variant>/llama-<tag>/...`.
 public enum LlamaBundle {
+    /// The name of a bundle's manifest file, at its top.
     public static let manifestName = "bundle.json"
 
+    /// What a bundle holds: its tag and, per platform and variant, every file with its sha256.
     public struct Manifest: Codable, Sendable, Equatable {
+        /// One build in the bundle.
         public struct Entry: Codable, Sendable, Equatable {
+            /// The platform it runs on.
             public var platform: LlamaPlatform
+            /// The build (cpu, cuda-12.8, vulkan...).
             public var variant: LlamaVariant
             /// The release folder, relative to the bundle.
             public var path: String
             /// Every file of the release folder with its sha256 (links as `-> target`).
             public var files: [String: String]
         }
+        /// The llama.cpp tag of every build in the bundle.
         public var tag: String
+        /// The builds in the bundle.
         public var entries: [Entry]
     }
 

@@ -40,6 +40,7 @@ public struct LlamaInstallOptions: Sendable {
     /// default `LLAMA_SWIFT_GITHUB`, else https://github.com) and a PyPI simple index, read as JSON
     /// (PEP 691; default `LLAMA_SWIFT_PYPI`, else `PIP_INDEX_URL`, else https://pypi.org/simple).
     public var githubURL: URL
+    /// The PyPI index the pinned source sdist comes from when GitHub cannot be reached (`LLAMA_SWIFT_PYPI`).
     public var pypiURL: URL
     /// The cache root (default: `LLAMA_SWIFT_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`, then
     /// `swift-llama-cpp`). Libraries live in `<root>/llama.cpp/<tag>/<platform>-<variant>/`.
@@ -76,20 +77,35 @@ public struct LlamaInstallOptions: Sendable {
     /// When none is found, loading a GPU build fails with `.helperNotFound`.
     public var helper: URL?
 
+    /// The environment variable that sets ``variant``.
     public static let variantVariable = "LLAMA_SWIFT_VARIANT"
+    /// The environment variable that sets ``mirrors`` (comma-separated URLs).
     public static let mirrorsVariable = "LLAMA_SWIFT_MIRRORS"
+    /// The environment variable that sets ``githubURL``.
     public static let githubVariable = "LLAMA_SWIFT_GITHUB"
+    /// The environment variable that sets ``pypiURL``.
     public static let pypiVariable = "LLAMA_SWIFT_PYPI"
+    /// The environment variable that sets ``cacheDirectory``.
     public static let cacheVariable = "LLAMA_SWIFT_CACHE"
+    /// The environment variable that sets ``bundleDirectory``.
     public static let bundleVariable = "LLAMA_SWIFT_BUNDLE_DIR"
+    /// The environment variable that sets ``offline`` (`1`).
     public static let offlineVariable = "LLAMA_SWIFT_OFFLINE"
+    /// The environment variable that sets ``requirePinnedDigests`` (`1`).
     public static let strictDigestsVariable = "LLAMA_SWIFT_STRICT_DIGESTS"
+    /// The environment variable that sets ``buildFromSource`` (`fallback`, `never`, `always`).
     public static let buildFromSourceVariable = "LLAMA_SWIFT_BUILD_FROM_SOURCE"
+    /// The environment variable that sets ``buildLayout``.
     public static let buildLayoutVariable = "LLAMA_SWIFT_BUILD_LAYOUT"
 
     /// GitHub's release downloads of llama.cpp.
     public static let githubReleases = URL(string: LlamaPin.releaseBaseURL)!
 
+    /// Options from the environment variables, for this machine's platform and the pinned release.
+    ///
+    /// - Parameters:
+    ///   - variant: the build to install (nil: `LLAMA_SWIFT_VARIANT`, else `.auto`).
+    ///   - environment: where the variables are read.
     public init(variant: LlamaVariant? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
         let env = environment
         func url(_ name: String, _ fallback: String) -> URL {
@@ -130,9 +146,12 @@ public struct LlamaInstallOptions: Sendable {
 
 /// What a long provisioning step has done so far.
 public struct LlamaProgress: Sendable, Equatable {
+    /// What is being done.
     public enum Phase: String, Sendable {
+        /// The steps of an installation: downloading, verifying digests, unpacking, building from source, waiting for another process's lock, and loading.
         case download, verify, extract, build, waitForLock, load
     }
+    /// What is being done.
     public var phase: Phase
     /// The asset, file or build step concerned.
     public var item: String
@@ -143,6 +162,7 @@ public struct LlamaProgress: Sendable, Equatable {
     /// Bytes per second since the step started (downloads).
     public var rate: Double?
 
+    /// A progress report; every parameter is the property of the same name.
     public init(phase: Phase, item: String, completed: Int64, total: Int64?, rate: Double? = nil) {
         self.phase = phase
         self.item = item

@@ -10,6 +10,7 @@ import Darwin
 /// Its record (`install.json`) is written before the folder is renamed into place, so a folder
 /// with a record is complete.
 public struct LlamaInstallation: Codable, Sendable, Equatable {
+    /// Where an installation came from.
     public enum Origin: String, Codable, Sendable {
         /// Release assets, downloaded and verified.
         case download
@@ -18,7 +19,9 @@ public struct LlamaInstallation: Codable, Sendable, Equatable {
     }
     /// A downloaded archive and the digest it was checked against.
     public struct Asset: Codable, Sendable, Equatable {
+        /// The asset's file name.
         public var name: String
+        /// Its sha256, as checked.
         public var sha256: String
         /// Where it came from.
         public var url: String
@@ -32,8 +35,10 @@ public struct LlamaInstallation: Codable, Sendable, Equatable {
         public var flags: [String]
         /// The source archive and its sha256.
         public var source: String
+        /// The sha256 of the source archive.
         public var sourceSHA256: String
 
+        /// A build record; every parameter is the property of the same name.
         public init(flags: [String], source: String, sourceSHA256: String) {
             self.flags = flags
             self.source = source
@@ -41,13 +46,19 @@ public struct LlamaInstallation: Codable, Sendable, Equatable {
         }
     }
 
+    /// The llama.cpp tag.
     public var tag: String
+    /// The platform it runs on.
     public var platform: LlamaPlatform
+    /// The build.
     public var variant: LlamaVariant
+    /// Downloaded or built here.
     public var origin: Origin
+    /// The archives it was unpacked from (none for a source build).
     public var assets: [Asset]
     /// Every file of the release folder (relative path) with its sha256; links as `-> target`.
     public var files: [String: String]
+    /// When it was installed.
     public var installedAt: Date
     /// For a source build (`origin == .build`), how it was made.
     public var build: Build? = nil
@@ -90,12 +101,11 @@ public struct LlamaInstallation: Codable, Sendable, Equatable {
         }
         while let relative = walker.nextObject() as? String {
             let path = folder.appendingPathComponent(relative)
-            var st = stat()
-            guard lstat(path.path, &st) == 0 else { continue }
-            switch st.st_mode & S_IFMT {
-            case S_IFLNK:
+            guard let status = PathStatus(path.path) else { continue }
+            switch status.kind {
+            case .link:
                 out[relative] = "-> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: path.path)) ?? "?")
-            case S_IFREG:
+            case .regular:
                 guard let digest = Downloader.sha256(of: path) else {
                     throw LlamaError(.cacheFailed, "cannot read \(path.path)")
                 }

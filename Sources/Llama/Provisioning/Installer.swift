@@ -12,8 +12,10 @@ import Synchronization
 /// its `.part` file in `<tag>/downloads/` (kept for resuming). The model store is beside it
 /// (`<root>/models`, see ``LlamaModelStore``).
 public struct LlamaInstaller: Sendable {
+    /// Where and how it installs.
     public var options: LlamaInstallOptions
 
+    /// An installer with these options (by default from the environment).
     public init(options: LlamaInstallOptions = LlamaInstallOptions()) {
         self.options = options
     }

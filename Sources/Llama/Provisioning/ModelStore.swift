@@ -5,10 +5,14 @@ import LlamaRaw
 /// A GGUF file on the Hugging Face Hub: `owner/repo/path/to/file.gguf`, optionally with a
 /// revision (`owner/repo@rev/file.gguf`), or the same after `hf://`.
 public struct LlamaModelReference: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The Hub repository, `owner/name`.
     public var repo: String
+    /// The file's path in the repository.
     public var file: String
+    /// A branch, tag or commit (`main` by default).
     public var revision: String
 
+    /// A reference to a file in a Hub repository at a revision.
     public init(repo: String, file: String, revision: String = "main") {
         self.repo = repo
         self.file = file
@@ -42,13 +46,17 @@ public struct LlamaModelReference: Hashable, Sendable, Codable, CustomStringConv
 
 /// A model file in the store, with where it came from and its verified digest.
 public struct LlamaStoredModel: Codable, Sendable, Equatable {
+    /// Where it came from on the Hub.
     public var reference: LlamaModelReference
+    /// Its sha256.
     public var sha256: String
+    /// Its size in bytes.
     public var size: Int64
     /// The URL it was downloaded from.
     public var source: String
     /// Whether the digest was checked against the Hub's or the manifest's (else only recorded).
     public var verified: Bool
+    /// When it was downloaded.
     public var pulledAt: Date
     /// The GGUF file; set when read from disk.
     public internal(set) var path: URL? = nil
@@ -59,12 +67,14 @@ public struct LlamaStoredModel: Codable, Sendable, Equatable {
 /// Downloaded models: `<cache>/models/<owner>/<repo>/<revision>/<file>`, each with a
 /// `<file>.json` record written after the file is verified and in place.
 public struct LlamaModelStore: Sendable {
+    /// The cache and network settings the store uses.
     public var options: LlamaInstallOptions
     /// The Hub (default: `HF_ENDPOINT`, else https://huggingface.co).
     public var hubURL: URL
     /// A Hub access token for gated or private repositories (default: `HF_TOKEN`).
     public var token: String?
 
+    /// A store in the options' cache, with the Hub and token from the environment (`HF_ENDPOINT`, `HF_TOKEN`).
     public init(options: LlamaInstallOptions = LlamaInstallOptions(),
                 environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.options = options
@@ -72,8 +82,10 @@ public struct LlamaModelStore: Sendable {
         token = environment["HF_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// The store's folder: `<cache>/models`.
     public var root: URL { options.cacheDirectory.appendingPathComponent("models") }
 
+    /// Where a model file is (or would be) stored.
     public func path(for reference: LlamaModelReference) -> URL {
         root.appendingPathComponent(reference.repo).appendingPathComponent(reference.revision).appendingPathComponent(reference.file)
     }

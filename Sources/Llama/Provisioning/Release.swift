@@ -8,6 +8,7 @@ public struct LlamaPlatform: Hashable, Sendable, Codable, CustomStringConvertibl
     /// `x64`, `arm64`, `s390x`.
     public var arch: String
 
+    /// A platform named as release assets name it (`linux`, `x64`).
     public init(os: String, arch: String) {
         self.os = os
         self.arch = arch
@@ -55,8 +56,11 @@ public struct LlamaVariant: RawRepresentable, Hashable, Sendable, Codable, Custo
     public init(stringLiteral value: String) { self.rawValue = value }
     public var description: String { rawValue }
 
+    /// The CPU build (every platform).
     public static let cpu = LlamaVariant(rawValue: "cpu")
+    /// Any GPU with a Vulkan driver.
     public static let vulkan = LlamaVariant(rawValue: "vulkan")
+    /// Apple GPUs through Metal (the macOS arm64 build).
     public static let metal = LlamaVariant(rawValue: "metal")
     /// The CUDA build for a CUDA version (`12.8`, `13.4`).
     public static func cuda(_ version: String) -> LlamaVariant { LlamaVariant(rawValue: "cuda-\(version)") }
@@ -72,8 +76,11 @@ public struct LlamaVariant: RawRepresentable, Hashable, Sendable, Codable, Custo
 
 /// One downloadable file of a release, with its pinned sha256 when the manifest has one.
 public struct LlamaReleaseAsset: Hashable, Sendable, Codable {
+    /// The asset's file name in the release.
     public var name: String
+    /// Its pinned sha256 (nil: not pinned; recorded on first download).
     public var sha256: String?
+    /// An asset and its pinned digest.
     public init(name: String, sha256: String?) {
         self.name = name
         self.sha256 = sha256
@@ -82,11 +89,15 @@ public struct LlamaReleaseAsset: Hashable, Sendable, Codable {
 
 /// The release assets of a llama.cpp tag: which archives make up each platform's variants.
 public struct LlamaRelease: Sendable {
+    /// The assets of one platform and variant.
     public struct Entry: Sendable, Hashable {
+        /// The platform.
         public var platform: LlamaPlatform
+        /// The build.
         public var variant: LlamaVariant
         /// The release archive, then the archives it needs beside it (the CUDA runtime).
         public var assets: [LlamaReleaseAsset]
+        /// The assets of a platform and variant.
         public init(platform: LlamaPlatform, variant: LlamaVariant, assets: [LlamaReleaseAsset]) {
             self.platform = platform
             self.variant = variant
@@ -101,9 +112,12 @@ public struct LlamaRelease: Sendable {
         }
     }
 
+    /// The llama.cpp tag.
     public var tag: String
+    /// Every platform and variant the release has.
     public var entries: [Entry]
 
+    /// A release: its tag and entries.
     public init(tag: String, entries: [Entry]) {
         self.tag = tag
         self.entries = entries

@@ -49,21 +49,20 @@ public enum LlamaReleasePacker {
         while let relative = walker.nextObject() as? String { names.append(relative) }
         for relative in names.sorted() {
             let path = folder.appendingPathComponent(relative).path
-            var st = stat()
-            guard lstat(path, &st) == 0 else { throw LlamaError(.cacheFailed, "cannot read \(path): \(String(cString: strerror(errno)))") }
-            let mode = Int(st.st_mode & 0o7777)
+            guard let status = PathStatus(path) else { throw LlamaError(.cacheFailed, "cannot read \(path)") }
+            let mode = status.permissions
             let name = "\(top)/\(relative)"
-            switch st.st_mode & S_IFMT {
-            case S_IFDIR:
+            switch status.kind {
+            case .directory:
                 try emit(try header(name: name + "/", mode: mode, size: 0, type: "5", link: ""))
-            case S_IFLNK:
+            case .link:
                 let target: String
                 do { target = try fm.destinationOfSymbolicLink(atPath: path) } catch {
                     throw LlamaError(.cacheFailed, "cannot read the link \(path): \(error.localizedDescription)")
                 }
                 try emit(try header(name: name, mode: mode, size: 0, type: "2", link: target))
-            case S_IFREG:
-                let size = Int(st.st_size)
+            case .regular:
+                let size = status.size
                 try emit(try header(name: name, mode: mode, size: size, type: "0", link: ""))
                 guard let input = FileHandle(forReadingAtPath: path) else { throw LlamaError(.cacheFailed, "cannot read \(path)") }
                 defer { try? input.close() }

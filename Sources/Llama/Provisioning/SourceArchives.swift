@@ -4,7 +4,7 @@ public import LlamaRaw
 
 extension LlamaPinnedSource {
     /// The source archives of `tag` in the order to try: the manifest's (with their digests) for
-    /// the pinned tag, else those the naming rules give (``archives(forTag:)``), unpinned.
+    /// the pinned tag, else those the naming rules give (`archives(forTag:)`), unpinned.
     public static func sourcesToTry(forTag tag: String) -> [LlamaPinnedSource] {
         tag == LlamaPin.tag ? LlamaPin.sources : archives(forTag: tag)
     }
@@ -16,6 +16,7 @@ public struct LlamaSourceTree: Sendable, Codable, Equatable {
     public var root: URL
     /// The archive's file name.
     public var file: String
+    /// The sha256 of the archive the tree was unpacked from.
     public var sha256: String
     /// Where the archive was downloaded from (or `cache:` when an earlier download was reused).
     public var url: String
@@ -83,7 +84,9 @@ extension LlamaInstaller {
     ///
     /// - Parameters:
     ///   - archives: the archives to try (default: the naming rules for the tag, with the pinned digests).
+    ///   - folder: where the source tree is unpacked.
     ///   - requiredSHA256: a digest the archive must have, whatever the manifest says.
+    ///   - progress: the download reports here.
     public func fetchSource(archives: [LlamaPinnedSource]? = nil, into folder: URL, requiredSHA256: String? = nil,
                             progress: LlamaProgressHandler? = nil) async throws(LlamaError) -> LlamaSourceTree {
         let candidates = archives ?? LlamaPinnedSource.sourcesToTry(forTag: tag)

@@ -122,13 +122,17 @@ extension ChatFormat {
 
 /// The tags around a model's reasoning, e.g. `<think>` and `</think>`.
 public struct ReasoningTags: Hashable, Sendable {
+    /// The tag that opens reasoning (`<think>`).
     public var start: String
+    /// The tag that closes it (`</think>`).
     public var end: String
+    /// Reasoning tags.
     public init(start: String, end: String) {
         self.start = start
         self.end = end
     }
 
+    /// `<think>` … `</think>`, the most common pair.
     public static let think = ReasoningTags(start: "<think>", end: "</think>")
 
     /// The reasoning tags a template's model writes, when the template mentions any, with the

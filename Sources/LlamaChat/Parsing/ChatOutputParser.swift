@@ -18,7 +18,9 @@ public struct ChatOutputParser: Sendable {
         public static let none = ReasoningMode(rawValue: "none")
     }
 
+    /// The output format the parser reads.
     public var format: ChatFormat
+    /// Whether reasoning is extracted apart from the content.
     public var reasoning: ReasoningMode
     /// The tags around reasoning, with the whitespace the template writes around them
     /// (`<think>\n` … `\n</think>\n\n`): that whitespace is optional in the output and not
@@ -43,6 +45,7 @@ public struct ChatOutputParser: Sendable {
         set { replyPrefix = newValue ? (reasoningTags?.start ?? "") : "" }
     }
 
+    /// A parser of a known format; every parameter is the property of the same name.
     public init(format: ChatFormat, reasoning: ReasoningMode = .auto, reasoningTags: ReasoningTags? = .think,
                 thinkingForcedOpen: Bool = false, tools: [ToolDefinition] = []) {
         self.format = format

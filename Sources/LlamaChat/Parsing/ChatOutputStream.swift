@@ -1,9 +1,13 @@
 /// A piece of a streamed reply: new content, new reasoning, or a piece of one tool call.
 public struct ChatOutputDelta: Sendable, Equatable {
+    /// New answer text.
     public var content: String
+    /// New reasoning text.
     public var reasoning: String
+    /// A piece of a tool call, if this delta carries one.
     public var toolCall: ToolCallDelta?
 
+    /// A delta; every parameter is the property of the same name.
     public init(content: String = "", reasoning: String = "", toolCall: ToolCallDelta? = nil) {
         self.content = content
         self.reasoning = reasoning
@@ -16,10 +20,14 @@ public struct ChatOutputDelta: Sendable, Equatable {
 public struct ToolCallDelta: Sendable, Equatable {
     /// The call's position among the reply's calls.
     public var index: Int
+    /// The call's id (first piece only, when the model wrote one).
     public var id: String?
+    /// The tool's name (first piece only).
     public var name: String?
+    /// More of the arguments' JSON text.
     public var arguments: String
 
+    /// A piece of a call; every parameter is the property of the same name.
     public init(index: Int, id: String? = nil, name: String? = nil, arguments: String = "") {
         self.index = index
         self.id = id
@@ -33,6 +41,7 @@ public struct ToolCallDelta: Sendable, Equatable {
 /// parses); `finish` reads it as complete. The parser holds back text that may be the start of a
 /// tag, so what is sent is not taken back later when the output follows its format.
 public struct ChatOutputStream: Sendable {
+    /// The parser the stream applies to the text so far.
     public let parser: ChatOutputParser
     /// The text so far.
     public private(set) var text = ""
@@ -42,6 +51,7 @@ public struct ChatOutputStream: Sendable {
     /// the deltas then describe only what was added after the common part.
     public private(set) var diverged = false
 
+    /// A stream that parses with this parser.
     public init(parser: ChatOutputParser) { self.parser = parser }
 
     /// Adds generated text; returns the new pieces.

@@ -2,12 +2,16 @@ public import LlamaJinja
 
 /// What a model's output says: its answer, its reasoning and the tools it calls.
 public struct ParsedChatOutput: Sendable, Equatable {
+    /// The answer.
     public var content: String
+    /// The reasoning (empty when there is none).
     public var reasoning: String
+    /// The tool calls, in order.
     public var toolCalls: [ToolCall]
     /// What did not parse as the format says; the text concerned is kept in `content`.
     public var warnings: [ChatParseWarning]
 
+    /// A parsed output; every parameter is the property of the same name.
     public init(content: String = "", reasoning: String = "", toolCalls: [ToolCall] = [], warnings: [ChatParseWarning] = []) {
         self.content = content
         self.reasoning = reasoning
@@ -46,11 +50,14 @@ public struct ChatParseWarning: Sendable, Equatable, CustomStringConvertible {
         public static let unexpectedText = Code(rawValue: "unexpectedText")
     }
 
+    /// What kind of problem it is.
     public var code: Code
+    /// What did not parse, for people.
     public var message: String
     /// The offset in the output, in UTF-8 bytes, where the problem starts.
     public var offset: Int
 
+    /// A warning; every parameter is the property of the same name.
     public init(code: Code, message: String, offset: Int) {
         self.code = code
         self.message = message
