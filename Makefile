@@ -165,9 +165,12 @@ test-bump: generator headers
 test-generator: generator
 	swift test --package-path Generator
 
+# swift-testing runs every test at once by default; many of ours run llama.cpp (or a C reference) with 2
+# threads, so on a 2-core machine the load climbs past 25 and bounded children time out. Two at a time.
+TEST_PARALLELISM ?= 2
 test-package: deps llama model headers reference
 	swift build --product llama-bench-worker && swift build --product llama-helper
-	swift test
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) swift test
 
 # Multimodal equality for a real vision model (none is reachable from CI): Swift's image embeddings
 # and greedy tokens against the native C program (Tests/LlamaRawTests/Native/mtmd_reference.c).
