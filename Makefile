@@ -166,8 +166,10 @@ test-generator: generator
 	swift test --package-path Generator
 
 # swift-testing runs every test at once by default; many of ours run llama.cpp (or a C reference) with 2
-# threads, so on a 2-core machine the load climbs past 25 and bounded children time out. Two at a time.
-TEST_PARALLELISM ?= 2
+# threads, so on a 2-core machine the load climbs past 25 and bounded children time out. One at a time:
+# with two, the multimodal chat-reuse test fails while the perplexity and quantize suites run beside it
+# (a cross-test interaction not yet understood; each passes alone and serialized).
+TEST_PARALLELISM ?= 1
 test-package: deps llama model headers reference
 	swift build --product llama-bench-worker && swift build --product llama-helper
 	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) swift test

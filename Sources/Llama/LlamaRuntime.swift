@@ -229,6 +229,7 @@ enum LlamaLog {
 
     static let callback: ggml_log_callback = { level, text, _ in
         guard let text else { return }
+        LlamaQuantizer.Job.observe(level: level, text: text)
         LlamaLog.receive(level: level, text: text)
     }
 

@@ -473,20 +473,20 @@ extension LlamaQuantizer {
         /// The job whose quantization is running (the C callback's user data cannot carry a Swift object safely).
         static let current = Mutex<Job?>(nil)
 
-        /// Runs `body` with the log callback passing through this job, then restores the one before.
+        /// Runs `body` as the job whose log lines the runtime's log callback hands over
+        /// (``LlamaLog``'s callback calls ``observe(level:text:)``). The process-wide callback is not
+        /// swapped: another runtime made meanwhile re-installs the same one, and nothing is lost.
         func tapping<T>(_ c: LlamaSymbols, _ body: () -> T) -> T {
-            var previous: ggml_log_callback?
-            var previousData: UnsafeMutableRawPointer?
-            c.llama_log_get(&previous, &previousData)
             state.withLock { $0.thread = pthread_self() }
             Job.current.withLock { $0 = self }
-            Job.previous.withLock { $0 = Forward(callback: previous, data: previousData.map { UInt(bitPattern: $0) }) }
-            c.llama_log_set(Job.callback, nil)
-            defer {
-                c.llama_log_set(previous, previousData)
-                Job.current.withLock { $0 = nil }
-            }
+            defer { Job.current.withLock { $0 = nil } }
             return body()
+        }
+
+        /// One piece of llama.cpp's log, for the quantization running now (if any).
+        static func observe(level: ggml_log_level, text: UnsafePointer<CChar>) {
+            guard let job = Job.current.withLock({ $0 }) else { return }
+            job.receive(level: level, text: String(cString: text))
         }
 
         struct Forward: Sendable {
