@@ -13,21 +13,7 @@ import Glibc
 enum ShiftNative {
     /// Compiles the program into a new temporary folder.
     static func build() async throws -> URL {
-        let libs = try TestEnvironment.libraryDirectory()
-        let headers = try TestEnvironment.headers()
-        let source = TestEnvironment.packageRoot.appendingPathComponent("Tests/LlamaRawTests/Native/shift.c")
-        let output = try TestEnvironment.temporaryDirectory().appendingPathComponent("shift")
-        let result = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [
-            "cc", "-std=c11", "-O2", "-Wall", "-Werror",
-            "-I", headers.appendingPathComponent("include").path,
-            "-I", headers.appendingPathComponent("ggml/include").path,
-            source.path, "-o", output.path,
-            "-L", libs.path, "-lllama", "-lggml", "-lggml-base", "-Wl,-rpath," + libs.path,
-        ], timeout: 120)
-        guard result.status == 0 else {
-            throw TestEnvironment.Missing(description: "shift.c did not compile:\n\(result.stderr)")
-        }
-        return output
+        try await buildNativeReference("shift", timeout: 120)
     }
 
     /// Runs a mode of the program; its stdout as "label: value" lines.

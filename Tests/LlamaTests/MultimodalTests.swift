@@ -194,22 +194,7 @@ enum MultimodalFixture {
     }
 
     static func buildNative() async throws -> URL {
-        let libs = try TestEnvironment.libraryDirectory()
-        let headers = try TestEnvironment.headers()
-        let source = TestEnvironment.packageRoot.appendingPathComponent("Tests/LlamaRawTests/Native/mtmd_reference.c")
-        let output = try TestEnvironment.temporaryDirectory().appendingPathComponent("mtmd_reference")
-        let result = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [
-            "cc", "-std=c11", "-O2", "-Wall", "-Werror",
-            "-I", headers.appendingPathComponent("include").path,
-            "-I", headers.appendingPathComponent("ggml/include").path,
-            "-I", headers.appendingPathComponent("tools/mtmd").path,
-            source.path, "-o", output.path,
-            "-L", libs.path, "-lmtmd", "-lllama", "-lggml", "-lggml-base", "-lm", "-Wl,-rpath," + libs.path,
-        ])
-        guard result.status == 0 else {
-            throw TestEnvironment.Missing(description: "the native multimodal reference did not compile:\n\(result.stderr)")
-        }
-        return output
+        try await buildNativeReference("mtmd_reference", includes: ["tools/mtmd"], libraries: ["mtmd"])
     }
 
     static func runNative(projector: String, prompt: String, media: [String], predict: Int,

@@ -171,21 +171,24 @@ public func runProcess(_ executable: URL, _ arguments: [String], environment: [S
     return ProcessResult(status: status, stdout: end.outputText, stderr: end.errorText)
 }
 
-/// Compiles the native reference program against the pinned headers and the libraries.
-public func buildNativeReference() async throws -> URL {
+/// Compiles a native reference program of Tests/LlamaRawTests/Native (`program`.c) against the
+/// pinned headers (plus `includes`, folders of the headers tree) and the libraries (`libraries`
+/// linked before llama and ggml), into a new temporary folder.
+public func buildNativeReference(_ program: String = "greedy", includes: [String] = [], libraries: [String] = [],
+                                 timeout: TimeInterval = 300) async throws -> URL {
     let libs = try TestEnvironment.libraryDirectory()
     let headers = try TestEnvironment.headers()
-    let source = TestEnvironment.packageRoot.appendingPathComponent("Tests/LlamaRawTests/Native/greedy.c")
-    let output = try TestEnvironment.temporaryDirectory().appendingPathComponent("greedy")
+    let source = TestEnvironment.packageRoot.appendingPathComponent("Tests/LlamaRawTests/Native/\(program).c")
+    let output = try TestEnvironment.temporaryDirectory().appendingPathComponent(program)
     let result = try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [
         "cc", "-std=c11", "-O2", "-Wall", "-Werror",
         "-I", headers.appendingPathComponent("include").path,
         "-I", headers.appendingPathComponent("ggml/include").path,
-        source.path, "-o", output.path,
-        "-L", libs.path, "-lllama", "-lggml", "-lggml-base", "-Wl,-rpath," + libs.path,
-    ])
+    ] + includes.flatMap { ["-I", headers.appendingPathComponent($0).path] } + [
+        source.path, "-o", output.path, "-L", libs.path,
+    ] + libraries.map { "-l" + $0 } + ["-lllama", "-lggml", "-lggml-base", "-lm", "-Wl,-rpath," + libs.path], timeout: timeout)
     guard result.status == 0 else {
-        throw TestEnvironment.Missing(description: "the native reference did not compile:\n\(result.stderr)")
+        throw TestEnvironment.Missing(description: "\(program).c did not compile:\n\(result.stderr)")
     }
     return output
 }
