@@ -489,19 +489,6 @@ extension LlamaQuantizer {
             job.receive(level: level, text: String(cString: text))
         }
 
-        struct Forward: Sendable {
-            var callback: ggml_log_callback?
-            var data: UInt?
-        }
-        static let previous = Mutex(Forward(callback: nil, data: nil))
-
-        static let callback: ggml_log_callback = { level, text, _ in
-            guard let text else { return }
-            if let job = Job.current.withLock({ $0 }) { job.receive(level: level, text: String(cString: text)) }
-            let forward = Job.previous.withLock { $0 }
-            forward.callback?(level, text, forward.data.flatMap { UnsafeMutableRawPointer(bitPattern: $0) })
-        }
-
         /// Reads one piece of llama.cpp's log (lines come in pieces).
         func receive(level: ggml_log_level, text: String) {
             var started: Progress?
