@@ -47,7 +47,7 @@ help:
 	@echo "make regenerate   regenerate the bindings from the pinned headers"
 	@echo "make check-generated  regenerate into a temporary folder and diff with the committed output"
 	@echo "make soak-cancel  cancel at random points during long prompts 100 times (ITERATIONS=n), greedy output unchanged"
-	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations (bench.json)"
+	@echo "make bench        overhead against native C: tokens/s, latency, memory, allocations, per-op profile (bench.json, bench.html)"
 	@echo "make bench-provision  download throughput against curl, cached start to a ready runtime"
 	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
 	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
@@ -231,10 +231,11 @@ docs-coverage: docs
 	$(PYTHON) tools/doc_coverage.py --exclude-path /Sources/LlamaRaw/generated/ --json .build/doc-coverage.json \
 	  $(foreach r,$(DOCS_COVERAGE),--require $(r)) $$graphs
 
-# Overhead against native C, side by side (release build): make bench [BENCH_ARGS="--runs 9"]
+# Overhead against native C, side by side (release build), the per-op profile, prompt-length and thread
+# sweeps: bench.json and bench.html (charts, one self-contained file). make bench [BENCH_ARGS="--runs 9"]
 bench: llama model headers
 	swift build -c release >&2
-	.build/release/llama-swift bench --json bench.json $(BENCH_ARGS)
+	.build/release/llama-swift bench --json bench.json --html bench.html $(BENCH_ARGS)
 
 # Provisioning figures: download throughput against curl on loopback, cached start to a ready runtime.
 bench-provision: llama model

@@ -165,10 +165,12 @@ async def stream_chat(port, body, timeout=300.0):
             if not done:
                 raise HTTPError("the stream ended without data: [DONE]")
             tokens = (usage or {}).get("completion_tokens") or len(times)
+            cached = ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens")
             return {"ttft": (times[0] - t0) if times else None,
                     "gaps": [b - a for a, b in zip(times, times[1:])],
                     "tokens": tokens, "events": len(times), "total": time.perf_counter() - t0,
-                    "text": "".join(text), "finish": finish, "usage": usage is not None}
+                    "text": "".join(text), "finish": finish, "usage": usage is not None,
+                    "prompt_tokens": (usage or {}).get("prompt_tokens"), "cached_tokens": cached}
         finally:
             writer.close()
     return await asyncio.wait_for(go(), timeout)
@@ -258,6 +260,8 @@ def our_server(args, out):
         env["LLAMA_SWIFT_LIB_DIR"] = env["LLAMA_LIB_DIR"]
     argv = [args.ours, "serve", "-m", "bench=" + args.model, "--port", "0", "--parallel", str(args.parallel),
             "-c", str(args.ctx), "-t", str(args.threads)]
+    if args.cache_ram is not None:
+        argv += ["--cache-ram", str(args.cache_ram)]
     return Server("llama-swift", argv, env, os.path.join(out, "llama-swift-serve.log"))
 
 
@@ -303,6 +307,9 @@ def summarize(rounds):
             "ttft_p95_ms": round(percentile(ttft, 0.95) * 1e3, 1) if ttft else None,
             "itl_p50_ms": round(percentile(gaps, 0.5) * 1e3, 2) if gaps else None,
             "tokens_per_event": round(tokens / max(1, sum(r["events"] for r in res)), 2),
+            # How much of the prompts the server's caches served (usage.prompt_tokens_details.cached_tokens).
+            "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in res),
+            "cached_prompt_tokens": sum(r["cached_tokens"] or 0 for r in res),
             "per_round_tokens_per_s": [round(x, 2) for x in per_round]}
 
 
@@ -399,14 +406,15 @@ def bench(args):
     svg_chart(levels, table, os.path.join(args.out, "bench-serve.svg"))
     print(f"model {os.path.basename(args.model)}, --parallel {args.parallel}, -c {args.ctx}, -t {args.threads}, "
           f"max_tokens {args.max_tokens}, {args.requests} requests x {args.rounds} rounds per server and concurrency")
-    print(f"{'conc':>4} {'server':12s} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'ITL p50':>8} {'tok/evt':>7} {'failed':>6}")
+    print(f"{'conc':>4} {'server':12s} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'ITL p50':>8} {'tok/evt':>7} {'failed':>6} {'cached':>7}")
     ok = True
     for c in levels:
         row = table[str(c)]
         for n in ("llama-swift", "llama-server"):
             r = row[n]
             print(f"{c:>4} {n:12s} {r['tokens_per_s']:>8} {r['ttft_p50_ms']:>7} ms {r['ttft_p95_ms']:>7} ms "
-                  f"{r['itl_p50_ms']:>5} ms {r['tokens_per_event']:>7} {r['failed']:>6}")
+                  f"{r['itl_p50_ms']:>5} ms {r['tokens_per_event']:>7} {r['failed']:>6} "
+                  f"{r['cached_prompt_tokens'] / max(1, r['prompt_tokens']):>7.0%}")
         q = row["ratio"]
         meets = (q["tokens_per_s"] or 0) >= 0.95 and (q["ttft_p50"] or 99) <= 1.10
         ok = ok and meets and row["llama-swift"]["failed"] == 0
@@ -517,9 +525,14 @@ def main():
     ap.add_argument("--warmup", type=float, default=60)
     ap.add_argument("--sample", type=float, default=5)
     ap.add_argument("--max-growth", type=float, default=0.05)
+    ap.add_argument("--cache-ram", type=int, default=None,
+                    help="our server's --cache-ram (MiB); soak: 32 unless given, so the prompt cache reaches its limit "
+                         "during the warm-up and the soak shows that the limit holds")
     args = ap.parse_args()
     if not args.model:
         ap.error("--model (or LLAMA_MODEL) is required")
+    if args.mode == "soak" and args.cache_ram is None:
+        args.cache_ram = 32
     if args.mode == "bench":
         if not args.llama_server:
             ap.error("bench needs --llama-server")

@@ -58,12 +58,18 @@ extension LlamaModel {
     ///   - variables: more template variables (`enable_thinking`, `reasoning_effort`, ...).
     ///   - now: the time the template's `strftime_now` reads (nil: the current time).
     ///   - parseSpecialInContent: leave control-token text in messages as it is (trusted messages only).
+    ///   - mediaMarker: the projector's ``LlamaProjector/marker``, written where each image or
+    ///     audio part goes (``ChatMessage/templateValue(mediaMarker:)``); nil: libmtmd's default.
+    ///     Given, the marker's text inside messages is neutralised too, so that only media parts
+    ///     make markers.
     public func formatChat(_ messages: [ChatMessage], addAssistantPrompt: Bool = true, template: String? = nil,
                            tools: [ToolDefinition] = [], variables: [String: JSONValue] = [:],
-                           now: Date? = nil, parseSpecialInContent: Bool = false) throws(LlamaError) -> String {
-        let messages = parseSpecialInContent ? messages : neutralisingControlTokens(in: messages)
+                           now: Date? = nil, parseSpecialInContent: Bool = false,
+                           mediaMarker: String? = nil) throws(LlamaError) -> String {
+        let messages = parseSpecialInContent ? messages : neutralisingControlTokens(in: messages, marker: mediaMarker)
+        let marker = mediaMarker ?? ChatMedia.defaultMarker
         if let template, runtime.builtinChatTemplates.contains(template) {
-            return try applyBuiltinTemplate(template, messages, addAssistantPrompt: addAssistantPrompt)
+            return try applyBuiltinTemplate(template, messages, addAssistantPrompt: addAssistantPrompt, mediaMarker: marker)
         }
         let chosen: ChatTemplate
         if let template {
@@ -81,7 +87,7 @@ extension LlamaModel {
         let (bos, eos) = specialTokenTexts
         do {
             return try chosen.render(messages: messages, tools: tools, addGenerationPrompt: addAssistantPrompt,
-                                     bosToken: bos, eosToken: eos, variables: variables, now: now)
+                                     bosToken: bos, eosToken: eos, variables: variables, now: now, mediaMarker: marker)
         } catch {
             throw LlamaError(.template, "the chat template failed: \(error.description)")
         }
@@ -110,14 +116,20 @@ extension LlamaModel {
         return result
     }
 
-    func neutralisingControlTokens(in messages: [ChatMessage]) -> [ChatMessage] {
-        messages.map { message in
+    /// The messages with control-token text (and the media marker's, when given) neutralised.
+    func neutralisingControlTokens(in messages: [ChatMessage], marker: String? = nil) -> [ChatMessage] {
+        func clean(_ text: String) -> String {
+            let t = neutralisingControlTokens(in: text)
+            guard let marker, !marker.isEmpty, t.contains(marker) else { return t }
+            return t.replacingOccurrences(of: marker, with: marker.prefix(1) + "\u{200B}" + marker.dropFirst())
+        }
+        return messages.map { message in
             var m = message
             switch m.content {
-            case .text(let t): m.content = .text(neutralisingControlTokens(in: t))
+            case .text(let t): m.content = .text(clean(t))
             case .parts(let parts):
                 m.content = .parts(parts.map { part in
-                    if case .text(let t) = part { return .text(neutralisingControlTokens(in: t)) }
+                    if case .text(let t) = part { return .text(clean(t)) }
                     return part
                 })
             case .none: break
@@ -128,15 +140,17 @@ extension LlamaModel {
     }
 
     /// llama.cpp's built-in formats (`llama_chat_apply_template`), for models without a Jinja template.
-    func applyBuiltinTemplate(_ template: String, _ messages: [ChatMessage], addAssistantPrompt: Bool) throws(LlamaError) -> String {
+    func applyBuiltinTemplate(_ template: String, _ messages: [ChatMessage], addAssistantPrompt: Bool,
+                              mediaMarker: String = ChatMedia.defaultMarker) throws(LlamaError) -> String {
         var cStrings: [UnsafeMutablePointer<CChar>?] = []
         defer { cStrings.forEach { free($0) } }
-        let chat = messages.map { m -> llama_chat_message in
-            let role = strdup(m.role), content = strdup(m.text)
+        let texts = messages.map { $0.content.hasMedia ? $0.content.text(mediaMarker: mediaMarker) : $0.text }
+        let chat = zip(messages, texts).map { m, text -> llama_chat_message in
+            let role = strdup(m.role), content = strdup(text)
             cStrings += [role, content]
             return llama_chat_message(role: role, content: content)
         }
-        let total = messages.reduce(0) { $0 + $1.role.utf8.count + $1.text.utf8.count }
+        let total = zip(messages, texts).reduce(0) { $0 + $1.0.role.utf8.count + $1.1.utf8.count }
         var buffer = [CChar](repeating: 0, count: total * 2 + 256)
         var n = c.llama_chat_apply_template(template, chat, chat.count, addAssistantPrompt, &buffer, Int32(buffer.count))
         if n > Int32(buffer.count) {
@@ -153,25 +167,49 @@ extension LlamaModel {
 
 /// A conversation with a model that keeps its KV cache across turns: each reply evaluates
 /// only the new messages, not the whole history again.
+///
+/// With a projector (an `mmproj` loaded for the model), messages may carry images and audio
+/// (``ChatContentPart/image(_:)``, ``ChatContentPart/audio(_:)``): they are decoded once, encoded
+/// once (the projector keeps their embeddings), and the cache is kept across turns that carry
+/// them too.
 public actor ChatSession {
     /// The context the conversation is evaluated in; its KV cache holds the conversation so far.
     public let context: LlamaContext
+    /// The projector that reads the conversation's images and audio (nil: text only).
+    public let projector: LlamaProjector?
     /// The conversation so far: the system prompt, then every user and assistant message (and tool results).
     public internal(set) var messages: [ChatMessage]
     let template: String?
+    /// What sequence 0 holds, unit by unit, once a turn carried media.
+    var record = MultimodalCacheRecord()
+    /// The conversation's media, decoded for the projector.
+    var decoded: [ChatMedia: LlamaMedia] = [:]
 
     /// Starts a conversation on a new context of a model.
     ///
     /// - Parameters:
     ///   - model: the model that answers.
+    ///   - projector: a projector loaded for `model`, for messages with images or audio (nil: text only).
     ///   - systemPrompt: the first message, from the system role (none when nil).
     ///   - template: a Jinja chat template, or the name of one of llama.cpp's built-in formats; nil: the model's own.
     ///   - options: the context's options (a 4096-token context by default).
-    public init(model: LlamaModel, systemPrompt: String? = nil, template: String? = nil,
+    public init(model: LlamaModel, projector: LlamaProjector? = nil, systemPrompt: String? = nil, template: String? = nil,
                 options: ContextOptions = ContextOptions(contextLength: 4096)) throws(LlamaError) {
+        if let projector, projector.model !== model {
+            throw LlamaError(.invalidArgument, "the projector \(projector.path) was loaded for another model "
+                + "(\(projector.model.path)) than the session's (\(model.path))")
+        }
         context = try LlamaContext(model: model, options: options)
+        self.projector = projector
         messages = systemPrompt.map { [.system($0)] } ?? []
         self.template = template
+    }
+
+    /// Starts a conversation with the projector's model, whose messages may carry images and audio.
+    public init(projector: LlamaProjector, systemPrompt: String? = nil, template: String? = nil,
+                options: ContextOptions = ContextOptions(contextLength: 4096)) throws(LlamaError) {
+        try self.init(model: projector.model, projector: projector, systemPrompt: systemPrompt, template: template,
+                      options: options)
     }
 
     /// Adds the user's message and streams the reply, which joins the history when it ends
@@ -179,9 +217,20 @@ public actor ChatSession {
     public func respond(to text: String, sampling: SamplerChain = .greedy,
                         options: GenerationOptions = GenerationOptions()) throws(LlamaError)
         -> AsyncThrowingStream<GenerationEvent, any Error> {
-        let prompt = try fittingPrompt(messages + [.user(text)], options: options)
-        messages.append(.user(text))
-        let inner = context.generate(prompt: prompt, sampling: sampling, options: options)
+        try respond(to: .user(text), sampling: sampling, options: options)
+    }
+
+    /// Adds a message (the user's, with images or audio as parts when the session has a
+    /// projector) and streams the reply, which joins the history when it ends (as far as it
+    /// got, when the stream is abandoned or cancelled).
+    ///
+    /// - Throws: `.projectorRequired` for media in a session without a projector; `.invalidMedia`
+    ///   for media that do not decode; `.unsupported` for media at a URL other than `file://`.
+    public func respond(to message: ChatMessage, sampling: SamplerChain = .greedy,
+                        options: GenerationOptions = GenerationOptions()) throws(LlamaError)
+        -> AsyncThrowingStream<GenerationEvent, any Error> {
+        let inner = try generate(messages + [message], sampling: sampling, options: options)
+        messages.append(message)
         return AsyncThrowingStream { continuation in
             let task = Task {
                 // What was said so far joins the history even when the reply is abandoned.
@@ -213,6 +262,8 @@ public actor ChatSession {
     /// Forgets the conversation (keeping the system prompt) and empties the cache.
     public func reset() async {
         messages = messages.filter { $0.role == "system" }
+        record = MultimodalCacheRecord()
+        decoded = [:]
         await context.clearMemory()
     }
 }

@@ -36,6 +36,8 @@ public actor LlamaContext {
     var history: [LlamaToken]? = []
     /// LoRA adapters in use, kept alive while applied.
     var appliedAdapters: [LoRAAdapter] = []
+    /// The profiler of every decode, if one was given (llama.cpp holds it unretained).
+    public nonisolated let profiler: LlamaProfiler?
 
     /// The context window in tokens (all sequences together, unless the cache is unified).
     public nonisolated let contextLength: Int
@@ -66,11 +68,14 @@ public actor LlamaContext {
     /// - Parameters:
     ///   - model: the model to evaluate.
     ///   - options: context length, batch sizes, threads, embeddings, cache types...; unset fields keep llama.cpp's defaults.
-    public init(model: LlamaModel, options: ContextOptions = ContextOptions()) throws(LlamaError) {
+    ///   - profiler: records the time of each graph operation of every decode (the eval callback
+    ///     `cb_eval`); profiled decodes are slower, see ``LlamaProfiler``.
+    public init(model: LlamaModel, options: ContextOptions = ContextOptions(), profiler: LlamaProfiler? = nil) throws(LlamaError) {
         try options.validate()
         let c = model.runtime.raw
         var params = c.llama_context_default_params()
         options.apply(to: &params)
+        try profiler?.install(into: &params, symbols: c)
         params.abort_callback = { data in
             Unmanaged<AbortFlag>.fromOpaque(data!).takeUnretainedValue().raised.load(ordering: .relaxed)
         }
@@ -81,6 +86,7 @@ public actor LlamaContext {
         }
         self.model = model
         self.c = c
+        self.profiler = profiler
         pointer = ctx
         contextLength = Int(c.llama_n_ctx(ctx))
         sequenceLength = Int(c.llama_n_ctx_seq(ctx))

@@ -12,7 +12,7 @@ public struct GenerationOptions: Sendable {
     /// Add the model's BOS/EOS when tokenizing the prompt.
     public var addSpecial = true
     /// Read special-token text in the prompt (`<|im_start|>`) as special tokens: for prompt text
-    /// you wrote or a chat template rendered (``LlamaModel/formatChat(_:addAssistantPrompt:template:tools:variables:now:parseSpecialInContent:)``
+    /// you wrote or a chat template rendered (``LlamaModel/formatChat(_:addAssistantPrompt:template:tools:variables:now:parseSpecialInContent:mediaMarker:)``
     /// neutralises special-token text inside message content, so that it stays text). Turn it off
     /// for a prompt that is untrusted text as a whole.
     public var parseSpecial = true

@@ -52,8 +52,10 @@ public final class LlamaModel: Sendable {
     /// The runtime the model was loaded with.
     public let runtime: LlamaRuntime
     nonisolated(unsafe) let pointer: OpaquePointer
-    /// The model's tokenizer.
-    public let vocab: LlamaVocab
+    /// The model's tokenizer (it holds the model, so a tokenizer kept after the model is dropped
+    /// still works).
+    public var vocab: LlamaVocab { LlamaVocab(model: self, pointer: vocabPointer) }
+    nonisolated(unsafe) let vocabPointer: OpaquePointer
     /// The file it was loaded from (the first, for split models).
     public let path: String
     /// The texts tokenizing with `parseSpecial` reads as control tokens, found once.
@@ -115,7 +117,7 @@ public final class LlamaModel: Sendable {
                 + "or a model architecture this llama.cpp (\(LlamaPin.tag)) does not know")
         }
         pointer = loaded
-        vocab = LlamaVocab(runtime: runtime, pointer: c.llama_model_get_vocab(loaded)!)
+        vocabPointer = c.llama_model_get_vocab(loaded)!
     }
 
     /// Loads one GGUF file.

@@ -1,86 +1,86 @@
-// A chat whose messages carry images and audio, keeping its KV cache across turns.
+// A chat session's one path from a conversation to a reply: text through the context's own
+// prompt cache, conversations with images or audio through the projector.
 import Foundation
 public import LlamaChat
 
-/// A conversation with a model and its projector that keeps the KV cache across turns, media
-/// included: each reply evaluates only what is new since the last one, and media seen before
-/// are not encoded again (the projector keeps their embeddings by content id).
-public actor MultimodalChatSession {
-    /// The context the conversation is evaluated in; its KV cache holds the conversation so far.
-    public let context: LlamaContext
-    /// The projector that encodes the conversation's media.
-    public let projector: LlamaProjector
-    /// The conversation; user messages hold the projector's marker where their media go.
-    public private(set) var messages: [ChatMessage]
-    /// The media of the conversation, in the order of their markers.
-    public private(set) var media: [LlamaMedia] = []
-    let template: String?
-    var record = MultimodalCacheRecord()
+extension LlamaError.Code {
+    /// Images or audio were given to a session or model without a projector (`mmproj`).
+    public static let projectorRequired = LlamaError.Code(rawValue: "projectorRequired")
+}
 
-    /// Starts a conversation on a new context of the projector's model.
-    ///
-    /// - Parameters:
-    ///   - projector: the projector, loaded for the model that answers.
-    ///   - systemPrompt: the first message, from the system role (none when nil).
-    ///   - template: a Jinja chat template; nil: the model's own.
-    ///   - options: the context's options (a 4096-token context by default).
-    public init(projector: LlamaProjector, systemPrompt: String? = nil, template: String? = nil,
-                options: ContextOptions = ContextOptions(contextLength: 4096)) throws(LlamaError) {
-        context = try LlamaContext(model: projector.model, options: options)
-        self.projector = projector
-        messages = systemPrompt.map { [.system($0)] } ?? []
-        self.template = template
+extension LlamaError {
+    /// Media given where no projector reads them.
+    static func projectorRequired() -> LlamaError {
+        LlamaError(.projectorRequired, "the conversation holds images or audio, and the session has no projector: "
+            + "load the model's mmproj (LlamaProjector) and start the session with it (CLI: --mmproj)")
     }
+}
 
-    /// Adds the user's message with its media and streams the reply, which joins the history
-    /// when it ends. `text` holds the projector's ``LlamaProjector/marker`` where each item goes;
-    /// media without a marker go first, one per line, in order.
-    public func respond(to text: String, media newMedia: [LlamaMedia] = [], sampling: SamplerChain = .greedy,
-                        options: GenerationOptions = GenerationOptions()) throws(LlamaError)
-        -> AsyncThrowingStream<GenerationEvent, any Error> {
-        let marker = projector.marker
-        let inText = text.components(separatedBy: marker).count - 1
-        guard inText <= newMedia.count else {
-            throw LlamaError(.invalidArgument, "the message has \(inText) media marker(s) (\(marker)) but \(newMedia.count) "
-                + "media were given")
+extension ChatSession {
+    /// Renders `conversation` (with `tools`) and generates the reply. Without media: the prompt
+    /// text, fitted to the window when context shift is on, and the context's prompt cache.
+    /// With media: rendered with the projector's marker, tokenized with the media, evaluated
+    /// from what the cache already holds of it (``MultimodalCacheRecord``), then generated.
+    func generate(_ conversation: [ChatMessage], tools: [ToolDefinition] = [], sampling: SamplerChain,
+                  options: GenerationOptions) throws(LlamaError) -> AsyncThrowingStream<GenerationEvent, any Error> {
+        let model = context.model
+        guard conversation.contains(where: { $0.content.hasMedia }) else {
+            let prompt = tools.isEmpty ? try fittingPrompt(conversation, options: options)
+                : try model.formatChat(conversation, template: template, tools: tools)
+            return context.generate(prompt: prompt, sampling: sampling, options: options)
         }
-        let content = String(repeating: marker + "\n", count: newMedia.count - inText) + text
-        let all = messages + [.user(content)]
-        let rendered = try context.model.formatChat(all, addAssistantPrompt: true, template: template)
-        let prompt = try projector.tokenize(rendered, media: media + newMedia, addSpecial: false, parseSpecial: true)
-        messages.append(.user(content))
-        media += newMedia
+        guard let projector else { throw LlamaError.projectorRequired() }
+        let rendered = try model.formatChat(conversation, template: template, tools: tools, mediaMarker: projector.marker)
+        var media: [LlamaMedia] = []
+        for message in conversation {
+            for part in message.content.media { if let item = part.media { media.append(try decode(item, projector: projector)) } }
+        }
+        let prompt = try projector.tokenize(rendered, media: media, addSpecial: options.addSpecial, parseSpecial: options.parseSpecial)
         return AsyncThrowingStream { continuation in
             let task = Task {
-                // The reply joins the history as far as it got (a cancelled one included).
-                var reply = ""
                 do {
-                    reply = try await self.run(prompt, sampling: sampling, options: options) { continuation.yield($0) }.text
+                    // The summary goes out once the session's record of the cache is written back, so
+                    // that a turn started as soon as this one finished sees it.
+                    let summary = try await self.generate(prompt, projector: projector, sampling: sampling, options: options) {
+                        if case .finished = $0 { return }
+                        continuation.yield($0)
+                    }
+                    continuation.yield(.finished(summary))
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
                 }
-                self.record(reply: reply)
             }
             continuation.onTermination = { _ in task.cancel() }
         }
     }
 
-    func run(_ prompt: LlamaMultimodalPrompt, sampling: SamplerChain, options: GenerationOptions,
-             emit: @escaping @Sendable (GenerationEvent) -> Void) async throws -> GenerationSummary {
+    /// Generates after a multimodal prompt, keeping what the cache holds of it.
+    private func generate(_ prompt: LlamaMultimodalPrompt, projector: LlamaProjector, sampling: SamplerChain,
+                          options: GenerationOptions, emit: @escaping @Sendable (GenerationEvent) -> Void) async throws
+        -> GenerationSummary {
         var record = self.record
+        // After text-only turns the cache holds their tokens: the media turn keeps them.
+        if record.units.isEmpty, let tokens = await context.cachedTokens { record.units = tokens.map { .token($0) } }
         defer { self.record = record }
         return try await context.generateMultimodal(prompt, projector: projector, sampling: sampling, options: options,
                                                     record: &record, reuse: true, emit: emit)
     }
 
-    func record(reply: String) { messages.append(.assistant(reply)) }
-
-    /// Forgets the conversation (keeping the system prompt) and empties the cache.
-    public func reset() async {
-        messages = messages.filter { $0.role == "system" }
-        media = []
-        record = MultimodalCacheRecord()
-        await context.clearMemory()
+    /// A media part decoded for the projector, once per conversation.
+    private func decode(_ media: ChatMedia, projector: LlamaProjector) throws(LlamaError) -> LlamaMedia {
+        if let done = decoded[media] { return done }
+        let item: LlamaMedia
+        switch media.source {
+        case .data(let bytes, _): item = try LlamaMedia(bytes: bytes, projector: projector)
+        case .url(let url):
+            guard url.hasPrefix("file://"), let path = URL(string: url)?.path, !path.isEmpty else {
+                throw LlamaError(.unsupported, "the media at \(url) is not fetched here: read its bytes and pass them "
+                    + "(ChatMedia(data:)), or a file:// URL")
+            }
+            item = try LlamaMedia(file: path, projector: projector)
+        }
+        decoded[media] = item
+        return item
     }
 }

@@ -125,24 +125,36 @@ extension LlamaContext {
                     }
                 }
             } else {
-                var embeddings = try projector.encode(prompt.chunkPointer(index), key: prompt.cacheKey(of: index),
+                let embeddings = try projector.encode(prompt.chunkPointer(index), key: prompt.cacheKey(of: index),
                                                       tokens: chunk.tokenCount)
-                let c = self.c
-                let pointer = prompt.chunkPointer(index)
-                var next = position
-                let status = try await withAbort { () throws(LlamaError) -> Int32 in
-                    try embeddings.withUnsafeMutableBufferPointer { (buffer) throws(LlamaError) -> Int32 in
-                        try LlamaProjector.mtmd { () throws(LlamaSymbolError) in
-                            try c.mtmd_helper_decode_image_chunk(mctx, lctx, pointer, buffer.baseAddress, position, sequence,
-                                                                 nBatch, &next, nil, nil)
-                        }
-                    }
-                }
-                try check(status, what: chunk.kind == .image ? "image" : "audio")
-                position = next
+                position = try await decodeMedia(prompt, chunk: index, embeddings: embeddings, projector: projector,
+                                                 sequence: sequence, position: position)
             }
         }
         return position
+    }
+
+    /// Decodes the embeddings of media chunk `index` of `prompt` into `sequence` at `position`
+    /// (non-causally where the projector asks for it); returns the next position.
+    ///
+    /// The corresponding C function is `mtmd_helper_decode_image_chunk`.
+    func decodeMedia(_ prompt: LlamaMultimodalPrompt, chunk index: Int, embeddings: [Float], projector: LlamaProjector,
+                     sequence: Int32, position: Int32) async throws(LlamaError) -> Int32 {
+        if sequence == 0 { history = nil }
+        var embeddings = embeddings
+        let c = self.c, lctx = pointer, mctx = projector.pointer, nBatch = Int32(batchCapacity)
+        let pointer = prompt.chunkPointer(index)
+        var next = position
+        let status = try await withAbort { () throws(LlamaError) -> Int32 in
+            try embeddings.withUnsafeMutableBufferPointer { (buffer) throws(LlamaError) -> Int32 in
+                try LlamaProjector.mtmd { () throws(LlamaSymbolError) in
+                    try c.mtmd_helper_decode_image_chunk(mctx, lctx, pointer, buffer.baseAddress, position, sequence,
+                                                         nBatch, &next, nil, nil)
+                }
+            }
+        }
+        try check(status, what: prompt.chunks[index].kind == .image ? "image" : "audio")
+        return next
     }
 
     /// Runs a C evaluation with cancellation carried into llama.cpp's abort callback.

@@ -23,12 +23,17 @@ public actor LlamaSlots {
         /// The most prompt tokens of one request evaluated per step, so that a long prompt does
         /// not stall the others (at most the context's batch size).
         public var promptChunk: Int
+        /// Host memory for conversations a slot gives up to another request, in bytes (llama.cpp
+        /// `--cache-ram`, 8 GiB by default): a later prompt that continues one of them restores it
+        /// into its slot instead of evaluating it again. 0: no such cache; nil: no limit.
+        public var promptCacheBytes: Int?
 
         /// Options; every parameter is the property of the same name.
-        public init(slots: Int = 4, queueLimit: Int = 64, promptChunk: Int = 512) {
+        public init(slots: Int = 4, queueLimit: Int = 64, promptChunk: Int = 512, promptCacheBytes: Int? = 8 << 30) {
             self.slots = slots
             self.queueLimit = queueLimit
             self.promptChunk = promptChunk
+            self.promptCacheBytes = promptCacheBytes
         }
     }
 
@@ -52,6 +57,12 @@ public actor LlamaSlots {
         public var finishedRequests: Int
         /// Submissions refused with `.busy`.
         public var rejectedRequests: Int
+        /// Conversations held in the prompt cache (``Options/promptCacheBytes``).
+        public var cachedPrompts: Int = 0
+        /// Bytes of state the prompt cache holds.
+        public var cachedPromptBytes: Int = 0
+        /// Conversations restored from the prompt cache into a slot.
+        public var restoredPrompts: Int = 0
     }
 
     /// The context the slots share; each slot is one of its sequences.
@@ -59,7 +70,8 @@ public actor LlamaSlots {
     /// The options it was created with.
     public nonisolated let options: Options
 
-    private var slots: [Slot]
+    var slots: [Slot]
+    private var promptCache: SlotPromptCache?
     private var queue: [SlotRequest] = []
     private var running = false
     private var accepting = true
@@ -76,6 +88,9 @@ public actor LlamaSlots {
         guard options.slots > 0 else { throw LlamaError(.invalidArgument, "slots must be positive, not \(options.slots)") }
         guard options.queueLimit >= 0 else {
             throw LlamaError(.invalidArgument, "queueLimit must not be negative, not \(options.queueLimit)")
+        }
+        if let bytes = options.promptCacheBytes, bytes < 0 {
+            throw LlamaError(.invalidArgument, "promptCacheBytes must not be negative, not \(bytes) (nil: no limit)")
         }
         guard options.promptChunk > 0 else {
             throw LlamaError(.invalidArgument, "promptChunk must be positive, not \(options.promptChunk)")
@@ -95,6 +110,7 @@ public actor LlamaSlots {
         self.context = context
         self.options = options
         slots = (0..<options.slots).map { Slot(sequence: Int32($0)) }
+        promptCache = options.promptCacheBytes == 0 ? nil : SlotPromptCache(limit: options.promptCacheBytes)
         counters = Statistics(slots: options.slots, busySlots: 0, queued: 0, promptTokens: 0, generatedTokens: 0,
                               reusedTokens: 0, steps: 0, finishedRequests: 0, rejectedRequests: 0)
     }
@@ -104,6 +120,8 @@ public actor LlamaSlots {
         var s = counters
         s.busySlots = slots.count { $0.request != nil }
         s.queued = queue.count
+        s.cachedPrompts = promptCache?.entries.count ?? 0
+        s.cachedPromptBytes = promptCache?.bytes ?? 0
         return s
     }
 
@@ -127,6 +145,12 @@ public actor LlamaSlots {
     /// `promptDuration` from the admission to a slot.
     public func submit(prompt: [LlamaToken], sampling: SamplerChain, options: GenerationOptions) throws(LlamaError)
         -> AsyncThrowingStream<GenerationEvent, any Error> {
+        try enqueue(prompt: prompt, media: nil, sampling: sampling, options: options)
+    }
+
+    /// Queues a request; `media` holds a multimodal prompt's media, `prompt` its placeholders (``SlotMedia``).
+    func enqueue(prompt: [LlamaToken], media: SlotMedia?, sampling: SamplerChain, options: GenerationOptions)
+        throws(LlamaError) -> AsyncThrowingStream<GenerationEvent, any Error> {
         let submitted = ContinuousClock.now
         guard accepting else {
             counters.rejectedRequests += 1
@@ -145,7 +169,7 @@ public actor LlamaSlots {
                 + "\(context.capacityDescription): shorten the prompt or create the context with a larger contextLength")
         }
         let vocabCount = context.model.vocab.count
-        if let bad = prompt.first(where: { $0 < 0 || $0 >= vocabCount }) {
+        if media == nil, let bad = prompt.first(where: { $0 < 0 || $0 >= vocabCount }) {
             throw LlamaError(.invalidArgument, "token \(bad) is not in the vocabulary (0..<\(vocabCount))")
         }
         let free = slots.count { $0.request == nil }
@@ -162,6 +186,7 @@ public actor LlamaSlots {
             id: nextID, prompt: prompt, options: options, sampler: SlotSampler(sampler), continuation: continuation,
             cancelled: cancelled, submitted: submitted,
             generation: GenerationOutput(options: options, vocab: context.model.vocab, sequenceLength: context.sequenceLength))
+        request.media = media
         nextID += 1
         queue.append(request)
         if !running {
@@ -212,6 +237,7 @@ public actor LlamaSlots {
         while true {
             sweep()
             await admit()
+            await evaluateMedia()
             guard slots.contains(where: { $0.request != nil }) else {
                 running = false
                 let waiters = stepWaiters + [], idle = idleWaiters
@@ -271,7 +297,8 @@ public actor LlamaSlots {
             slots[best].lastUsed = useClock
             slots[best].request = request
             request.admitted = ContinuousClock.now
-            trims.append((slots[best].sequence, min(bestShared, request.prompt.count - 1)))
+            if promptCache != nil { bestShared = await exchangeCached(slot: best, prompt: request.prompt, shared: bestShared) }
+            trims.append((slots[best].sequence, request.keepable(min(bestShared, request.prompt.count - 1))))
             admitted.append(best)
         }
         guard !trims.isEmpty else { return }
@@ -281,6 +308,32 @@ public actor LlamaSlots {
             slots[i].request?.reused = keep
             counters.reusedTokens += keep
         }
+    }
+
+    /// The prompt cache's part in admitting a prompt to slot `i`, which shares `shared` tokens
+    /// with it: restores a saved conversation that serves the prompt better than the slot's
+    /// own content, and saves that content first when it is to be replaced or mostly discarded.
+    /// Returns the tokens the slot now shares with the prompt.
+    private func exchangeCached(slot i: Int, prompt: [LlamaToken], shared: Int) async -> Int {
+        let held = slots[i].cached
+        guard let cache = promptCache else { return shared }
+        let replaced = cache.best(for: prompt, slotTokens: held, shared: shared) != nil
+        if !held.isEmpty, !cache.contains(held),
+           replaced || SlotPromptCache.shouldSave(slotTokens: held, shared: shared, promptCount: prompt.count) {
+            let state = await context.state(sequence: slots[i].sequence)
+            _ = promptCache?.insert(tokens: held, state: state)
+        }
+        guard let entry = promptCache?.take(for: prompt, slotTokens: held, shared: shared) else { return shared }
+        do {
+            try await context.restore(state: entry.state, into: slots[i].sequence)
+        } catch {
+            // The sequence is empty after a failed restore (restore(state:into:) empties it).
+            slots[i].cached = []
+            return 0
+        }
+        slots[i].cached = entry.tokens
+        counters.restoredPrompts += 1
+        return SlotPromptCache.sharedPrefix(entry.tokens, prompt)
     }
 
     /// One decode: the pending token of every generating slot, then prompt chunks of the slots
@@ -306,7 +359,7 @@ public actor LlamaSlots {
         for i in prompting {
             guard let request = slots[i].request, batch.count < capacity else { break }
             let start = slots[i].cached.count
-            let end = min(request.prompt.count, start + chunk, start + capacity - batch.count)
+            let end = min(request.textEnd(from: start), start + chunk, start + capacity - batch.count)
             let last = end == request.prompt.count
             if last {
                 outputs.append(SlotOutput(batchIndex: Int32(batch.count + end - start - 1), sampler: request.sampler,
@@ -382,7 +435,7 @@ public actor LlamaSlots {
         counters.finishedRequests += 1
     }
 
-    private func fail(_ i: Int, _ error: LlamaError) {
+    func fail(_ i: Int, _ error: LlamaError) {
         slots[i].request?.continuation.finish(throwing: error)
         release(i)
     }
@@ -404,7 +457,7 @@ public actor LlamaSlots {
 
 /// A slot: a sequence of the context, the tokens its cache holds from position 0, and the
 /// request it runs.
-private struct Slot {
+struct Slot {
     let sequence: Int32
     var cached: [LlamaToken] = []
     var request: SlotRequest?
@@ -415,7 +468,7 @@ private struct Slot {
 }
 
 /// A request, from submission to its end; only the engine's actor touches it.
-private final class SlotRequest {
+final class SlotRequest {
     let id: Int
     let prompt: [LlamaToken]
     let options: GenerationOptions
@@ -433,6 +486,8 @@ private final class SlotRequest {
     var reused = 0
     /// The token sampled last, to evaluate in the next step (nil while the prompt is evaluated).
     var pending: LlamaToken?
+    /// A multimodal prompt's media (nil: a text prompt).
+    var media: SlotMedia?
 
     init(id: Int, prompt: [LlamaToken], options: GenerationOptions, sampler: SlotSampler,
          continuation: AsyncThrowingStream<GenerationEvent, any Error>.Continuation, cancelled: AbortFlag,

@@ -238,7 +238,7 @@ public enum ToolChoice: Sendable, Equatable {
     }
 }
 
-/// An element of a tool-calling conversation's stream (``ChatSession/respondStreaming(to:tools:toolChoice:maxToolRounds:sampling:options:)``).
+/// An element of a tool-calling conversation's stream (``ChatSession``'s `respondStreaming(to:tools:toolChoice:maxToolRounds:sampling:options:)`).
 public enum ChatEvent: Sendable {
     /// Content of the reply being generated (call markup is not content).
     case text(String)
@@ -292,13 +292,24 @@ extension ChatSession {
                                  maxToolRounds: Int = 4, sampling: SamplerChain = .greedy,
                                  options: GenerationOptions = GenerationOptions()) throws(LlamaError)
         -> AsyncThrowingStream<ChatEvent, any Error> {
+        try respondStreaming(to: .user(text), tools: tools, toolChoice: toolChoice, maxToolRounds: maxToolRounds,
+                             sampling: sampling, options: options)
+    }
+
+    /// Adds a message (the user's, with images or audio as parts when the session has a
+    /// projector) and runs a tool-calling conversation to its final answer, as
+    /// `respondStreaming(to:tools:toolChoice:maxToolRounds:sampling:options:)` does for text.
+    public func respondStreaming(to message: ChatMessage, tools: [any Tool], toolChoice: ToolChoice = .auto,
+                                 maxToolRounds: Int = 4, sampling: SamplerChain = .greedy,
+                                 options: GenerationOptions = GenerationOptions()) throws(LlamaError)
+        -> AsyncThrowingStream<ChatEvent, any Error> {
         let plan = try ToolPlan(tools: tools, choice: toolChoice, maxToolRounds: maxToolRounds, options: options) {
             (definitions) throws(LlamaError) in try outputParser(tools: definitions)
         }
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await self.runTools(text, plan: plan, sampling: sampling, options: options) { continuation.yield($0) }
+                    try await self.runTools(message, plan: plan, sampling: sampling, options: options) { continuation.yield($0) }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -310,7 +321,7 @@ extension ChatSession {
 
     /// Adds the user's message and runs a tool-calling conversation to its final answer, which
     /// is returned (it has joined the history). See
-    /// ``respondStreaming(to:tools:toolChoice:maxToolRounds:sampling:options:)``, which this
+    /// `respondStreaming(to:tools:toolChoice:maxToolRounds:sampling:options:)`, which this
     /// runs to its end; the tool results, errors included, are the history's `tool` messages.
     @discardableResult
     public func respond(to text: String, tools: [any Tool], toolChoice: ToolChoice = .auto, maxToolRounds: Int = 4,
@@ -325,17 +336,16 @@ extension ChatSession {
     }
 
     /// The one loop of tool calling.
-    func runTools(_ text: String, plan: ToolPlan, sampling: SamplerChain, options: GenerationOptions,
+    func runTools(_ message: ChatMessage, plan: ToolPlan, sampling: SamplerChain, options: GenerationOptions,
                   emit: @Sendable (ChatEvent) -> Void) async throws {
-        messages.append(.user(text))
+        if message.content.hasMedia, projector == nil { throw LlamaError.projectorRequired() }
+        messages.append(message)
         var rounds = 0
         while true {
             let first = rounds == 0
             var chain = sampling
             if let stage = first ? plan.firstStage : plan.laterStage { chain.stages.insert(stage, at: 0) }
             let parser = plan.choice == .none ? plan.textParser : plan.parser
-            let prompt = try context.model.formatChat(messages, addAssistantPrompt: true, template: template,
-                                                      tools: plan.definitions)
             var output = ChatOutputStream(parser: parser)
             var summary: GenerationSummary?
             func send(_ deltas: [ChatOutputDelta]) {
@@ -344,7 +354,7 @@ extension ChatSession {
                     if !d.content.isEmpty { emit(.text(d.content)) }
                 }
             }
-            for try await event in context.generate(prompt: prompt, sampling: chain, options: options) {
+            for try await event in try generate(messages, tools: plan.definitions, sampling: chain, options: options) {
                 switch event {
                 case .token(_, let piece), .text(let piece): if !piece.isEmpty { send(output.append(piece)) }
                 case .probabilities: break

@@ -1,13 +1,15 @@
 import LlamaRaw
 
-/// A model's tokenizer. Valid as long as its model (it keeps the model alive).
+/// A model's tokenizer. It keeps its model alive, so it stays valid however long it is kept.
 public struct LlamaVocab: @unchecked Sendable {
-    let runtime: LlamaRuntime
+    /// The model whose tokenizer this is: llama.cpp frees the vocabulary with it.
+    let model: LlamaModel
     let pointer: OpaquePointer
+    var runtime: LlamaRuntime { model.runtime }
     var c: LlamaSymbols { runtime.raw }
 
-    init(runtime: LlamaRuntime, pointer: OpaquePointer) {
-        self.runtime = runtime
+    init(model: LlamaModel, pointer: OpaquePointer) {
+        self.model = model
         self.pointer = pointer
     }
 

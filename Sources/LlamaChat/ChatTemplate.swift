@@ -37,11 +37,13 @@ public struct ChatTemplate: Sendable {
     ///   - eosToken: the model's end-of-sequence text (`eos_token`).
     ///   - variables: more variables: `enable_thinking`, `reasoning_effort`, `documents`, ...
     ///   - now: the time `strftime_now` reads (the template's options' clock when nil).
+    ///   - mediaMarker: the text that stands for each image or audio clip (see
+    ///     ``ChatMessage/templateValue(mediaMarker:)``): the projector's marker.
     public func render(messages: [ChatMessage], tools: [ToolDefinition] = [], addGenerationPrompt: Bool = true,
                        bosToken: String = "", eosToken: String = "", variables: [String: JSONValue] = [:],
-                       now: Date? = nil) throws(JinjaError) -> String {
+                       now: Date? = nil, mediaMarker: String = ChatMedia.defaultMarker) throws(JinjaError) -> String {
         var context = variables
-        context["messages"] = .array(messages.map(\.templateValue))
+        context["messages"] = .array(messages.map { $0.templateValue(mediaMarker: mediaMarker) })
         if !tools.isEmpty { context["tools"] = .array(tools.map(\.templateValue)) }
         context["add_generation_prompt"] = .bool(addGenerationPrompt)
         context["bos_token"] = .string(bosToken)
@@ -74,36 +76,40 @@ public struct ChatTemplate: Sendable {
 extension ChatMessage {
     /// The message as chat templates read it: OpenAI's JSON shape, with tool-call arguments as
     /// objects (what templates index and `tojson`; text that is not a JSON object stays text).
-    public var templateValue: JSONValue {
-        var o = JSONObject()
-        o["role"] = .string(role)
-        switch content {
-        case .text(let s): o["content"] = .string(s)
-        case .parts(let parts): o["content"] = .array(parts.map(\.jsonValue))
-        case .none: o["content"] = .null
-        }
-        if let name { o["name"] = .string(name) }
-        if !toolCalls.isEmpty { o["tool_calls"] = .array(toolCalls.map(\.templateValue)) }
-        if let toolCallID { o["tool_call_id"] = .string(toolCallID) }
-        if let reasoning { o["reasoning_content"] = .string(reasoning) }
-        return .object(o)
+    /// Content with images or audio becomes text with ``ChatMedia/defaultMarker`` where each goes
+    /// (see ``templateValue(mediaMarker:)``).
+    public var templateValue: JSONValue { templateValue(mediaMarker: ChatMedia.defaultMarker) }
+
+    /// The message as chat templates read it, content with images or audio rendered as llama.cpp's
+    /// server renders it: text, the parts joined with a line break between text parts and
+    /// `mediaMarker` where each image or audio clip goes (no line break next to a marker).
+    public func templateValue(mediaMarker: String) -> JSONValue {
+        value(content: content.hasMedia ? .string(content.text(mediaMarker: mediaMarker)) : content.jsonValue,
+              toolCalls: toolCalls.map(\.templateValue))
     }
 
-    /// The message in OpenAI's JSON shape, tool-call arguments as JSON text.
+    /// The message in OpenAI's JSON shape, tool-call arguments as JSON text, media as parts.
     public var openAIValue: JSONValue {
-        guard var o = templateValue.objectValue else { return templateValue }
-        if !toolCalls.isEmpty {
-            o["tool_calls"] = .array(toolCalls.map { call in
-                var f = JSONObject()
-                f["name"] = .string(call.name)
-                f["arguments"] = .string(call.arguments)
-                var c = JSONObject()
-                if let id = call.id { c["id"] = .string(id) }
-                c["type"] = "function"
-                c["function"] = .object(f)
-                return .object(c)
-            })
-        }
+        value(content: content.jsonValue, toolCalls: toolCalls.map { call in
+            var f = JSONObject()
+            f["name"] = .string(call.name)
+            f["arguments"] = .string(call.arguments)
+            var c = JSONObject()
+            if let id = call.id { c["id"] = .string(id) }
+            c["type"] = "function"
+            c["function"] = .object(f)
+            return .object(c)
+        })
+    }
+
+    private func value(content: JSONValue, toolCalls calls: [JSONValue]) -> JSONValue {
+        var o = JSONObject()
+        o["role"] = .string(role)
+        o["content"] = content
+        if let name { o["name"] = .string(name) }
+        if !calls.isEmpty { o["tool_calls"] = .array(calls) }
+        if let toolCallID { o["tool_call_id"] = .string(toolCallID) }
+        if let reasoning { o["reasoning_content"] = .string(reasoning) }
         return .object(o)
     }
 
@@ -115,10 +121,9 @@ extension ChatMessage {
         switch o["content"] {
         case .string(let s)?: content = .text(s)
         case .array(let parts)?:
-            content = .parts(parts.map { p in
-                if p["type"]?.stringValue == "text", let t = p["text"]?.stringValue { return .text(t) }
-                return .other(p)
-            })
+            var list: [ChatContentPart] = []
+            for p in parts { list.append(try ChatContentPart(json: p)) }
+            content = .parts(list)
         case .null?, nil: content = .none
         case let other?: throw ChatFormatError(.invalidMessage, "\"content\" must be a string, an array of parts or null, not \(other.jsonText)")
         }
@@ -219,6 +224,8 @@ public struct ChatFormatError: Error, Sendable, Equatable, CustomStringConvertib
         public static let invalidMessage = Code(rawValue: "invalidMessage")
         /// A tool definition is not in OpenAI's shape.
         public static let invalidTool = Code(rawValue: "invalidTool")
+        /// An image or audio part whose data cannot be read (not base64, a `data:` URL of another kind).
+        public static let invalidMedia = Code(rawValue: "invalidMedia")
     }
     /// What went wrong, to switch on.
     public let code: Code

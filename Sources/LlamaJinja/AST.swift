@@ -12,6 +12,8 @@ indirect enum Node {
     case with(assignments: [(Target, Expr)], body: [Node])
     case breakLoop(offset: Int)
     case continueLoop(offset: Int)
+    /// Names that start undefined in this frame (see `Scoping`).
+    case declare([String])
 }
 
 /// The left side of `set` and `for`: a name, names to unpack, or a namespace attribute.

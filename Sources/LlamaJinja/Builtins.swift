@@ -53,14 +53,12 @@ enum Builtins {
             default: throw interp.fail(.type, "range expected 1 to 3 arguments, got \(nums.count)")
             }
             guard step != 0 else { throw interp.fail(.value, "range() arg 3 must not be zero") }
-            let count = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0)
-                                 : (start > stop ? (start - stop - step - 1) / -step : 0)
             // jinja2's sandbox refuses ranges over 100000 items (MAX_RANGE).
             let limit = min(100_000, interp.options.limits.maxSequenceLength)
-            guard count <= limit else {
+            guard PyRange.length(start, stop, step) <= limit else {
                 throw interp.fail(.limitExceeded, "range too big: the sandbox allows at most \(limit) items")
             }
-            return .list((0..<count).map { .int(start + $0 * step) })
+            return .range(PyRange(start: start, stop: stop, step: step))
         }
         add("dict") { interp, a in
             var d = Dict()
@@ -180,16 +178,23 @@ enum Builtins {
         t["sequence"] = { _, v, _ in
             switch v {
             // Undefined has a length and an item getter (that raises), so jinja2 calls it a sequence.
-            case .list, .tuple, .string, .dict, .undefined: return true
-            case .iterator(_, let kind): return kind.hasPrefix("dict_")
+            case .list, .tuple, .string, .dict, .undefined, .range, .group, .iterator, .bytes: return true
             default: return false
             }
         }
         t["iterable"] = { _, v, _ in
-            switch v { case .list, .tuple, .string, .dict, .undefined, .iterator: return true; default: return false }
+            switch v {
+            case .list, .tuple, .string, .dict, .undefined, .iterator, .generator, .range, .group, .bytes: return true
+            default: return false
+            }
         }
         t["callable"] = { _, v, _ in
-            switch v { case .callable: return true; case .loop(let l): return l.recurse != nil; default: return false }
+            switch v {
+            // Undefined has a `__call__` (that raises), so Python calls it callable.
+            case .callable, .undefined: return true
+            case .loop(let l): return l.recurse != nil
+            default: return false
+            }
         }
         // jinja2: `value % 2 == 1`, `value % 2 == 0`, `value % num == 0`, with Python's `%` (floats
         // and strings included).
@@ -279,20 +284,51 @@ enum Builtins {
         }
     }
 
-    /// Attribute paths as jinja2's `make_attrgetter` reads them: `a.b`, integers as indexes.
+    /// Attribute paths as jinja2's `make_attrgetter` reads them: `a.b`, digits as indexes, None
+    /// as the item itself; `default` (unless None) replaces an undefined value after each part.
     static func attrGetter(_ interp: Interpreter, _ attribute: Value, default def: Value? = nil) -> (Value) throws(JinjaError) -> Value {
         let parts: [Value]
-        if case .string(let s) = attribute {
-            parts = s.split(separator: ".", omittingEmptySubsequences: false).map { p in Int(p).map(Value.int) ?? .string(String(p)) }
-        } else {
-            parts = [attribute]
+        switch attribute {
+        case .string(let s):
+            parts = s.split(separator: ".", omittingEmptySubsequences: false).map { p in
+                !p.isEmpty && p.unicodeScalars.allSatisfy { ("0"..."9").contains($0) } ? Int(p).map(Value.int) ?? .string(String(p)) : .string(String(p))
+            }
+        case .none: parts = []
+        default: parts = [attribute]
         }
+        let def = def?.isNone == true ? nil : def
         return { v in
             var cur = v
-            for p in parts { cur = try interp.getitem(cur, p) }
-            if cur.isUndefined, let def { return def }
+            for p in parts {
+                cur = try interp.getitem(cur, p)
+                if cur.isUndefined, let def { cur = def }
+            }
             return cur
         }
+    }
+
+    /// Whether Python can hash the value (a set or dict key): not lists, dicts or dict views.
+    static func isHashable(_ v: Value) -> Bool {
+        switch v {
+        case .list, .dict, .iterator: return false
+        case .tuple(let items): return items.allSatisfy(isHashable)
+        case .group: return false  // its second item is a list
+        default: return true
+        }
+    }
+
+    /// The result of one of jinja2's lazy filters (`function`, the Python generator function's
+    /// name, for its repr): `body` produces the items now, and an error it meets is kept and
+    /// raised only when iteration reaches it.
+    static func generator(_ function: String, _ body: (inout [Value]) throws -> Void) -> Value {
+        var items: [Value] = []
+        do {
+            try body(&items)
+        } catch {
+            let e = error as? JinjaError ?? JinjaError(.type, "\(error)")
+            return .generator(Generator(function: function, items: items, error: e))
+        }
+        return .generator(Generator(function: function, items: items))
     }
 
     static func sortKey(_ v: Value, caseSensitive: Bool) -> Value {
@@ -363,7 +399,6 @@ enum Builtins {
 
     static func toJSON(_ interp: Interpreter, _ v: Value, indent: Value?, separators: Value?, sortKeys: Bool, asciiOnly: Bool) throws(JinjaError) -> String {
         guard let json = v.json() else {
-            if case .undefined(let u) = v, u.security != nil { throw interp.undefinedError(u) }
             throw interp.fail(.type, "Object of type \(v.typeName) is not JSON serializable")
         }
         // json.dumps returns a string's encoding before it looks at indent and separators.
@@ -396,10 +431,9 @@ enum Builtins {
         func add(_ name: String, _ body: @escaping (Interpreter, Value, Args) throws -> Value) {
             f[name] = { interp, v, p, k in try body(interp, v, Args(positional: p, keywords: k, fn: name, interp: interp)) }
         }
-        func strictString(_ interp: Interpreter, _ v: Value) throws(JinjaError) -> String {
-            if case .undefined(let u) = v, u.security != nil { throw interp.undefinedError(u) }
-            return v.str
-        }
+        // jinja2's string filters take `str(value)`: an undefined value (even one the sandbox
+        // refused) is the empty string.
+        func strictString(_ interp: Interpreter, _ v: Value) throws(JinjaError) -> String { v.str }
         add("tojson") { interp, v, a in
             // transformers' signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
             .string(try toJSON(interp, v, indent: a.get(1, "indent"), separators: a.get(2, "separators"),
@@ -410,10 +444,10 @@ enum Builtins {
             case .string(let s): return .int(s.unicodeScalars.count)
             case .list(let a), .tuple(let a): return .int(a.count)
             case .dict(let d): return .int(d.count)
-            case .undefined(let u):
-                if u.security != nil { throw interp.undefinedError(u) }
-                return .int(0)
-            case .iterator(let items, let kind) where kind.hasPrefix("dict_"): return .int(items.count)
+            case .undefined: return .int(0)
+            case .iterator(let items, _): return .int(items.count)
+            case .range(let r): return .int(r.count)
+            case .bytes(let b): return .int(b.count)
             default: throw interp.fail(.type, "object of type '\(v.typeName)' has no len()")
             }
         }
@@ -429,7 +463,7 @@ enum Builtins {
             // jinja2 splits at runs of spaces, '-', '(', '{', '[', '<' and capitalizes each piece.
             let s = try strictString(interp, v)
             var out = "", word = String.UnicodeScalarView(), sep = String.UnicodeScalarView()
-            func flushWord() { if !word.isEmpty { out += capitalize(String(word)); word = String.UnicodeScalarView() } }
+            func flushWord() { if !word.isEmpty { out += capitalize(String(word), upperFirst: true); word = String.UnicodeScalarView() } }
             func flushSep() { if !sep.isEmpty { out += String(sep); sep = String.UnicodeScalarView() } }
             for c in s.unicodeScalars {
                 if isPythonSpace(c) || "-({[<".unicodeScalars.contains(c) { flushWord(); sep.append(c) } else { flushSep(); word.append(c) }
@@ -464,26 +498,38 @@ enum Builtins {
             return .string(out)
         }
         add("first") { interp, v, _ in
-            try interp.iterate(v).first ?? .undefined(Undefined(hint: "No first item, sequence was empty."))
+            // `next(iter(value))`: a generator gives up one item.
+            let first = if case .generator(let g) = v { try g.next() } else { try interp.iterate(v).first }
+            return first ?? .undefined(Undefined(hint: "No first item, sequence was empty."))
         }
         add("last") { interp, v, _ in
-            if case .dict = v { throw interp.fail(.type, "'dict' object is not reversible") }
+            // `next(reversed(value))`: dicts and their views reverse, iterators do not.
+            if case .generator(let g) = v { throw interp.fail(.type, "'\(g.kind)' object is not reversible") }
             return try interp.iterate(v).last ?? .undefined(Undefined(hint: "No last item, sequence was empty."))
         }
         add("items") { interp, v, _ in
-            switch v {
-            case .undefined: return .list([])
-            case .dict(let d): return .iterator(d.items.map { .tuple([$0.0, $0.1]) }, kind: "dict_itemiterator")
-            default: throw interp.fail(.type, "Can only get item pairs from a mapping.")
+            // A generator in jinja2: even the TypeError waits for the first iteration.
+            generator("do_items") { out in
+                switch v {
+                case .undefined: return
+                case .dict(let d): out = d.items.map { .tuple([$0.0, $0.1]) }
+                default: throw interp.fail(.type, "Can only get item pairs from a mapping.")
+                }
             }
         }
         add("list") { interp, v, _ in .list(try interp.iterate(v)) }
         add("reverse") { interp, v, _ in
+            // `reversed(value)` where Python reverses it, else a reversed list.
+            func reversed(_ items: [Value], _ kind: String) -> Value { .generator(Generator(kind: kind, items: items.reversed())) }
             switch v {
             case .string(let s): return .string(String(String.UnicodeScalarView(s.unicodeScalars.reversed())))
-            case .dict: throw interp.fail(.type, "argument to reversed() must be a sequence")
-            case .list(let l): return .iterator(l.reversed(), kind: "list_reverseiterator")
-            case .tuple(let l): return .iterator(l.reversed(), kind: "reversed")
+            case .list(let l): return reversed(l, "list_reverseiterator")
+            case .tuple(let l): return reversed(l, "reversed")
+            case .range(let r): return reversed(r.values, "range_iterator")
+            case .bytes(let b): return reversed(b.map { .int(Int($0)) }, "reversed")
+            case .dict(let d): return reversed(d.keys, "dict_reversekeyiterator")
+            case .iterator(let items, let kind): return reversed(items, "dict_reverse" + kind.dropFirst(5).dropLast() + "iterator")
+            case .undefined: return reversed([], "reversed")
             default: return .list(try interp.iterate(v).reversed())
             }
         }
@@ -548,9 +594,18 @@ enum Builtins {
             let scale = pow(10.0, Double(precision))
             switch method {
             case "common":
-                // Python's round of an int (or bool) is an int.
-                if case .int(let i) = v { return .int(i) }
-                if case .bool(let b) = v { return .int(b ? 1 : 0) }
+                // Python's round of an int (or bool) is an int, to a multiple of 10^-precision.
+                if let i = v.integer {
+                    guard precision < 0 else { return .int(i) }
+                    guard precision > -19 else { return .int(0) }
+                    var m = 1
+                    for _ in 0 ..< -precision { m *= 10 }
+                    var q = i / m, r = i % m
+                    if r < 0 { q -= 1; r += m }
+                    if 2 * r > m || (2 * r == m && q % 2 != 0) { q += 1 }
+                    let (x, o) = q.multipliedReportingOverflow(by: m)
+                    return .int(o ? i : x)
+                }
                 // Python's round: half to even on the decimal value.
                 let shifted = x * scale
                 var r = shifted.rounded(.toNearestOrEven)
@@ -599,20 +654,28 @@ enum Builtins {
             return .string(String(repeating: " ", count: left) + s + String(repeating: " ", count: total - left))
         }
         add("batch") { interp, v, a in
-            guard let n = try a.int(0, "linecount"), n > 0 else { throw interp.fail(.value, "batch() needs a positive line count") }
+            guard let linecount = a.get(0, "linecount") else { throw interp.fail(.type, "batch() missing required argument: 'linecount'") }
             let fill = a.get(1, "fill_with")
-            let items = try interp.iterate(v)
-            var out: [Value] = []
-            var k = 0
-            while k < items.count {
-                var chunk = Array(items[k..<min(k + n, items.count)])
-                if chunk.count < n, let fill, !{ if case .none = fill { return true }; return false }() {
-                    chunk += Array(repeating: fill, count: n - chunk.count)
+            // jinja2's loop, lazily: a chunk is yielded when `len(tmp) == linecount`; the last
+            // one is filled up to `linecount`.
+            return generator("do_batch") { out in
+                var tmp: [Value] = []
+                for item in try interp.iterate(v) {
+                    if interp.equal(.int(tmp.count), linecount) {
+                        out.append(.list(tmp))
+                        tmp = []
+                    }
+                    tmp.append(item)
                 }
-                out.append(.list(chunk))
-                k += n
+                guard !tmp.isEmpty else { return }
+                if let fill, !fill.isNone, try interp.less(.int(tmp.count), linecount) {
+                    guard let n = linecount.integer else {
+                        throw interp.fail(.type, "can't multiply sequence by non-int of type '\(linecount.typeName)'")
+                    }
+                    tmp += try interp.repeatList([fill], n - tmp.count)
+                }
+                out.append(.list(tmp))
             }
-            return .iterator(out, kind: "generator")
         }
         add("dictsort") { interp, v, a in
             guard case .dict(let d) = v else { throw interp.fail(.type, "You can only sort by either \"key\" or \"value\"") }
@@ -627,20 +690,33 @@ enum Builtins {
         }
         add("sort") { interp, v, a in
             let cs = a.bool(1, "case_sensitive", false)
-            let get = a.get(2, "attribute").map { attrGetter(interp, $0) }
+            // jinja2's make_multi_attrgetter: `attribute` may name several paths ("a,b.c"), and the
+            // key is the list of their values (so equal items never need `<`).
+            let paths: [Value]
+            switch a.get(2, "attribute") {
+            case .string(let s)?: paths = s.split(separator: ",", omittingEmptySubsequences: false).map { .string(String($0)) }
+            case let other?: paths = [other]
+            case nil: paths = [.none]
+            }
+            let getters = paths.map { attrGetter(interp, $0) }
             return .list(try sortValues(interp, try interp.iterate(v), key: { (item) throws(JinjaError) -> Value in
-                sortKey(try get?(item) ?? item, caseSensitive: cs)
+                var key: [Value] = []
+                for get in getters { key.append(sortKey(try get(item), caseSensitive: cs)) }
+                return .list(key)
             }, reverse: a.bool(0, "reverse", false)))
         }
         add("unique") { interp, v, a in
             let cs = a.bool(0, "case_sensitive", false)
-            let get = a.get(1, "attribute").map { attrGetter(interp, $0) }
-            var seen: [Value] = [], out: [Value] = []
-            for item in try interp.iterate(v) {
-                let key = sortKey(try get?(item) ?? item, caseSensitive: cs)
-                if !seen.contains(where: { interp.equal($0, key) }) { seen.append(key); out.append(item) }
+            let attribute = a.get(1, "attribute")
+            return generator("sync_do_unique") { out in
+                let get = attrGetter(interp, attribute ?? .none)
+                var seen: [Value] = []
+                for item in try interp.iterate(v) {
+                    let key = sortKey(try get(item), caseSensitive: cs)
+                    guard isHashable(key) else { throw interp.fail(.type, "unhashable type: '\(key.typeName)'") }
+                    if !seen.contains(where: { interp.equal($0, key) }) { seen.append(key); out.append(item) }
+                }
             }
-            return .iterator(out, kind: "generator")
         }
         func minMax(_ name: String, _ wantMax: Bool) {
             add(name) { interp, v, a in
@@ -667,52 +743,107 @@ enum Builtins {
             return total
         }
         add("map") { interp, v, a in
-            // jinja2's map is a generator that yields nothing for a false value.
-            let items = v.truthy ? try interp.iterate(v) : []
-            if let attr = a.keywords.first(where: { $0.0 == "attribute" })?.1 {
-                let get = attrGetter(interp, attr, default: a.keywords.first { $0.0 == "default" }?.1)
-                var out: [Value] = []
-                for i in items { out.append(try get(i)) }
-                return .iterator(out, kind: "generator")
+            // jinja2's map is a generator that yields nothing for a false value; a filter
+            // name is looked up for each item.
+            generator("sync_do_map") { out in
+                guard v.truthy else { return }
+                let items = try interp.iterate(v)
+                if a.positional.isEmpty, let attr = a.keywords.first(where: { $0.0 == "attribute" })?.1 {
+                    if let other = a.keywords.first(where: { $0.0 != "attribute" && $0.0 != "default" }) {
+                        throw interp.fail(.type, "Unexpected keyword argument '\(other.0)'")
+                    }
+                    let get = attrGetter(interp, attr, default: a.keywords.first { $0.0 == "default" }?.1)
+                    for i in items { out.append(try get(i)) }
+                    return
+                }
+                guard let name = a.positional.first else { throw interp.fail(.type, "map requires a filter argument") }
+                let rest = Array(a.positional.dropFirst())
+                for i in items {
+                    guard case .string(let n) = name, let filter = filters[n] else {
+                        throw interp.fail(.unknownName, "No filter named \(name.repr).")
+                    }
+                    out.append(try filter(interp, i, rest, a.keywords))
+                }
             }
-            guard case .string(let name)? = a.positional.first else {
-                if a.positional.isEmpty && a.keywords.isEmpty { return .list(items) }
-                throw interp.fail(.type, "map() needs a filter name or attribute=")
-            }
-            guard let filter = filters[name] else { throw interp.fail(.unknownName, "no filter named '\(name)'") }
-            let rest = Array(a.positional.dropFirst())
-            var out: [Value] = []
-            for i in items { out.append(try filter(interp, i, rest, a.keywords)) }
-            return .iterator(out, kind: "generator")
         }
         func selectReject(_ name: String, select: Bool, attribute: Bool) {
             add(name) { interp, v, a in
-                var p = a.positional
-                var get: ((Value) throws -> Value)? = nil
-                if attribute {
-                    guard !p.isEmpty else { throw interp.fail(.type, "\(name)() needs an attribute") }
-                    get = attrGetter(interp, p.removeFirst())
+                // A generator in jinja2: the arguments are checked when the first item is.
+                generator("select_or_reject") { out in
+                    guard v.truthy else { return }
+                    var p = a.positional
+                    var get: ((Value) throws -> Value)? = nil
+                    if attribute {
+                        guard !p.isEmpty else { throw interp.fail(.type, "Missing parameter for attribute name") }
+                        get = attrGetter(interp, p.removeFirst())
+                    }
+                    let testName = p.isEmpty ? nil : p.removeFirst()
+                    let args = p + a.keywords.map(\.1)
+                    for item in try interp.iterate(v) {
+                        let x = (try get?(item) ?? item).plain
+                        var passed = x.truthy
+                        if let testName {
+                            guard case .string(let tn) = testName, let test = tests[tn] else {
+                                throw interp.fail(.unknownName, "No test named \(testName.repr).")
+                            }
+                            passed = try test(interp, x, args)
+                        }
+                        if passed == select { out.append(item) }
+                    }
                 }
-                var test: Test = { _, x, _ in x.truthy }
-                if !p.isEmpty {
-                    guard case .string(let tn) = p.removeFirst() else { throw interp.fail(.type, "\(name)(): the test name must be a string") }
-                    guard let t = tests[tn] else { throw interp.fail(.unknownName, "no test named '\(tn)'") }
-                    test = t
-                }
-                var out: [Value] = []
-                for item in v.truthy ? try interp.iterate(v) : [] {
-                    let x = (try get?(item) ?? item).plain
-                    if try test(interp, x, p) == select { out.append(item) }
-                }
-                return .iterator(out, kind: "generator")
             }
         }
         selectReject("select", select: true, attribute: false)
         selectReject("reject", select: false, attribute: false)
         selectReject("selectattr", select: true, attribute: true)
         selectReject("rejectattr", select: false, attribute: true)
+        add("groupby") { interp, v, a in
+            guard let attribute = a.get(0, "attribute") else { throw interp.fail(.type, "groupby() missing required argument: 'attribute'") }
+            let cs = a.bool(2, "case_sensitive", false)
+            let get = attrGetter(interp, attribute, default: a.get(1, "default"))
+            let key = { (item: Value) throws(JinjaError) -> Value in sortKey(try get(item), caseSensitive: cs) }
+            // itertools.groupby over the items sorted by key: runs of equal keys; without
+            // case_sensitive the grouper is the first item's value as it is.
+            var groups: [(Value, [Value])] = []
+            for item in try sortValues(interp, try interp.iterate(v), key: key, reverse: false) {
+                let k = try key(item)
+                if let last = groups.last, interp.equal(last.0, k) { groups[groups.count - 1].1.append(item) } else { groups.append((k, [item])) }
+            }
+            var out: [Value] = []
+            for (k, items) in groups { out.append(.group(grouper: cs ? k : try get(items[0]), list: items)) }
+            return .list(out)
+        }
+        add("slice") { interp, v, a in
+            guard let slices = a.get(0, "slices") else { throw interp.fail(.type, "slice() missing required argument: 'slices'") }
+            let fill = a.get(1, "fill_with")
+            // jinja2's generator: `slices` lists, the first `len % slices` one item longer, the
+            // others filled with `fill_with` when given.
+            return generator("sync_do_slice") { out in
+                let seq = try interp.iterate(v)
+                guard let n = slices.integer else {
+                    throw interp.fail(.type, "'\(slices.typeName)' object cannot be interpreted as an integer")
+                }
+                guard n != 0 else { throw interp.fail(.value, "integer division or modulo by zero") }
+                guard n <= interp.options.limits.maxSequenceLength else {
+                    throw interp.fail(.limitExceeded, "more than \(interp.options.limits.maxSequenceLength) slices")
+                }
+                var perSlice = seq.count / n, extra = seq.count % n
+                if extra != 0 && (extra < 0) != (n < 0) { perSlice -= 1; extra += n }  // Python's // and %
+                var offset = 0
+                for k in 0..<max(0, n) {
+                    let start = offset + k * perSlice
+                    if k < extra { offset += 1 }
+                    let end = min(offset + (k + 1) * perSlice, seq.count)
+                    var chunk = start < end ? Array(seq[start..<end]) : []
+                    if let fill, !fill.isNone, k >= extra { chunk.append(fill) }
+                    out.append(.list(chunk))
+                }
+            }
+        }
         add("attr") { interp, v, a in
             guard let name = try a.string(0, "name") else { throw interp.fail(.type, "attr() needs a name") }
+            // Python's getattr only: a dict's keys are not attributes.
+            if case .dict = v, !name.hasPrefix("_") { return Builtins.method(interp, v, name) ?? .undefined(.attribute(name, of: v)) }
             return try interp.getattr(v, name)
         }
         add("format") { interp, v, a in
@@ -730,13 +861,16 @@ enum Builtins {
             // not fails on `.rsplit`; something without a length is a TypeError.
             switch v {
             case .string, .markup: break
-            case .undefined(let u) where u.security == nil: return v
+            case .undefined: return v
             case .list(let x), .tuple(let x):
                 if x.count <= length + (try a.int(3, "leeway") ?? 5) { return v }
                 throw interp.fail(.type, "'\(v.typeName)' object has no attribute 'rsplit'")
             case .dict(let d):
                 if d.count <= length + (try a.int(3, "leeway") ?? 5) { return v }
                 throw interp.fail(.type, "'dict' object has no attribute 'rsplit'")
+            case .range(let r):
+                if r.count <= length + (try a.int(3, "leeway") ?? 5) { return v }
+                throw interp.fail(.type, "'range' object has no attribute 'rsplit'")
             default: throw interp.fail(.type, "object of type '\(v.typeName)' has no len()")
             }
             let s = try strictString(interp, v)
@@ -764,9 +898,12 @@ enum Builtins {
         return f
     }()
 
-    static func capitalize(_ s: String) -> String {
+    /// Python's `str.capitalize`: the first character in titlecase (`ﬁ` is `Fi`), the rest
+    /// lowercase; jinja2's `title` filter upper-cases the first instead (`item[0].upper()`).
+    static func capitalize(_ s: String, upperFirst: Bool = false) -> String {
         guard let first = s.unicodeScalars.first else { return s }
-        return String(first).uppercased() + String(String.UnicodeScalarView(s.unicodeScalars.dropFirst())).lowercased()
+        let head = upperFirst ? String(first).uppercased() : first.properties.titlecaseMapping
+        return head + String(String.UnicodeScalarView(s.unicodeScalars.dropFirst())).lowercased()
     }
 
     /// Python's `str.replace(old, new, count)`.
@@ -799,9 +936,14 @@ enum Builtins {
     static func percentFormat(_ interp: Interpreter, _ format: String, _ args: Value) throws(JinjaError) -> String {
         var positional: [Value]
         var mapping: Dict? = nil
+        // Python leaves unused arguments alone when they are one object with `__getitem__`
+        // (not a tuple or string): a list, a range, Undefined...
+        var subscriptable = false
         switch args {
         case .tuple(let t): positional = t
+        case .group: positional = Array(try interp.iterate(args))
         case .dict(let d): positional = [args]; mapping = d
+        case .list, .range, .bytes, .undefined: positional = [args]; subscriptable = true
         default: positional = [args]
         }
         var out = ""
@@ -865,7 +1007,7 @@ enum Builtins {
             }
             out += piece
         }
-        if mapping == nil, next < positional.count {
+        if mapping == nil, !subscriptable, next < positional.count {
             throw interp.fail(.type, "not all arguments converted during string formatting")
         }
         return out

@@ -9,10 +9,18 @@ final class Interpreter {
     var out = ""
     var outBytes = 0
     var callDepth = 0
+    /// Calls in progress (macros, recursive loops, callers, builtins).
+    var nesting = 0
+    /// Where calls stop for lack of stack: read on the render's thread once a call is made inside
+    /// another (a debug build's frames take about 34 KiB per level; reading the bounds costs more
+    /// than a render without nested calls, so those never read them).
+    lazy var stack = StackGuard()
     var iterations = 0
     /// The source offset of what is being evaluated, for error positions.
     var offset = 0
-    /// Evaluating a constant `{{ ... }}`, which jinja2 folds at compile time.
+    /// Evaluating as jinja2's optimizer does when it compiles the template (`as_const`): a name,
+    /// a call or a filter that reads the context make the expression not constant (an error),
+    /// and slicing goes through the sandbox's getitem (a type error is an undefined value).
     var foldingConstant = false
 
     enum Flow { case normal, breakLoop, continueLoop }
@@ -63,14 +71,7 @@ final class Interpreter {
             case .output(let text):
                 try write(text)
             case .expression(let e):
-                if Interpreter.isConstant(e) {
-                    // jinja2 folds a constant `{{ ... }}` at compile time (only there, not in `set` or `if`).
-                    foldingConstant = true
-                    defer { foldingConstant = false }
-                    try write(try eval(e, scope).str)
-                } else {
-                    try write(try eval(e, scope).str)
-                }
+                try write(try eval(e, scope).str)
             case .ifNode(let branches, let orElse):
                 var done = false
                 for (test, body) in branches where try eval(test, scope).truthy {
@@ -121,6 +122,8 @@ final class Interpreter {
                 for (t, v) in values { try assign(t, v, inner) }
                 let f = try exec(body, inner)
                 if f != .normal { return f }
+            case .declare(let names):
+                for n in names { scope.vars[n] = .undefined(.named(n)) }
             case .breakLoop:
                 return .breakLoop
             case .continueLoop:
@@ -170,7 +173,7 @@ final class Interpreter {
             if f == .normal { completed = true }
         }
         if !completed {
-            let f = try exec(orElse, scope)
+            let f = try exec(orElse, Scope(parent: scope))
             if f != .normal { return f }
         }
         return .normal
@@ -213,6 +216,7 @@ final class Interpreter {
         case .literal(let v):
             return v
         case .name(let n, let off):
+            if foldingConstant { throw JinjaError(.unknownName, "a name is not constant") }
             if let v = scope.lookup(n) { return v }
             offset = off
             return .undefined(.named(n))
@@ -253,6 +257,7 @@ final class Interpreter {
                 return .undefined(Undefined(hint: error.message))
             }
         case .call(let fnExpr, let args, let off):
+            if foldingConstant { throw JinjaError(.unknownName, "a call is not constant") }
             let fn = try eval(fnExpr, scope)
             var positional: [Value] = []
             for a in args.positional { positional.append(try eval(a, scope)) }
@@ -312,6 +317,7 @@ final class Interpreter {
         case .conditional(let test, let then, let orElse):
             if try eval(test, scope).truthy { return try eval(then, scope) }
             if let orElse { return try eval(orElse, scope) }
+            if foldingConstant { throw JinjaError(.unknownName, "an if without else is not constant when false") }
             return .undefined(Undefined(hint: "the inline if-expression evaluated to false and no else section was defined"))
         }
     }
@@ -323,7 +329,8 @@ final class Interpreter {
         for (k, a) in f.kwargs { kwargs.append((k, try eval(a, scope))) }
         offset = f.offset
         guard let filter = Builtins.filters[f.name] else { throw fail(.unknownName, "no filter named '\(f.name)' found") }
-        let subject = ["safe", "escape", "e", "forceescape", "string"].contains(f.name) ? value : value.plain
+        if foldingConstant, Folding.contextFilters.contains(f.name) { throw JinjaError(.unknownName, "the filter reads the context") }
+        let subject = ["safe", "escape", "e", "forceescape", "string", "pprint"].contains(f.name) ? value : value.plain
         return try lift { try filter(self, subject, args, kwargs) }
     }
 
@@ -338,20 +345,30 @@ final class Interpreter {
     func iterate(_ v: Value) throws(JinjaError) -> [Value] {
         switch v.plain {
         case .iterator(let items, _): return items
+        case .generator(let g): return try g.drain()
+        case .range(let r): return r.values
+        case .bytes(let b): return b.map { .int(Int($0)) }
         case .list(let a), .tuple(let a): return a
         case .dict(let d): return d.keys
         case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
-        case .undefined(let u):
-            if u.security != nil { throw undefinedError(u) }
+        case .undefined:
             return []
-        case .namespace, .callable, .loop, .none, .bool, .int, .bigInt, .double, .markup:
+        case .namespace, .callable, .loop, .none, .bool, .int, .bigInt, .double, .markup, .group:
             throw fail(.type, "'\(v.typeName)' object is not iterable")
         }
     }
 
     func getattr(_ v: Value, _ name: String) throws(JinjaError) -> Value {
+        if case .group(let grouper, let list) = v {
+            if name == "grouper" { return grouper }
+            if name == "list" { return .list(list) }
+        }
         let v = v.plain
-        if case .undefined(let u) = v { throw undefinedError(u) }
+        if case .undefined(let u) = v {
+            // Python finds the attributes the Undefined object really has (the sandbox then
+            // refuses them); any other name goes through its `__getattr__`, which raises.
+            guard Interpreter.undefinedAttributes.contains(name) else { throw undefinedError(u) }
+        }
         if name.hasPrefix("_") {
             return .undefined(Undefined(security: "access to attribute '\(name)' of '\(v.typeName)' object is unsafe."))
         }
@@ -363,10 +380,29 @@ final class Interpreter {
             return ns.attributes[.string(name)] ?? .undefined(.attribute(name, of: v))
         case .loop(let l):
             return loopAttribute(l, name) ?? .undefined(.attribute(name, of: v))
+        case .range(let r):
+            switch name {
+            case "start": return .int(r.start)
+            case "stop": return .int(r.stop)
+            case "step": return .int(r.step)
+            default: return Builtins.method(self, v, name) ?? .undefined(.attribute(name, of: v))
+            }
         default:
             return Builtins.method(self, v, name) ?? .undefined(.attribute(name, of: v))
         }
     }
+
+    /// `dir(jinja2.Undefined())`: the attributes an undefined value has.
+    static let undefinedAttributes: Set<String> = [
+        "__add__", "__aiter__", "__bool__", "__call__", "__class__", "__complex__", "__delattr__", "__dir__", "__div__",
+        "__doc__", "__eq__", "__float__", "__floordiv__", "__format__", "__ge__", "__getattr__", "__getattribute__",
+        "__getitem__", "__getstate__", "__gt__", "__hash__", "__init__", "__init_subclass__", "__int__", "__iter__", "__le__",
+        "__len__", "__lt__", "__mod__", "__module__", "__mul__", "__ne__", "__neg__", "__new__", "__pos__", "__pow__",
+        "__radd__", "__rdiv__", "__reduce__", "__reduce_ex__", "__repr__", "__rfloordiv__", "__rmod__", "__rmul__",
+        "__rpow__", "__rsub__", "__rtruediv__", "__setattr__", "__sizeof__", "__slots__", "__str__", "__sub__",
+        "__subclasshook__", "__truediv__", "_fail_with_undefined_error", "_undefined_exception", "_undefined_hint",
+        "_undefined_message", "_undefined_name", "_undefined_obj",
+    ]
 
     func loopAttribute(_ l: LoopContext, _ name: String) -> Value? {
         switch name {
@@ -408,6 +444,18 @@ final class Interpreter {
                 if j >= 0 && j < a.count { return a[j] }
                 return .undefined(.item(key, of: v))
             }
+        case .range(let r):
+            if let i = key.integer {
+                let j = i < 0 ? i + r.count : i
+                if j >= 0 && j < r.count, let x = r.item(j) { return .int(x) }
+                return .undefined(.item(key, of: v))
+            }
+        case .bytes(let b):
+            if let i = key.integer {
+                let j = i < 0 ? i + b.count : i
+                if j >= 0 && j < b.count { return .int(Int(b[j])) }
+                return .undefined(.item(key, of: v))
+            }
         case .string(let s):
             if let i = key.integer {
                 let scalars = Array(s.unicodeScalars)
@@ -440,26 +488,43 @@ final class Interpreter {
             guard let i = x.integer else { throw fail(.type, "slice indices must be integers or None") }
             return i
         }
-        let st = try bound(step) ?? 1
-        guard st != 0 else { throw fail(.value, "slice step cannot be zero") }
-        func indices(_ n: Int) throws(JinjaError) -> [Int] {
+        // Python's `slice.indices(n)`: the step, then start and stop clamped to the sequence
+        // (checked only once the value is known to slice: `1[::0]` is a TypeError).
+        func bounds(_ n: Int) throws(JinjaError) -> (Int, Int, step: Int) {
+            let st = try bound(step) ?? 1
+            guard st != 0 else { throw fail(.value, "slice step cannot be zero") }
             func clamp(_ x: Int?, _ def: Int) -> Int {
                 guard var x else { return def }
                 if x < 0 { x += n }
                 if st > 0 { return min(max(x, 0), n) }
                 return min(max(x, -1), n - 1)
             }
-            let a = clamp(try bound(start), st > 0 ? 0 : n - 1)
-            let b = clamp(try bound(stop), st > 0 ? n : -1)
+            return (clamp(try bound(start), st > 0 ? 0 : n - 1), clamp(try bound(stop), st > 0 ? n : -1), st)
+        }
+        func indices(_ n: Int) throws(JinjaError) -> [Int] {
+            let (a, b, st) = try bounds(n)
             var out: [Int] = []
             var k = a
-            while st > 0 ? k < b : k > b { out.append(k); k += st }
+            while st > 0 ? k < b : k > b {
+                out.append(k)
+                let (next, overflow) = k.addingReportingOverflow(st)
+                if overflow { break }
+                k = next
+            }
             return out
         }
         switch v {
         case .undefined(let u): throw undefinedError(u)
         case .list(let a): return .list(try indices(a.count).map { a[$0] })
         case .tuple(let a): return .tuple(try indices(a.count).map { a[$0] })
+        case .bytes(let a): return .bytes(try indices(a.count).map { a[$0] })
+        case .range(let r):
+            // Python slices a range into a range.
+            let (a, b, st) = try bounds(r.count)
+            guard let first = r.item(a), let end = r.item(b), case (let step, false) = r.step.multipliedReportingOverflow(by: st) else {
+                throw fail(.limitExceeded, "integer overflow slicing \(v.repr)")
+            }
+            return .range(PyRange(start: first, stop: end, step: step))
         case .string(let s):
             let scalars = Array(s.unicodeScalars)
             var out = String.UnicodeScalarView()
@@ -472,24 +537,13 @@ final class Interpreter {
         }
     }
 
-    /// Whether jinja2's optimizer can fold the expression to a constant (the simple cases).
-    static func isConstant(_ e: Expr) -> Bool {
-        switch e {
-        case .literal: return true
-        case .list(let items), .tuple(let items), .concat(let items): return items.allSatisfy(isConstant)
-        case .dict(let pairs): return pairs.allSatisfy { isConstant($0.0) && isConstant($0.1) }
-        case .unary(_, let x, _), .not(let x): return isConstant(x)
-        case .binary(_, let x, let y, _), .and(let x, let y), .or(let x, let y): return isConstant(x) && isConstant(y)
-        case .slice(let x, let a, let b, let c, _): return [x, a, b, c].allSatisfy { $0.map(isConstant) ?? true }
-        case .item(let x, let key, _): return isConstant(x) && isConstant(key)
-        case .conditional(let test, let then, let orElse): return isConstant(test) && isConstant(then) && (orElse.map(isConstant) ?? true)
-        case .compare(let x, let rest, _): return isConstant(x) && rest.allSatisfy { isConstant($0.1) }
-        case .test(let x, _, let args, let kwargs, _, _): return isConstant(x) && args.allSatisfy(isConstant) && kwargs.allSatisfy { isConstant($0.1) }
-        default: return false
-        }
-    }
-
     func call(_ fn: Value, _ args: [Value], _ kwargs: [(String, Value)]) throws(JinjaError) -> Value {
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting < 2 || stack.hasRoom() else {
+            throw fail(.limitExceeded, "calls nested too deeply for this thread's stack (\(nesting) calls deep; "
+                + "runaway recursion?): the template cannot be rendered here")
+        }
         switch fn {
         case .undefined(let u): throw undefinedError(u)
         case .callable(let c):
@@ -555,6 +609,21 @@ final class Interpreter {
     }
 
     func binary(_ op: String, _ a: Value, _ b: Value) throws(JinjaError) -> Value {
+        // `str % x` formats before x is looked at: an undefined x is an argument like any other.
+        if op == "%", case .string(let s) = a { return .string(try Builtins.percentFormat(self, s, b)) }
+        if op == "%", case .markup(let s) = a {
+            // Markup's `%` escapes the strings it puts in.
+            func escaped(_ v: Value) -> Value { if case .string(let x) = v { return .markup(Builtins.htmlEscape(x)) }; return v }
+            let args: Value
+            switch b {
+            case .tuple(let items): args = .tuple(items.map(escaped))
+            case .dict(var d):
+                for k in d.keys { d[k] = escaped(d[k]!) }
+                args = .dict(d)
+            default: args = escaped(b)
+            }
+            return .markup(try Builtins.percentFormat(self, s, args))
+        }
         if case .undefined(let u) = a { throw undefinedError(u) }
         if case .undefined(let u) = b { throw undefinedError(u) }
         func typeError() -> JinjaError {
@@ -573,19 +642,20 @@ final class Interpreter {
                 }
                 return .list(x + y)
             case (.tuple(let x), .tuple(let y)): return .tuple(x + y)
+            case (.bytes(let x), .bytes(let y)): return .bytes(x + y)
             default: break
             }
         case "*":
             switch (a, b) {
             case (.string(let s), _) where b.integer != nil: return try repeatString(s, b.integer!)
+            case (.markup(let s), _) where b.integer != nil: return .markup(try repeatString(s, b.integer!).str)
             case (_, .string(let s)) where a.integer != nil: return try repeatString(s, a.integer!)
             case (.list(let l), _) where b.integer != nil: return .list(try repeatList(l, b.integer!))
             case (_, .list(let l)) where a.integer != nil: return .list(try repeatList(l, a.integer!))
             case (.tuple(let l), _) where b.integer != nil: return .tuple(try repeatList(l, b.integer!))
+            case (_, .tuple(let l)) where a.integer != nil: return .tuple(try repeatList(l, a.integer!))
             default: break
             }
-        case "%":
-            if case .string(let s) = a { return .string(try Builtins.percentFormat(self, s, b)) }
         default: break
         }
         if let x = a.integer, let y = b.integer {
@@ -607,25 +677,28 @@ final class Interpreter {
                 if r != 0 && ((r < 0) != (y < 0)) { r += y }
                 return .int(r)
             case "**":
-                if y < 0 { return .double(pow(Double(x), Double(y))) }
+                if y < 0 {
+                    guard x != 0 else { throw fail(.value, "0.0 cannot be raised to a negative power") }
+                    return .double(pow(Double(x), Double(y)))
+                }
                 var result = 1, base = x, e = y
                 while e > 0 {
                     if e & 1 == 1 {
                         let (r, o) = result.multipliedReportingOverflow(by: base)
-                        guard !o else { throw fail(.limitExceeded, "integer result of ** is too large") }
+                        guard !o else { throw fail(.limitExceeded, "integer overflow: the result of ** does not fit in 64 bits") }
                         result = r
                     }
                     e >>= 1
                     if e > 0 {
                         let (r, o) = base.multipliedReportingOverflow(by: base)
-                        guard !o else { throw fail(.limitExceeded, "integer result of ** is too large") }
+                        guard !o else { throw fail(.limitExceeded, "integer overflow: the result of ** does not fit in 64 bits") }
                         base = r
                     }
                 }
                 return .int(result)
             default: break
             }
-            throw fail(.limitExceeded, "integer result of \(op) is too large")
+            throw fail(.limitExceeded, "integer overflow: the result of \(op) does not fit in 64 bits")
         }
         if let x = a.number, let y = b.number {
             switch op {
@@ -642,8 +715,11 @@ final class Interpreter {
                 guard y != 0 else { throw fail(.value, "float modulo") }
                 var r = fmod(x, y)
                 if r != 0 && ((r < 0) != (y < 0)) { r += y }
+                if r == 0 { r = copysign(0, y) }  // Python's zero takes the divisor's sign
                 return .double(r)
-            case "**": return .double(pow(x, y))
+            case "**":
+                guard x != 0 || y >= 0 else { throw fail(.value, "0.0 cannot be raised to a negative power") }
+                return .double(pow(x, y))
             default: break
             }
         }
@@ -690,7 +766,13 @@ final class Interpreter {
         case (.namespace(let x), .namespace(let y)): return x === y
         case (.callable(let x), .callable(let y)): return x === y
         case (.loop(let x), .loop(let y)): return x === y
-        case (.iterator(let x, let k), .iterator(let y, let l)): return k == l && k.hasPrefix("dict_") && equal(.list(x), .list(y))
+        case (.generator(let x), .generator(let y)): return x === y
+        case (.bytes(let x), .bytes(let y)): return x == y
+        case (.range(let x), .range(let y)):
+            return x.count == y.count && (x.count == 0 || x.start == y.start && (x.count == 1 || x.step == y.step))
+        // dict_keys and dict_items compare as sets; dict_values only by identity.
+        case (.iterator(let x, let k), .iterator(let y, let l)):
+            return k != "dict_values" && l != "dict_values" && x.count == y.count && isSubset(x, y)
         default:
             if let x = a.integer, let y = b.integer { return x == y }
             if let x = a.number, let y = b.number { return x == y }
@@ -698,27 +780,68 @@ final class Interpreter {
         }
     }
 
-    /// Python's `<`; a TypeError between values that do not order.
-    func less(_ a: Value, _ b: Value) throws(JinjaError) -> Bool {
+    /// Python's `<` (what `sort`, `min` and `max` use).
+    func less(_ a: Value, _ b: Value) throws(JinjaError) -> Bool { try order("<", a, b) }
+
+    /// Python's `<`, `<=`, `>`, `>=`: numbers, strings, lists and tuples item by item (the first
+    /// unequal pair decides, with the same operator), dict key and item views as sets; a
+    /// TypeError between anything else, an UndefinedError for an undefined operand.
+    func order(_ op: String, _ a: Value, _ b: Value) throws(JinjaError) -> Bool {
         let a = a.plain, b = b.plain
         if case .undefined(let u) = a { throw undefinedError(u) }
         if case .undefined(let u) = b { throw undefinedError(u) }
+        func holds<T: Comparable>(_ x: T, _ y: T) -> Bool {
+            switch op {
+            case "<": return x < y
+            case "<=": return x <= y
+            case ">": return x > y
+            default: return x >= y
+            }
+        }
         switch (a, b) {
         case (.string(let x), .string(let y)):
-            return x.unicodeScalars.lexicographicallyPrecedes(y.unicodeScalars)
+            return holds(StringOrder(x), StringOrder(y))
+        case (.bytes(let x), .bytes(let y)):
+            for (p, q) in zip(x, y) where p != q { return holds(p, q) }
+            return holds(x.count, y.count)
         case (.list(let x), .list(let y)), (.tuple(let x), .tuple(let y)):
-            for (p, q) in zip(x, y) where !equal(p, q) { return try less(p, q) }
-            return x.count < y.count
+            for (p, q) in zip(x, y) where !equal(p, q) { return try order(op, p, q) }
+            return holds(x.count, y.count)
+        case (.iterator(let x, let k), .iterator(let y, let l)) where k != "dict_values" && l != "dict_values":
+            switch op {
+            case "<": return x.count < y.count && isSubset(x, y)
+            case "<=": return x.count <= y.count && isSubset(x, y)
+            case ">": return x.count > y.count && isSubset(y, x)
+            default: return x.count >= y.count && isSubset(y, x)
+            }
         default:
-            if let x = a.integer, let y = b.integer { return x < y }
-            if let x = a.number, let y = b.number { return x < y }
-            throw fail(.type, "'<' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
+            if let x = a.integer, let y = b.integer { return holds(x, y) }
+            if let x = a.number, let y = b.number { return holds(x, y) }
+            throw fail(.type, "'\(op)' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
         }
+    }
+
+    /// Whether every item of `x` is in `y` (set semantics of dict views).
+    func isSubset(_ x: [Value], _ y: [Value]) -> Bool {
+        x.allSatisfy { p in y.contains { equal(p, $0) } }
     }
 
     func contains(_ container: Value, _ item: Value) throws(JinjaError) -> Bool {
         switch container.plain {
         case .iterator(let items, _): return items.contains { equal($0, item) }
+        case .generator(let g):
+            // `in` takes items up to the first equal one.
+            while let x = try g.next() { if equal(x, item) { return true } }
+            return false
+        case .range(let r): return r.values.contains { equal($0, item) }
+        case .bytes(let b):
+            switch item.plain {
+            case .bytes(let sub): return sub.isEmpty || (0...max(0, b.count - sub.count)).contains { b.count >= sub.count && Array(b[$0..<$0 + sub.count]) == sub }
+            case let x where x.integer != nil:
+                guard (0...255).contains(x.integer!) else { throw fail(.value, "byte must be in range(0, 256)") }
+                return b.contains(UInt8(x.integer!))
+            default: throw fail(.type, "a bytes-like object is required, not '\(item.typeName)'")
+            }
         case .string(let s):
             guard case .string(let sub) = item.plain else {
                 if case .undefined(let u) = item { throw undefinedError(u) }
@@ -731,8 +854,7 @@ final class Interpreter {
             if case .list = item.plain { throw fail(.type, "unhashable type: 'list'") }
             if case .dict = item.plain { throw fail(.type, "unhashable type: 'dict'") }
             return d[item] != nil
-        case .undefined(let u):
-            if u.security != nil { throw undefinedError(u) }
+        case .undefined:
             return false
         case .namespace: throw fail(.type, "argument of type 'Namespace' is not iterable")
         default: throw fail(.type, "argument of type '\(container.typeName)' is not iterable")
@@ -743,20 +865,18 @@ final class Interpreter {
         switch op {
         case "==": return equal(a, b)
         case "!=": return !equal(a, b)
-        case "<": return try less(a, b)
-        case ">": return try less(b, a)
-        case "<=", ">=" where a.isUndefined || b.isUndefined:
-            // Undefined's ordering operators raise, even against another undefined value.
-            if case .undefined(let u) = a { throw undefinedError(u) }
-            if case .undefined(let u) = b { throw undefinedError(u) }
-            return false
-        case "<=": return equal(a, b) && !isNaN(a) ? true : try less(a, b)
-        case ">=": return equal(a, b) && !isNaN(a) ? true : try less(b, a)
+        case "<", "<=", ">", ">=": return try order(op, a, b)
         case "in": return try contains(b, a)
         case "notin": return !(try contains(b, a))
         default: throw fail(.syntax, "unknown comparison \(op)")
         }
     }
 
-    func isNaN(_ v: Value) -> Bool { if case .double(let d) = v { return d.isNaN }; return false }
+    /// A string ordered as Python orders `str`: by code point.
+    struct StringOrder: Comparable {
+        let s: String
+        init(_ s: String) { self.s = s }
+        static func < (l: StringOrder, r: StringOrder) -> Bool { l.s.unicodeScalars.lexicographicallyPrecedes(r.s.unicodeScalars) }
+        static func == (l: StringOrder, r: StringOrder) -> Bool { l.s.unicodeScalars.elementsEqual(r.s.unicodeScalars) }
+    }
 }

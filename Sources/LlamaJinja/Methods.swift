@@ -19,8 +19,13 @@ extension Builtins {
             if unsafeListMethods.contains(name) {
                 return .undefined(Undefined(security: "access to attribute '\(name)' of 'list' object is unsafe."))
             }
-            body = sequenceMethod(l, name)
+            body = name == "copy" ? { _, _ in .list(l) } : sequenceMethod(l, name)
         case .tuple(let l): body = sequenceMethod(l, name)
+        case .range(let r): body = sequenceMethod(r.values, name)
+        case .bytes(let b) where name == "decode": body = { interp, _ in
+            guard let s = String(validating: b, as: UTF8.self) else { throw interp.fail(.value, "'utf-8' codec can't decode the bytes") }
+            return .string(s)
+        }
         default: body = nil
         }
         guard let body else { return nil }
@@ -43,6 +48,7 @@ extension Builtins {
         }
     }
 
+    /// The methods of every sequence (list, tuple, range): `count` and `index`.
     static func sequenceMethod(_ l: [Value], _ name: String) -> ((Interpreter, Args) throws -> Value)? {
         switch name {
         case "count": return { interp, a in
@@ -54,7 +60,6 @@ extension Builtins {
             guard let i = l.firstIndex(where: { interp.equal($0, x) }) else { throw interp.fail(.value, "\(x.repr) is not in list") }
             return .int(i)
         }
-        case "copy": return { _, _ in .list(l) }
         default: return nil
         }
     }
@@ -210,6 +215,34 @@ extension Builtins {
         case "isspace": return predicate { !$0.isEmpty && $0.unicodeScalars.allSatisfy(isPythonSpace) }
         case "isupper": return predicate { $0.unicodeScalars.contains { $0.properties.isCased } && $0 == $0.uppercased() }
         case "islower": return predicate { $0.unicodeScalars.contains { $0.properties.isCased } && $0 == $0.lowercased() }
+        case "istitle": return predicate { s in
+            // Upper- and titlecase only after uncased characters, lowercase only after cased.
+            var cased = false, previousCased = false
+            for c in s.unicodeScalars {
+                if c.properties.isUppercase || c.properties.generalCategory == .titlecaseLetter {
+                    if previousCased { return false }
+                    previousCased = true
+                    cased = true
+                } else if c.properties.isLowercase {
+                    if !previousCased { return false }
+                    previousCased = true
+                    cased = true
+                } else {
+                    previousCased = false
+                }
+            }
+            return cased
+        }
+        case "encode": return { interp, a in
+            let encoding = (try a.string(0, "encoding") ?? "utf-8").lowercased().replacingOccurrences(of: "_", with: "-")
+            switch encoding {
+            case "utf-8", "utf8": return .bytes(Array(s.utf8))
+            case "ascii", "us-ascii":
+                guard let bad = s.unicodeScalars.firstIndex(where: { !$0.isASCII }) else { return .bytes(Array(s.utf8)) }
+                throw interp.fail(.value, "'ascii' codec can't encode character \(Value.string(String(s.unicodeScalars[bad])).repr)")
+            default: throw interp.fail(.value, "encode(): only utf-8 and ascii are supported, not '\(encoding)'")
+            }
+        }
         case "center", "ljust", "rjust": return { interp, a in
             guard let width = try a.int(0, "width") else { throw interp.fail(.type, "\(name)() takes at least 1 argument") }
             let fill = try a.string(1, "fillchar") ?? " "

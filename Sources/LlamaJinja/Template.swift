@@ -50,7 +50,9 @@ public struct JinjaTemplate: @unchecked Sendable {
     public init(_ source: String, options: Options = Options()) throws(JinjaError) {
         self.source = source
         self.options = options
-        (root, lexer) = try Parser.parse(source, options: options)
+        let (nodes, lexer) = try Parser.parse(source, options: options)
+        self.root = Folding.fold(Scoping.annotate(nodes), Interpreter(options: options, lexer: lexer))
+        self.lexer = lexer
     }
 
     /// Renders with these variables (JSON values; objects keep their key order).

@@ -20,11 +20,23 @@ enum Value {
     /// A string marked safe (`|safe`, `|escape`): jinja2's `Markup`, which escapes plain
     /// strings added to it.
     case markup(String)
-    /// A lazy sequence: what jinja2's `map`, `select`, `unique`, `items`... return (generators
-    /// and iterators), and dict views. Iterable once in Python; here, any number of times.
+    /// A dict view (`dict_keys`, `dict_values`, `dict_items`): iterable any number of times.
     case iterator([Value], kind: String)
+    /// A single-pass iterator: what jinja2's lazy filters (`map`, `select`, `batch`, `items`...)
+    /// and `reverse` return.
+    case generator(Generator)
+    /// Python's `bytes` (what `str.encode()` returns).
+    case bytes([UInt8])
+    /// Python's `range(start, stop, step)`: a sequence of integers that prints as `range(0, 3)`.
+    case range(PyRange)
+    /// The `(grouper, list)` pairs of `groupby`: a tuple with the attributes `grouper` and `list`.
+    indirect case group(grouper: Value, list: [Value])
 
     nonisolated(unsafe) static let undefinedValue = Value.undefined(Undefined())
+    /// Where Python's repr of an object shows its memory address, which nothing but that
+    /// process can reproduce: a placeholder of the usual length, so that the text around it
+    /// (its length, its case, its escaping) is as jinja2's.
+    static let placeholderAddress = "0x000000000000"
 
     init(_ json: JSONValue) {
         switch json {
@@ -42,10 +54,18 @@ enum Value {
         }
     }
 
-    /// Markup as the plain string it is (a `str` subclass in Python).
-    var plain: Value { if case .markup(let s) = self { return .string(s) }; return self }
+    /// Markup as the plain string it is (a `str` subclass in Python), a `groupby` pair as the
+    /// tuple it is.
+    var plain: Value {
+        switch self {
+        case .markup(let s): return .string(s)
+        case .group(let g, let l): return .tuple([g, .list(l)])
+        default: return self
+        }
+    }
 
     var isUndefined: Bool { if case .undefined = self { return true }; return false }
+    var isNone: Bool { if case .none = self { return true }; return false }
 
     /// Python's truth value.
     var truthy: Bool {
@@ -56,7 +76,10 @@ enum Value {
         case .bigInt: return true
         case .double(let d): return d != 0
         case .string(let s), .markup(let s): return !s.isEmpty
-        case .iterator(let items, let kind): return kind.hasPrefix("dict_") ? !items.isEmpty : true
+        case .iterator(let items, _): return !items.isEmpty
+        case .generator, .group: return true
+        case .range(let r): return r.count > 0
+        case .bytes(let b): return !b.isEmpty
         case .list(let a), .tuple(let a): return !a.isEmpty
         case .dict(let d): return d.count > 0
         case .namespace, .callable, .loop: return true
@@ -74,6 +97,10 @@ enum Value {
         case .string: return "str"
         case .markup: return "Markup"
         case .iterator(_, let kind): return kind
+        case .generator(let g): return g.kind
+        case .range: return "range"
+        case .bytes: return "bytes"
+        case .group: return "_GroupTuple"
         case .list: return "list"
         case .tuple: return "tuple"
         case .dict: return "dict"
@@ -140,13 +167,19 @@ enum Value {
         case .loop(let l): out += "<LoopContext \(l.index0 + 1)/\(l.length)>"
         case .markup(let s): out += "Markup("; Value.pythonQuote(s, into: &out); out += ")"
         case .iterator(let items, let kind):
-            if kind.hasPrefix("dict_") {
-                out += kind + "("
-                Value.list(items).writeRepr(into: &out)
-                out += ")"
-            } else {
-                out += "<\(kind) object>"
-            }
+            out += kind + "("
+            Value.list(items).writeRepr(into: &out)
+            out += ")"
+        case .generator(let g):
+            out += "<\(g.kind) object"
+            if let f = g.function { out += " " + f }
+            out += " at \(Value.placeholderAddress)>"
+        case .range(let r):
+            out += "range(\(r.start), \(r.stop)"
+            if r.step != 1 { out += ", \(r.step)" }
+            out += ")"
+        case .group: plain.writeRepr(into: &out)
+        case .bytes(let b): Value.pythonBytes(b, into: &out)
         }
     }
 
@@ -178,6 +211,27 @@ enum Value {
         out.append(quote)
     }
 
+    /// Bytes as Python's `repr` writes them: `b'...'`, printable ASCII as is, the rest escaped.
+    static func pythonBytes(_ bytes: [UInt8], into out: inout String) {
+        let quote: UInt8 = bytes.contains(0x27) && !bytes.contains(0x22) ? 0x22 : 0x27
+        out += "b"
+        out.unicodeScalars.append(Unicode.Scalar(quote))
+        for c in bytes {
+            switch c {
+            case 0x5C: out += "\\\\"
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case quote: out += "\\"; out.unicodeScalars.append(Unicode.Scalar(c))
+            case 0x20..<0x7F: out.unicodeScalars.append(Unicode.Scalar(c))
+            default:
+                let hex = String(c, radix: 16)
+                out += "\\x" + (hex.count < 2 ? "0" : "") + hex
+            }
+        }
+        out.unicodeScalars.append(Unicode.Scalar(quote))
+    }
+
     /// Python's `str.isprintable` for one character.
     static func isPrintable(_ s: Unicode.Scalar) -> Bool {
         if s == " " { return true }
@@ -198,6 +252,7 @@ enum Value {
         case .bigInt(let digits): return .bigInteger(digits)
         case .double(let d): return .double(d)
         case .string(let s), .markup(let s): return .string(s)
+        case .group: return plain.json()
         case .list(let a), .tuple(let a):
             var out: [JSONValue] = []
             for v in a { guard let j = v.json() else { return nil }; out.append(j) }
@@ -276,6 +331,9 @@ struct Dict: Sequence {
     /// Python hashes 1, 1.0 and True alike.
     enum HashKey: Hashable {
         case none, number(Double), string(String), tuple([HashKey]), other(ObjectIdentifier)
+        /// Equal ranges hash alike: by length, first item and step.
+        case range(Int, Int, Int)
+        case bytes([UInt8])
     }
 
     static func hashKey(_ v: Value) -> HashKey? {
@@ -289,6 +347,10 @@ struct Dict: Sequence {
             var keys: [HashKey] = []
             for x in t { guard let k = hashKey(x) else { return nil }; keys.append(k) }
             return .tuple(keys)
+        case .group: return hashKey(v.plain)
+        case .range(let r): return .range(r.count, r.count > 0 ? r.start : 0, r.count > 1 ? r.step : 0)
+        case .generator(let g): return .other(ObjectIdentifier(g))
+        case .bytes(let b): return .bytes(b)
         case .callable(let c): return .other(ObjectIdentifier(c))
         case .namespace(let n): return .other(ObjectIdentifier(n))
         default: return nil
@@ -325,6 +387,74 @@ struct Dict: Sequence {
     func makeIterator() -> Zip2Sequence<[Value], [Value]>.Iterator { zip(keys, values).makeIterator() }
 }
 
+/// Python's `range`: its bounds, and its items computed when iterated.
+struct PyRange {
+    let start: Int, stop: Int, step: Int
+
+    /// The number of items of `range(start, stop, step)`, without overflow for any bounds;
+    /// `step` is not 0.
+    static func length(_ start: Int, _ stop: Int, _ step: Int) -> UInt {
+        let distance = step > 0 ? (stop > start ? UInt(bitPattern: stop &- start) : 0)
+                                : (start > stop ? UInt(bitPattern: start &- stop) : 0)
+        return distance == 0 ? 0 : (distance - 1) / step.magnitude + 1
+    }
+    /// Python's `len(range(...))`: an Int, as `range` refuses long ranges and slicing shortens.
+    var count: Int { Int(PyRange.length(start, stop, step)) }
+    /// The item at `i` (or the bound just past either end), nil beyond Int.
+    func item(_ i: Int) -> Int? {
+        let (offset, o1) = i.multipliedReportingOverflow(by: step)
+        let (x, o2) = start.addingReportingOverflow(offset)
+        return o1 || o2 ? nil : x
+    }
+    /// The items; the sandbox keeps a range short (`range` refuses more than 100,000 items).
+    var values: [Value] { (0..<count).map { .int(start &+ $0 &* step) } }
+}
+
+/// A single-pass iterator, as jinja2's generators are: `first` takes one item, `list` takes the
+/// rest, and a second loop over it finds nothing. Its items are computed when it is made; an
+/// error met while computing them is kept and raised where iteration reaches it, as the lazy
+/// generator would (and never when nothing iterates it).
+final class Generator {
+    /// Python's type name: `generator`, `list_reverseiterator`...
+    let kind: String
+    /// The generator function of a `generator` (`sync_do_map`...), for the repr.
+    let function: String?
+    private let items: [Value]
+    private var position = 0
+    private var error: JinjaError?
+
+    init(kind: String = "generator", function: String? = nil, items: [Value], error: JinjaError? = nil) {
+        self.kind = kind
+        self.function = function
+        self.items = items
+        self.error = error
+    }
+
+    /// The next item, nil at the end; the kept error once, where the generator raised it.
+    func next() throws(JinjaError) -> Value? {
+        if position < items.count {
+            position += 1
+            return items[position - 1]
+        }
+        if let e = error {
+            error = nil
+            throw e
+        }
+        return nil
+    }
+
+    /// The items not taken yet (Python's `list(gen)`).
+    func drain() throws(JinjaError) -> [Value] {
+        let rest = Array(items[position...])
+        position = items.count
+        if let e = error {
+            error = nil
+            throw e
+        }
+        return rest
+    }
+}
+
 /// `namespace(...)`: the one object a template may change across scopes.
 final class Namespace {
     var attributes = Dict()
@@ -352,8 +482,10 @@ final class Callable {
     }
     var reprText: String {
         switch kind {
-        case .macro: return "<Macro '\(name)'>"
-        case .builtin: return owner.map { "<built-in method \(name) of \($0) object>" } ?? "<built-in function \(name)>"
+        // A call block's body is jinja2's anonymous macro.
+        case .macro(let m, _): return m.name == "caller" ? "<Macro anonymous>" : "<Macro '\(name)'>"
+        case .builtin:
+            return owner.map { "<built-in method \(name) of \($0) object at \(Value.placeholderAddress)>" } ?? "<built-in function \(name)>"
         }
     }
 }

@@ -71,6 +71,8 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
             return APIError(.badRequest, e.message, param: param ?? "messages", code: "template_error")
         case .unsupported:
             return APIError(.badRequest, e.message, param: param, code: "unsupported")
+        case .invalidMedia, .projectorRequired:
+            return APIError(.badRequest, e.message, param: param, code: e.code == .invalidMedia ? "invalid_media" : "projector_required")
         case .grammarDeadEnd:
             return APIError(.internalServerError, e.message, type: "server_error", code: "grammar_dead_end")
         case .cancelled:

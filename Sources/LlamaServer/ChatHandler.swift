@@ -10,10 +10,15 @@ extension ServerCore {
         let host = try await self.host(for: b)
         let request = try ChatRequest(b, host: host)
         let plan = try ChatPlan(request, host: host)
-        let (prompt, options) = try generationInput(text: plan.prompt, host: host, maxTokens: request.maxTokens,
-                                                    stops: request.stops, format: plan.format,
-                                                    probabilities: request.probabilities)
-        let run = try await submit(prompt: prompt, sampling: request.sampling, options: options, host: host, arrival: arrival)
+        let run: GenerationRun
+        if request.hasMedia {
+            run = try await submitMedia(plan: plan, request: request, host: host, arrival: arrival)
+        } else {
+            let (prompt, options) = try generationInput(text: plan.prompt, host: host, maxTokens: request.maxTokens,
+                                                        stops: request.stops, format: plan.format,
+                                                        probabilities: request.probabilities)
+            run = try await submit(prompt: prompt, sampling: request.sampling, options: options, host: host, arrival: arrival)
+        }
         let id = "chatcmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         let base: JSONObject = ["id": .string(id), "object": "chat.completion", "created": .int(created),

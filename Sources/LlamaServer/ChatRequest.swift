@@ -40,6 +40,7 @@ struct ChatRequest {
         guard !raw.isEmpty else { throw APIError.invalid("messages", "`messages` must hold at least one message") }
         var messages: [ChatMessage] = []
         for (i, m) in raw.enumerated() { messages.append(try Self.message(m, index: i)) }
+        try Self.checkMedia(messages, host: host)
         self.messages = messages
 
         var tools: [ToolDefinition] = []
@@ -85,8 +86,13 @@ struct ChatRequest {
                 let type = try p.requiredString("type")
                 switch type {
                 case "text": out.append(.text(try p.requiredString("text")))
-                case "image_url", "input_audio", "file", "image", "audio":
-                    throw APIError.unsupported("\(path).content[\(j)]", "`\(type)` content is not supported by this server yet: send text parts")
+                case "image_url", "input_audio":
+                    do { out.append(try ChatContentPart(json: part)) } catch {
+                        throw APIError.invalid("\(path).content[\(j)]", "`\(path).content[\(j)]`: \(error.message)", code: "invalid_media")
+                    }
+                case "file", "image", "audio", "input_video", "video_url":
+                    throw APIError.unsupported("\(path).content[\(j)]", "`\(type)` content is not supported by this server: send "
+                        + "text, image_url and input_audio parts")
                 default:
                     throw APIError.invalid("\(path).content[\(j)].type", "unknown content part type \"\(type)\"")
                 }
@@ -209,13 +215,14 @@ struct ChatPlan {
         let template = (tools.isEmpty ? nil : host.toolTemplate) ?? host.chatTemplate
         let native = template.map { $0.format != .contentOnly } ?? false
         let historyHasTools = r.messages.contains { !$0.toolCalls.isEmpty || $0.role == "tool" }
+        let marker = host.projector?.marker
         do {
             if native {
                 guard tools.isEmpty || r.responseFormat == .text else {
                     throw APIError.unsupported("response_format", "`response_format` together with `tools` is supported for models "
                         + "whose template has no tool-call syntax of its own; this model's is \(template!.format)")
                 }
-                prompt = try model.formatChat(r.messages, tools: tools, variables: r.templateVariables)
+                prompt = try model.formatChat(r.messages, tools: tools, variables: r.templateVariables, mediaMarker: marker)
                 parser = template!.outputParser(tools: tools, variables: r.templateVariables)
                 format = r.responseFormat
                 if template!.format == .hermes, let grammar = try Self.hermesCallGrammar(tools: tools, choice: r.toolChoice) {
@@ -224,13 +231,13 @@ struct ChatPlan {
             } else if !tools.isEmpty {
                 // No tool syntax in the template: the generic format, a JSON reply constrained by a grammar.
                 let messages = Self.genericMessages(r.messages, tools: tools)
-                prompt = try model.formatChat(messages, variables: r.templateVariables)
+                prompt = try model.formatChat(messages, variables: r.templateVariables, mediaMarker: marker)
                 parser = ChatOutputParser(format: .generic, tools: tools)
                 format = .jsonSchema(Self.genericSchema(tools: tools, choice: r.toolChoice, parallel: r.parallelToolCalls,
                                                         response: r.responseFormat))
             } else {
                 let messages = historyHasTools ? Self.genericMessages(r.messages, tools: []) : r.messages
-                prompt = try model.formatChat(messages, variables: r.templateVariables)
+                prompt = try model.formatChat(messages, variables: r.templateVariables, mediaMarker: marker)
                 parser = template?.outputParser(variables: r.templateVariables) ?? ChatOutputParser(format: .contentOnly)
                 format = r.responseFormat
             }

@@ -24,10 +24,21 @@ public struct LlamaServerConfiguration: Sendable {
     public var contextLength: Int = 4096
     /// Prompt tokens of one request evaluated per step.
     public var promptChunk: Int = 512
+    /// Host memory per model for conversations its slots give up, in bytes (llama.cpp `--cache-ram`):
+    /// a later request continuing one is restored instead of evaluated. 0: none; nil: no limit.
+    public var promptCacheBytes: Int? = 8 << 30
     /// Threads for generation (nil: llama.cpp's choice).
     public var threads: Int32?
     /// How long running requests may go on after a shutdown begins before they are cancelled.
     public var shutdownGrace: Duration = .seconds(10)
+    /// Fetch images and audio that requests give as http(s) URLs (refused otherwise: clients send
+    /// base64 `data:` URLs). The server then reaches any address the URLs name, the local network
+    /// included: allow it only for trusted clients.
+    public var allowRemoteMedia = false
+    /// The largest remote image or audio file fetched, in bytes (413 beyond).
+    public var mediaMaxBytes = 20 << 20
+    /// How long fetching one remote image or audio file may take (408 beyond).
+    public var mediaTimeout: Duration = .seconds(10)
     /// The most models loaded at once (llama.cpp `--models-max`); loading one more unloads the least
     /// recently used. nil: no limit. Requests still running on an unloaded model finish first; its
     /// memory is freed when they end.
@@ -59,6 +70,9 @@ public struct ServedModel: Sendable {
     public var id: String
     /// Where the model comes from: loaded by the caller, or a file loaded on first use.
     public var source: Source
+    /// A multimodal projector (mmproj GGUF) loaded with the model, so that chat requests may carry
+    /// images and audio (llama.cpp `--mmproj`); nil: text only.
+    public var projectorPath: String?
 
     /// A model the caller loaded, served under `id`.
     public init(id: String, model: LlamaModel) {
@@ -75,7 +89,8 @@ public struct ServedModel: Sendable {
     /// The models of a folder as llama.cpp's `--models-dir` finds them: each `NAME.gguf` in it is
     /// model `NAME`; each sub-folder is a model named after the folder (its `.gguf` file, or the
     /// first part `…-00001-of-….gguf` of a split one). Projector (`mmproj`) and draft (`mtp-`,
-    /// `dspark-`, `dflash-`) files are companions, not models. Sorted by id.
+    /// `dspark-`, `dflash-`) files are companions, not models; a folder's `mmproj` file is its
+    /// model's ``projectorPath``. Sorted by id.
     public static func folder(_ path: String, runtime: LlamaRuntime, options: ModelOptions = ModelOptions())
         throws(LlamaError) -> [ServedModel] {
         let fm = FileManager.default
@@ -97,8 +112,13 @@ public struct ServedModel: Sendable {
                     .filter { $0.hasSuffix(".gguf") && !companion($0) }
                 let chosen = files.first { $0.contains("-00001-of-") } ?? files.last { !$0.contains("-of-") }
                 if let chosen {
-                    found.append(ServedModel(id: name, paths: [(full as NSString).appendingPathComponent(chosen)],
-                                             runtime: runtime, options: options))
+                    var served = ServedModel(id: name, paths: [(full as NSString).appendingPathComponent(chosen)],
+                                             runtime: runtime, options: options)
+                    // As llama.cpp's router: the folder's mmproj file is the model's projector.
+                    served.projectorPath = ((try? fm.contentsOfDirectory(atPath: full)) ?? []).sorted()
+                        .first { $0.hasSuffix(".gguf") && $0.contains("mmproj") }
+                        .map { (full as NSString).appendingPathComponent($0) }
+                    found.append(served)
                 }
             } else if name.hasSuffix(".gguf"), !companion(name) {
                 found.append(ServedModel(id: String(name.dropLast(".gguf".count)), paths: [full], runtime: runtime, options: options))

@@ -63,6 +63,12 @@ final class ServerMetrics: Sendable {
             registry.makeGauge(name: "llamaswift_decode_steps", labels: labels, help: "Decode steps the engine ran.").set(Double(s.steps))
             registry.makeGauge(name: "llamaswift_rejected_requests", labels: labels,
                                help: "Requests refused because the queue was full.").set(Double(s.rejectedRequests))
+            registry.makeGauge(name: "llamaswift_prompt_cache_entries", labels: labels,
+                               help: "Conversations held in host memory (--cache-ram).").set(Double(s.cachedPrompts))
+            registry.makeGauge(name: "llamaswift_prompt_cache_bytes", labels: labels,
+                               help: "Bytes of state the prompt cache holds.").set(Double(s.cachedPromptBytes))
+            registry.makeGauge(name: "llamaswift_prompt_cache_restores", labels: labels,
+                               help: "Conversations restored from the prompt cache into a slot.").set(Double(s.restoredPrompts))
         }
         return registry.emitToString()
     }

@@ -15,17 +15,25 @@ final class ModelHost: Sendable {
     let toolTemplate: ChatTemplate?
     let embedder: LazyContext
     let reranker: LazyContext
+    /// The projector that reads the images and audio of chat requests (nil: text only).
+    let projector: LlamaProjector?
 
-    init(id: String, model: LlamaModel, configuration: LlamaServerConfiguration) throws(LlamaError) {
+    init(id: String, model: LlamaModel, configuration: LlamaServerConfiguration, projectorPath: String? = nil) throws(LlamaError) {
         self.id = id
         self.model = model
+        projector = try projectorPath.map { (path) throws(LlamaError) in
+            var o = ProjectorOptions()
+            o.threads = configuration.threads
+            return try LlamaProjector(model: model, path: path, options: o)
+        }
         var options = ContextOptions(contextLength: UInt32(configuration.contextLength),
                                      maxSequences: UInt32(configuration.slots), threads: configuration.threads)
         options.batchSize = UInt32(max(configuration.promptChunk, configuration.slots))
         let context = try LlamaContext(model: model, options: options)
         slots = try LlamaSlots(context: context, options: LlamaSlots.Options(
             slots: configuration.slots, queueLimit: configuration.queueSize,
-            promptChunk: min(configuration.promptChunk, context.batchCapacity)))
+            promptChunk: min(configuration.promptChunk, context.batchCapacity),
+            promptCacheBytes: configuration.promptCacheBytes))
         sequenceLength = context.sequenceLength
         created = Int(Date().timeIntervalSince1970)
         // A template that does not parse leaves chat to llama.cpp's built-in formats (formatChat

@@ -41,7 +41,7 @@ actor ModelRegistry {
             var entry = Entry(served: m)
             let loaded = entries.count { $0.host != nil }
             if case .model(let model) = m.source, configuration.maxLoadedModels.map({ $0 <= 0 || loaded < $0 }) ?? true {
-                entry.host = try ModelHost(id: m.id, model: model, configuration: configuration)
+                entry.host = try ModelHost(id: m.id, model: model, configuration: configuration, projectorPath: m.projectorPath)
             }
             entries.append(entry)
         }
@@ -100,7 +100,7 @@ actor ModelRegistry {
         case .model(let m): model = m
         case .file(let paths, let runtime, let options): model = try await LlamaModel.load(runtime: runtime, paths: paths, options: options)
         }
-        return try ModelHost(id: served.id, model: model, configuration: configuration)
+        return try ModelHost(id: served.id, model: model, configuration: configuration, projectorPath: served.projectorPath)
     }
 
     /// Unloads the least recently requested models until at most `maxLoadedModels` are loaded.

@@ -45,15 +45,8 @@ final class ServerCore: Sendable {
     func generationInput(tokens: [LlamaToken], host: ModelHost, maxTokens: Int?, stops: [String],
                          format: GenerationFormat, probabilities: Int? = nil) throws(APIError) -> ([LlamaToken], GenerationOptions) {
         guard !tokens.isEmpty else { throw APIError.invalid("prompt", "the prompt is empty") }
-        guard tokens.count < host.sequenceLength else {
-            throw APIError(.badRequest, "the prompt has \(tokens.count) tokens; a request holds at most \(host.sequenceLength) "
-                + "tokens here (the context per slot), prompt and output together: shorten it", param: "messages",
-                code: "context_length_exceeded")
-        }
-        var options = GenerationOptions(maxTokens: maxTokens ?? (host.sequenceLength - tokens.count), stopSequences: stops)
-        options.format = format
-        options.probabilities = probabilities
-        return (tokens, options)
+        return (tokens, try generationOptions(promptLength: tokens.count, host: host, maxTokens: maxTokens, stops: stops,
+                                              format: format, probabilities: probabilities))
     }
 
     /// Queues a generation on the model's slots.

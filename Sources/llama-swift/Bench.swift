@@ -14,7 +14,10 @@ struct Bench: AsyncParsableCommand {
             constrained by a JSON Schema grammar; runs alternate. Reports prompt and \
             generation tokens/s, time to first token, load time, peak RSS and heap allocations \
             per token, with the ratio to native (min/median/max); symbol-table resolution time; \
-            tokenizer throughput against C; constrained over unconstrained generation tokens/s.
+            tokenizer throughput against C; constrained over unconstrained generation tokens/s; \
+            where a decode's time goes, per graph operation and device (LlamaProfiler), with the \
+            profiler's own cost. With --html, also sweeps prompt length and threads and writes a \
+            self-contained HTML report with charts.
             """)
 
     @Option(help: "The folder of an unpacked llama.cpp release (default: $LLAMA_LIB_DIR).")
@@ -41,14 +44,68 @@ struct Bench: AsyncParsableCommand {
     var specDraftModel: String?
     @Flag(help: "Run only the speculation section (plain generation against prompt lookup).")
     var speculationOnly = false
+    @Flag(help: "Run only the per-operation breakdown: op, device, calls, time and share of the decode, for prompt processing and for generation.")
+    var profile = false
+    @Option(help: "Write an HTML report with charts (one self-contained file); the full benchmark then also sweeps prompt length and threads.")
+    var html: String?
+    @Option(help: "Measure nothing: write the --html report of the figures in this JSON file (from --json).")
+    var reportFrom: String?
+    @Option(help: "Sweep: prompt lengths in tokens, comma-separated.")
+    var sweepPromptLengths = "16,32,64,128,256,512"
+    @Option(help: "Sweep: thread counts, comma-separated (default: 1 to the cores of this machine).")
+    var sweepThreads: String?
+    @Option(help: "Sweep: runs of each point.")
+    var sweepRuns = 3
 
     func validate() throws {
         guard generate > 1, threads > 0, runs > 0 else { throw ValidationError("--generate, --threads and --runs must be positive") }
+        guard sweepRuns > 0 else { throw ValidationError("--sweep-runs must be positive") }
+        guard reportFrom == nil || html != nil else { throw ValidationError("--report-from needs --html FILE to write the report to") }
+        guard [profile, speculationOnly, reportFrom != nil].filter({ $0 }).count <= 1 else {
+            throw ValidationError("--profile, --speculation-only and --report-from each choose one section: pass one of them")
+        }
+        _ = try Self.integers(sweepPromptLengths, "--sweep-prompt-lengths")
+        _ = try sweepThreads.map { try Self.integers($0, "--sweep-threads") }
+    }
+
+    /// A comma-separated list of positive integers.
+    static func integers(_ text: String, _ flag: String) throws -> [Int] {
+        let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("\(flag) takes positive integers separated by commas, not \"\(text)\"")
+        }
+        return values.compactMap { $0 }
+    }
+
+    /// An Encodable value as a JSON object for JSONSerialization.
+    static func jsonObject(_ value: some Encodable) throws -> Any {
+        try JSONSerialization.jsonObject(with: JSONEncoder().encode(value))
+    }
+
+    /// Writes the figures to --json and the report to --html, whichever were asked for.
+    func write(_ document: [String: Any]) throws {
+        if let json {
+            let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: json))
+            log("figures written to \(json)")
+        }
+        if let html {
+            try BenchReport(document: document).html().write(toFile: html, atomically: true, encoding: .utf8)
+            log("report written to \(html)")
+        }
     }
 
     struct Failure: Error, CustomStringConvertible { var description: String }
 
     func run() async throws {
+        if let reportFrom {
+            let data = try Data(contentsOf: URL(fileURLWithPath: reportFrom))
+            guard let document = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw Failure(description: "\(reportFrom) is not a JSON object of figures (write one with --json)")
+            }
+            try write(document)
+            return
+        }
         let env = ProcessInfo.processInfo.environment
         guard let lib = libDir ?? env["LLAMA_LIB_DIR"] else { throw ValidationError("no libraries: pass --lib-dir or set LLAMA_LIB_DIR") }
         guard let modelPath = model ?? env["LLAMA_MODEL"] else { throw ValidationError("no model: pass --model or set LLAMA_MODEL") }
@@ -65,10 +122,15 @@ struct Bench: AsyncParsableCommand {
         if speculationOnly {
             let result = try await speculation.run(log: log)
             print(result.lines.joined(separator: "\n"))
-            if let json {
-                let data = try JSONSerialization.data(withJSONObject: ["speculation": result.json], options: [.prettyPrinted, .sortedKeys])
-                try data.write(to: URL(fileURLWithPath: json))
-            }
+            try write(["model": modelPath, "speculation": result.json])
+            return
+        }
+        let profiling = ProfileBench(libraryDirectory: lib, model: modelPath, promptFile: prompt, threads: Int32(threads),
+                                     generate: generate, runs: runs)
+        if profile {
+            let result = try await profiling.run(log: log)
+            print(result.lines.joined(separator: "\n"))
+            try write(["model": modelPath, "threads": threads, "profile": try Self.jsonObject(result)])
             return
         }
 
@@ -103,19 +165,29 @@ struct Bench: AsyncParsableCommand {
         let symbols = try await measure(worker, ["symbols", lib, "200"])
 
         let speculationResult = try await speculation.run(log: log)
+        let profileResult = try await profiling.run(log: log)
+        var sweep: SweepBench.Figures?
+        if html != nil {
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            sweep = try await SweepBench(
+                libraryDirectory: lib, model: modelPath, promptFile: prompt,
+                promptLengths: try Self.integers(sweepPromptLengths, "--sweep-prompt-lengths"),
+                threadCounts: try sweepThreads.map { try Self.integers($0, "--sweep-threads") } ?? Array(1...max(1, cores)),
+                threads: threads, generate: min(generate, 64), runs: sweepRuns,
+                variants: [("native", native, "gen"), ("stream", worker, "stream")]
+            ).run(measure: measure, in: work, log: log)
+        }
         report(results, tokenizer: tokenizer, symbols: symbols, sameOutput: sameOutput)
         print(speculationResult.lines.joined(separator: "\n"))
-        if let json {
-            var document: [String: Any] = ["model": modelPath, "threads": threads, "generate": generate, "runs": runs,
-                                           "runs_by_variant": results, "tokenizer_tokens_per_s": tokenizer,
-                                           "symbol_table": symbols, "same_output": sameOutput,
-                                           "speculation": speculationResult.json]
-            document["ratios"] = ratios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
-            document["grammar_ratios"] = grammarRatios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
-            let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
-            try data.write(to: URL(fileURLWithPath: json))
-            log("figures written to \(json)")
-        }
+        print(profileResult.lines.joined(separator: "\n"))
+        var document: [String: Any] = ["model": modelPath, "threads": threads, "generate": generate, "runs": runs,
+                                       "runs_by_variant": results, "tokenizer_tokens_per_s": tokenizer,
+                                       "symbol_table": symbols, "same_output": sameOutput,
+                                       "speculation": speculationResult.json, "profile": try Self.jsonObject(profileResult)]
+        document["ratios"] = ratios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
+        document["grammar_ratios"] = grammarRatios(results).mapValues { ["min": $0.min, "median": $0.median, "max": $0.max] }
+        if let sweep { document["sweep"] = try Self.jsonObject(sweep) }
+        try write(document)
     }
 
     func log(_ message: String) { FileHandle.standardError.write(Data("bench: \(message)\n".utf8)) }
@@ -149,8 +221,13 @@ struct Bench: AsyncParsableCommand {
     struct Stats { var min: Double; var median: Double; var max: Double }
 
     static func stats(_ values: [Double]) -> Stats {
+        Stats(min: values.min() ?? 0, median: median(values), max: values.max() ?? 0)
+    }
+
+    /// The middle value (the upper one of an even count), 0 when there is none.
+    static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
-        return Stats(min: sorted.first ?? 0, median: sorted[sorted.count / 2], max: sorted.last ?? 0)
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
     }
 
     /// Per-metric values of one variant's runs.

@@ -24,10 +24,7 @@ struct SpeculationBench {
         var variants: [(name: String, runs: [Run])]
         var load: Double
 
-        func median(_ values: [Double]) -> Double {
-            let sorted = values.sorted()
-            return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
-        }
+        func median(_ values: [Double]) -> Double { Bench.median(values) }
 
         var plain: [Run] { variants[0].runs }
 

@@ -59,10 +59,10 @@ enum ChatTools {
     }
 
     /// One turn with tools: text on stdout as it comes, calls and results on stderr as they happen.
-    static func respond(_ session: ChatSession, to text: String, tools: [any Tool], choice: ToolChoice,
+    static func respond(_ session: ChatSession, to message: ChatMessage, tools: [any Tool], choice: ToolChoice,
                         maxToolRounds: Int, sampling: SamplerChain, options: GenerationOptions) async throws {
         let events = try await CLI.run { () async throws(LlamaError) in
-            try await session.respondStreaming(to: text, tools: tools, toolChoice: choice, maxToolRounds: maxToolRounds,
+            try await session.respondStreaming(to: message, tools: tools, toolChoice: choice, maxToolRounds: maxToolRounds,
                                                sampling: sampling, options: options)
         }
         let dim = isatty(STDERR_FILENO) == 1

@@ -75,7 +75,7 @@ struct Run: AsyncParsableCommand {
         }
         let chain = try sampling.chain()
         let model = try await modelFlags.load()
-        if let projector = try await projectorFlags.load(for: model, threads: modelFlags.threads) {
+        if let projector = try await projectorFlags.load(for: model, flags: modelFlags) {
             return try await runMultimodal(prompt: text, projector: projector, model: model)
         }
         let guesses = try await speculation.speculation(target: model, gpuLayers: modelFlags.gpuLayers)
@@ -183,15 +183,18 @@ struct Chat: AsyncParsableCommand {
             }
         }
         let model = try await modelFlags.load()
-        if let projector = try await projectorFlags.load(for: model, threads: modelFlags.threads) {
-            guard tools == nil else { throw ValidationError("--tools cannot be used with --mmproj yet") }
-            return try await chatMultimodal(projector: projector, template: template)
-        }
+        let projector = try await projectorFlags.load(for: model, flags: modelFlags)
         let session = try await CLI.run { () async throws(LlamaError) in
-            try ChatSession(model: model, systemPrompt: system, template: template, options: modelFlags.contextOptions())
+            try ChatSession(model: model, projector: projector, systemPrompt: system, template: template,
+                            options: modelFlags.contextOptions())
         }
         let interactive = isatty(STDIN_FILENO) == 1
-        if interactive { CLI.note("chat with \(URL(fileURLWithPath: model.path).lastPathComponent): /reset, /exit") }
+        if interactive {
+            let name = URL(fileURLWithPath: model.path).lastPathComponent
+            CLI.note(projector.map { "chat with \(name) and \(URL(fileURLWithPath: $0.path).lastPathComponent): /image PATH, "
+                + "/audio PATH, /reset, /exit" } ?? "chat with \(name): /reset, /exit")
+        }
+        var pending: [ChatContentPart] = []
         while true {
             if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
             guard let line = readLine() else { break }
@@ -200,17 +203,31 @@ struct Chat: AsyncParsableCommand {
             if text == "/exit" || text == "/quit" { break }
             if text == "/reset" {
                 await session.reset()
+                pending = []
                 CLI.note("(conversation cleared)")
                 continue
             }
+            if ChatAttachments.handle(text, projector: projector, pending: &pending) { continue }
+            let message = ChatAttachments.message(text, pending: pending)
+            let withMedia = !pending.isEmpty
+            pending = []
             if tools != nil {
-                try await ChatTools.respond(session, to: text, tools: toolList, choice: choice, maxToolRounds: maxToolRounds,
+                try await ChatTools.respond(session, to: message, tools: toolList, choice: choice, maxToolRounds: maxToolRounds,
                                             sampling: chain, options: modelFlags.generationOptions(maxTokens: maxTokens))
                 FileHandle.standardOutput.write(Data("\n".utf8))
                 continue
             }
-            let events = try await CLI.run { () async throws(LlamaError) in
-                try await session.respond(to: text, sampling: chain, options: modelFlags.generationOptions(maxTokens: maxTokens))
+            let events: AsyncThrowingStream<GenerationEvent, any Error>
+            do {
+                events = try await session.respond(to: message, sampling: chain,
+                                                   options: modelFlags.generationOptions(maxTokens: maxTokens))
+            } catch where withMedia {
+                // Media the projector cannot take (too large, too many): the chat goes on without the message.
+                CLI.note("error: \(error.description)")
+                continue
+            } catch {
+                CLI.note("error: \(error.description)")
+                throw ExitCode(1)
             }
             _ = try await stream(events)
             FileHandle.standardOutput.write(Data("\n".utf8))

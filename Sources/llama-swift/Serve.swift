@@ -29,6 +29,9 @@ struct Serve: AsyncParsableCommand {
     var parallel = 4
     @Option(name: [.short, .customLong("ctx-size")], help: "Context length per model, shared by its slots.")
     var ctxSize = 4096
+    @Option(name: [.customLong("cache-ram"), .customLong("cram", withSingleDash: true)],
+            help: "MiB of host memory per model for conversations slots give up, restored when a request continues one (-1: no limit, 0: off).")
+    var cacheRam = 8192
     @Option(help: "Requests waiting for a slot per model; more get 503 with Retry-After.")
     var queueSize = 64
     @Option(help: "Requests must send `Authorization: Bearer KEY` (GET /health is open) (default: $LLAMA_SWIFT_API_KEY).")
@@ -48,12 +51,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The folder of an unpacked llama.cpp release to load (default: $LLAMA_SWIFT_LIB_DIR, else a bundle or the cache, installing when needed).")
     var libDir: String?
     @OptionGroup var parameters: ModelParameterFlags
+    @OptionGroup(title: "Images and audio") var media: ServeMediaFlags
     @OptionGroup var install: InstallFlags
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
         guard parallel > 0 else { throw ValidationError("--parallel must be positive") }
         guard ctxSize >= 16 * parallel else { throw ValidationError("--ctx-size must be at least 16 tokens per slot") }
+        guard cacheRam >= -1 else { throw ValidationError("--cache-ram must be -1 (no limit), 0 (off) or a number of MiB") }
         guard queueSize >= 0 else { throw ValidationError("--queue-size must not be negative") }
         guard bodyLimit > 0 else { throw ValidationError("--body-limit must be positive") }
         guard timeout >= 0, shutdownGrace >= 0 else { throw ValidationError("--timeout and --shutdown-grace must not be negative") }
@@ -101,12 +106,13 @@ struct Serve: AsyncParsableCommand {
         // --model files are loaded at start (within --models-max), so that a bad one stops the server
         // now; the models of --models-dir on their first request.
         var served = paths.map { ServedModel(id: $0.0, paths: [$0.1], runtime: runtime, options: options) }
+        var config = LlamaServerConfiguration()
+        try media.apply(to: &served, configuration: &config)
         let preloaded = Array(served.map(\.id).prefix(modelsMax > 0 ? modelsMax : served.count))
         if let modelsDir {
             served += try await CLI.run { () throws(LlamaError) in try ServedModel.folder(modelsDir, runtime: runtime, options: options) }
         }
 
-        var config = LlamaServerConfiguration()
         config.host = host
         config.port = port
         config.apiKey = apiKey ?? ProcessInfo.processInfo.environment["LLAMA_SWIFT_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
@@ -115,6 +121,7 @@ struct Serve: AsyncParsableCommand {
         config.requestTimeout = timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil
         config.slots = parallel
         config.queueSize = queueSize
+        config.promptCacheBytes = cacheRam < 0 ? nil : cacheRam << 20
         config.contextLength = ctxSize
         config.threads = threads
         config.shutdownGrace = .milliseconds(Int64(shutdownGrace * 1000))

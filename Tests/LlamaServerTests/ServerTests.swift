@@ -121,7 +121,7 @@ struct ServerTests {
                 Case(name: "content a number", bytes: json(["messages": [["role": "user", "content": 5]]]), status: 400, code: "invalid_type", param: "messages[0].content"),
                 Case(name: "user content null", bytes: json(["messages": [["role": "user", "content": nil]]]), status: 400, code: "missing_field", param: "messages[0].content"),
                 Case(name: "image part", bytes: json(["messages": [["role": "user", "content": [["type": "image_url", "image_url": ["url": "x"]]]]]]),
-                     status: 400, code: "unsupported_parameter", param: "messages[0].content[0]"),
+                     status: 400, code: "projector_required", param: "messages[0].content"),
                 Case(name: "tool result without call id", bytes: json(["messages": [user, ["role": "tool", "content": "4"]]]),
                      status: 400, code: "missing_field", param: "messages[1].tool_call_id"),
                 Case(name: "invalid tool schema", bytes: json(chat(["tools": [["type": "function", "function": ["name": "calc", "parameters":
@@ -348,6 +348,42 @@ struct ServerTests {
             #expect(reply.json?["error"]?["code"]?.stringValue == "queue_full")
             let stats = try #require(await server.statistics(model: ServerFixture.modelID))
             #expect(stats.rejectedRequests == 1)
+        }
+    }
+
+    @Test("--cache-ram: a chat whose slot went to another request gets its conversation restored for the next turn; off, it is evaluated again",
+          arguments: [8 << 30, 0])
+    func promptCacheRestores(limit: Int) async throws {
+        try await withServer({ $0.slots = 1; $0.promptCacheBytes = limit }) { server, client in
+            let question: JSONValue = ["role": "user", "content": "Name three colours of the rainbow."]
+            let first = try await client.post("/v1/chat/completions", ["messages": [question], "temperature": 0, "max_tokens": 16])
+            #expect(first.status == 200, "\(first.body)")
+            let answer = try #require(first.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue)
+            guard case .int(let firstPrompt)? = first.json?["usage"]?["prompt_tokens"] else {
+                Issue.record("no prompt_tokens in \(first.body)")
+                return
+            }
+            // Another conversation takes the only slot.
+            let other = try await client.post("/v1/chat/completions", ["messages": [["role": "user", "content": "What is 2+2?"]],
+                                                                       "temperature": 0, "max_tokens": 4])
+            #expect(other.status == 200, "\(other.body)")
+            let next = try await client.post("/v1/chat/completions", [
+                "messages": [question, ["role": "assistant", "content": .string(answer)], ["role": "user", "content": "And two more?"]],
+                "temperature": 0, "max_tokens": 4])
+            #expect(next.status == 200, "\(next.body)")
+            guard case .int(let cached)? = next.json?["usage"]?["prompt_tokens_details"]?["cached_tokens"] else {
+                Issue.record("no cached_tokens in \(next.body)")
+                return
+            }
+            let metrics = try await client.get("/metrics").body
+            let restores = metric(metrics, "llamaswift_prompt_cache_restores")
+            // On: the first turn's prompt and its answer come back from the cache. Off: only the prefix
+            // (the system message) shared with the other conversation, which held the slot.
+            #expect(limit > 0 ? cached >= firstPrompt + 8 : cached < firstPrompt,
+                    "cached \(cached) tokens; the first turn's prompt has \(firstPrompt)")
+            #expect(restores == (limit > 0 ? 1 : 0), "\(metrics)")
+            let stats = try #require(await server.statistics(model: ServerFixture.modelID))
+            #expect(stats.restoredPrompts == (limit > 0 ? 1 : 0))
         }
     }
 

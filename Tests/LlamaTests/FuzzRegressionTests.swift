@@ -182,18 +182,6 @@ struct FuzzRegressionTests {
         #expect(median < .milliseconds(500))
     }
 
-    /// A seeded generator, so that a run's copies can be made again.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// The experiment: copies of SmolLM2 with 1 to 8 random bytes changed in the first
     /// MiB, each loaded whole through the validating path (our checks, then llama.cpp in the
     /// helper). `LLAMA_FUZZ_MODEL_COPIES` sets the count (40 here; `make fuzz-models` runs 120),

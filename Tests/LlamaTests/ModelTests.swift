@@ -80,6 +80,26 @@ struct ModelTests {
         let summary = try await context!.generate(prompt: "Hello", options: GenerationOptions(maxTokens: 4)).summary()
         #expect(!summary.generatedTokens.isEmpty)
         context = nil
+        // The generation's task lets go of the context just after the stream delivered its summary:
+        // give it a bounded while to end (on a loaded machine it may not have run yet).
+        for _ in 0..<500 where weakModel != nil { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(weakModel == nil)
+    }
+
+    @Test("a tokenizer keeps its model alive: tokenizing after the model itself was dropped")
+    func vocabLifetime() throws {
+        let runtime = try Fixture.runtime.get()
+        weak var weakModel: LlamaModel?
+        var vocab: LlamaVocab? = try {
+            let model = try LlamaModel(runtime: runtime, path: try TestEnvironment.model().path)
+            weakModel = model
+            return model.vocab
+        }()
+        #expect(weakModel != nil)
+        let tokens = try vocab!.tokenize("The tokenizer outlives its model's variable.", addSpecial: false, parseSpecial: false)
+        #expect(tokens == (try Fixture.model.get().vocab.tokenize("The tokenizer outlives its model's variable.",
+                                                                 addSpecial: false, parseSpecial: false)))
+        vocab = nil
         #expect(weakModel == nil)
     }
 

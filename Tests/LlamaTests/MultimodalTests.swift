@@ -4,156 +4,6 @@ import LlamaRaw
 import LlamaTestSupport
 import Testing
 
-/// Small projector GGUFs written through the bound gguf API: seeded random weights, tiny
-/// encoders, and an output width of the text model's embedding width, so that SmolLM2 consumes
-/// their embeddings. No real vision or audio model is reachable here; equality with a C program
-/// over the same libraries is the proof.
-enum SyntheticProjector {
-    enum Kind {
-        /// LLaVA-style: a 2-layer ViT over 32×32 images in 8×8 patches, and an MLP (16 tokens per image).
-        case llava
-        /// Qwen2-Audio: a Whisper encoder (1 layer, 80 mel bins) and a linear projection.
-        case qwen2Audio
-        /// Idefics3 (SmolVLM): its image template needs tokens SmolLM2 lacks.
-        case idefics3
-    }
-
-    /// A deterministic generator (SplitMix64).
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        /// Uniform in [-scale, scale).
-        mutating func weight(_ scale: Float) -> Float {
-            (Float(next() >> 40) / Float(1 << 24) * 2 - 1) * scale
-        }
-    }
-
-    static let width = 16, heads = 2, feedForward = 32
-
-    /// Writes a projector of `kind` whose embeddings are `output` wide.
-    static func write(_ kind: Kind, output: Int, to path: String, seed: UInt64 = 7, runtime: LlamaRuntime) throws {
-        let c = runtime.raw
-        var random = Random(state: seed)
-        let e = width
-        var tensors: [(String, [Int64], Float)] = []  // name, ggml shape (ne), scale (0: ones-ish norm weights)
-        func linear(_ name: String, _ input: Int, _ outputs: Int, bias: Bool = true) {
-            tensors.append(("\(name).weight", [Int64(input), Int64(outputs)], 0.3))
-            if bias { tensors.append(("\(name).bias", [Int64(outputs)], 0.1)) }
-        }
-        func norm(_ name: String, _ n: Int) {
-            tensors.append(("\(name).weight", [Int64(n)], -1))
-            tensors.append(("\(name).bias", [Int64(n)], 0.1))
-        }
-        func block(_ prefix: String, _ i: Int, keyBias: Bool) {
-            linear("\(prefix).blk.\(i).attn_q", e, e)
-            linear("\(prefix).blk.\(i).attn_k", e, e, bias: keyBias)
-            linear("\(prefix).blk.\(i).attn_v", e, e)
-            linear("\(prefix).blk.\(i).attn_out", e, e)
-            norm("\(prefix).blk.\(i).ln1", e)
-            norm("\(prefix).blk.\(i).ln2", e)
-            linear("\(prefix).blk.\(i).ffn_up", e, feedForward)
-            linear("\(prefix).blk.\(i).ffn_down", feedForward, e)
-        }
-
-        guard let gguf = c.gguf_init_empty() else { throw TestEnvironment.Missing(description: "gguf_init_empty failed") }
-        defer { c.gguf_free(gguf) }
-        func u32(_ key: String, _ v: UInt32) { c.gguf_set_val_u32(gguf, key, v) }
-        c.gguf_set_val_str(gguf, "general.architecture", "clip")
-        c.gguf_set_val_str(gguf, "general.name", "synthetic \(kind) projector (tests)")
-        let section: String
-        switch kind {
-        case .llava, .idefics3:
-            section = "vision"
-            c.gguf_set_val_str(gguf, "clip.projector_type", kind == .llava ? "mlp" : "idefics3")
-            c.gguf_set_val_bool(gguf, "clip.has_vision_encoder", true)
-            c.gguf_set_val_bool(gguf, "clip.use_gelu", true)
-            u32("clip.vision.image_size", 32)
-            u32("clip.vision.patch_size", 8)
-            for key in ["clip.vision.image_mean", "clip.vision.image_std"] {
-                let half: [Float] = [0.5, 0.5, 0.5]
-                half.withUnsafeBufferPointer { c.gguf_set_arr_data(gguf, key, GGUF_TYPE_FLOAT32, $0.baseAddress, 3) }
-            }
-            let blocks = kind == .llava ? 2 : 1
-            tensors.append(("v.patch_embd.weight", [8, 8, 3, Int64(e)], 0.3))
-            tensors.append(("v.patch_embd.bias", [Int64(e)], 0.1))
-            tensors.append(("v.position_embd.weight", [Int64(e), 16], 0.3))
-            if kind == .llava { norm("v.pre_ln", e) } else { norm("v.post_ln", e) }
-            for i in 0..<blocks { block("v", i, keyBias: true) }
-            if kind == .llava {
-                linear("mm.0", e, 64)
-                linear("mm.2", 64, output)
-            } else {
-                u32("clip.vision.projector.scale_factor", 2)
-                u32("clip.vision.preproc_image_size", 64)
-                tensors.append(("mm.model.fc.weight", [Int64(e * 4), Int64(output)], 0.3))
-            }
-            u32("clip.vision.block_count", UInt32(blocks))
-        case .qwen2Audio:
-            section = "audio"
-            c.gguf_set_val_str(gguf, "clip.projector_type", "qwen2a")
-            c.gguf_set_val_bool(gguf, "clip.has_audio_encoder", true)
-            u32("clip.audio.num_mel_bins", 80)
-            u32("clip.audio.block_count", 1)
-            tensors.append(("a.conv1d.1.weight", [3, 80, Int64(e)], 0.3))
-            tensors.append(("a.conv1d.1.bias", [1, Int64(e)], 0.1))
-            tensors.append(("a.conv1d.2.weight", [3, Int64(e), Int64(e)], 0.3))
-            tensors.append(("a.conv1d.2.bias", [1, Int64(e)], 0.1))
-            tensors.append(("a.position_embd.weight", [Int64(e), 1500], 0.3))
-            block("a", 0, keyBias: false)
-            norm("a.post_ln", e)
-            linear("mm.a.fc", e, output)
-        }
-        u32("clip.\(section).embedding_length", UInt32(e))
-        u32("clip.\(section).attention.head_count", UInt32(heads))
-        u32("clip.\(section).feed_forward_length", UInt32(feedForward))
-        u32("clip.\(section).projection_dim", UInt32(output))
-        c.gguf_set_val_f32(gguf, "clip.\(section).attention.layer_norm_epsilon", 1e-6)
-
-        let elements = tensors.reduce(0) { $0 + Int($1.1.reduce(1, *)) }
-        let params = ggml_init_params(mem_size: elements * 4 + tensors.count * 1024 + (1 << 16), mem_buffer: nil, no_alloc: false)
-        guard let ggml = c.ggml_init(params) else { throw TestEnvironment.Missing(description: "ggml_init failed") }
-        defer { c.ggml_free(ggml) }
-        for (name, shape, scale) in tensors {
-            let t: UnsafeMutablePointer<ggml_tensor>?
-            switch shape.count {
-            case 1: t = c.ggml_new_tensor_1d(ggml, GGML_TYPE_F32, shape[0])
-            case 2: t = c.ggml_new_tensor_2d(ggml, GGML_TYPE_F32, shape[0], shape[1])
-            case 3: t = c.ggml_new_tensor_3d(ggml, GGML_TYPE_F32, shape[0], shape[1], shape[2])
-            default: t = c.ggml_new_tensor_4d(ggml, GGML_TYPE_F32, shape[0], shape[1], shape[2], shape[3])
-            }
-            guard let t, let data = t.pointee.data else { throw TestEnvironment.Missing(description: "ggml_new_tensor failed") }
-            _ = c.ggml_set_name(t, name)
-            let values = data.assumingMemoryBound(to: Float.self)
-            for i in 0..<Int(shape.reduce(1, *)) { values[i] = scale < 0 ? 1 + random.weight(0.2) : random.weight(scale) }
-            c.gguf_add_tensor(gguf, t)
-        }
-        guard c.gguf_write_to_file(gguf, path, false) else {
-            throw TestEnvironment.Missing(description: "gguf_write_to_file \(path) failed")
-        }
-    }
-}
-
-/// The generated images: the same formula as the C program's `gradient:W:H`.
-func gradientRGB(width w: Int, height h: Int) -> [UInt8] {
-    let dx = w > 1 ? w - 1 : 1, dy = h > 1 ? h - 1 : 1, dxy = w + h > 2 ? w + h - 2 : 1
-    var rgb = [UInt8](repeating: 0, count: w * h * 3)
-    for y in 0..<h {
-        for x in 0..<w {
-            let p = (y * w + x) * 3
-            rgb[p] = UInt8(x * 255 / dx)
-            rgb[p + 1] = UInt8(y * 255 / dy)
-            rgb[p + 2] = UInt8((x + y) * 255 / dxy)
-        }
-    }
-    return rgb
-}
-
 /// The generated audio: the C program's `tone:N`.
 func tonePCM(samples n: Int, rate: Int) -> [Float] {
     (0..<n).map { Float(0.5 * sin(2.0 * Double.pi * 440.0 * Double($0) / Double(rate))) }
@@ -181,7 +31,7 @@ enum MultimodalFixture {
 
     static func projector(_ kind: SyntheticProjector.Kind, output: Int = 576) throws -> String {
         let path = try TestEnvironment.temporaryDirectory().appendingPathComponent("mmproj-\(kind).gguf").path
-        try SyntheticProjector.write(kind, output: output, to: path, runtime: try Fixture.runtime.get())
+        try SyntheticProjector.write(kind, output: output, to: path, symbols: try Fixture.runtime.get().raw)
         return path
     }
 
@@ -297,31 +147,50 @@ struct MultimodalTests {
     func chatEncodesOnce() async throws {
         let projector = try LlamaProjector(model: try Fixture.model.get(), path: try MultimodalFixture.projector(.llava),
                                            options: MultimodalFixture.options())
-        let runtime = try Fixture.runtime.get()
-        let image = try LlamaMedia(rgb: gradientRGB(width: 48, height: 40), width: 48, height: 40, runtime: runtime)
-        let again = try LlamaMedia(rgb: gradientRGB(width: 48, height: 40), width: 48, height: 40, runtime: runtime)
-        #expect(image.id == again.id)
-        let chat = try MultimodalChatSession(projector: projector, options: ContextOptions(contextLength: 1024, batchSize: 512, threads: 2))
-        let first = try await chat.respond(to: "What is in this picture?", media: [image],
+        let png = pngImage(rgb: gradientRGB(width: 48, height: 40), width: 48, height: 40)
+        let image = ChatContentPart.image(ChatMedia(data: png, format: "image/png"))
+        let chat = try ChatSession(projector: projector, options: ContextOptions(contextLength: 1024, batchSize: 512, threads: 2))
+        let first = try await chat.respond(to: ChatMessage(role: "user", content: .parts([image, .text("What is in this picture?")])),
                                            options: GenerationOptions(maxTokens: 12)).summary()
         #expect(projector.encodeCount == 1)
         #expect(first.reusedPromptTokens == 0)
-        let second = try await chat.respond(to: "And now? \(projector.marker)", media: [again],
+        // The marker's text typed by the user is text, not a place for media.
+        let second = try await chat.respond(to: ChatMessage(role: "user", content: .parts([.text("And now? \(projector.marker)"), image])),
                                             options: GenerationOptions(maxTokens: 12)).summary()
         #expect(projector.encodeCount == 1, "the same image was encoded again")
         // The first turn (its image included) stays in the cache.
         #expect(second.reusedPromptTokens > first.promptTokens - 4)
         #expect(await chat.messages.count == 4)
-        #expect(await chat.media.count == 2)
 
         // The second turn's reply equals a fresh evaluation of the whole conversation.
         let fresh = try MultimodalFixture.context(length: 1024)
         let messages = Array(await chat.messages.prefix(3))
-        let prompt = try projector.tokenize(try projector.model.formatChat(messages), media: [image, again],
-                                            addSpecial: false, parseSpecial: true)
+        let decoded = try LlamaMedia(bytes: png, projector: projector)
+        let rendered = try projector.model.formatChat(messages, mediaMarker: projector.marker)
+        #expect(rendered.components(separatedBy: projector.marker).count == 3)
+        let prompt = try projector.tokenize(rendered, media: [decoded, decoded], addSpecial: GenerationOptions().addSpecial,
+                                            parseSpecial: true)
         let whole = try await fresh.generate(prompt: prompt, projector: projector, options: GenerationOptions(maxTokens: 12)).summary()
         #expect(whole.generatedTokens == second.generatedTokens)
         #expect(projector.encodeCount == 1)
+
+        // A text turn, then one with the image: the second keeps the first's cache.
+        let mixed = try ChatSession(projector: projector, options: ContextOptions(contextLength: 1024, batchSize: 512, threads: 2))
+        let text = try await mixed.respond(to: "Hello!", options: GenerationOptions(maxTokens: 4)).summary()
+        let withImage = try await mixed.respond(to: ChatMessage(role: "user", content: .parts([image, .text("And this?")])),
+                                                options: GenerationOptions(maxTokens: 4)).summary()
+        #expect(withImage.reusedPromptTokens >= text.promptTokens)
+
+        // Without a projector, media are refused with a code to switch on; the session goes on.
+        let plain = try ChatSession(model: projector.model, options: ContextOptions(contextLength: 1024, batchSize: 512, threads: 2))
+        let refused = await #expect(throws: LlamaError.self) {
+            _ = try await plain.respond(to: ChatMessage(role: "user", content: .parts([image, .text("What is it?")])))
+        }
+        #expect(refused?.code == .projectorRequired)
+        #expect(refused?.message.contains("mmproj") == true)
+        #expect(await plain.messages.isEmpty)
+        let after = try await plain.respond(to: "Hello!", options: GenerationOptions(maxTokens: 4)).summary()
+        #expect(after.generatedTokens == text.generatedTokens)
     }
 
     /// Greedy tokens of a plain text prompt: the context still works after a refused input.
@@ -428,6 +297,22 @@ struct MultimodalTests {
         try await expectEqualToNative(native, prompt: prompt, projector: projector, predict: 32)
     }
 
+    @Test("chat --mmproj --tools: a message with an image goes through the tool loop (a required call, its result, an answer)")
+    func chatWithImageAndTools() async throws {
+        let path = try MultimodalFixture.projector(.llava)
+        let jpeg = try MultimodalFixture.mediaSource.appendingPathComponent("test-1.jpeg").path
+        let f = try ChatToolsCLITests.files()
+        let r = try await CLITests.cli(["chat", "--mmproj", path, "--no-mmproj-offload", "--temp", "0", "-n", "96", "-c", "2048",
+                                        "-t", "2", "--tools", f.tools.path, "--tool-choice", "required",
+                                        "--chat-template-file", f.template.path],
+                                       stdin: "/image \(jpeg)\nWhat is 12 times 7?\n/exit\n")
+        try #require(r.status == 0, "\(r.stderr.suffix(2000))")
+        #expect(r.stderr.contains("(image test-1.jpeg attached to the next message)"), "\(r.stderr)")
+        #expect(r.stderr.contains("[tool call "), "\(r.stderr)")
+        #expect(r.stderr.contains("[tool result "), "\(r.stderr)")
+        #expect(!r.stdout.contains("<tool_call>"), "\(r.stdout)")
+    }
+
     @Test("llama-swift run --mmproj --image and chat --mmproj with /image give the library's greedy reply")
     func commandLine() async throws {
         let path = try MultimodalFixture.projector(.llava)
@@ -435,8 +320,8 @@ struct MultimodalTests {
         let question = "What is in this picture?"
         let model = try Fixture.model.get()
         let projector = try LlamaProjector(model: model, path: path, options: MultimodalFixture.options())
-        let prompt = try projector.tokenize(try model.formatChat([.user("\(projector.marker)\n\(question)")]),
-                                            media: [try LlamaMedia(file: jpeg, projector: projector)], addSpecial: false)
+        let prompt = try projector.tokenize(try model.formatChat([.user(projector.marker + question)]),
+                                            media: [try LlamaMedia(file: jpeg, projector: projector)])
         let context = try LlamaContext(model: model, options: ContextOptions(contextLength: 2048, threads: 2))
         let expected = try await context.generate(prompt: prompt, projector: projector, options: GenerationOptions(maxTokens: 8)).summary()
         #expect(expected.generatedTokens.count == 8)

@@ -26,10 +26,12 @@ struct SlotsTests {
     }
 
     /// A context for `slots` sequences of 512 tokens each (the solo context's window).
-    static func engine(slots: Int, queueLimit: Int = 64, promptChunk: Int = 512) throws -> LlamaSlots {
+    static func engine(slots: Int, queueLimit: Int = 64, promptChunk: Int = 512,
+                       promptCacheBytes: Int? = 8 << 30) throws -> LlamaSlots {
         let context = try Fixture.context(ContextOptions(contextLength: UInt32(512 * slots), batchSize: 512,
                                                          maxSequences: UInt32(slots), threads: 2))
-        return try LlamaSlots(context: context, options: .init(slots: slots, queueLimit: queueLimit, promptChunk: promptChunk))
+        return try LlamaSlots(context: context, options: .init(slots: slots, queueLimit: queueLimit, promptChunk: promptChunk,
+                                                               promptCacheBytes: promptCacheBytes))
     }
 
     /// Greedy generation of each prompt alone, on a fresh cache each time.
@@ -275,6 +277,37 @@ struct SlotsTests {
         let stats = await engine.statistics
         #expect(stats.reusedTokens == second.reusedPromptTokens)
         #expect(stats.promptTokens == prompt.count + (prompt.count - second.reusedPromptTokens))
+    }
+
+    @Test("prompt cache: a conversation the only slot gave up is restored when its next turn comes, and the text equals solo",
+          arguments: [8 << 30, 0, 1])
+    func promptCacheRestores(limit: Int) async throws {
+        let engine = try Self.engine(slots: 1, promptCacheBytes: limit)
+        let first = try Self.tokens(Self.prompts[0])
+        let a = try #require(await Self.collect(try await engine.submit(prompt: first, sampling: .greedy,
+                                                                        options: Self.long(24))).summary)
+        // An unrelated request takes the slot: the first conversation leaves the cache.
+        _ = try #require(await Self.collect(try await engine.submit(prompt: try Self.tokens(Self.prompts[1]), sampling: .greedy,
+                                                                    options: GenerationOptions(maxTokens: 8))).summary)
+        let held = await engine.statistics
+        // The first conversation's next turn: its prompt, the answer, and a new question.
+        let next = first + a.generatedTokens + (try Self.tokens("<|im_end|>\n<|im_start|>user\nAnd another one?<|im_end|>\n"
+            + "<|im_start|>assistant\n").dropFirst(Fixture.model.get().vocab.addsBOS ? 1 : 0))
+        let options = GenerationOptions(maxTokens: 24)
+        let c = try #require(await Self.collect(try await engine.submit(prompt: next, sampling: .greedy, options: options)).summary)
+        let solo = try #require(try await Self.solo([next], options: [options]).first)
+        #expect(c.generatedTokens == solo.generatedTokens && c.text == solo.text)
+        let stats = await engine.statistics
+        if limit == 8 << 30 {
+            // What the cache holds: the first conversation (prompt and the answer's evaluated tokens).
+            #expect(held.cachedPrompts == 1 && held.cachedPromptBytes > 0)
+            #expect(stats.restoredPrompts == 1)
+            #expect(c.reusedPromptTokens == first.count + a.generatedTokens.count - 1)
+        } else {
+            // Off, or a limit no state fits: nothing kept, only the shared chat prefix reused.
+            #expect(held.cachedPrompts == 0 && held.cachedPromptBytes == 0 && stats.restoredPrompts == 0)
+            #expect(c.reusedPromptTokens < first.count / 2)
+        }
     }
 
     @Test("shutdown with running and queued requests: every stream ends, within the bound")

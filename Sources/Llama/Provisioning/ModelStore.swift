@@ -153,26 +153,34 @@ public struct LlamaModelStore: Sendable {
 
     /// The sha256 the Hub lists for an LFS file (from the repository tree), nil for a plain git file.
     private func hubDigest(_ reference: LlamaModelReference, with d: Downloader, hub: URL) async throws(LlamaError) -> String? {
-        let folder = (reference.file as NSString).deletingLastPathComponent
-        var url = hub.appendingPathComponent("api/models").appendingPathComponent(reference.repo)
-            .appendingPathComponent("tree").appendingPathComponent(reference.revision)
-        if !folder.isEmpty { url = url.appendingPathComponent(folder) }
-        let data = try await d.get(url, what: "the file list of \(reference.repo)")
-        struct Entry: Decodable {
-            struct LFS: Decodable { var oid: String? ; var sha256: String? }
-            var path: String
-            var type: String?
-            var lfs: LFS?
-        }
-        guard let entries = try? JSONDecoder().decode([Entry].self, from: data) else {
-            throw LlamaError(.downloadFailed, "the Hub's file list of \(reference.repo) (\(url.absoluteString)) is not what was expected")
-        }
+        let entries = try await hubTree(reference, with: d, hub: hub)
         guard let entry = entries.first(where: { $0.path == reference.file }) else {
             let names = entries.map(\.path).filter { $0.hasSuffix(".gguf") }
             throw LlamaError(.fileNotFound, "\(reference.repo) has no \(reference.file) at \(reference.revision)"
                 + (names.isEmpty ? "" : "; its GGUF files: \(names.prefix(10).joined(separator: ", "))"))
         }
         return entry.lfs.flatMap { $0.sha256 ?? $0.oid }
+    }
+
+    /// A file of a Hub repository's tree listing.
+    struct HubTreeEntry: Decodable {
+        struct LFS: Decodable { var oid: String? ; var sha256: String? }
+        var path: String
+        var type: String?
+        var lfs: LFS?
+    }
+
+    /// The files of the folder that holds `reference.file`, from the Hub's tree API.
+    func hubTree(_ reference: LlamaModelReference, with d: Downloader, hub: URL) async throws(LlamaError) -> [HubTreeEntry] {
+        let folder = (reference.file as NSString).deletingLastPathComponent
+        var url = hub.appendingPathComponent("api/models").appendingPathComponent(reference.repo)
+            .appendingPathComponent("tree").appendingPathComponent(reference.revision)
+        if !folder.isEmpty { url = url.appendingPathComponent(folder) }
+        let data = try await d.get(url, what: "the file list of \(reference.repo)")
+        guard let entries = try? JSONDecoder().decode([HubTreeEntry].self, from: data) else {
+            throw LlamaError(.downloadFailed, "the Hub's file list of \(reference.repo) (\(url.absoluteString)) is not what was expected")
+        }
+        return entries
     }
 
     /// The default model (SmolLM2-135M-Instruct): stored, else from the Hub at its pinned

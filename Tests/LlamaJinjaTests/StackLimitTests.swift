@@ -1,0 +1,42 @@
+import Foundation
+import LlamaJinja
+import Testing
+
+/// Recursion in a template (a model file's, so untrusted) ends with `.limitExceeded`, never with
+/// a stack overflow that ends the process, however small the rendering thread's stack.
+@Suite("Jinja recursion against the thread's stack", .timeLimit(.minutes(2)))
+struct StackLimitTests {
+    /// Renders on a thread of its own with `stackSize` bytes of stack; the error code, or nil when it rendered.
+    static func render(_ source: String, stackSize: Int) async throws -> JinjaError.Code? {
+        let template = try JinjaTemplate(source)
+        return await withCheckedContinuation { (done: CheckedContinuation<JinjaError.Code?, Never>) in
+            let thread = Thread {
+                do throws(JinjaError) {
+                    _ = try template.render([:])
+                    done.resume(returning: nil)
+                } catch {
+                    done.resume(returning: error.code)
+                }
+            }
+            thread.stackSize = stackSize
+            thread.start()
+        }
+    }
+
+    static func recursiveMacro(_ depth: Int) -> String {
+        "{% macro down(n) %}{% if n == 0 %}.{% elif n > 0 %}{{ down(n - 1) }}{% endif %}{% endmacro %}{{ down(\(depth)) }}"
+    }
+    static let recursiveLoop = "{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}"
+
+    @Test("a macro recursing 250 deep on a 512 KiB stack, and a recursive loop without end: limitExceeded",
+          arguments: [recursiveMacro(250), recursiveLoop])
+    func smallStack(source: String) async throws {
+        #expect(try await Self.render(source, stackSize: 512 << 10) == .limitExceeded)
+    }
+
+    @Test("a macro recursing 100 deep on an 8 MiB stack renders (the guard stops runaway recursion, not deep templates)")
+    func largeStack() async throws {
+        #expect(try await Self.render(Self.recursiveMacro(100), stackSize: 8 << 20) == nil)
+        #expect(try await Self.render(Self.recursiveLoop, stackSize: 8 << 20) == .limitExceeded)
+    }
+}
