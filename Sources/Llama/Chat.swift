@@ -59,7 +59,7 @@ extension LlamaModel {
     ///   - now: the time the template's `strftime_now` reads (nil: the current time).
     ///   - parseSpecialInContent: leave control-token text in messages as it is (trusted messages only).
     ///   - mediaMarker: the projector's ``LlamaProjector/marker``, written where each image or
-    ///     audio part goes (``ChatMessage/templateValue(mediaMarker:)``); nil: libmtmd's default.
+    ///     audio part goes (`ChatMessage/templateValue(mediaMarker:)`); nil: libmtmd's default.
     ///     Given, the marker's text inside messages is neutralised too, so that only media parts
     ///     make markers.
     public func formatChat(_ messages: [ChatMessage], addAssistantPrompt: Bool = true, template: String? = nil,
@@ -169,7 +169,7 @@ extension LlamaModel {
 /// only the new messages, not the whole history again.
 ///
 /// With a projector (an `mmproj` loaded for the model), messages may carry images and audio
-/// (``ChatContentPart/image(_:)``, ``ChatContentPart/audio(_:)``): they are decoded once, encoded
+/// (`ChatContentPart/image(_:)`, `ChatContentPart/audio(_:)`): they are decoded once, encoded
 /// once (the projector keeps their embeddings), and the cache is kept across turns that carry
 /// them too.
 public actor ChatSession {
