@@ -331,7 +331,22 @@ final class Interpreter {
         guard let filter = Builtins.filters[f.name] else { throw fail(.unknownName, "no filter named '\(f.name)' found") }
         if foldingConstant, Folding.contextFilters.contains(f.name) { throw JinjaError(.unknownName, "the filter reads the context") }
         let subject = ["safe", "escape", "e", "forceescape", "string", "pprint"].contains(f.name) ? value : value.plain
-        return try lift { try filter(self, subject, args, kwargs) }
+        return try bounded(try lift { try filter(self, subject, args, kwargs) }, by: f.name)
+    }
+
+    /// A filter's result within the sandbox's limits: chained filters can otherwise grow a value
+    /// geometrically without writing anything (`| list | string` makes each character about five),
+    /// until memory runs out.
+    func bounded(_ result: Value, by filter: String) throws(JinjaError) -> Value {
+        switch result {
+        case .string(let s) where s.utf8.count > options.limits.maxOutputBytes:
+            throw fail(.limitExceeded, "the filter '\(filter)' made a string larger than \(options.limits.maxOutputBytes) bytes")
+        case .list(let items) where items.count > options.limits.maxSequenceLength,
+             .tuple(let items) where items.count > options.limits.maxSequenceLength:
+            throw fail(.limitExceeded, "the filter '\(filter)' made a list longer than \(options.limits.maxSequenceLength) items")
+        default:
+            return result
+        }
     }
 
     func evalOptional(_ e: Expr?, _ scope: Scope) throws(JinjaError) -> Value? {

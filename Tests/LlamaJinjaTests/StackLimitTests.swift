@@ -40,3 +40,21 @@ struct StackLimitTests {
         #expect(try await Self.render(Self.recursiveLoop, stackSize: 8 << 20) == .limitExceeded)
     }
 }
+
+/// Values that filters grow without writing output are bounded by the same limits as output.
+@Suite("Jinja filters that grow values geometrically", .timeLimit(.minutes(2)))
+struct FilterGrowthTests {
+    @Test("`| list | string` twelve times over stops with limitExceeded (a fuzzer's input took 2 GiB before)")
+    func listStringChain() throws {
+        let chain = String(repeating: " | list | string", count: 12)
+        let template = try JinjaTemplate("{{ 'abcdefghij'\(chain) }}")
+        #expect(throws: JinjaError.self) { try template.render([:]) }
+        do {
+            _ = try template.render([:])
+        } catch {
+            #expect(error.code == .limitExceeded, "\(error)")
+        }
+        // Short chains still render as jinja2 does.
+        #expect(try JinjaTemplate("{{ 'ab' | list | string }}").render([:]) == "['a', 'b']")
+    }
+}
