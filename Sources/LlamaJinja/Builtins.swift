@@ -620,7 +620,9 @@ enum Builtins {
             var indention = "    "
             switch a.get(0, "width") {
             case .string(let s)?: indention = s
-            case let w? where w.integer != nil: indention = String(repeating: " ", count: max(0, w.integer!))
+            case let w? where w.integer != nil:
+                try interp.checkWidth(w.integer!, "indent()'s width")
+                indention = String(repeating: " ", count: max(0, w.integer!))
             case nil: break
             case let w?: throw interp.fail(.type, "indent(): width must be an integer or a string, not \(w.typeName)")
             }
@@ -646,6 +648,7 @@ enum Builtins {
         add("center") { interp, v, a in
             let s = try strictString(interp, v)
             let width = try a.int(0, "width") ?? 80
+            try interp.checkWidth(width, "center()'s width")
             let n = s.unicodeScalars.count
             guard width > n else { return .string(s) }
             let total = width - n
@@ -976,6 +979,8 @@ enum Builtins {
                 precision = Int(p) ?? 0
             }
             guard i < chars.count else { throw interp.fail(.value, "incomplete format") }
+            try interp.checkWidth(Int(width) ?? (width.isEmpty ? 0 : .max), "a % format's width")
+            try interp.checkWidth(precision ?? 0, "a % format's precision")
             let conv = chars[i]
             i += 1
             if conv == "%" { out += "%"; continue }

@@ -334,6 +334,14 @@ final class Interpreter {
         return try bounded(try lift { try filter(self, subject, args, kwargs) }, by: f.name)
     }
 
+    /// A width or precision a template asks for (padding, indentation), refused past the output
+    /// limit before a string that large is made.
+    func checkWidth(_ n: Int, _ what: String) throws(JinjaError) {
+        guard n <= options.limits.maxOutputBytes else {
+            throw fail(.limitExceeded, "\(what) (\(n)) is larger than the output limit of \(options.limits.maxOutputBytes) bytes")
+        }
+    }
+
     /// A filter's result within the sandbox's limits: chained filters can otherwise grow a value
     /// geometrically without writing anything (`| list | string` makes each character about five),
     /// until memory runs out.

@@ -54,6 +54,16 @@ struct FilterGrowthTests {
         } catch {
             #expect(error.code == .limitExceeded, "\(error)")
         }
+        // Widths and precisions past the output limit are refused before the padding is made.
+        for source in ["{{ '%8888888888888888s' % 'a' }}", "{{ '%.99999999f' % 1.5 }}", "{{ 'a' | center(999999999999) }}",
+                       "{{ 'a\nb' | indent(999999999999) }}"] {
+            do {
+                _ = try JinjaTemplate(source).render([:])
+                Issue.record("\(source) rendered")
+            } catch {
+                #expect(error.code == .limitExceeded, "\(source): \(error)")
+            }
+        }
         // Short chains still render as jinja2 does.
         #expect(try JinjaTemplate("{{ 'ab' | list | string }}").render([:]) == "['a', 'b']")
     }
