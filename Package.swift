@@ -184,7 +184,7 @@ let package = Package(
         // The Jinja engine and chat formats against their references (jinja2, llama.cpp's parser).
         .testTarget(
             name: "LlamaJinjaTests",
-            dependencies: ["LlamaJinja", "LlamaChat", "LlamaProcess"],
+            dependencies: ["LlamaJinja", "LlamaChat", "LlamaProcess", "LlamaTestSupport"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
@@ -209,7 +209,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The process primitive: exit codes, signals, timeouts, process groups, signal masks.
-        .testTarget(name: "LlamaProcessTests", dependencies: ["LlamaProcess"], swiftSettings: swiftSettings),
+        .testTarget(name: "LlamaProcessTests", dependencies: ["LlamaProcess", "LlamaTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LlamaRawTests",
             dependencies: ["LlamaRaw", "LlamaTestSupport", "raw-generate"],

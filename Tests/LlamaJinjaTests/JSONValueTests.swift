@@ -1,5 +1,6 @@
 import Foundation
 import LlamaJinja
+import LlamaTestSupport
 import Testing
 
 /// JSONValue: parsing keeps key order and integer-ness, writing follows Python's `json.dumps`
@@ -153,18 +154,6 @@ struct JSONValueTests {
             } catch {
                 #expect(error.offset <= text.utf8.count)
             }
-        }
-    }
-
-    /// A deterministic generator (SplitMix64), so a failure reproduces.
-    struct SplitMix64 {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import LlamaJinja
 import LlamaProcess
+import LlamaTestSupport
 import Testing
 
 /// What the reference tests need from the machine, found the way `make test` provides it: the
@@ -85,13 +86,6 @@ enum ReferenceEnvironment {
 
     /// The Python interpreter the Makefile uses (`PYTHON`, else `python3` on the PATH).
     static var python: String { ProcessInfo.processInfo.environment["PYTHON"] ?? "python3" }
-
-    /// A fresh temporary folder for one test.
-    static func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("llama-jinja-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
 }
 
 /// A finished child process: its status and what it wrote.
@@ -166,7 +160,7 @@ enum Jinja2 {
 
     /// Renders every job in one Python process; the outcomes by job id.
     static func render(_ jobs: [Job]) async throws -> [String: Outcome] {
-        let dir = try ReferenceEnvironment.temporaryDirectory()
+        let dir = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("jobs.json"), output = dir.appendingPathComponent("results.json")
         try Data(JSONValue.array(jobs.map(\.json)).jsonText.utf8).write(to: input)

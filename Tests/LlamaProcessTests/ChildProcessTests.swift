@@ -1,5 +1,6 @@
 import Foundation
 import LlamaProcess
+import LlamaTestSupport
 import Synchronization
 import Testing
 
@@ -171,7 +172,7 @@ struct ChildProcessTests {
     }
 
     @Test func standardErrorToFile() async throws {
-        let directory = try temporaryDirectory()
+        let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("err.log")
         try Data("old content, longer than the new\n".utf8).write(to: file)
@@ -247,7 +248,7 @@ struct ChildProcessTests {
     }
 
     @Test func workingDirectory() async throws {
-        let directory = try temporaryDirectory()
+        let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let end = try await ChildProcess.run("/bin/pwd", ["-P"], workingDirectory: directory, timeout: Self.bound)
         #expect(end.outputText == directory.resolvingSymlinksInPath().path + "\n")
@@ -268,7 +269,7 @@ struct ChildProcessTests {
     }
 
     @Test func notExecutable() async throws {
-        let directory = try temporaryDirectory()
+        let directory = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("script")
         try Data("#!/bin/sh\necho hi\n".utf8).write(to: file)
@@ -408,10 +409,4 @@ func isGone(_ pid: pid_t, within seconds: Int32 = 20) -> Bool {
     }
     #endif
     return kill(pid, 0) != 0 && errno == ESRCH
-}
-
-func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("llama-process-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
 }

@@ -117,8 +117,13 @@ public enum TestEnvironment {
         return dir
     }
 
+    /// A fresh folder for one test, inside this process's run folder
+    /// (`$TMPDIR/llama-swift-tests/run-<pid>`), which goes when the process exits. The first call
+    /// also removes the run folders of test processes that are no longer alive (a crash or a
+    /// kill skips the exit handler), so repeated runs do not fill the disk: the suite writes
+    /// gigabytes of model copies, quantized files and split parts per run.
     public static func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("llama-raw-tests-\(UUID().uuidString)")
+        let dir = try TemporaryRuns.root.get().appendingPathComponent(UUID().uuidString)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
@@ -294,5 +299,30 @@ public final class MirrorServer: Sendable {
             throw TestEnvironment.Missing(description: "could not read the mirror's log at \(url("_log")): \(error)")
         }
         return String(decoding: log, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+}
+
+/// The per-process folder under which every test's temporary folder lives (see
+/// `TestEnvironment.temporaryDirectory()`).
+enum TemporaryRuns {
+    static let parent = FileManager.default.temporaryDirectory.appendingPathComponent("llama-swift-tests")
+
+    static let root: Result<URL, any Error> = Result {
+        let fm = FileManager.default
+        try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+        for name in (try? fm.contentsOfDirectory(atPath: parent.path)) ?? [] {
+            guard name.hasPrefix("run-"), let pid = pid_t(name.dropFirst(4)) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? fm.removeItem(at: parent.appendingPathComponent(name))
+            }
+        }
+        let run = parent.appendingPathComponent("run-\(getpid())")
+        try? fm.removeItem(at: run)  // a dead process's folder under a reused pid
+        try fm.createDirectory(at: run, withIntermediateDirectories: true)
+        atexit {
+            let run = TemporaryRuns.parent.appendingPathComponent("run-\(getpid())")
+            try? FileManager.default.removeItem(at: run)
+        }
+        return run
     }
 }
