@@ -34,7 +34,7 @@ EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar 
         docs docs-coverage docs-screenshot \
         fuzz-build fuzz-grammar fuzz-state fuzz-gguf fuzz-sampler fuzz-schema fuzz-template fuzz-models \
         reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel check-vlm gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template \
-        bench-serve bench-serve-tools soak-serve
+        bench-serve bench-serve-tools soak-serve check-rerank
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -52,6 +52,7 @@ help:
 	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
 	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
 	@echo "make bench-serve  llama-swift serve against llama.cpp's llama-server (built from the pin): tokens/s, TTFT, at concurrency 1/4/8"
+	@echo "make check-rerank /v1/rerank against llama-server --reranking on synthetic rerankers: order, tokens, scores"
 	@echo "make soak-serve   our server at concurrency 8 for SOAK_SECONDS (default 600): RSS growth <= 5 %, no failed request"
 	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
 	@echo "make fuzz-jinja   random templates through our Jinja engine and jinja2: any disagreement fails (FUZZ_SECONDS, SEED)"
@@ -306,6 +307,14 @@ bench-serve: llama model bench-serve-tools
 	swift build -c release --product llama-swift >&2
 	$(PYTHON) tools/bench_serve.py bench --ours .build/release/llama-swift --llama-server "$(LLAMA_SERVER_DIR)/llama-server" \
 	  --model "$(LLAMA_MODEL)" --out .build/bench-serve $(BENCH_SERVE_ARGS)
+
+# /v1/rerank of llama-swift serve and llama-server --reranking on the same synthetic rerankers (the model copied
+# with rank pooling by `llama-swift gguf set`, plain and with a rerank template), same queries, Jina and TEI shapes:
+# order, token counts and scores must agree (.build/check-rerank/rerank.json).
+check-rerank: llama model bench-serve-tools
+	swift build --product llama-swift >&2
+	$(PYTHON) tools/bench_serve.py rerank --ours .build/debug/llama-swift --llama-server "$(LLAMA_SERVER_DIR)/llama-server" \
+	  --model "$(LLAMA_MODEL)" --out .build/check-rerank
 
 # Our server alone at concurrency 8 for SOAK_SECONDS: RSS after the first 60 s must not grow > 5 %, no failed request.
 SOAK_SECONDS ?= 600

@@ -12,6 +12,10 @@ soak: our server alone at one concurrency for --seconds, mixing streamed and who
 RSS (/proc/PID/status) every --sample seconds; fails when RSS after the warm-up grew more than --max-growth, or
 when any request failed.
 
+rerank: /v1/rerank of both servers on the same synthetic rerankers (the model copied with rank pooling by
+`llama-swift gguf set`: plain, with BOS/EOS/SEP added, and with a `rerank` template), the same queries and documents, in
+Jina's and TEI's shapes: the order, the token counts (usage) and the scores must agree; prints the counts.
+
 Every child is bounded by a timeout and killed at the end; ports come from the OS.
 """
 import argparse, asyncio, json, os, queue, signal, socket, statistics, subprocess, sys, threading, time
@@ -498,6 +502,91 @@ def soak(args):
     return 0 if ok else 1
 
 
+# ---------------------------------------------------------------- rerank against llama-server
+
+RERANK_QUERIES = [
+    ("What is the capital of France?",
+     ["Paris is the capital and largest city of France.", "Berlin is the capital of Germany.",
+      "The Eiffel Tower is in Paris.", "Bread is made from flour, water and yeast.", ""]),
+    ("how do plants make food",
+     ["Photosynthesis turns light, water and carbon dioxide into sugar.", "Cats sleep most of the day.",
+      "Roots take up water and minerals from the soil.", "Ünïcödé, emoji 🌱 and 漢字 in a document."]),
+    ("", ["An empty query still scores documents.", "A second one."]),
+    ("A long query " + "that repeats itself " * 20, ["short", "a longer document " * 30]),
+]
+RERANK_TEMPLATE = ("<|im_start|>system\nJudge whether the document answers the query.<|im_end|>\n<|im_start|>user\n"
+                   "<Query>: {query}\n<Document>: {document}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def rerank(args):
+    os.makedirs(args.out, exist_ok=True)
+    env = dict(os.environ)
+    if "LLAMA_SWIFT_LIB_DIR" not in env and env.get("LLAMA_LIB_DIR"):
+        env["LLAMA_SWIFT_LIB_DIR"] = env["LLAMA_LIB_DIR"]
+    models = {name: os.path.join(args.out, f"reranker-{name}.gguf") for name in ("plain", "special", "template")}
+    edits = {"plain": ["llama.pooling_type=u32:4"],
+             # BOS, EOS and SEP added, as BERT-style rerankers ask
+             "special": ["llama.pooling_type=u32:4", "tokenizer.ggml.add_bos_token=bool:true", "tokenizer.ggml.add_eos_token=bool:true",
+                         "tokenizer.ggml.add_sep_token=bool:true", "tokenizer.ggml.seperator_token_id=u32:0"],
+             "template": ["llama.pooling_type=u32:4", "tokenizer.chat_template.rerank=str:" + RERANK_TEMPLATE]}
+    for name, path in models.items():
+        subprocess.run([args.ours, "gguf", "set", args.model, path] + edits[name], env=env, check=True, timeout=300,
+                       stdout=subprocess.DEVNULL)
+    counts = {"requests": 0, "documents": 0, "order_same": 0, "tokens_same": 0, "scores_exact": 0, "scores_close": 0}
+    worst = 0.0
+    report = []
+    for name, path in models.items():
+        ours = Server("llama-swift", [args.ours, "serve", "-m", "rr=" + path, "--port", "0", "-t", str(args.threads)], env,
+                      os.path.join(args.out, f"rerank-{name}-llama-swift.log"))
+        port = free_port()
+        theirs = Server("llama-server", [args.llama_server, "-m", path, "--alias", "rr", "--host", "127.0.0.1", "--port",
+                                         str(port), "--reranking", "--parallel", "1", "-c", "2048", "-t", str(args.threads),
+                                         "-tb", str(args.threads), "--no-webui"],
+                        dict(os.environ), os.path.join(args.out, f"rerank-{name}-llama-server.log"))
+        try:
+            ours.start()
+            theirs.start(port=port)
+            for query, documents in RERANK_QUERIES:
+                for shape in ("jina", "tei"):
+                    body = {"model": "rr", "query": query, ("documents" if shape == "jina" else "texts"): documents}
+                    answers = {}
+                    for server in (ours, theirs):
+                        status, data = asyncio.run(request(server.port, "POST", "/v1/rerank", body))
+                        if status != 200:
+                            raise RuntimeError(f"{server.name} answered {status}: {data[:300]!r}")
+                        answers[server.name] = json.loads(data)
+                    a, b = answers["llama-swift"], answers["llama-server"]
+                    ra, rb = (a, b) if shape == "tei" else (a["results"], b["results"])
+                    label = "score" if shape == "tei" else "relevance_score"
+                    sa = {r["index"]: r[label] for r in ra}
+                    sb = {r["index"]: r[label] for r in rb}
+                    counts["requests"] += 1
+                    counts["documents"] += len(documents)
+                    counts["order_same"] += [r["index"] for r in ra] == [r["index"] for r in rb]
+                    if shape == "jina":
+                        counts["tokens_same"] += a["usage"]["prompt_tokens"] == b["usage"]["prompt_tokens"]
+                    for i in range(len(documents)):
+                        d = abs(sa[i] - sb[i])
+                        worst = max(worst, d)
+                        counts["scores_exact"] += sa[i] == sb[i]
+                        counts["scores_close"] += d <= 1e-4 * max(1.0, abs(sb[i]))
+                    report.append({"model": name, "shape": shape, "query": query[:40], "ours": a, "llama_server": b})
+        finally:
+            ours.stop()
+            theirs.stop()
+    with open(os.path.join(args.out, "rerank.json"), "w") as f:
+        json.dump({"counts": counts, "worst_abs_difference": worst, "requests": report}, f, indent=1)
+    jina = counts["requests"] // 2
+    print(f"rerank: {counts['requests']} requests ({jina} Jina, {jina} TEI), {counts['documents']} documents; "
+          f"same order {counts['order_same']}/{counts['requests']}, same token counts {counts['tokens_same']}/{jina}, "
+          f"scores equal {counts['scores_exact']}/{counts['documents']}, within 1e-4 {counts['scores_close']}/{counts['documents']} "
+          f"(largest difference {worst:.3g})")
+    ok = (counts["order_same"] == counts["requests"] and counts["tokens_same"] == jina
+          and counts["scores_close"] == counts["documents"])
+    print("rerank:", "PASS" if ok else "FAIL", f"({os.path.join(args.out, 'rerank.json')})")
+    return 0 if ok else 1
+
+
 def _interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -507,7 +596,7 @@ def main():
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(signal.SIGINT, _interrupted)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["bench", "soak"])
+    ap.add_argument("mode", choices=["bench", "soak", "rerank"])
     ap.add_argument("--ours", default=".build/release/llama-swift")
     ap.add_argument("--llama-server")
     ap.add_argument("--model", default=os.environ.get("LLAMA_MODEL"))
@@ -533,6 +622,10 @@ def main():
         ap.error("--model (or LLAMA_MODEL) is required")
     if args.mode == "soak" and args.cache_ram is None:
         args.cache_ram = 32
+    if args.mode == "rerank":
+        if not args.llama_server:
+            ap.error("rerank needs --llama-server")
+        return rerank(args)
     if args.mode == "bench":
         if not args.llama_server:
             ap.error("bench needs --llama-server")

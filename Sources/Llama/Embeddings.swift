@@ -50,24 +50,21 @@ extension LlamaContext {
         return result
     }
 
-    /// Relevance scores of documents for a query, from a reranking model (pooling `.rank`).
+    /// Relevance scores of documents for a query, from a reranking model (pooling `.rank`):
+    /// the first value of the pooled output for each document's input (``LlamaModel/rerankTokens(query:document:)``),
+    /// as llama.cpp's server scores them.
     public func rerank(query: String, documents: [String]) async throws(LlamaError) -> [Float] {
         guard computesEmbeddings, c.llama_pooling_type(pointer) == LLAMA_POOLING_TYPE_RANK else {
             throw LlamaError(.unsupported, "reranking needs a reranking model and a context created with "
                 + "embeddings: true and pooling: .rank")
         }
-        let vocab = model.vocab
         var scores: [Float] = []
         for document in documents {
-            // BOS query EOS SEP document EOS, as rerankers expect.
-            var tokens = try vocab.tokenize(query, addSpecial: false)
-            if let bos = vocab.bos { tokens.insert(bos, at: 0) }
-            if let eos = vocab.eos { tokens.append(eos) }
-            if let sep = vocab.sep { tokens.append(sep) }
-            tokens += try vocab.tokenize(document, addSpecial: false)
-            if let eos = vocab.eos { tokens.append(eos) }
+            let tokens = try model.rerankTokens(query: query, document: document)
+            guard !tokens.isEmpty else { throw LlamaError(.invalidArgument, "an empty query and document make no input to score") }
             guard tokens.count <= batchCapacity else {
-                throw LlamaError(.contextOverflow, "query and document have \(tokens.count) tokens, more than the batch size")
+                throw LlamaError(.contextOverflow, "query and document have \(tokens.count) tokens, more than the batch size "
+                    + "(\(batchCapacity)): shorten the document, or create the context with a larger batchSize")
             }
             var batch = LlamaBatch()
             for (i, t) in tokens.enumerated() { batch.add(t, position: Int32(i), output: true) }
@@ -95,4 +92,34 @@ public func cosineSimilarity(_ a: [Float], _ b: [Float]) -> Float {
         nb += b[i] * b[i]
     }
     return na > 0 && nb > 0 ? dot / (na.squareRoot() * nb.squareRoot()) : 0
+}
+
+extension LlamaModel {
+    /// The input a reranker scores for a query and a document, built as llama.cpp's server builds it:
+    /// with the model's `rerank` template (`tokenizer.chat_template.rerank`, its `{query}` and
+    /// `{document}` replaced in that order) when it has one, else BOS (when the vocabulary adds
+    /// it), the query, EOS (or SEP where there is no EOS), SEP (when the vocabulary adds it), the
+    /// document and EOS again (when the vocabulary adds EOS).
+    ///
+    /// Query and document are never read for control tokens: control-token text in them is
+    /// neutralised (``neutralisingControlTokens(in:)``) before the template's own control tokens
+    /// are parsed. llama.cpp's server parses them in the template's case, so its input differs
+    /// from this one only for texts that spell out a control token.
+    public func rerankTokens(query: String, document: String) throws(LlamaError) -> [LlamaToken] {
+        let vocab = self.vocab
+        if let template = chatTemplate(named: "rerank") {
+            let prompt = template.replacingOccurrences(of: "{query}", with: neutralisingControlTokens(in: query))
+                .replacingOccurrences(of: "{document}", with: neutralisingControlTokens(in: document))
+            return try vocab.tokenize(prompt, addSpecial: false, parseSpecial: true)
+        }
+        let end = vocab.eos ?? vocab.sep
+        var tokens: [LlamaToken] = []
+        if vocab.addsBOS, let bos = vocab.bos { tokens.append(bos) }
+        tokens += try vocab.tokenize(query, addSpecial: false, parseSpecial: false)
+        if vocab.addsEOS, let end { tokens.append(end) }
+        if vocab.addsSEP, let sep = vocab.sep { tokens.append(sep) }
+        tokens += try vocab.tokenize(document, addSpecial: false, parseSpecial: false)
+        if vocab.addsEOS, let end { tokens.append(end) }
+        return tokens
+    }
 }

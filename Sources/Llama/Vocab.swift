@@ -36,6 +36,10 @@ public struct LlamaVocab: @unchecked Sendable {
     public var fillInMiddleMiddle: LlamaToken? { valid(c.llama_vocab_fim_mid(pointer)) }
     /// Whether tokenizing with `addSpecial` puts BOS in front.
     public var addsBOS: Bool { c.llama_vocab_get_add_bos(pointer) }
+    /// Whether tokenizing with `addSpecial` puts EOS at the end.
+    public var addsEOS: Bool { c.llama_vocab_get_add_eos(pointer) }
+    /// Whether the model's inputs put SEP between two texts (rerankers, BERT-style models).
+    public var addsSEP: Bool { c.llama_vocab_get_add_sep(pointer) }
 
     private func valid(_ t: LlamaToken) -> LlamaToken? { t == LLAMA_TOKEN_NULL ? nil : t }
 

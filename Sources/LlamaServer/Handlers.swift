@@ -147,44 +147,56 @@ extension ServerCore {
                           "usage": ["prompt_tokens": .int(tokens), "total_tokens": .int(tokens)]])
     }
 
-    /// `POST /v1/rerank` and `/rerank` (Jina/Cohere shape): relevance of documents to a query.
+    /// `POST /v1/rerank`, `/rerank`, `/v1/reranking`, `/reranking`: relevance of documents to a query,
+    /// in Jina/Cohere's shape (`documents`), or in Hugging Face TEI's (`texts`, answered with a bare
+    /// list of `{index, score}`), as llama.cpp's server answers both.
     func rerank(_ body: JSONValue) async throws(APIError) -> Response {
         let b = try JSONBody(body)
-        try SamplingRequest.rejectUnknown(b, known: ["model", "query", "documents", "top_n", "return_documents", "user"])
+        try SamplingRequest.rejectUnknown(b, known: ["model", "query", "documents", "texts", "top_n", "return_documents",
+                                                     "return_text", "user"])
         let host = try await self.host(for: b)
         let query = try b.requiredString("query")
-        guard let raw = try b.array("documents") else { throw APIError.missing("documents") }
+        let tei = b.has("texts")
+        let field = tei ? "texts" : "documents"
+        guard let raw = try b.array(field) else { throw APIError.missing(field) }
+        guard !raw.isEmpty else { throw APIError.invalid(field, "give at least one document", code: "invalid_value") }
         var documents: [String] = []
         for (i, d) in raw.enumerated() {
             switch d {
             case .string(let s): documents.append(s)
-            case .object(let o):
+            case .object(let o) where !tei:
                 guard let t = o["text"]?.stringValue else { throw APIError.missing("documents[\(i)].text") }
                 documents.append(t)
-            default: throw APIError.invalid("documents[\(i)]", "a document is a string or {\"text\": ...}", code: "invalid_type")
+            default:
+                throw APIError.invalid("\(field)[\(i)]", tei ? "a text is a string" : "a document is a string or {\"text\": ...}",
+                                       code: "invalid_type")
             }
         }
         let topN = try b.int("top_n", in: 1...Int(Int32.max)) ?? documents.count
-        let returnDocuments = try b.bool("return_documents") ?? false
+        let returnText = try b.bool(tei ? "return_text" : "return_documents") ?? false
         guard host.isReranker else {
             throw APIError(.badRequest, "the model \"\(host.id)\" is not a reranking model (its GGUF does not set rank pooling): "
                 + "serve a reranker (e.g. a bge-reranker GGUF) for /v1/rerank", param: "model", code: "model_not_reranker")
         }
         let scores: [Float]
+        var tokens = 0
         do {
+            for d in documents { tokens += try host.model.rerankTokens(query: query, document: d).count }
             let context = try await host.reranker.get()
             scores = try await context.rerank(query: query, documents: documents)
         } catch {
-            throw APIError.from(error, param: "documents")
+            throw APIError.from(error, param: field)
         }
-        let ranked = scores.enumerated().sorted { $0.element > $1.element }.prefix(topN)
+        let ranked = scores.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }
+            .prefix(topN)
         let results: [JSONValue] = ranked.map { i, score in
-            var r: JSONObject = ["index": .int(i), "relevance_score": .number(Double(score))]
-            if returnDocuments { r["document"] = ["text": .string(documents[i])] }
+            var r: JSONObject = ["index": .int(i), (tei ? "score" : "relevance_score"): .number(Double(score))]
+            if returnText { r[tei ? "text" : "document"] = tei ? .string(documents[i]) : ["text": .string(documents[i])] }
             return .object(r)
         }
+        if tei { return Self.json(.array(results)) }
         return Self.json(["object": "list", "model": .string(host.id), "results": .array(results),
-                          "usage": ["prompt_tokens": 0, "total_tokens": 0]])
+                          "usage": ["prompt_tokens": .int(tokens), "total_tokens": .int(tokens)]])
     }
 
     /// `GET /v1/models`.

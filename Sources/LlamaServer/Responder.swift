@@ -37,7 +37,7 @@ struct Responder: HTTPResponder {
     }
 
     static let generationRoutes: Set<String> = ["/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions"]
-    static let postRoutes: Set<String> = ["/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/tokenize", "/detokenize"]
+    static let postRoutes: Set<String> = ["/v1/embeddings", "/embeddings", "/v1/rerank", "/rerank", "/v1/reranking", "/reranking", "/tokenize", "/detokenize"]
 
     func route(_ request: Request, arrival: ContinuousClock.Instant, connection: (any Channel)? = nil) async throws -> Response {
         var path = request.uri.path
@@ -99,7 +99,7 @@ struct Responder: HTTPResponder {
         case "/v1/chat/completions", "/chat/completions": return try await core.chatCompletions(body, arrival: arrival)
         case "/v1/completions", "/completions": return try await core.completions(body, arrival: arrival)
         case "/v1/embeddings", "/embeddings": return try await core.embeddings(body)
-        case "/v1/rerank", "/rerank": return try await core.rerank(body)
+        case "/v1/rerank", "/rerank", "/v1/reranking", "/reranking": return try await core.rerank(body)
         case "/tokenize": return try await core.tokenize(body)
         default: return try await core.detokenize(body)
         }

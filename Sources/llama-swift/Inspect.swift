@@ -7,7 +7,48 @@ import LlamaRaw
 /// `llama-swift gguf`: GGUF files.
 struct GGUF: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "gguf", abstract: "Look into GGUF files.", subcommands: [Inspect.self])
+        commandName: "gguf", abstract: "Look into GGUF files, or copy one with other metadata.", subcommands: [Inspect.self, Set.self])
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy a GGUF file with metadata keys set or removed; the tensor data is copied unchanged.",
+            discussion: """
+                Each KEY=TYPE:VALUE sets a key. TYPE is int, uint, float, bool or str (written as the key's \
+                type in the file; a new key gets i32, u32 or f32), or a width: u8, i8, u16, i16, u32, i32, \
+                u64, i64, f32, f64. Example, marking a model as a reranker: \
+                llama-swift gguf set in.gguf out.gguf llama.pooling_type=u32:4
+                """)
+        @Argument(help: "The GGUF file to read.")
+        var input: String
+        @Argument(help: "The file to write (may be the input; it is replaced only when the copy is complete).")
+        var output: String
+        @Argument(help: "KEY=TYPE:VALUE items.")
+        var items: [String] = []
+        @Option(name: .customLong("remove"), help: "A key to remove (repeatable).")
+        var removals: [String] = []
+        @Option(help: "The folder of an unpacked llama.cpp release to load (default: as `run`).")
+        var libDir: String?
+        @OptionGroup var install: InstallFlags
+
+        func validate() throws {
+            guard !items.isEmpty || !removals.isEmpty else { throw ValidationError("give KEY=TYPE:VALUE items or --remove KEY") }
+            for item in items {
+                switch Result(catching: { () throws(LlamaError) in try GGUFFile.MetadataEdit(parsing: item) }) {
+                case .success: break
+                case .failure(let error): throw ValidationError(error.message)
+                }
+            }
+        }
+
+        func run() async throws {
+            let edits = try items.map { try GGUFFile.MetadataEdit(parsing: $0) }
+            let runtime = try await CLI.loadRuntime(libDir: libDir, options: install.options())
+            try await CLI.run { () async throws(LlamaError) in
+                try GGUFFile.rewrite(input, to: output, setting: edits, removing: removals, runtime: runtime)
+            }
+            CLI.note("wrote \(output): \(edits.count) key(s) set, \(removals.count) removed")
+        }
+    }
 
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
