@@ -407,7 +407,9 @@ enum Builtins {
         }
         var indentText: String? = nil
         switch indent {
-        case .int(let n)?: indentText = String(repeating: " ", count: max(0, n))
+        case .int(let n)?:
+            try interp.checkWidth(n, "tojson's indent")
+            indentText = String(repeating: " ", count: max(0, n))
         case .bool(let b)?: indentText = b ? " " : ""  // `" " * True`
         case .string(let s)?: indentText = s
         case .none?, nil: indentText = nil
@@ -423,7 +425,13 @@ enum Builtins {
             item = a
             key = b
         }
-        return JSONWriter(indent: indentText, itemSeparator: item, keySeparator: key, asciiOnly: asciiOnly, sortKeys: sortKeys).write(json)
+        let limit = interp.options.limits.maxOutputBytes
+        do {
+            return try JSONWriter(indent: indentText, itemSeparator: item, keySeparator: key, asciiOnly: asciiOnly, sortKeys: sortKeys)
+                .write(json, limit: limit)
+        } catch {
+            throw interp.fail(.limitExceeded, "tojson's text is larger than the output limit of \(limit) bytes")
+        }
     }
 
     nonisolated(unsafe) static let filters: [String: Filter] = {

@@ -136,11 +136,22 @@ public struct JSONWriter: Sendable {
     /// The JSON text of a value, as `json.dumps` writes it (floats as Python's `repr`).
     public func write(_ value: JSONValue) -> String {
         var out = ""
-        write(value, depth: 0, into: &out)
+        do { try write(value, depth: 0, limit: .max, into: &out) } catch { preconditionFailure("no limit to pass") }
         return out
     }
 
-    func write(_ value: JSONValue, depth: Int, into out: inout String) {
+    /// The text grew past the limit given to ``write(_:limit:)``.
+    struct TooLarge: Error {}
+
+    /// The JSON text, or `TooLarge` as soon as it would pass `limit` UTF-8 bytes: a large
+    /// indentation times the nesting depth makes text far larger than the value.
+    func write(_ value: JSONValue, limit: Int) throws(TooLarge) -> String {
+        var out = ""
+        try write(value, depth: 0, limit: limit, into: &out)
+        return out
+    }
+
+    func write(_ value: JSONValue, depth: Int, limit: Int, into out: inout String) throws(TooLarge) {
         switch value {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
@@ -153,10 +164,10 @@ public struct JSONWriter: Sendable {
             out += "["
             for (i, item) in items.enumerated() {
                 if i > 0 { out += itemSeparator }
-                newline(depth + 1, into: &out)
-                write(item, depth: depth + 1, into: &out)
+                try newline(depth + 1, limit: limit, into: &out)
+                try write(item, depth: depth + 1, limit: limit, into: &out)
             }
-            newline(depth, into: &out)
+            try newline(depth, limit: limit, into: &out)
             out += "]"
         case .object(let object):
             if object.isEmpty { out += "{}"; return }
@@ -164,18 +175,22 @@ public struct JSONWriter: Sendable {
             let keys = sortKeys ? object.keys.sorted { Array($0.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.unicodeScalars.map(\.value)) } : object.keys
             for (i, key) in keys.enumerated() {
                 if i > 0 { out += itemSeparator }
-                newline(depth + 1, into: &out)
+                try newline(depth + 1, limit: limit, into: &out)
                 JSONWriter.quote(key, asciiOnly: asciiOnly, into: &out)
                 out += keySeparator
-                write(object[key]!, depth: depth + 1, into: &out)
+                try write(object[key]!, depth: depth + 1, limit: limit, into: &out)
             }
-            newline(depth, into: &out)
+            try newline(depth, limit: limit, into: &out)
             out += "}"
         }
+        if out.utf8.count > limit { throw TooLarge() }
     }
 
-    private func newline(_ depth: Int, into out: inout String) {
+    private func newline(_ depth: Int, limit: Int, into out: inout String) throws(TooLarge) {
+        if out.utf8.count > limit { throw TooLarge() }
         guard let indent else { return }
+        let (width, overflow) = indent.utf8.count.multipliedReportingOverflow(by: depth)
+        if overflow || width > limit - out.utf8.count { throw TooLarge() }
         out += "\n"
         for _ in 0..<depth { out += indent }
     }

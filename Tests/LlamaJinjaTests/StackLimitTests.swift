@@ -56,7 +56,9 @@ struct FilterGrowthTests {
         }
         // Widths and precisions past the output limit are refused before the padding is made.
         for source in ["{{ '%8888888888888888s' % 'a' }}", "{{ '%.99999999f' % 1.5 }}", "{{ 'a' | center(999999999999) }}",
-                       "{{ 'a\nb' | indent(999999999999) }}"] {
+                       "{{ 'a\nb' | indent(999999999999) }}", "{{ [1] | tojson(indent=999999999999) }}",
+                       // each under the limit, but indentation times depth is not: refused as the text grows
+                       "{% set ns = namespace(v=[1]) %}{% for i in range(60) %}{% set ns.v = [ns.v] %}{% endfor %}{{ ns.v | tojson(indent=200000) }}"] {
             do {
                 _ = try JinjaTemplate(source).render([:])
                 Issue.record("\(source) rendered")
@@ -66,5 +68,6 @@ struct FilterGrowthTests {
         }
         // Short chains still render as jinja2 does.
         #expect(try JinjaTemplate("{{ 'ab' | list | string }}").render([:]) == "['a', 'b']")
+        #expect(try JinjaTemplate("{{ [[1]] | tojson(indent=2) }}").render([:]) == "[\n  [\n    1\n  ]\n]")
     }
 }
