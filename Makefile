@@ -34,7 +34,7 @@ EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar 
         docs docs-coverage docs-screenshot \
         fuzz-build fuzz-grammar fuzz-state fuzz-gguf fuzz-sampler fuzz-schema fuzz-template fuzz-models \
         reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel check-vlm gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template \
-        bench-serve bench-serve-tools soak-serve check-rerank
+        bench-serve bench-serve-tools soak-serve check-rerank bench-lookup
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -52,6 +52,7 @@ help:
 	@echo "make bench-rpc    generation tokens/s locally, over one RPC server and over two"
 	@echo "make bench-template  chat-template rendering (20 messages with tools) against jinja2, same run"
 	@echo "make bench-serve  llama-swift serve against llama.cpp's llama-server (built from the pin): tokens/s, TTFT, at concurrency 1/4/8"
+	@echo "make bench-lookup prompt lookup against llama-server's ngram-simple speculation: each side's speed-up (BENCH_THREADS)"
 	@echo "make check-rerank /v1/rerank against llama-server --reranking on synthetic rerankers: order, tokens, scores"
 	@echo "make soak-serve   our server at concurrency 8 for SOAK_SECONDS (default 600): RSS growth <= 5 %, no failed request"
 	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
@@ -315,6 +316,14 @@ check-rerank: llama model bench-serve-tools
 	swift build --product llama-swift >&2
 	$(PYTHON) tools/bench_serve.py rerank --ours .build/debug/llama-swift --llama-server "$(LLAMA_SERVER_DIR)/llama-server" \
 	  --model "$(LLAMA_MODEL)" --out .build/check-rerank
+
+# Prompt lookup against llama.cpp's own n-gram speculation (llama-server --spec-type ngram-simple) on the
+# rewrite task, same model and threads (BENCH_THREADS, default 2), alternating: each side's speed-up over its own plain run.
+BENCH_THREADS ?= 2
+bench-lookup: llama model bench-serve-tools
+	swift build -c release --product llama-swift >&2
+	$(PYTHON) tools/bench_serve.py lookup --ours .build/release/llama-swift --llama-server "$(LLAMA_SERVER_DIR)/llama-server" \
+	  --model "$(LLAMA_MODEL)" --threads $(BENCH_THREADS) --out .build/bench-lookup
 
 # Our server alone at concurrency 8 for SOAK_SECONDS: RSS after the first 60 s must not grow > 5 %, no failed request.
 SOAK_SECONDS ?= 600

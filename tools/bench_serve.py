@@ -16,6 +16,11 @@ rerank: /v1/rerank of both servers on the same synthetic rerankers (the model co
 `llama-swift gguf set`: plain, with BOS/EOS/SEP added, and with a `rerank` template), the same queries and documents, in
 Jina's and TEI's shapes: the order, the token counts (usage) and the scores must agree; prints the counts.
 
+lookup: prompt lookup against llama.cpp's own n-gram speculation on the same rewrite task (Bench/rewrite.txt),
+same model and threads, rounds alternating: ours from `llama-swift bench --speculation-only` (plain and lookup), llama.cpp's
+from llama-server's timings, plain and `--spec-type ngram-simple` (its defaults, and n-gram and draft sizes like ours).
+Prints each side's speed-up over its own plain generation.
+
 Every child is bounded by a timeout and killed at the end; ports come from the OS.
 """
 import argparse, asyncio, json, os, queue, signal, socket, statistics, subprocess, sys, threading, time
@@ -587,6 +592,72 @@ def rerank(args):
     return 0 if ok else 1
 
 
+# ---------------------------------------------------------------- prompt lookup against llama.cpp's n-gram speculation
+
+def lookup(args):
+    os.makedirs(args.out, exist_ok=True)
+    env = dict(os.environ)
+    if "LLAMA_SWIFT_LIB_DIR" not in env and env.get("LLAMA_LIB_DIR"):
+        env["LLAMA_SWIFT_LIB_DIR"] = env["LLAMA_LIB_DIR"]
+    task = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Bench", "rewrite.txt")
+    text = open(task).read().strip()
+    theirs_variants = {"plain": [], "ngram-simple (defaults)": ["--spec-type", "ngram-simple"],
+                       "ngram-simple (n 4, m 16)": ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "4",
+                                                    "--spec-ngram-simple-size-m", "16"]}
+    ours = {"plain": [], "lookup": []}
+    theirs = {name: [] for name in theirs_variants}
+    drafts = {}
+    tokens = set()
+    for rnd in range(args.rounds + 1):  # round 0 warms up and is not counted
+        path = os.path.join(args.out, "lookup-ours.json")
+        run = subprocess.run([args.ours, "bench", "--speculation-only", "--runs", "1", "-t", str(args.threads),
+                              "-m", args.model, "--json", path], env=env, timeout=900, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"llama-swift bench failed: {run.stderr[-2000:]}")
+        doc = json.load(open(path))["speculation"]
+        if rnd > 0:
+            ours["plain"].append(doc["plain"]["median_tokens_per_s"])
+            ours["lookup"].append(doc["lookup"]["median_tokens_per_s"])
+        drafts["ours"] = (doc["lookup"]["accepted"], doc["lookup"]["drafted"], doc["lookup"]["tokens"])
+        for name, extra in theirs_variants.items():
+            port = free_port()
+            server = Server("llama-server", [args.llama_server, "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
+                                             "-c", "2048", "-np", "1", "-t", str(args.threads), "-tb", str(args.threads),
+                                             "--no-webui", "--cache-ram", "0"] + extra,
+                            dict(os.environ), os.path.join(args.out, "lookup-llama-server.log"))
+            try:
+                server.start(port=port)
+                body = {"messages": [{"role": "user", "content": text}], "max_tokens": 400, "temperature": 0}
+                status, data = asyncio.run(request(port, "POST", "/v1/chat/completions", body, timeout=600))
+                if status != 200:
+                    raise RuntimeError(f"llama-server answered {status}: {data[:300]!r}")
+                answer = json.loads(data)
+                timings = answer["timings"]
+                tokens.add(answer["choices"][0]["message"]["content"])
+                if rnd > 0:
+                    theirs[name].append(timings["predicted_per_second"])
+                if "draft_n" in timings:
+                    drafts[name] = (timings.get("draft_n_accepted"), timings.get("draft_n"), timings.get("predicted_n"))
+            finally:
+                server.stop()
+        log(f"lookup: round {rnd}/{args.rounds} done")
+    med = statistics.median
+    result = {"threads": args.threads, "rounds": args.rounds, "ours": ours, "llama_server": theirs, "drafts": drafts,
+              "ours_speedup": med(ours["lookup"]) / med(ours["plain"]),
+              "llama_server_speedups": {n: med(v) / med(theirs["plain"]) for n, v in theirs.items() if n != "plain"},
+              "llama_server_same_text_every_variant": len(tokens) == 1}
+    with open(os.path.join(args.out, "lookup.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"lookup ({args.threads} threads, median of {args.rounds} alternating rounds, tokens/s):")
+    print(f"  llama-swift   plain {med(ours['plain']):7.1f}   lookup {med(ours['lookup']):7.1f}   "
+          f"{result['ours_speedup']:.2f}x   (accepted {drafts['ours'][0]} of {drafts['ours'][1]} guesses, {drafts['ours'][2]} tokens)")
+    for name, speedup in result["llama_server_speedups"].items():
+        a = drafts.get(name, (None, None, None))
+        print(f"  llama-server  plain {med(theirs['plain']):7.1f}   {name} {med(theirs[name]):7.1f}   {speedup:.2f}x   "
+              f"(accepted {a[0]} of {a[1]} guesses, {a[2]} tokens)")
+    return 0
+
+
 def _interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -596,7 +667,7 @@ def main():
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(signal.SIGINT, _interrupted)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["bench", "soak", "rerank"])
+    ap.add_argument("mode", choices=["bench", "soak", "rerank", "lookup"])
     ap.add_argument("--ours", default=".build/release/llama-swift")
     ap.add_argument("--llama-server")
     ap.add_argument("--model", default=os.environ.get("LLAMA_MODEL"))
@@ -607,7 +678,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", default=None, help="bench: comma list (1,4,8); soak: one number (8)")
     ap.add_argument("--requests", type=int, default=16, help="bench: requests per round")
-    ap.add_argument("--rounds", type=int, default=2, help="bench: rounds per server and concurrency (alternating)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="bench: rounds per server and concurrency (alternating; 2); lookup: rounds of each side (3)")
     ap.add_argument("--repeat-prompts", action="store_true", help="bench: the same prompts every round (prompt caches hit)")
     ap.add_argument("--strict", action="store_true", help="bench: exit 1 when a target is missed")
     ap.add_argument("--seconds", type=float, default=600)
@@ -622,6 +694,11 @@ def main():
         ap.error("--model (or LLAMA_MODEL) is required")
     if args.mode == "soak" and args.cache_ram is None:
         args.cache_ram = 32
+    if args.mode == "lookup":
+        if not args.llama_server:
+            ap.error("lookup needs --llama-server")
+        args.rounds = args.rounds or 3
+        return lookup(args)
     if args.mode == "rerank":
         if not args.llama_server:
             ap.error("rerank needs --llama-server")
@@ -630,6 +707,7 @@ def main():
         if not args.llama_server:
             ap.error("bench needs --llama-server")
         args.concurrency = args.concurrency or "1,4,8"
+        args.rounds = args.rounds or 2
         return bench(args)
     args.concurrency = int(args.concurrency or 8)
     return soak(args)
