@@ -122,7 +122,8 @@ struct Run: AsyncParsableCommand {
             sampling: .init(temperature: sampling.temp, topK: sampling.topK, topP: sampling.topP, minP: sampling.minP,
                             repeatPenalty: sampling.repeatPenalty, seed: sampling.seed, grammar: constraint),
             rpcServers: modelFlags.rpcServers, contextLength: modelFlags.ctxSize,
-            threads: modelFlags.threads, gpuLayers: modelFlags.gpuLayers)
+            threads: modelFlags.threads, gpuLayers: modelFlags.gpuLayers, parameters: try modelFlags.parameterRequest(),
+            contextShiftKeep: modelFlags.contextShift ? modelFlags.keep : nil)
         let generation = LlamaIsolatedGeneration(request, helper: modelFlags.install.options().helper,
                                                  idleTimeout: .milliseconds(Int64(rpcTimeout * 1000)))
         let summary = try await stream(generation.stream())

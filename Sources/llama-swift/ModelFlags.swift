@@ -59,6 +59,13 @@ struct ModelFlags: ParsableArguments {
         return runtime
     }
 
+    /// The model-parameter flags as the llama-helper process takes them.
+    func parameterRequest() throws -> HelperRequest.Generate.ModelParameters {
+        var options = ModelOptions()
+        try parameters.apply(to: &options)
+        return HelperRequest.Generate.ModelParameters(options)
+    }
+
     /// `--context-shift` and `--keep`, for GenerationOptions.contextShift.
     var contextShiftSetting: ContextShift { contextShift ? .on(keep: keep) : .off }
 

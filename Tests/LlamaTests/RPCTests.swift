@@ -92,6 +92,31 @@ struct RPCTests {
         #expect(remoteDevices.allSatisfy { ($0["memoryTotal"] as? Int ?? 0) > 0 })
     }
 
+    @Test("run --rpc in the helper process applies the model-parameter flags and --context-shift as the local run does")
+    func helperTakesEveryFlag() async throws {
+        let a = try await Server()
+        // 400 tokens in a 256-token window: only a context shift gets there. A BOS forced by
+        // --override-kv adds one prompt token.
+        let args = ["run", "--raw", "-p", "Once upon a time", "--temp", "0", "-n", "400", "-c", "256", "-t", "2", "--context-shift",
+                    "--override-kv", "tokenizer.ggml.add_bos_token=bool:true", "--no-repack"]
+        let local = try await CLITests.cli(args)
+        let remote = try await CLITests.cli(args + ["--rpc", a.endpoint])
+        try #require(local.status == 0 && remote.status == 0, "\(local.stderr)\n\(remote.stderr)")
+        #expect(remote.stdout == local.stdout)
+        for r in [local, remote] {
+            #expect(r.stderr.contains("400 generated"), "\(r.stderr)")
+        }
+        let plain = try await CLITests.cli(["run", "--raw", "-p", "Once upon a time", "--temp", "0", "-n", "1", "--rpc", a.endpoint])
+        let forced = try await CLITests.cli(["run", "--raw", "-p", "Once upon a time", "--temp", "0", "-n", "1", "--rpc", a.endpoint,
+                                             "--override-kv", "tokenizer.ggml.add_bos_token=bool:true"])
+        func promptTokens(_ r: ProcessResult) -> Int? {
+            r.stderr.split(separator: "\n").first { $0.hasPrefix("run: ") && $0.contains("prompt tokens") }
+                .flatMap { Int($0.dropFirst(5).split(separator: " ").first ?? "") }
+        }
+        let p = try #require(promptTokens(plain), "\(plain.stderr)"), f = try #require(promptTokens(forced), "\(forced.stderr)")
+        #expect(f == p + 1)
+    }
+
     @Test("a server that dies mid-generation is a typed error in the calling process, which stays usable")
     func serverDies() async throws {
         let a = try await Server(), b = try await Server()

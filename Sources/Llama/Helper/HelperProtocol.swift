@@ -157,11 +157,73 @@ public struct HelperRequest: Codable, Sendable, Equatable {
         public var threads: Int32?
         /// Layers to offload (-1: all).
         public var gpuLayers: Int32
+        /// The model parameters beyond placement (``ModelOptions/metadataOverrides``,
+        /// ``ModelOptions/tensorBufferOverrides``, repacking, host buffers, load and lazy modes,
+        /// tensor checks); nil: llama.cpp's defaults.
+        public var parameters: ModelParameters?
+        /// With a value, the context shifts when it fills, keeping this many prompt tokens
+        /// (``ContextShift/on(keep:)``); nil: generation stops with `.contextFull`.
+        public var contextShiftKeep: Int?
+
+        /// The fields of ``ModelOptions`` beyond placement, in their text forms (as the flags write them).
+        public struct ModelParameters: Codable, Sendable, Equatable {
+            /// `KEY=TYPE:VALUE` items (``ModelOptions/MetadataOverride``).
+            public var metadataOverrides: [String] = []
+            /// `PATTERN=BUFFER_TYPE` items (``ModelOptions/TensorBufferOverride``).
+            public var tensorBufferOverrides: [String] = []
+            /// ``ModelOptions/useExtraBufferTypes``.
+            public var useExtraBufferTypes = true
+            /// ``ModelOptions/noHost``.
+            public var noHost = false
+            /// ``ModelOptions/loadMode``'s name.
+            public var loadMode: String?
+            /// ``ModelOptions/lazyMode``'s name.
+            public var lazyMode: String?
+            /// ``ModelOptions/checkTensors``.
+            public var checkTensors = false
+
+            /// The text forms of `options`' parameters.
+            public init(_ options: ModelOptions) {
+                metadataOverrides = options.metadataOverrides.map(\.description)
+                tensorBufferOverrides = options.tensorBufferOverrides.map(\.description)
+                useExtraBufferTypes = options.useExtraBufferTypes
+                noHost = options.noHost
+                loadMode = options.loadMode?.description
+                lazyMode = options.lazyMode?.description
+                checkTensors = options.checkTensors
+            }
+
+            /// Sets these parameters on `options`; a malformed item is `.invalidArgument`.
+            public func apply(to options: inout ModelOptions) throws(LlamaError) {
+                var overrides: [ModelOptions.MetadataOverride] = []
+                for item in metadataOverrides { overrides.append(try ModelOptions.MetadataOverride(parsing: item)) }
+                var tensors: [ModelOptions.TensorBufferOverride] = []
+                for item in tensorBufferOverrides { tensors.append(try ModelOptions.TensorBufferOverride(parsing: item)) }
+                options.metadataOverrides = overrides
+                options.tensorBufferOverrides = tensors
+                options.useExtraBufferTypes = useExtraBufferTypes
+                options.noHost = noHost
+                if let loadMode {
+                    guard let mode = ModelOptions.LoadMode(name: loadMode) else {
+                        throw LlamaError(.invalidArgument, "unknown load mode \(loadMode)")
+                    }
+                    options.loadMode = mode
+                }
+                if let lazyMode {
+                    guard let mode = ModelOptions.LazyMode(name: lazyMode) else {
+                        throw LlamaError(.invalidArgument, "unknown lazy mode \(lazyMode)")
+                    }
+                    options.lazyMode = mode
+                }
+                options.checkTensors = checkTensors
+            }
+        }
 
         /// A generation request; every parameter is the property of the same name.
         public init(directory: String? = nil, model: String, prompt: String, raw: Bool = false, maxTokens: Int = 256,
                     stopSequences: [String] = [], sampling: Sampling = .greedy, rpcServers: [String] = [],
-                    rpcTimeoutSeconds: Double = 5, contextLength: UInt32 = 2048, threads: Int32? = nil, gpuLayers: Int32 = -1) {
+                    rpcTimeoutSeconds: Double = 5, contextLength: UInt32 = 2048, threads: Int32? = nil, gpuLayers: Int32 = -1,
+                    parameters: ModelParameters? = nil, contextShiftKeep: Int? = nil) {
             self.directory = directory
             self.model = model
             self.prompt = prompt
@@ -174,6 +236,8 @@ public struct HelperRequest: Codable, Sendable, Equatable {
             self.contextLength = contextLength
             self.threads = threads
             self.gpuLayers = gpuLayers
+            self.parameters = parameters
+            self.contextShiftKeep = contextShiftKeep
         }
     }
 

@@ -69,6 +69,7 @@ public enum LlamaHelperService {
     static func generate(_ g: HelperRequest.Generate, send: (HelperResponse.Message) -> Void) async throws(LlamaError) {
         let runtime = try await LlamaRuntime.load(libraryDirectory: g.directory.map { URL(fileURLWithPath: $0) })
         var options = ModelOptions()
+        try g.parameters?.apply(to: &options)
         options.gpuLayers = g.gpuLayers
         options.plannedContextLength = g.contextLength
         var remote: [LlamaDevice] = []
@@ -89,6 +90,7 @@ public enum LlamaHelperService {
         let input = plain ? g.prompt : try model.formatChat([.user(g.prompt)])
         var generation = GenerationOptions(maxTokens: g.maxTokens, stopSequences: g.stopSequences)
         generation.addSpecial = plain
+        generation.contextShift = g.contextShiftKeep.map { .on(keep: $0) } ?? .off
         do {
             for try await event in context.generate(prompt: input, sampling: g.sampling.chain, options: generation) {
                 switch event {
