@@ -166,12 +166,24 @@ public actor LlamaContext {
             : "\(sequenceLength) tokens per sequence, \(contextLength) in all over \(maxSequences) sequences"
     }
 
+    /// The most tokens one decode takes: the batch size, or for a model without causal attention
+    /// the micro-batch size, since it must read its input in one micro-batch.
+    var singlePassLimit: Int {
+        c.llama_get_causal_attn(pointer) ? batchCapacity : min(batchCapacity, Int(c.llama_n_ubatch(pointer)))
+    }
+
     /// Copies a Swift batch into the C batch.
     private func fill(_ batch: LlamaBatch) throws(LlamaError) {
         guard !batch.isEmpty else { throw LlamaError(.invalidArgument, "the batch is empty") }
         guard batch.count <= batchCapacity else {
             throw LlamaError(.invalidArgument, "the batch has \(batch.count) tokens, more than the context's batch size "
                 + "(\(batchCapacity)): split it, or create the context with a larger batchSize")
+        }
+        // llama.cpp asserts that a model without causal attention gets the whole batch in one micro-batch.
+        guard batch.count <= singlePassLimit else {
+            throw LlamaError(.contextOverflow, "the batch has \(batch.count) tokens, more than the micro-batch size "
+                + "(\(singlePassLimit)): a model without causal attention (an encoder, a BERT-style embedder or reranker) "
+                + "reads its input in one micro-batch; create the context with a microBatchSize of at least \(batch.count)")
         }
         let vocabCount = model.vocab.count
         for i in 0..<batch.count {

@@ -17,12 +17,14 @@ extension LlamaContext {
         guard c.llama_pooling_type(pointer) != LLAMA_POOLING_TYPE_NONE else {
             throw LlamaError(.unsupported, "the context has no pooling: create it with pooling: .mean, .cls or .last")
         }
+        let limit = singlePassLimit
         let tokenized = try texts.map { (text: String) throws(LlamaError) -> [LlamaToken] in
             let tokens = try model.vocab.tokenize(text, addSpecial: true, parseSpecial: false)
             guard !tokens.isEmpty else { throw LlamaError(.invalidArgument, "cannot embed an empty text") }
-            guard tokens.count <= batchCapacity else {
-                throw LlamaError(.contextOverflow, "a text has \(tokens.count) tokens, more than the batch size "
-                    + "(\(batchCapacity)): create the context with a larger batchSize")
+            guard tokens.count <= limit else {
+                throw LlamaError(.contextOverflow, "a text has \(tokens.count) tokens, more than one decode takes "
+                    + "(\(limit)): create the context with a larger batchSize"
+                    + (limit < batchCapacity ? " and microBatchSize (the model reads a text in one micro-batch)" : ""))
             }
             return tokens
         }
@@ -32,7 +34,7 @@ extension LlamaContext {
         while start < tokenized.count {
             var batch = LlamaBatch()
             var end = start
-            while end < tokenized.count, end - start < perBatch, batch.count + tokenized[end].count <= batchCapacity {
+            while end < tokenized.count, end - start < perBatch, batch.count + tokenized[end].count <= limit {
                 for (i, t) in tokenized[end].enumerated() {
                     batch.add(t, position: Int32(i), sequences: [Int32(end - start)], output: true)
                 }
@@ -62,9 +64,11 @@ extension LlamaContext {
         for document in documents {
             let tokens = try model.rerankTokens(query: query, document: document)
             guard !tokens.isEmpty else { throw LlamaError(.invalidArgument, "an empty query and document make no input to score") }
-            guard tokens.count <= batchCapacity else {
-                throw LlamaError(.contextOverflow, "query and document have \(tokens.count) tokens, more than the batch size "
-                    + "(\(batchCapacity)): shorten the document, or create the context with a larger batchSize")
+            let limit = singlePassLimit
+            guard tokens.count <= limit else {
+                throw LlamaError(.contextOverflow, "query and document have \(tokens.count) tokens, more than one decode takes "
+                    + "(\(limit)): shorten the document, or create the context with a larger batchSize"
+                    + (limit < batchCapacity ? " and microBatchSize (the model reads its input in one micro-batch)" : ""))
             }
             var batch = LlamaBatch()
             for (i, t) in tokens.enumerated() { batch.add(t, position: Int32(i), output: true) }

@@ -81,10 +81,12 @@ extension GGUFFile {
     /// and the tensor data unchanged (streamed, so a large model needs no memory for its weights),
     /// as gguf-py's `gguf_new_metadata.py` does.
     ///
-    /// The copy is written beside `output` and renamed into place when complete, so a failure
-    /// leaves no partial file (and `output` may be `input`). Bad edits are `.invalidArgument`
-    /// before anything is written: a value out of its type's range, an array, a removed key that
-    /// is not there, or `general.alignment` (the data would move).
+    /// The copy is written beside `output` (beside the file it links to, when it is a symbolic
+    /// link, which stays) and renamed into place when complete, so a failure or a cancelled task
+    /// (`.cancelled`) leaves no partial file; `output` may be `input`, and an existing `output`
+    /// keeps its permissions. Bad edits are `.invalidArgument` before anything is written: a value
+    /// out of its type's range, an array (or a scalar for a key that holds one), a removed key
+    /// that is not there, or `general.alignment` (the data would move).
     public static func rewrite(_ input: String, to output: String, setting edits: [MetadataEdit],
                                removing removals: [String] = [], runtime: LlamaRuntime) throws(LlamaError) {
         let source = try GGUFFile(path: input, runtime: runtime, arrayPreview: 0)
@@ -93,7 +95,8 @@ extension GGUFFile {
             throw LlamaError(.invalidModel, "\(input) is not a readable GGUF file: its header is damaged or truncated")
         }
         defer { c.gguf_free(ctx) }
-        for key in removals {
+        for key in Set(removals) {
+            guard !key.utf8.contains(0) else { throw LlamaError(.invalidArgument, "a metadata key must be text without NUL") }
             guard key != "general.alignment" else {
                 throw LlamaError(.invalidArgument, "general.alignment cannot be removed: the tensor data would move")
             }
@@ -104,8 +107,9 @@ extension GGUFFile {
         }
         for edit in edits { try apply(edit, to: ctx, c) }
 
-        let folder = URL(fileURLWithPath: output).deletingLastPathComponent()
-        let temporary = folder.appendingPathComponent(".\(URL(fileURLWithPath: output).lastPathComponent).partial-\(UUID().uuidString)").path
+        // A link is followed: its target is replaced, the link stays.
+        let target = URL(fileURLWithPath: output).resolvingSymlinksInPath()
+        let temporary = target.deletingLastPathComponent().appendingPathComponent(".gguf-\(UUID().uuidString).partial").path
         func fail(_ why: String) -> LlamaError {
             unlink(temporary)
             return LlamaError(.fileNotWritable, "writing \(output) failed (\(why)): check the free space and permissions")
@@ -115,18 +119,26 @@ extension GGUFFile {
             throw fail("cannot open the files")
         }
         defer { try? reader.close(); try? writer.close() }
+        // The data section with the padding after its last tensor, which llama.cpp reads too.
         let end = source.tensors.map { source.dataOffset + $0.offset + $0.size }.max() ?? source.dataOffset
+        let alignment = max(1, source.alignment)
+        let padded = (end - source.dataOffset + alignment - 1) / alignment * alignment
         do {
             try writer.seekToEnd()
             try reader.seek(toOffset: UInt64(source.dataOffset))
             var left = end - source.dataOffset
             while left > 0 {
+                if Task.isCancelled {
+                    unlink(temporary)
+                    throw LlamaError(.cancelled, "the copy to \(output) was cancelled; nothing was written")
+                }
                 guard let chunk = try reader.read(upToCount: min(left, 8 << 20)), !chunk.isEmpty else {
                     throw LlamaError(.invalidModel, "\(input) ended before its tensor data did")
                 }
                 try writer.write(contentsOf: chunk)
                 left -= chunk.count
             }
+            if padded > end - source.dataOffset { try writer.write(contentsOf: Data(count: padded - (end - source.dataOffset))) }
             try writer.synchronize()
         } catch let error as LlamaError {
             unlink(temporary)
@@ -134,7 +146,11 @@ extension GGUFFile {
         } catch {
             throw fail("\(error)")
         }
-        guard rename(temporary, output) == 0 else { throw fail(String(cString: strerror(errno))) }
+        // An existing output keeps its permissions.
+        if let mode = (try? FileManager.default.attributesOfItem(atPath: target.path))?[.posixPermissions] as? NSNumber {
+            chmod(temporary, mode_t(mode.uint16Value))
+        }
+        guard rename(temporary, target.path) == 0 else { throw fail(String(cString: strerror(errno))) }
     }
 
     private static func apply(_ edit: MetadataEdit, to ctx: OpaquePointer, _ c: LlamaSymbols) throws(LlamaError) {
@@ -144,6 +160,10 @@ extension GGUFFile {
             throw LlamaError(.invalidArgument, "general.alignment cannot be changed: the tensor data would move")
         }
         let existing = c.gguf_find_key(ctx, key)
+        if existing >= 0, c.gguf_get_kv_type(ctx, existing) == GGUF_TYPE_ARRAY {
+            throw LlamaError(.invalidArgument, "\(key) holds an array, which cannot be written here: remove it (--remove) "
+                + "first if a scalar is meant")
+        }
         let fileType: ScalarType? = existing < 0 ? nil : {
             switch c.gguf_get_kv_type(ctx, existing) {
             case GGUF_TYPE_UINT8: .uint8
@@ -190,7 +210,9 @@ extension GGUFFile {
         case (.string, .string(let v)):
             guard !v.utf8.contains(0) else { throw LlamaError(.invalidArgument, "\(key): a GGUF string cannot hold a NUL byte") }
             c.gguf_set_val_str(ctx, key, v)
-        case (.float32, .float(let v)): c.gguf_set_val_f32(ctx, key, Float(v))
+        case (.float32, .float(let v)):
+            guard Float(v).isFinite || !v.isFinite else { throw outOfRange(type) }
+            c.gguf_set_val_f32(ctx, key, Float(v))
         case (.float64, .float(let v)): c.gguf_set_val_f64(ctx, key, v)
         case (.uint8, _): c.gguf_set_val_u8(ctx, key, try int(UInt8.self, type))
         case (.int8, _): c.gguf_set_val_i8(ctx, key, try int(Int8.self, type))

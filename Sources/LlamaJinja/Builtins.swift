@@ -398,7 +398,9 @@ enum Builtins {
     }
 
     static func toJSON(_ interp: Interpreter, _ v: Value, indent: Value?, separators: Value?, sortKeys: Bool, asciiOnly: Bool) throws(JinjaError) -> String {
-        guard let json = v.json() else {
+        let json = v.json()
+        try interp.checkTextBudget()
+        guard let json else {
             throw interp.fail(.type, "Object of type \(v.typeName) is not JSON serializable")
         }
         // json.dumps returns a string's encoding before it looks at indent and separators.

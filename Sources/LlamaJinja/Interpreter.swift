@@ -44,11 +44,23 @@ final class Interpreter {
         for (name, fn) in Builtins.globals(options: options) { globals.vars[name] = .callable(fn) }
         let root = Scope(parent: globals)
         for (k, v) in variables { root.vars[k] = Value(v) }
-        _ = try exec(nodes, root)
+        let budget = Value.TextBudget(limit: options.limits.maxOutputBytes, values: options.limits.maxSequenceLength)
+        let result = Value.$textBudget.withValue(budget) { Result { () throws(JinjaError) in _ = try exec(nodes, root) } }
+        try result.get()
+        try checkTextBudget()
         return out
     }
 
+    /// Stops the render when a text made from a value passed the output limit (and was cut).
+    func checkTextBudget() throws(JinjaError) {
+        if Value.textBudget?.exceeded == true {
+            throw fail(.limitExceeded, "a value's text is larger than the output limit of \(options.limits.maxOutputBytes) bytes "
+                + "(a list holding itself many times over?)")
+        }
+    }
+
     func write(_ s: String) throws(JinjaError) {
+        try checkTextBudget()
         outBytes += s.utf8.count
         if outBytes > options.limits.maxOutputBytes {
             throw fail(.limitExceeded, "the output is larger than \(options.limits.maxOutputBytes) bytes")
@@ -346,6 +358,7 @@ final class Interpreter {
     /// geometrically without writing anything (`| list | string` makes each character about five),
     /// until memory runs out.
     func bounded(_ result: Value, by filter: String) throws(JinjaError) -> Value {
+        try checkTextBudget()
         switch result {
         case .string(let s) where s.utf8.count > options.limits.maxOutputBytes:
             throw fail(.limitExceeded, "the filter '\(filter)' made a string larger than \(options.limits.maxOutputBytes) bytes")

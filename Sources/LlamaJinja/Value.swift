@@ -126,7 +126,35 @@ enum Value {
         return out
     }
 
+    /// The render's bound on any one text made from a value (the output limit). A value can hold
+    /// the same list many times over (`[v, v]` nested 40 deep is 2^40 items), so a text is cut
+    /// where it passes the bound and the budget marks the render, which then stops with
+    /// `.limitExceeded`: no cut text reaches a result.
+    final class TextBudget: @unchecked Sendable {
+        let limit: Int
+        /// What one value costs when converted to JSON: the output limit over the sequence limit,
+        /// so that a conversion also stays within the sequence limit's count of values.
+        let valueCost: Int
+        var exceeded = false
+        init(limit: Int, values: Int) {
+            self.limit = limit
+            valueCost = max(1, limit / max(1, values))
+        }
+    }
+
+    @TaskLocal static var textBudget: TextBudget?
+
     func writeRepr(into out: inout String) {
+        guard let budget = Value.textBudget else {
+            _ = writeRepr(into: &out, limit: .max)
+            return
+        }
+        if !writeRepr(into: &out, limit: budget.limit) { budget.exceeded = true }
+    }
+
+    /// False when the text passed `limit` and was cut there.
+    private func writeRepr(into out: inout String, limit: Int) -> Bool {
+        if out.utf8.count > limit { return false }
         switch self {
         case .undefined: out += "Undefined"  // jinja2's Undefined.__repr__, inside containers
         case .none: out += "None"
@@ -139,14 +167,14 @@ enum Value {
             out += "["
             for (k, v) in items.enumerated() {
                 if k > 0 { out += ", " }
-                v.writeRepr(into: &out)
+                guard v.writeRepr(into: &out, limit: limit) else { return false }
             }
             out += "]"
         case .tuple(let items):
             out += "("
             for (k, v) in items.enumerated() {
                 if k > 0 { out += ", " }
-                v.writeRepr(into: &out)
+                guard v.writeRepr(into: &out, limit: limit) else { return false }
             }
             if items.count == 1 { out += "," }
             out += ")"
@@ -154,21 +182,21 @@ enum Value {
             out += "{"
             for (k, (key, v)) in d.enumerated() {
                 if k > 0 { out += ", " }
-                key.writeRepr(into: &out)
+                guard key.writeRepr(into: &out, limit: limit) else { return false }
                 out += ": "
-                v.writeRepr(into: &out)
+                guard v.writeRepr(into: &out, limit: limit) else { return false }
             }
             out += "}"
         case .namespace(let ns):
             out += "<Namespace "
-            Value.dict(ns.attributes).writeRepr(into: &out)
+            guard Value.dict(ns.attributes).writeRepr(into: &out, limit: limit) else { return false }
             out += ">"
         case .callable(let c): out += c.reprText
         case .loop(let l): out += "<LoopContext \(l.index0 + 1)/\(l.length)>"
         case .markup(let s): out += "Markup("; Value.pythonQuote(s, into: &out); out += ")"
         case .iterator(let items, let kind):
             out += kind + "("
-            Value.list(items).writeRepr(into: &out)
+            guard Value.list(items).writeRepr(into: &out, limit: limit) else { return false }
             out += ")"
         case .generator(let g):
             out += "<\(g.kind) object"
@@ -178,9 +206,10 @@ enum Value {
             out += "range(\(r.start), \(r.stop)"
             if r.step != 1 { out += ", \(r.step)" }
             out += ")"
-        case .group: plain.writeRepr(into: &out)
+        case .group: return plain.writeRepr(into: &out, limit: limit)
         case .bytes(let b): Value.pythonBytes(b, into: &out)
         }
+        return out.utf8.count <= limit
     }
 
     /// A string as Python's `repr` quotes it.
@@ -244,18 +273,38 @@ enum Value {
     }
 
     /// The value as JSON, for `tojson`; nil when Python's `json.dumps` would refuse it.
+    /// The JSON value, or nil when a value is not JSON serializable. Under a render's text budget,
+    /// a value that expands past the output limit (shared lists nested deep) stops early and
+    /// marks the budget (the result is then not used).
     func json() -> JSONValue? {
+        guard let budget = Value.textBudget else { var unlimited = Int.max; return json(budget: &unlimited, cost: 0) }
+        var left = budget.limit
+        let result = json(budget: &left, cost: budget.valueCost)
+        if left < 0 { budget.exceeded = true }
+        return result
+    }
+
+    /// `budget`: what is left; each value costs `cost`, a string its bytes too.
+    private func json(budget: inout Int, cost: Int) -> JSONValue? {
+        budget -= cost
+        if budget < 0 { return .null }
         switch self {
         case .none: return .null
         case .bool(let b): return .bool(b)
         case .int(let i): return .int(i)
         case .bigInt(let digits): return .bigInteger(digits)
         case .double(let d): return .double(d)
-        case .string(let s), .markup(let s): return .string(s)
-        case .group: return plain.json()
+        case .string(let s), .markup(let s):
+            budget -= s.utf8.count
+            return .string(s)
+        case .group: return plain.json(budget: &budget, cost: cost)
         case .list(let a), .tuple(let a):
             var out: [JSONValue] = []
-            for v in a { guard let j = v.json() else { return nil }; out.append(j) }
+            for v in a {
+                guard let j = v.json(budget: &budget, cost: cost) else { return nil }
+                if budget < 0 { return .null }
+                out.append(j)
+            }
             return .array(out)
         case .dict(let d):
             var o = JSONObject()
@@ -269,7 +318,8 @@ enum Value {
                 case .none: key = "null"
                 default: return nil
                 }
-                guard let j = v.json() else { return nil }
+                guard let j = v.json(budget: &budget, cost: cost) else { return nil }
+                if budget < 0 { return .null }
                 o[key] = j
             }
             return .object(o)

@@ -152,27 +152,30 @@ extension ServerCore {
     /// list of `{index, score}`), as llama.cpp's server answers both.
     func rerank(_ body: JSONValue) async throws(APIError) -> Response {
         let b = try JSONBody(body)
+        // TEI's truncate, truncation_direction and raw_scores are accepted and ignored, as llama.cpp's server does:
+        // scores are the model's raw output, and input past the batch is an error, never cut.
         try SamplingRequest.rejectUnknown(b, known: ["model", "query", "documents", "texts", "top_n", "return_documents",
-                                                     "return_text", "user"])
+                                                     "return_text", "truncate", "truncation_direction", "raw_scores", "user"])
         let host = try await self.host(for: b)
         let query = try b.requiredString("query")
+        // llama.cpp's server answers in TEI's shape when `texts` is present, and scores `documents` when both are.
         let tei = b.has("texts")
-        let field = tei ? "texts" : "documents"
+        let field = b.has("documents") || !tei ? "documents" : "texts"
         guard let raw = try b.array(field) else { throw APIError.missing(field) }
         guard !raw.isEmpty else { throw APIError.invalid(field, "give at least one document", code: "invalid_value") }
         var documents: [String] = []
         for (i, d) in raw.enumerated() {
             switch d {
             case .string(let s): documents.append(s)
-            case .object(let o) where !tei:
+            case .object(let o) where field == "documents":
                 guard let t = o["text"]?.stringValue else { throw APIError.missing("documents[\(i)].text") }
                 documents.append(t)
             default:
-                throw APIError.invalid("\(field)[\(i)]", tei ? "a text is a string" : "a document is a string or {\"text\": ...}",
+                throw APIError.invalid("\(field)[\(i)]", field == "texts" ? "a text is a string" : "a document is a string or {\"text\": ...}",
                                        code: "invalid_type")
             }
         }
-        let topN = try b.int("top_n", in: 1...Int(Int32.max)) ?? documents.count
+        let topN = try b.int("top_n", in: 0...Int(Int32.max)) ?? documents.count
         let returnText = try b.bool(tei ? "return_text" : "return_documents") ?? false
         guard host.isReranker else {
             throw APIError(.badRequest, "the model \"\(host.id)\" is not a reranking model (its GGUF does not set rank pooling): "
@@ -195,7 +198,9 @@ extension ServerCore {
             return .object(r)
         }
         if tei { return Self.json(.array(results)) }
-        return Self.json(["object": "list", "model": .string(host.id), "results": .array(results),
+        // The model as the request named it (llama.cpp's server echoes it), else the served name.
+        let model = try b.string("model") ?? host.id
+        return Self.json(["object": "list", "model": .string(model), "results": .array(results),
                           "usage": ["prompt_tokens": .int(tokens), "total_tokens": .int(tokens)]])
     }
 

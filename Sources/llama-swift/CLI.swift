@@ -14,6 +14,20 @@ enum CLI {
         return Logger(label: "llama-swift")
     }()
 
+    nonisolated(unsafe) static var signalSources: [any DispatchSourceSignal] = []
+
+    /// Ctrl-C and SIGTERM cancel `task` (whose work then removes what it had begun, and ends with
+    /// `.cancelled`) instead of ending the process at once.
+    static func cancelOnSignals<T, E>(_ task: Task<T, E>) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { task.cancel() }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
     /// This program, to run a command again in a child (`rerunIsolated`).
     static var helper: URL? {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()

@@ -70,6 +70,14 @@ struct Run: AsyncParsableCommand {
         }
         if modelFlags.rpc != nil && !inProcess {
             guard !speculation.isEnabled else { throw ValidationError("speculative decoding with --rpc needs --in-process") }
+            // What the llama-helper process does not take: refused rather than dropped.
+            let local = [("--device", !modelFlags.devices.isEmpty), ("--split-mode", modelFlags.splitMode != nil),
+                         ("--tensor-split", modelFlags.tensorSplit != nil), ("--memory-limit", modelFlags.memoryLimit != nil),
+                         ("--verbose", modelFlags.verbose), ("--mmproj", projectorFlags.mmproj != nil)]
+            if let flag = local.first(where: \.1)?.0 {
+                throw ValidationError("\(flag) with --rpc needs --in-process (by default a llama-helper process computes, "
+                    + "and it does not take \(flag))")
+            }
             try await runIsolated(prompt: text)
             return
         }

@@ -129,13 +129,7 @@ struct Quantize: AsyncParsableCommand {
             }
         }
         // Ctrl-C / SIGTERM cancel the work, which removes the temporary output.
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { work.cancel() }
-            source.resume()
-            Self.sources.append(source)
-        }
+        CLI.cancelOnSignals(work)
         let report = try await CLI.run { () async throws(LlamaError) in
             do { return try await work.value } catch let error as LlamaError { throw error } catch {
                 throw LlamaError(.cancelled, "the quantization stopped: \(error)")
@@ -174,5 +168,4 @@ struct Quantize: AsyncParsableCommand {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
-    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
 }

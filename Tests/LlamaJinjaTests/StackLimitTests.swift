@@ -66,6 +66,22 @@ struct FilterGrowthTests {
                 #expect(error.code == .limitExceeded, "\(source): \(error)")
             }
         }
+        // A list holding another many times over (2^40 items, shared): every text made from it stops at the
+        // output limit with limitExceeded, in moments and without memory to match (it aborted, or ran for minutes).
+        let shared = "{% set ns = namespace(v=[1]) %}{% for i in range(40) %}{% set ns.v = [ns.v, ns.v] %}{% endfor %}"
+        for use in ["{{ ns.v }}", "{{ ns.v | string | length }}", "{{ ns.v | tojson | length }}", "{{ ns.v | tojson(indent=2) }}",
+                    "{{ ns.v | pprint }}", "{{ ns.v | join(',') | length }}", "{{ ns.v | map('string') | list | length }}",
+                    "{{ (ns.v ~ '') | length }}", "{{ '%s' % [ns.v] }}"] {
+            let started = ContinuousClock.now
+            do {
+                _ = try JinjaTemplate(shared + use).render([:])
+                Issue.record("\(use) rendered")
+            } catch {
+                #expect(error.code == .limitExceeded, "\(use): \(error)")
+            }
+            #expect(ContinuousClock.now - started < .seconds(60), "\(use)")
+        }
+        #expect(try JinjaTemplate(shared + "{{ ns.v | length }}").render([:]) == "2")
         // Short chains still render as jinja2 does.
         #expect(try JinjaTemplate("{{ 'ab' | list | string }}").render([:]) == "['a', 'b']")
         #expect(try JinjaTemplate("{{ [[1]] | tojson(indent=2) }}").render([:]) == "[\n  [\n    1\n  ]\n]")

@@ -67,13 +67,23 @@ struct RerankTests {
             for (body, param) in [(["model": "rr", "query": "q", "documents": []] as JSONValue, "documents"),
                                   (["model": "rr", "query": "q", "texts": [1]], "texts[0]"),
                                   (["model": "rr", "documents": ["a"]], "query"),
-                                  (["model": "rr", "query": "q", "documents": ["a"], "top_n": 0], "top_n")] {
+                                  (["model": "rr", "query": "q", "documents": ["a"], "top_n": -1], "top_n"),
+                                  (["model": "rr", "query": "q", "documents": ["a"], "temperature": 1], "temperature")] {
                 let bad = try await client.post("/v1/rerank", body)
                 #expect(bad.status == 400, "\(body): \(bad.body)")
                 #expect(bad.json?["error"]?["param"]?.stringValue == param, "\(bad.body)")
             }
             let again = try await client.post("/v1/rerank", ["model": "rr", "query": .string(Self.query), "documents": documents])
             #expect(again.status == 200)
+            // As llama.cpp's server: top_n 0 is an empty list; TEI's truncate, truncation_direction and raw_scores are
+            // accepted; with both `texts` and `documents`, the documents are scored and the answer has TEI's shape.
+            let none = try await client.post("/v1/rerank", ["model": "rr", "query": "q", "documents": ["a"], "top_n": 0])
+            #expect(none.status == 200 && none.json?["results"]?.arrayValue?.isEmpty == true, "\(none.body)")
+            let both = try await client.post("/rerank", ["model": "rr", "query": .string(Self.query), "documents": documents,
+                                                         "texts": ["ignored"], "truncate": true, "truncation_direction": "Right",
+                                                         "raw_scores": false])
+            #expect(both.status == 200, "\(both.body)")
+            #expect(both.json?.arrayValue?.compactMap { $0["index"]?.intValue } == order, "\(both.body)")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Llama
+import LlamaRaw
 import LlamaTestSupport
 import Testing
 
@@ -56,6 +57,47 @@ struct GGUFEditTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: (output as NSString).deletingLastPathComponent) == ["edited.gguf"])
     }
 
+    @Test("a file whose last tensor ends unaligned keeps the padding after it, which llama.cpp reads; a link is followed, permissions kept")
+    func paddingAndLinks() async throws {
+        let runtime = try Fixture.runtime.get()
+        let c = runtime.raw
+        let folder = try TestEnvironment.temporaryDirectory()
+        let input = folder.appendingPathComponent("tiny.gguf").path
+        // One tensor of 3 floats: 12 bytes, then padding to the 32-byte alignment.
+        let gguf = try #require(c.gguf_init_empty())
+        defer { c.gguf_free(gguf) }
+        c.gguf_set_val_str(gguf, "general.architecture", "test")
+        let ggml = try #require(c.ggml_init(ggml_init_params(mem_size: 1 << 16, mem_buffer: nil, no_alloc: false)))
+        defer { c.ggml_free(ggml) }
+        let t = try #require(c.ggml_new_tensor_1d(ggml, GGML_TYPE_F32, 3))
+        _ = c.ggml_set_name(t, "weights")
+        let values = try #require(t.pointee.data).assumingMemoryBound(to: Float.self)
+        for i in 0..<3 { values[i] = Float(i) + 0.5 }
+        c.gguf_add_tensor(gguf, t)
+        try #require(c.gguf_write_to_file(gguf, input, false))
+        let output = folder.appendingPathComponent("tiny-edited.gguf").path
+        try GGUFFile.rewrite(input, to: output, setting: [.init(key: "general.name", value: .string("padded"))], runtime: runtime)
+        let before = try GGUFFile(path: input, runtime: runtime), after = try GGUFFile(path: output, runtime: runtime)
+        #expect(after.fileSize - Int64(after.dataOffset) == before.fileSize - Int64(before.dataOffset))
+        // llama.cpp's reader with the tensor data, as a model load reads it.
+        var data: OpaquePointer? = nil
+        let read = try withUnsafeMutablePointer(to: &data) { slot in
+            try #require(c.gguf_init_from_file(output, gguf_init_params(no_alloc: false, ctx: slot)))
+        }
+        c.gguf_free(read)
+        if let data { c.ggml_free(data) }
+        // Through a link: the target is replaced, the link stays, and the target's mode is kept.
+        let link = folder.appendingPathComponent("link.gguf").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: output)
+        chmod(output, 0o640)
+        try GGUFFile.rewrite(link, to: link, setting: [.init(key: "general.name", value: .string("linked"))], runtime: runtime)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == output)
+        #expect(try GGUFFile(path: output, runtime: runtime)["general.name"] == .string("linked"))
+        let mode = try FileManager.default.attributesOfItem(atPath: output)[.posixPermissions] as? NSNumber
+        #expect(mode?.uint16Value == 0o640)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() == ["link.gguf", "tiny-edited.gguf", "tiny.gguf"])
+    }
+
     @Test("bad edits are .invalidArgument before anything is written; a bad input or output folder is typed too")
     func badEdits() async throws {
         let runtime = try Fixture.runtime.get()
@@ -70,6 +112,8 @@ struct GGUFEditTests {
             ("negative for an unsigned width", [.init(key: "x.y", value: .int(-1), type: .uint8)], []),
             ("a string for the file's u32", [.init(key: "llama.block_count", value: .string("thirty"))], []),
             ("an array", [.init(key: "x.list", value: .array(elementType: "u32", count: 1, preview: [.uint(1)]))], []),
+            ("a scalar for a key holding an array", [.init(key: "tokenizer.ggml.tokens", value: .string("x"), type: .string)], []),
+            ("a float past f32", [.init(key: "x.big", value: .float(1e300))], []),
             ("an empty key", [.init(key: "", value: .bool(true))], []),
         ]
         for (what, edits, removals) in invalid {

@@ -88,8 +88,8 @@ struct HelperTests {
             throws: { ($0 as? LlamaHelperProtocol.Violation)?.foundVersion == 99 }
         #expect { try LlamaHelperProtocol.decode(HelperResponse.self, from: Data("gpu".utf8)) }
             throws: { ($0 as? LlamaHelperProtocol.Violation)?.foundVersion == nil }
-        #expect { try LlamaHelperProtocol.decode(HelperResponse.self, from: Data(#"{"protocolVersion":1,"what":1}"#.utf8)) }
-            throws: { ($0 as? LlamaHelperProtocol.Violation)?.foundVersion == 1 }
+        #expect { try LlamaHelperProtocol.decode(HelperResponse.self, from: Data("{\"protocolVersion\":\(LlamaHelperProtocol.version),\"what\":1}".utf8)) }
+            throws: { ($0 as? LlamaHelperProtocol.Violation)?.foundVersion == LlamaHelperProtocol.version }
     }
 
     // MARK: the llama-helper program
@@ -116,13 +116,14 @@ struct HelperTests {
         #expect(failed.count == 1)
         #expect(notFound.code == .libraryNotFound && notFound.message.contains("does not exist"), "\(notFound)")
 
-        let (garbage, refused) = try await Self.ask(Data(#"{"protocolVersion":2,"backendCheck":{}}"#.utf8))
+        let other = LlamaHelperProtocol.version + 1
+        let (garbage, refused) = try await Self.ask(Data("{\"protocolVersion\":\(other),\"backendCheck\":{}}".utf8))
         #expect(garbage.state == .exited(2))
         guard case .failure(let failure)? = refused.first?.message else {
             Issue.record("no failure: \(refused)")
             return
         }
-        #expect(failure.code == .helperProtocol && failure.message.contains("version 2"), "\(failure)")
+        #expect(failure.code == .helperProtocol && failure.message.contains("version \(other)"), "\(failure)")
     }
 
     // MARK: finding the helper
@@ -167,8 +168,9 @@ struct HelperTests {
     func helperProtocolErrors() async throws {
         let garbage = await generate(with: try Self.script("read line\necho 'gpu'\nsleep 60"))
         #expect(garbage.error?.code == .helperProtocol, "\(String(describing: garbage.error))")
-        let other = await generate(with: try Self.script("read line\necho '{\"protocolVersion\":2,\"token\":{\"id\":1,\"text\":\"a\"}}'"))
-        #expect(other.error?.code == .helperProtocol && other.error?.message.contains("protocol 2") == true,
+        let version = LlamaHelperProtocol.version + 1
+        let other = await generate(with: try Self.script("read line\necho '{\"protocolVersion\":\(version),\"token\":{\"id\":1,\"text\":\"a\"}}'"))
+        #expect(other.error?.code == .helperProtocol && other.error?.message.contains("protocol \(version)") == true,
                 "\(String(describing: other.error))")
         #expect(other.tokens.isEmpty)
         let silent = await generate(with: try Self.script("read line\nexit 0"))
@@ -177,7 +179,7 @@ struct HelperTests {
 
     @Test("a helper that crashes mid-generation is .remoteFailed after the tokens it sent; one that hangs is .timeout")
     func helperCrashAndHang() async throws {
-        let token = #"{"protocolVersion":1,"token":{"id":5,"text":"hi"}}"#
+        let token = "{\"protocolVersion\":\(LlamaHelperProtocol.version),\"token\":{\"id\":5,\"text\":\"hi\"}}"
         let crash = await generate(with: try Self.script("read line\necho '\(token)'\nkill -SEGV $$"))
         #expect(crash.tokens == [5])
         #expect(crash.error?.code == .remoteFailed, "\(String(describing: crash.error))")
@@ -185,7 +187,7 @@ struct HelperTests {
         let hang = await generate(with: try Self.script("read line\necho '\(token)'\nsleep 60"), idleTimeout: .seconds(1))
         #expect(hang.tokens == [5])
         #expect(hang.error?.code == .timeout, "\(String(describing: hang.error))")
-        let failure = #"{"protocolVersion":1,"failure":{"code":"invalidModel","message":"not a GGUF file"}}"#
+        let failure = "{\"protocolVersion\":\(LlamaHelperProtocol.version),\"failure\":{\"code\":\"invalidModel\",\"message\":\"not a GGUF file\"}}"
         let failed = await generate(with: try Self.script("read line\necho '\(failure)'\nexit 1"))
         #expect(failed.error?.code == .invalidModel && failed.error?.message == "not a GGUF file", "\(String(describing: failed.error))")
     }

@@ -115,6 +115,11 @@ struct RPCTests {
         }
         let p = try #require(promptTokens(plain), "\(plain.stderr)"), f = try #require(promptTokens(forced), "\(forced.stderr)")
         #expect(f == p + 1)
+        // What the helper does not take is refused, not dropped.
+        for flags in [["--device", "0"], ["--split-mode", "layer"], ["--memory-limit", "1"], ["--mmproj", "/nonexistent.gguf"]] {
+            CLITests.expectFailure(try await CLITests.cli(["run", "-p", "x", "-n", "1", "--rpc", a.endpoint] + flags),
+                                   mentioning: "\(flags[0]) with --rpc needs --in-process")
+        }
     }
 
     @Test("a server that dies mid-generation is a typed error in the calling process, which stays usable")

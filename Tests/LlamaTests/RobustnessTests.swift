@@ -1,5 +1,6 @@
 import Foundation
 @testable import Llama
+import LlamaRaw
 import LlamaTestSupport
 import Testing
 
@@ -404,6 +405,24 @@ struct RobustnessTests {
         let context = try Fixture.context(ContextOptions(contextLength: 128, threads: 2))
         #expect(context.requestedContextLength == 128)
         #expect(context.contextLength == 256)
+    }
+
+    @Test("without causal attention a batch past the micro-batch size is .contextOverflow, not llama.cpp's assertion; embeddings pack to it")
+    func nonCausalMicroBatch() async throws {
+        var options = ContextOptions(contextLength: 2048, batchSize: 2048, threads: 2)
+        options.microBatchSize = 256
+        options.embeddings = true
+        options.pooling = .mean
+        let context = try Fixture.context(options)
+        // As an encoder-only model (BERT-style embedders and rerankers) reads its input.
+        try Fixture.runtime.get().raw.llama_set_causal_attn(context.pointer, false)
+        #expect(await context.singlePassLimit == 256)
+        let long = String(repeating: "The sea is wide and the wind is cold. ", count: 40)
+        let error = await expectLlamaError(.contextOverflow) { try await context.embeddings(for: [long]) }
+        #expect(error?.message.contains("microBatchSize") == true, "\(String(describing: error))")
+        // Texts that fit are packed into decodes of at most 256 tokens, and still embed.
+        let short = ["A cat sleeps.", "The sea is cold.", "Bread is baked."]
+        #expect(try await context.embeddings(for: short).count == 3)
     }
 
     @Test("a NaN temperature says NaN, not negative")

@@ -303,26 +303,36 @@ public final class MirrorServer: Sendable {
 }
 
 /// The per-process folder under which every test's temporary folder lives (see
-/// `TestEnvironment.temporaryDirectory()`).
+/// `TestEnvironment.temporaryDirectory()`): `run-<uuid>`, holding a `.lock` file this process keeps
+/// locked (`flock`) while it lives. A folder whose lock can be taken belongs to no live process
+/// (the kernel drops the lock of a process that ended however it ended), so it is swept; process
+/// ids are not trusted, since processes in other containers may share the folder.
 enum TemporaryRuns {
     static let parent = FileManager.default.temporaryDirectory.appendingPathComponent("llama-swift-tests")
 
     static let root: Result<URL, any Error> = Result {
         let fm = FileManager.default
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
-        for name in (try? fm.contentsOfDirectory(atPath: parent.path)) ?? [] {
-            guard name.hasPrefix("run-"), let pid = pid_t(name.dropFirst(4)) else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH {
-                try? fm.removeItem(at: parent.appendingPathComponent(name))
-            }
+        for name in (try? fm.contentsOfDirectory(atPath: parent.path)) ?? [] where name.hasPrefix("run-") {
+            let folder = parent.appendingPathComponent(name)
+            let fd = open(folder.appendingPathComponent(".lock").path, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { continue }  // not a run folder of this scheme: left alone
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { try? fm.removeItem(at: folder) }
+            close(fd)
         }
-        let run = parent.appendingPathComponent("run-\(getpid())")
-        try? fm.removeItem(at: run)  // a dead process's folder under a reused pid
-        try fm.createDirectory(at: run, withIntermediateDirectories: true)
+        // Made and locked under a name the sweep ignores, then renamed: never seen unlocked.
+        let id = UUID().uuidString
+        let staging = parent.appendingPathComponent(".staging-\(id)")
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        let fd = open(staging.appendingPathComponent(".lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0, flock(fd, LOCK_EX) == 0 else {
+            throw TestEnvironment.Missing(description: "cannot lock a test run folder in \(parent.path): \(String(cString: strerror(errno)))")
+        }
+        let run = parent.appendingPathComponent("run-\(id)")
+        try fm.moveItem(at: staging, to: run)
         atexit {
-            let run = TemporaryRuns.parent.appendingPathComponent("run-\(getpid())")
-            try? FileManager.default.removeItem(at: run)
+            if case .success(let run) = TemporaryRuns.root { try? FileManager.default.removeItem(at: run) }
         }
-        return run
+        return run  // the descriptor stays open, and the lock held, until the process ends
     }
 }

@@ -2,13 +2,13 @@ public import Foundation
 
 // The messages between the library and its `llama-helper` program: one request line on the
 // helper's stdin, response lines on its stdout, each a JSON object with `protocolVersion` and one
-// key naming what it is (`{"protocolVersion":1,"backendCheck":{...}}`). Failures are messages
+// key naming what it is (`{"protocolVersion":2,"backendCheck":{...}}`). Failures are messages
 // too (`failure`, with a LlamaError code); a crash is seen through the process's termination.
 
 /// The version of the helper protocol; the library and the helper it starts must agree.
 public enum LlamaHelperProtocol {
     /// Bumped whenever a message changes shape.
-    public static let version = 1
+    public static let version = 2
 
     /// A line that is not a message of this protocol version.
     public struct Violation: Error, Sendable, CustomStringConvertible {
