@@ -9,8 +9,9 @@ token p50/p95, inter-token latency p50 (gaps between streamed content events), a
 Writes bench-serve.json and bench-serve.svg in --out.
 
 soak: our server alone at one concurrency for --seconds, mixing streamed and whole answers; samples the server's
-RSS (/proc/PID/status) every --sample seconds; fails when RSS after the warm-up grew more than --max-growth, or
-when any request failed.
+RSS (/proc/PID/status) and prompt-cache bytes (/metrics) every --sample seconds; fails when RSS grew more than
+--max-growth after the warm-up (or after the prompt cache first held 3/4 of --cache-ram, if later: that memory is
+kept by design), or when any request failed.
 
 rerank: /v1/rerank of both servers on the same synthetic rerankers (the model copied with rank pooling by
 `llama-swift gguf set`: plain, with BOS/EOS/SEP added, and with a `rerank` template), the same queries and documents, in
@@ -467,12 +468,22 @@ def soak(args):
                         stats["failures"].append(f"{type(e).__name__}: {e}")
                 i += args.concurrency
 
+        async def cache_bytes():
+            try:
+                status, data = await request(server.port, "GET", "/metrics", timeout=30)
+            except (OSError, asyncio.TimeoutError, HTTPError):
+                return None
+            for line in data.decode(errors="replace").splitlines():
+                if line.startswith("llamaswift_prompt_cache_bytes"):
+                    return float(line.split()[-1])
+            return None
+
         async def sampler():
             while time.monotonic() - t_start < args.seconds:
                 t = time.monotonic() - t_start
-                samples.append((round(t, 1), server.rss_kib()))
+                samples.append((round(t, 1), server.rss_kib(), await cache_bytes()))
                 await asyncio.sleep(args.sample)
-            samples.append((round(time.monotonic() - t_start, 1), server.rss_kib()))
+            samples.append((round(time.monotonic() - t_start, 1), server.rss_kib(), await cache_bytes()))
 
         async def main():
             await asyncio.gather(sampler(), *[worker(w) for w in range(args.concurrency)])
@@ -481,7 +492,13 @@ def soak(args):
         final_rss_alive = server.proc.poll() is None
     finally:
         server.stop()
-    after = [kib for t, kib in samples if t >= warmup]
+    # The prompt cache is memory the server keeps by design, up to --cache-ram: growth is measured from
+    # the warm-up's end or from when the cache first holds 3/4 of its limit, whichever is later.
+    limit = args.cache_ram * 1024 * 1024 if args.cache_ram and args.cache_ram > 0 else None
+    full_at = next((t for t, _, c in samples if limit and c is not None and c >= 0.75 * limit), None)
+    if limit and full_at is not None:
+        warmup = max(warmup, full_at)
+    after = [kib for t, kib, _ in samples if t >= warmup]
     base = after[0] if after else None
     tail = after[-3:] if after else []
     end = sum(tail) / len(tail) if tail else None
@@ -492,13 +509,16 @@ def soak(args):
               "generated_tokens": stats["tokens"], "tokens_per_s": round(stats["tokens"] / elapsed, 2),
               "rss_kib_after_warmup": base, "rss_kib_end": end, "rss_kib_peak_after_warmup": peak,
               "rss_growth": round(growth, 4) if growth is not None else None, "max_growth": args.max_growth,
-              "alive_at_end": final_rss_alive, "samples": samples}
+              "alive_at_end": final_rss_alive, "cache_ram_mib": args.cache_ram,
+              "prompt_cache_three_quarters_full_at_s": full_at, "samples": samples}
     with open(os.path.join(args.out, "soak-serve.json"), "w") as f:
         json.dump(report, f, indent=2)
     ok = stats["failed"] == 0 and growth is not None and growth <= args.max_growth and final_rss_alive
     print(f"soak-serve: {elapsed:.0f} s at concurrency {args.concurrency} on {args.parallel} slots: "
           f"{stats['ok']} requests ok, {stats['failed']} failed, {stats['tokens']} tokens ({report['tokens_per_s']} tokens/s)")
     if base:
+        if limit:
+            print(f"prompt cache ({args.cache_ram} MiB): " + (f"3/4 full at {full_at:.0f} s" if full_at is not None else "never 3/4 full"))
         print(f"RSS after {warmup:.0f} s warm-up {base / 1024:.1f} MiB, end {end / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB: "
               f"growth {growth * 100:+.2f} % (limit {args.max_growth * 100:.0f} %)")
     for f in stats["failures"]:
