@@ -53,6 +53,8 @@ public actor LlamaContext {
     public nonisolated let batchCapacity: Int
     /// The most sequences the context holds.
     public nonisolated let maxSequences: Int
+    /// `<arch>.attention.causal` is false (BERT-style encoders).
+    nonisolated let nonCausal: Bool
     /// Whether the context computes embeddings.
     public nonisolated let computesEmbeddings: Bool
     /// Whether all sequences share one KV buffer (``ContextOptions/unifiedCache``).
@@ -97,6 +99,7 @@ public actor LlamaContext {
         }
         batchCapacity = Int(c.llama_n_batch(ctx))
         maxSequences = Int(c.llama_n_seq_max(ctx))
+        nonCausal = model.architecture.map { model.metadata["\($0).attention.causal"] == "false" } ?? false
         computesEmbeddings = params.embeddings
         unifiedCache = params.kv_unified
         cBatch = c.llama_batch_init(Int32(batchCapacity), 0, Int32(maxSequences))
@@ -169,8 +172,13 @@ public actor LlamaContext {
     /// The most tokens one decode takes: the batch size, or for a model without causal attention
     /// the micro-batch size, since it must read its input in one micro-batch.
     var singlePassLimit: Int {
-        c.llama_get_causal_attn(pointer) ? batchCapacity : min(batchCapacity, Int(c.llama_n_ubatch(pointer)))
+        causalAttention ? batchCapacity : min(batchCapacity, Int(c.llama_n_ubatch(pointer)))
     }
+
+    /// Whether the model attends causally: llama.cpp reads `<arch>.attention.causal` (default true),
+    /// and nothing here changes it afterwards. (`llama_get_causal_attn` is newer than the oldest
+    /// llama.cpp these sources build against.)
+    nonisolated var causalAttention: Bool { !nonCausal }
 
     /// Copies a Swift batch into the C batch.
     private func fill(_ batch: LlamaBatch) throws(LlamaError) {

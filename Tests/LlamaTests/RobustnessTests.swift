@@ -1,6 +1,5 @@
 import Foundation
 @testable import Llama
-import LlamaRaw
 import LlamaTestSupport
 import Testing
 
@@ -413,9 +412,14 @@ struct RobustnessTests {
         options.microBatchSize = 256
         options.embeddings = true
         options.pooling = .mean
-        let context = try Fixture.context(options)
-        // As an encoder-only model (BERT-style embedders and rerankers) reads its input.
-        try Fixture.runtime.get().raw.llama_set_causal_attn(context.pointer, false)
+        // SmolLM2 marked as attending non-causally, as BERT-style embedders and rerankers are.
+        let runtime = try Fixture.runtime.get()
+        let path = try TestEnvironment.temporaryDirectory().appendingPathComponent("non-causal.gguf").path
+        try GGUFFile.rewrite(try TestEnvironment.model().path, to: path,
+                             setting: [.init(key: "llama.attention.causal", value: .bool(false))], runtime: runtime)
+        let context = try LlamaContext(model: try LlamaModel(runtime: runtime, path: path), options: options)
+        #expect(!context.causalAttention)
+        #expect(try Fixture.context().causalAttention)
         #expect(await context.singlePassLimit == 256)
         let long = String(repeating: "The sea is wide and the wind is cold. ", count: 40)
         let error = await expectLlamaError(.contextOverflow) { try await context.embeddings(for: [long]) }
