@@ -4,8 +4,30 @@ import LlamaRaw
 extension GGUFFile {
     /// The GGUF type a metadata value is written as.
     public enum ScalarType: String, Sendable, CaseIterable {
-        case uint8 = "u8", int8 = "i8", uint16 = "u16", int16 = "i16", uint32 = "u32", int32 = "i32"
-        case uint64 = "u64", int64 = "i64", float32 = "f32", float64 = "f64", bool, string = "str"
+        /// `GGUF_TYPE_UINT8`.
+        case uint8 = "u8"
+        /// `GGUF_TYPE_INT8`.
+        case int8 = "i8"
+        /// `GGUF_TYPE_UINT16`.
+        case uint16 = "u16"
+        /// `GGUF_TYPE_INT16`.
+        case int16 = "i16"
+        /// `GGUF_TYPE_UINT32` (most of llama.cpp's hyper-parameters).
+        case uint32 = "u32"
+        /// `GGUF_TYPE_INT32`.
+        case int32 = "i32"
+        /// `GGUF_TYPE_UINT64`.
+        case uint64 = "u64"
+        /// `GGUF_TYPE_INT64`.
+        case int64 = "i64"
+        /// `GGUF_TYPE_FLOAT32`.
+        case float32 = "f32"
+        /// `GGUF_TYPE_FLOAT64`.
+        case float64 = "f64"
+        /// `GGUF_TYPE_BOOL`.
+        case bool
+        /// `GGUF_TYPE_STRING`.
+        case string = "str"
     }
 
     /// One change of a rewrite (``GGUFFile/rewrite(_:to:setting:removing:runtime:)``): a key set
