@@ -699,7 +699,7 @@ def main():
     ap.add_argument("--concurrency", default=None, help="bench: comma list (1,4,8); soak: one number (8)")
     ap.add_argument("--requests", type=int, default=16, help="bench: requests per round")
     ap.add_argument("--rounds", type=int, default=None,
-                    help="bench: rounds per server and concurrency (alternating; 2); lookup: rounds of each side (3)")
+                    help="bench: rounds per server and concurrency (alternating; 4); lookup: rounds of each side (3)")
     ap.add_argument("--repeat-prompts", action="store_true", help="bench: the same prompts every round (prompt caches hit)")
     ap.add_argument("--strict", action="store_true", help="bench: exit 1 when a target is missed")
     ap.add_argument("--seconds", type=float, default=600)
@@ -727,7 +727,7 @@ def main():
         if not args.llama_server:
             ap.error("bench needs --llama-server")
         args.concurrency = args.concurrency or "1,4,8"
-        args.rounds = args.rounds or 2
+        args.rounds = args.rounds or 4
         return bench(args)
     args.concurrency = int(args.concurrency or 8)
     return soak(args)
