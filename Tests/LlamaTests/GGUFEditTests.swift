@@ -51,6 +51,10 @@ struct GGUFEditTests {
         let model = try LlamaModel(runtime: runtime, path: output)
         #expect(model.metadata["general.name"] == "edited")
         #expect(model.vocab.addsBOS)
+        // A key named twice for removal is removed once, not refused the second time.
+        let twice = try TestEnvironment.temporaryDirectory().appendingPathComponent("twice.gguf").path
+        try GGUFFile.rewrite(input, to: twice, setting: [], removing: ["general.name", "general.name"], runtime: runtime)
+        #expect(try GGUFFile(path: twice, runtime: runtime)["general.name"] == nil)
         // The output may be the input: replaced only when complete.
         try GGUFFile.rewrite(output, to: output, setting: [.init(key: "general.name", value: .string("again"))], runtime: runtime)
         #expect(try GGUFFile(path: output, runtime: runtime)["general.name"] == .string("again"))
