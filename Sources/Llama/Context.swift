@@ -53,8 +53,11 @@ public actor LlamaContext {
     public nonisolated let batchCapacity: Int
     /// The most sequences the context holds.
     public nonisolated let maxSequences: Int
-    /// `<arch>.attention.causal` is false (BERT-style encoders).
-    nonisolated let nonCausal: Bool
+    /// Whether the context attends causally, as llama.cpp decides it: ``ContextOptions/attention``
+    /// when given, else the model's `<arch>.attention.causal` (default true); nothing here changes
+    /// it afterwards. (`llama_get_causal_attn` is newer than the oldest llama.cpp these sources
+    /// build against.)
+    nonisolated let causalAttention: Bool
     /// Whether the context computes embeddings.
     public nonisolated let computesEmbeddings: Bool
     /// Whether all sequences share one KV buffer (``ContextOptions/unifiedCache``).
@@ -99,7 +102,11 @@ public actor LlamaContext {
         }
         batchCapacity = Int(c.llama_n_batch(ctx))
         maxSequences = Int(c.llama_n_seq_max(ctx))
-        nonCausal = model.architecture.map { model.metadata["\($0).attention.causal"] == "false" } ?? false
+        switch options.attention {
+        case .causal?: causalAttention = true
+        case .nonCausal?: causalAttention = false
+        default: causalAttention = model.architecture.map { model.metadata["\($0).attention.causal"] != "false" } ?? true
+        }
         computesEmbeddings = params.embeddings
         unifiedCache = params.kv_unified
         cBatch = c.llama_batch_init(Int32(batchCapacity), 0, Int32(maxSequences))
@@ -175,10 +182,6 @@ public actor LlamaContext {
         causalAttention ? batchCapacity : min(batchCapacity, Int(c.llama_n_ubatch(pointer)))
     }
 
-    /// Whether the model attends causally: llama.cpp reads `<arch>.attention.causal` (default true),
-    /// and nothing here changes it afterwards. (`llama_get_causal_attn` is newer than the oldest
-    /// llama.cpp these sources build against.)
-    nonisolated var causalAttention: Bool { !nonCausal }
 
     /// Copies a Swift batch into the C batch.
     private func fill(_ batch: LlamaBatch) throws(LlamaError) {

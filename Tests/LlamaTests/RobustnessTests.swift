@@ -420,6 +420,12 @@ struct RobustnessTests {
         let context = try LlamaContext(model: try LlamaModel(runtime: runtime, path: path), options: options)
         #expect(!context.causalAttention)
         #expect(try Fixture.context().causalAttention)
+        // A context made non-causal by its options (llama.cpp's attention_type) is bounded the same way.
+        var nonCausal = options
+        nonCausal.attention = .nonCausal
+        let byOptions = try Fixture.context(nonCausal)
+        #expect(!byOptions.causalAttention)
+        #expect(await byOptions.singlePassLimit == 256)
         #expect(await context.singlePassLimit == 256)
         let long = String(repeating: "The sea is wide and the wind is cold. ", count: 40)
         let error = await expectLlamaError(.contextOverflow) { try await context.embeddings(for: [long]) }
