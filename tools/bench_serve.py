@@ -264,10 +264,16 @@ class Server:
             self.proc.wait(5)
 
 
-def our_server(args, out):
+def ours_env():
+    """The environment of llama-swift: the libraries make exports as LLAMA_LIB_DIR, unless LLAMA_SWIFT_LIB_DIR is set."""
     env = dict(os.environ)
     if "LLAMA_SWIFT_LIB_DIR" not in env and env.get("LLAMA_LIB_DIR"):
         env["LLAMA_SWIFT_LIB_DIR"] = env["LLAMA_LIB_DIR"]
+    return env
+
+
+def our_server(args, out):
+    env = ours_env()
     argv = [args.ours, "serve", "-m", "bench=" + args.model, "--port", "0", "--parallel", str(args.parallel),
             "-c", str(args.ctx), "-t", str(args.threads)]
     if args.cache_ram is not None:
@@ -545,9 +551,7 @@ RERANK_TEMPLATE = ("<|im_start|>system\nJudge whether the document answers the q
 
 def rerank(args):
     os.makedirs(args.out, exist_ok=True)
-    env = dict(os.environ)
-    if "LLAMA_SWIFT_LIB_DIR" not in env and env.get("LLAMA_LIB_DIR"):
-        env["LLAMA_SWIFT_LIB_DIR"] = env["LLAMA_LIB_DIR"]
+    env = ours_env()
     models = {name: os.path.join(args.out, f"reranker-{name}.gguf") for name in ("plain", "special", "template")}
     edits = {"plain": ["llama.pooling_type=u32:4"],
              # BOS, EOS and SEP added, as BERT-style rerankers ask
@@ -616,9 +620,7 @@ def rerank(args):
 
 def lookup(args):
     os.makedirs(args.out, exist_ok=True)
-    env = dict(os.environ)
-    if "LLAMA_SWIFT_LIB_DIR" not in env and env.get("LLAMA_LIB_DIR"):
-        env["LLAMA_SWIFT_LIB_DIR"] = env["LLAMA_LIB_DIR"]
+    env = ours_env()
     task = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Bench", "rewrite.txt")
     text = open(task).read().strip()
     theirs_variants = {"plain": [], "ngram-simple (defaults)": ["--spec-type", "ngram-simple"],

@@ -56,15 +56,22 @@ extension LlamaContext {
     /// the first value of the pooled output for each document's input (``LlamaModel/rerankTokens(query:document:)``),
     /// as llama.cpp's server scores them.
     public func rerank(query: String, documents: [String]) async throws(LlamaError) -> [Float] {
+        var inputs: [[LlamaToken]] = []
+        for document in documents { inputs.append(try model.rerankTokens(query: query, document: document)) }
+        return try await rerank(inputs: inputs)
+    }
+
+    /// Relevance scores of inputs already built by ``LlamaModel/rerankTokens(query:document:)``
+    /// (for a caller that also needs their token counts), in their order.
+    public func rerank(inputs: [[LlamaToken]]) async throws(LlamaError) -> [Float] {
         guard computesEmbeddings, c.llama_pooling_type(pointer) == LLAMA_POOLING_TYPE_RANK else {
             throw LlamaError(.unsupported, "reranking needs a reranking model and a context created with "
                 + "embeddings: true and pooling: .rank")
         }
+        let limit = singlePassLimit
         var scores: [Float] = []
-        for document in documents {
-            let tokens = try model.rerankTokens(query: query, document: document)
+        for tokens in inputs {
             guard !tokens.isEmpty else { throw LlamaError(.invalidArgument, "an empty query and document make no input to score") }
-            let limit = singlePassLimit
             guard tokens.count <= limit else {
                 throw LlamaError(.contextOverflow, "query and document have \(tokens.count) tokens, more than one decode takes "
                     + "(\(limit)): shorten the document, or create the context with a larger batchSize"

@@ -182,11 +182,11 @@ extension ServerCore {
                 + "serve a reranker (e.g. a bge-reranker GGUF) for /v1/rerank", param: "model", code: "model_not_reranker")
         }
         let scores: [Float]
-        var tokens = 0
+        var inputs: [[LlamaToken]] = []
         do {
-            for d in documents { tokens += try host.model.rerankTokens(query: query, document: d).count }
+            for d in documents { inputs.append(try host.model.rerankTokens(query: query, document: d)) }
             let context = try await host.reranker.get()
-            scores = try await context.rerank(query: query, documents: documents)
+            scores = try await context.rerank(inputs: inputs)
         } catch {
             throw APIError.from(error, param: field)
         }
@@ -200,6 +200,7 @@ extension ServerCore {
         if tei { return Self.json(.array(results)) }
         // The model as the request named it (llama.cpp's server echoes it), else the served name.
         let model = try b.string("model") ?? host.id
+        let tokens = inputs.reduce(0) { $0 + $1.count }
         return Self.json(["object": "list", "model": .string(model), "results": .array(results),
                           "usage": ["prompt_tokens": .int(tokens), "total_tokens": .int(tokens)]])
     }

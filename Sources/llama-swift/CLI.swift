@@ -16,15 +16,22 @@ enum CLI {
 
     nonisolated(unsafe) static var signalSources: [any DispatchSourceSignal] = []
 
-    /// Ctrl-C and SIGTERM cancel `task` (whose work then removes what it had begun, and ends with
-    /// `.cancelled`) instead of ending the process at once.
-    static func cancelOnSignals<T, E>(_ task: Task<T, E>) {
+    /// Runs `body` as `run` does, in a task that Ctrl-C and SIGTERM cancel instead of ending the
+    /// process at once, so that the work removes what it had begun (its error, `.cancelled`, is the
+    /// one-line error). `what` names the work in the message of an error that is no LlamaError.
+    static func runCancellable<T: Sendable>(_ what: String, _ body: sending @escaping () async throws -> T) async throws -> T {
+        let work = Task { try await body() }
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { task.cancel() }
+            source.setEventHandler { work.cancel() }
             source.resume()
             signalSources.append(source)
+        }
+        return try await run { () async throws(LlamaError) -> T in
+            do { return try await work.value } catch let error as LlamaError { throw error } catch {
+                throw LlamaError(.cancelled, "\(what) stopped: \(error)")
+            }
         }
     }
 

@@ -44,16 +44,9 @@ struct GGUF: AsyncParsableCommand {
             let edits = try items.map { try GGUFFile.MetadataEdit(parsing: $0) }
             let runtime = try await CLI.loadRuntime(libDir: libDir, options: install.options())
             let (input, output, removals) = (input, output, removals)
-            let work = Task { () async throws -> Bool in
-                try GGUFFile.rewrite(input, to: output, setting: edits, removing: removals, runtime: runtime)
-                return true
-            }
             // Ctrl-C / SIGTERM stop the copy, which removes its temporary file.
-            CLI.cancelOnSignals(work)
-            try await CLI.run { () async throws(LlamaError) in
-                do { _ = try await work.value } catch let error as LlamaError { throw error } catch {
-                    throw LlamaError(.cancelled, "the copy stopped: \(error)")
-                }
+            try await CLI.runCancellable("the copy") {
+                try GGUFFile.rewrite(input, to: output, setting: edits, removing: removals, runtime: runtime)
             }
             CLI.note("wrote \(output): \(edits.count) key(s) set, \(removals.count) removed")
         }

@@ -116,7 +116,8 @@ struct Quantize: AsyncParsableCommand {
         let quantizer = LlamaQuantizer(runtime: runtime)
         let interactive = isatty(STDERR_FILENO) == 1
         let input = input
-        let work = Task { () async throws(LlamaError) -> LlamaQuantizer.Report in
+        // Ctrl-C / SIGTERM cancel the work, which removes the temporary output.
+        let report = try await CLI.runCancellable("the quantization") { () async throws -> LlamaQuantizer.Report in
             try await quantizer.quantize(input: input, output: output, options: options) { p in
                 // A line per tensor on a terminal (redrawn), else one per tenth.
                 if interactive {
@@ -126,13 +127,6 @@ struct Quantize: AsyncParsableCommand {
                             || p.tensorIndex * 10 / p.tensorCount != (p.tensorIndex - 1) * 10 / p.tensorCount {
                     CLI.note("quantize [\(p.tensorIndex)/\(p.tensorCount)] \(p.tensorName)")
                 }
-            }
-        }
-        // Ctrl-C / SIGTERM cancel the work, which removes the temporary output.
-        CLI.cancelOnSignals(work)
-        let report = try await CLI.run { () async throws(LlamaError) in
-            do { return try await work.value } catch let error as LlamaError { throw error } catch {
-                throw LlamaError(.cancelled, "the quantization stopped: \(error)")
             }
         }
         if json {
