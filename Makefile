@@ -34,7 +34,7 @@ EXAMPLES := generate chat embeddings-search batched custom-sampler json-grammar 
         docs docs-coverage docs-screenshot \
         fuzz-build fuzz-grammar fuzz-state fuzz-gguf fuzz-sampler fuzz-schema fuzz-template fuzz-models \
         reference paths llama-swift test test-tools test-generator test-bump test-package test-examples soak-cancel check-vlm gpu-pack run bump api-diff bench bench-provision bench-rpc bench-template \
-        bench-serve bench-serve-tools soak-serve check-rerank bench-lookup
+        bench-serve bench-serve-tools soak-serve check-rerank bench-lookup check-mtp
 
 help:
 	@echo "make run          generate text with the default model (builds llama.cpp and fetches the model first)"
@@ -54,6 +54,7 @@ help:
 	@echo "make bench-serve  llama-swift serve against llama.cpp's llama-server (built from the pin): tokens/s, TTFT, at concurrency 1/4/8"
 	@echo "make bench-lookup prompt lookup against llama-server's ngram-simple speculation: each side's speed-up (BENCH_THREADS)"
 	@echo "make check-rerank /v1/rerank against llama-server --reranking on synthetic rerankers: order, tokens, scores"
+	@echo "make check-mtp    MTP drafting against llama-server --spec-type draft-mtp on a synthetic hy_v3 model: tokens, drafted/accepted"
 	@echo "make soak-serve   our server at concurrency 8 for SOAK_SECONDS (default 600): RSS growth <= 5 %, no failed request"
 	@echo "make fuzz         every fuzz target for a bounded time (FUZZ_SECONDS each, default 600; not in make test)"
 	@echo "make fuzz-jinja   random templates through our Jinja engine and jinja2: any disagreement fails (FUZZ_SECONDS, SEED)"
@@ -324,6 +325,13 @@ bench-lookup: llama model bench-serve-tools
 	swift build -c release --product llama-swift >&2
 	$(PYTHON) tools/bench_serve.py lookup --ours .build/release/llama-swift --llama-server "$(LLAMA_SERVER_DIR)/llama-server" \
 	  --model "$(LLAMA_MODEL)" --threads $(BENCH_THREADS) --out .build/bench-lookup
+
+# MTP drafting against llama.cpp's own (llama-server --spec-type draft-mtp --spec-draft-n-max 3) on the synthetic
+# hy_v3 model MTPTests writes: the same 200 greedy tokens and the same drafted and accepted counts (.build/check-mtp).
+check-mtp: llama model headers bench-serve-tools
+	swift build --build-tests >&2
+	LLAMA_MTP_CHECK_DIR="$(CURDIR)/.build/check-mtp" swift test --skip-build --filter "MTPTests/reference"
+	$(PYTHON) tools/check_mtp.py --dir .build/check-mtp --llama-server "$(LLAMA_SERVER_DIR)/llama-server"
 
 # Our server alone at concurrency 8 for SOAK_SECONDS: RSS after the first 60 s must not grow > 5 %, no failed request.
 SOAK_SECONDS ?= 600

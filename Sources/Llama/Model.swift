@@ -58,6 +58,9 @@ public final class LlamaModel: Sendable {
     nonisolated(unsafe) let vocabPointer: OpaquePointer
     /// The file it was loaded from (the first, for split models).
     public let path: String
+    /// Whether it was loaded with its multi-token-prediction layers (``ModelOptions/loadMTP``):
+    /// MTP drafting needs them.
+    let loadedMTP: Bool
     /// The texts tokenizing with `parseSpecial` reads as control tokens, found once.
     let controlTokenTextsCache = Mutex<[String]?>(nil)
 
@@ -118,6 +121,7 @@ public final class LlamaModel: Sendable {
         }
         pointer = loaded
         vocabPointer = c.llama_model_get_vocab(loaded)!
+        loadedMTP = options.loadMTP
     }
 
     /// Loads one GGUF file.

@@ -23,16 +23,34 @@ public enum Speculation: Sendable {
     /// generation (the window of the target's sequence, its batch size and threads).
     case draft(model: LlamaModel, maxDraft: Int = 16, minDraft: Int = 0, pMin: Float = 0.75)
     /// Prompt lookup, no second model (llama.cpp's n-gram methods, `--spec-type ngram-simple`):
-    /// the last `n` tokens (then `n - 1`, down to `minN`) are looked up in the prompt and what
-    /// was generated so far, and the tokens that followed their latest earlier occurrence are
-    /// the guess, at most `maxDraft` of them. Suits output that repeats its input: rewriting,
-    /// editing code, extraction, quoting.
+    /// guesses are copied from the prompt and what was generated so far. While the output follows
+    /// a passage it copies on from there, up to `maxDraft` tokens; after a divergence the last `n`
+    /// tokens (then `n - 1`, down to `minN`) are looked up, the occurrence nearest the passage
+    /// being copied taken, and a short guess made from what followed it (two tokens, doubling while
+    /// whole guesses are accepted). Suits output that repeats its input: rewriting, editing code,
+    /// extraction, quoting.
     case lookup(n: Int = 4, minN: Int = 2, maxDraft: Int = 16)
+    /// The model's own multi-token-prediction (NextN) head guesses (llama.cpp's `draft-mtp`,
+    /// `--spec-type draft-mtp`): a second context of the same model runs the head on the target's
+    /// hidden states, greedily, up to `maxDraft` tokens, stopping where its best token's
+    /// probability among its 10 best is below `pMin`; drafts shorter than `minDraft` are not used.
+    /// The model must have MTP layers and be loaded with ``ModelOptions/loadMTP``, else generation
+    /// fails with ``LlamaError/Code/unsupported``. The prompt is evaluated in full (no cached
+    /// prefix reused), since the head needs the target's state at every position.
+    case mtp(maxDraft: Int = 3, minDraft: Int = 0, pMin: Float = 0)
 
     func validate(batchCapacity: Int) throws(LlamaError) {
         let maxDraft: Int
         switch self {
         case .draft(_, let max, let min, let pMin):
+            maxDraft = max
+            guard min >= 0, min <= max else {
+                throw LlamaError(.invalidArgument, "minDraft must be within 0...maxDraft (\(max)), not \(min)")
+            }
+            guard !pMin.isNaN, pMin >= 0, pMin <= 1 else {
+                throw LlamaError(.invalidArgument, "pMin must be within 0...1, not \(pMin)")
+            }
+        case .mtp(let max, let min, let pMin):
             maxDraft = max
             guard min >= 0, min <= max else {
                 throw LlamaError(.invalidArgument, "minDraft must be within 0...maxDraft (\(max)), not \(min)")
@@ -119,47 +137,37 @@ extension LlamaModel {
 /// Where guesses come from during one generation.
 enum DraftSource {
     case model(LlamaContext, maxDraft: Int, minDraft: Int, pMin: Float)
-    case lookup(n: Int, minN: Int, maxDraft: Int)
+    case lookup(PromptLookup)
+    case mtp(MTPDrafter, maxDraft: Int)
 
     var maxDraft: Int {
         switch self {
-        case .model(_, let max, _, _), .lookup(_, _, let max): return max
+        case .model(_, let max, _, _), .mtp(_, let max): return max
+        case .lookup(let lookup): return lookup.maxDraft
         }
     }
 
     /// Guesses up to `limit` tokens after `sequence` (the prompt and every token generated, the
     /// last one not yet evaluated by the target).
-    func propose(after sequence: [LlamaToken], limit: Int) async throws(LlamaError) -> [LlamaToken] {
+    mutating func propose(after sequence: [LlamaToken], limit: Int) async throws(LlamaError) -> [LlamaToken] {
         guard limit > 0 else { return [] }
         switch self {
         case .model(let context, _, let minDraft, let pMin):
             return try await context.draftTokens(after: sequence, limit: limit, minDraft: minDraft, pMin: pMin)
-        case .lookup(let n, let minN, _):
-            return Self.lookup(sequence, n: n, minN: minN, limit: limit)
+        case .lookup(var lookup):
+            let guess = lookup.propose(sequence, limit: limit)
+            self = .lookup(lookup)
+            return guess
+        case .mtp:
+            return []  // MTP drafts from positions and hidden states: runSpeculativeGeneration asks it
         }
     }
 
-    /// The tokens that followed the latest earlier occurrence of the sequence's last `n` tokens
-    /// (trying `n`, `n - 1`, ... `minN`).
-    static func lookup(_ tokens: [LlamaToken], n: Int, minN: Int, limit: Int) -> [LlamaToken] {
-        let count = tokens.count
-        for size in stride(from: min(n, count - 1), through: minN, by: -1) {
-            let patternStart = count - size
-            // Latest occurrence that starts before the pattern itself and has a token after it.
-            var j = patternStart - 1
-            while j >= 0 {
-                if tokens[j] == tokens[patternStart] {
-                    var k = 1
-                    while k < size, tokens[j + k] == tokens[patternStart + k] { k += 1 }
-                    if k == size { break }
-                }
-                j -= 1
-            }
-            guard j >= 0 else { continue }
-            let from = j + size
-            return Array(tokens[from..<min(count, from + limit)])
-        }
-        return []
+    /// After the target checked a guess: `accepted` of its first `drafted` tokens agreed.
+    mutating func accepted(_ accepted: Int, of drafted: Int) {
+        guard case .lookup(var lookup) = self else { return }
+        lookup.accepted(accepted, of: drafted)
+        self = .lookup(lookup)
     }
 }
 
@@ -233,7 +241,7 @@ extension LlamaContext {
     /// Evaluates the prompt (reusing the cached prefix) for speculative generation: what
     /// ``runGeneration(_:sampling:options:emit:)`` does before its loop. Returns how many
     /// tokens were reused, and whether evaluation was cancelled.
-    private func evaluatePrompt(_ prompt: [LlamaToken]) async throws(LlamaError) -> (reused: Int, cancelled: Bool) {
+    private func evaluatePrompt(_ prompt: [LlamaToken], mtp: MTPDrafter? = nil) async throws(LlamaError) -> (reused: Int, cancelled: Bool) {
         var reused = 0
         if let history {
             reused = min(zip(history, prompt).prefix { $0 == $1 }.count, prompt.count - 1)
@@ -253,6 +261,7 @@ extension LlamaContext {
                     var batch = LlamaBatch()
                     batch.add(prompt: Array(chunk), startingAt: Int32(position), outputLast: position + chunk.count == prompt.count)
                     try await run(batch, encode: false)
+                    if let mtp { try await processForMTP(mtp, batch, view: prompt) }
                     position += chunk.count
                     history = Array(prompt.prefix(position))
                 }
@@ -278,7 +287,7 @@ extension LlamaContext {
         }
         switch speculation {
         case .lookup(let n, let minN, let maxDraft):
-            return .lookup(n: n, minN: minN, maxDraft: maxDraft)
+            return .lookup(PromptLookup(n: n, minN: minN, maxDraft: maxDraft))
         case .draft(let draftModel, let maxDraft, let minDraft, let pMin):
             try model.checkDraftCompatibility(draftModel)
             if c.llama_model_is_recurrent(draftModel.pointer) || c.llama_model_is_hybrid(draftModel.pointer) {
@@ -293,6 +302,8 @@ extension LlamaContext {
                     + "target's \(sequenceLength)")
             }
             return .model(context, maxDraft: maxDraft, minDraft: minDraft, pMin: pMin)
+        case .mtp(let maxDraft, let minDraft, let pMin):
+            return .mtp(try makeMTPDrafter(maxDraft: maxDraft, minDraft: minDraft, pMin: pMin), maxDraft: maxDraft)
         }
     }
 
@@ -309,10 +320,15 @@ extension LlamaContext {
             throw LlamaError(.contextOverflow, "the prompt has \(prompt.count) tokens; the context window holds "
                 + "\(capacityDescription): shorten the prompt or create the context with a larger contextLength")
         }
-        let source = try draftSource(speculation)
+        var source = try draftSource(speculation)
         let sampler = try options.format.constraining(sampling).make(for: model)
         let vocab = model.vocab
-        let (reused, promptCancelled) = try await evaluatePrompt(prompt)
+        var drafter: MTPDrafter?
+        if case .mtp(let d, _) = source {
+            drafter = d
+            clearMemory()  // the head needs the target's state at every position of the prompt
+        }
+        let (reused, promptCancelled) = try await evaluatePrompt(prompt, mtp: drafter)
         let promptDone = ContinuousClock.now
 
         var statistics = SpeculationStatistics()
@@ -401,6 +417,10 @@ extension LlamaContext {
                 switch source {
                 case .lookup: draft = try await source.propose(after: sequence, limit: limit)
                 case .model: draft = try await source.propose(after: view, limit: limit)
+                case .mtp(let drafter, let maxDraft):
+                    // A fixed length, as llama.cpp's draft-mtp (its draft is cheap).
+                    draft = try await drafter.draft(last: view[position], position: position, limit: min(
+                        maxDraft, sequenceLength - 2 - position, options.maxTokens - generated.count - 1))
                 }
             } catch {
                 guard error.code == .cancelled else { throw error }
@@ -415,6 +435,7 @@ extension LlamaContext {
             for (i, t) in draft.enumerated() { batch.add(t, position: Int32(position + 1 + i), output: true) }
             do {
                 try await run(batch, encode: false)
+                if let drafter { try await processForMTP(drafter, batch, view: view) }
             } catch {
                 reconcileHistory(with: view)
                 guard error.code == .cancelled else { throw error }
@@ -445,6 +466,7 @@ extension LlamaContext {
                 accepted += 1
             }
             statistics.acceptedTokens += accepted
+            source.accepted(accepted, of: draft.count)
             if !draft.isEmpty {
                 window = accepted == draft.count ? min(source.maxDraft, window * 2)
                     : accepted > 0 ? min(source.maxDraft, max(2, accepted + 1)) : max(1, window / 2)
@@ -456,6 +478,7 @@ extension LlamaContext {
                 throw LlamaError(.decodeFailed, "llama.cpp could not remove the rejected guesses from the cache; it was cleared")
             }
             history = Array(view.prefix(kept))
+            drafter?.accept(accepted, kept: kept)
             switch outcome {
             case .next: break
             case .stop: finished = true

@@ -82,7 +82,7 @@ struct Run: AsyncParsableCommand {
             return
         }
         let chain = try sampling.chain()
-        let model = try await modelFlags.load()
+        let model = try await modelFlags.load(loadMTP: speculation.loadsMTP)
         if let projector = try await projectorFlags.load(for: model, flags: modelFlags) {
             return try await runMultimodal(prompt: text, projector: projector, model: model)
         }

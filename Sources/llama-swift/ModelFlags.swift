@@ -96,14 +96,15 @@ struct ModelFlags: ParsableArguments {
         }
     }
 
-    /// Loads the runtime and the model, with progress.
-    func load() async throws -> LlamaModel {
+    /// Loads the runtime and the model, with progress (with its MTP layers when `loadMTP`).
+    func load(loadMTP: Bool = false) async throws -> LlamaModel {
         let path = try await modelPath()
         let runtime = try await runtime()
         var options = ModelOptions()
         options.gpuLayers = gpuLayers
         options.plannedContextLength = ctxSize
         try parameters.apply(to: &options)
+        if loadMTP { options.loadMTP = true }
         let remote = try await CLI.addRPC(rpcServers, to: runtime)
         if !devices.isEmpty || splitMode != nil || tensorSplit != nil || memoryLimit != nil || !remote.isEmpty {
             var placement = LlamaPlacement(devices: devices.isEmpty && remote.isEmpty ? nil

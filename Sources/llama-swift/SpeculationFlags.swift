@@ -11,7 +11,8 @@ struct SpeculationFlags: ParsableArguments {
     var draftModel: String?
 
     @Option(name: [.customLong("spec-type")], help: ArgumentHelp(
-        "Speculative decoding: none, draft-simple (needs --spec-draft-model, the default with one) or ngram-simple (prompt lookup).",
+        "Speculative decoding: none, draft-simple (needs --spec-draft-model, the default with one), ngram-simple (prompt lookup) "
+            + "or draft-mtp (the model's own multi-token-prediction layers, which it then loads).",
         valueName: "type"))
     var specType: String?
 
@@ -29,25 +30,26 @@ struct SpeculationFlags: ParsableArguments {
     var ngramSizeM: Int?
 
     @Option(name: [.customLong("spec-draft-n-max"), .customLong("draft-max"), .customLong("draft-n")],
-            help: ArgumentHelp("Draft model: the most tokens drafted per step (default 16).", valueName: "N"))
+            help: ArgumentHelp("Draft model or MTP: the most tokens drafted per step (default 16; 3 for draft-mtp).", valueName: "N"))
     var draftMax: Int?
 
     @Option(name: [.customLong("spec-draft-n-min"), .customLong("draft-min"), .customLong("draft-n-min")],
-            help: ArgumentHelp("Draft model: shorter drafts are not used (default 0).", valueName: "N"))
+            help: ArgumentHelp("Draft model or MTP: shorter drafts are not used (default 0).", valueName: "N"))
     var draftMin: Int?
 
     @Option(name: [.customLong("spec-draft-p-min"), .customLong("draft-p-min")],
-            help: ArgumentHelp("Draft model: stop drafting where its best token is less likely than P (default 0.75).", valueName: "P"))
+            help: ArgumentHelp("Draft model or MTP: stop drafting where its best token is less likely than P (default 0.75; 0 for draft-mtp).",
+                               valueName: "P"))
     var draftPMin: Float?
 
-    enum Kind: String { case disabled = "none", draftSimple = "draft-simple", ngramSimple = "ngram-simple" }
+    enum Kind: String { case disabled = "none", draftSimple = "draft-simple", ngramSimple = "ngram-simple", draftMTP = "draft-mtp" }
 
     /// The kind asked for: --spec-type, else implied by --lookup or --spec-draft-model.
     func kind() throws -> Kind {
         if let specType {
             guard let kind = Kind(rawValue: specType) else {
-                throw ValidationError("--spec-type \(specType): not one of none, draft-simple, ngram-simple (llama.cpp's "
-                    + "ngram-map-k, ngram-mod, ngram-cache and the MTP/EAGLE-3 heads are not implemented)")
+                throw ValidationError("--spec-type \(specType): not one of none, draft-simple, ngram-simple, draft-mtp (llama.cpp's "
+                    + "ngram-map-k, ngram-mod, ngram-cache, EAGLE-3 and DFlash are not implemented)")
             }
             return kind
         }
@@ -75,6 +77,9 @@ struct SpeculationFlags: ParsableArguments {
 
     var isEnabled: Bool { ((try? kind()) ?? .disabled) != .disabled }
 
+    /// Whether the model must be loaded with its MTP layers (`--spec-type draft-mtp`, as llama.cpp loads them).
+    var loadsMTP: Bool { (try? kind()) == .draftMTP }
+
     /// The speculation these flags ask for; checks and loads the draft model (with the target's runtime) if any.
     func speculation(target: LlamaModel, gpuLayers: Int32) async throws -> Speculation? {
         switch try kind() {
@@ -83,6 +88,8 @@ struct SpeculationFlags: ParsableArguments {
         case .ngramSimple:
             let n = lookup ?? ngramSizeN ?? 4
             return .lookup(n: n, minN: min(2, n), maxDraft: ngramSizeM ?? 16)
+        case .draftMTP:
+            return .mtp(maxDraft: draftMax ?? 3, minDraft: draftMin ?? 0, pMin: draftPMin ?? 0)
         case .draftSimple:
             let path = draftModel!
             var options = ModelOptions()

@@ -202,17 +202,115 @@ struct SpeculativeTests {
         }
     }
 
-    @Test("prompt lookup proposes what followed the latest earlier occurrence of the longest suffix")
+    @Test("prompt lookup finds the latest earlier occurrence of the longest suffix")
     func lookupProposals() async throws {
-        // ... 1 2 3 4 9 ... 1 2 3 4 7 8 ... 2 3 4: the latest "2 3 4" is followed by 7 8.
+        // ... 1 2 3 4 9 ... 1 2 3 4 7 8 ... 2 3 4: the latest "2 3 4" is followed by 7 (index 10).
         let tokens: [LlamaToken] = [1, 2, 3, 4, 9, 5, 1, 2, 3, 4, 7, 8, 6, 2, 3, 4]
-        #expect(DraftSource.lookup(tokens, n: 3, minN: 1, limit: 2) == [7, 8])
-        #expect(DraftSource.lookup(tokens, n: 3, minN: 1, limit: 9) == [7, 8, 6, 2, 3, 4])
-        #expect(DraftSource.lookup([5, 6, 7], n: 3, minN: 1, limit: 4) == [])
-        #expect(DraftSource.lookup([5, 6, 5], n: 2, minN: 1, limit: 4) == [6, 5])
-        #expect(DraftSource.lookup([5, 6, 5], n: 2, minN: 2, limit: 4) == [])
-        #expect(DraftSource.lookup([5], n: 2, minN: 1, limit: 4) == [])
+        #expect(PromptLookup.match(tokens, n: 3, minN: 1) == 10)
+        #expect(PromptLookup.match([5, 6, 7], n: 3, minN: 1) == nil)
+        #expect(PromptLookup.match([5, 6, 5], n: 2, minN: 1) == 1)
+        #expect(PromptLookup.match([5, 6, 5], n: 2, minN: 2) == nil)
+        #expect(PromptLookup.match([5], n: 2, minN: 1) == nil)
+        // Without an anchor, the first guess from a fresh match is two tokens, and the limit holds.
+        var lookup = PromptLookup(n: 3, minN: 1, maxDraft: 16)
+        #expect(lookup.propose(tokens, limit: 9) == [7, 8])
+        var tight = PromptLookup(n: 3, minN: 1, maxDraft: 16)
+        #expect(tight.propose(tokens, limit: 1) == [7])
     }
+
+    @Test("prompt lookup keeps copying from where its last guess came from, and resynchronises near it")
+    func lookupAnchor() async throws {
+        // A passage, then its copy so far: "10 11 12 13 14 15 16 17 18 19", with 12 also at the end
+        // of another phrase (30 12 31).
+        let passage: [LlamaToken] = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 30, 12, 31, 32]
+        var lookup = PromptLookup(n: 4, minN: 2, maxDraft: 16)
+        // A fresh match guesses two tokens at first.
+        var tokens = passage + [10, 11]
+        var guess = lookup.propose(tokens, limit: 16)
+        #expect(guess == [12, 13])
+        lookup.accepted(2, of: 2)
+        #expect(lookup.anchor == 4)
+        // The model took both and then 14, the anchor's token: aligned, so the guess runs on as far as the limit.
+        tokens += [12, 13, 14]
+        guess = lookup.propose(tokens, limit: 5)
+        #expect(guess == [15, 16, 17, 18, 19])
+        // A comma-like insertion: 15 16 accepted, then 40 instead of 17.
+        lookup.accepted(2, of: 5)
+        tokens += [15, 16, 40]
+        #expect(lookup.anchor == 7)
+        // 40 is neither the anchor's 17 nor the 18 after it, and no earlier "16 40": no guess.
+        #expect(lookup.propose(tokens, limit: 16).isEmpty)
+        lookup.accepted(0, of: 0)
+        // Then 18, one after the anchor's 17 (a token left out): aligned again, copying from 19.
+        tokens += [18]
+        #expect(lookup.propose(tokens, limit: 16) == Array(tokens[9..<min(tokens.count, 9 + 16)]))
+        // Rejected outright: the alignment is dropped.
+        lookup.accepted(0, of: 7)
+        #expect(lookup.anchor == nil)
+    }
+
+    @Test("prompt lookup looks for alignment only right after its anchor: later a common token is no sign")
+    func lookupStaleAnchor() async throws {
+        let passage: [LlamaToken] = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+        var lookup = PromptLookup(n: 2, minN: 2, maxDraft: 16)
+        var tokens = passage + [10, 11]
+        #expect(lookup.propose(tokens, limit: 16) == [12, 13])
+        lookup.accepted(1, of: 2)
+        #expect(lookup.anchor == 3)
+        // 50 instead of 13, then 51, 52 (new text), then 13 by chance: two tokens too late to align.
+        tokens += [12, 50, 51, 52, 13]
+        #expect(lookup.propose(tokens, limit: 16).isEmpty)
+        // Right after the divergence it would have: 50 then 13 is one token added.
+        var early = PromptLookup(n: 2, minN: 2, maxDraft: 16)
+        _ = early.propose(passage + [10, 11], limit: 16)
+        early.accepted(1, of: 2)
+        #expect(early.propose(passage + [10, 11, 12, 50, 13], limit: 16) == [14, 15, 16, 17, 18, 19, 10, 11, 12, 50, 13])
+    }
+
+    @Test("prompt lookup takes the occurrence nearest its anchor, and sizes fresh guesses by their record")
+    func lookupNearest() async throws {
+        // "5 6" occurs at 1 and at 8; copying had reached index 3, so the occurrence at 1 is the nearer.
+        let tokens: [LlamaToken] = [4, 5, 6, 7, 8, 9, 1, 4, 5, 6, 2, 3, 0, 0, 5, 6]
+        #expect(PromptLookup.match(tokens, n: 2, minN: 2) == 10)
+        #expect(PromptLookup.match(tokens, n: 2, minN: 2, near: 3) == 3)
+        #expect(PromptLookup.match(tokens, n: 2, minN: 2, near: 9) == 10)
+        #expect(PromptLookup.match(tokens, n: 3, minN: 3, near: 3) == nil)
+        var lookup = PromptLookup(n: 2, minN: 2, maxDraft: 3)
+        #expect(lookup.freshLimit == 2)
+        #expect(lookup.propose(tokens, limit: 16) == [2, 3])
+        lookup.accepted(2, of: 2)
+        #expect(lookup.freshLimit == 3)      // doubled, within maxDraft
+        var other = PromptLookup(n: 2, minN: 2, maxDraft: 16)
+        _ = other.propose(tokens, limit: 16)
+        other.accepted(1, of: 2)
+        #expect(other.freshLimit == 1)       // halved after a miss
+        #expect(other.anchor == 11)
+    }
+
+    @Test("prompt lookup holds fresh guesses back while they do not pay, checking them for free")
+    func lookupHoldsBack() async throws {
+        var lookup = PromptLookup(n: 2, minN: 1, maxDraft: 16)
+        var tokens: [LlamaToken] = [1, 2, 3, 4, 5, 6, 7, 8, 1, 2]
+        #expect(lookup.propose(tokens, limit: 16) == [3, 4])
+        lookup.accepted(0, of: 2)
+        #expect((lookup.freshAccepted, lookup.freshChecked) == (1, 4))
+        // The model wrote 5: the single-token match guesses 6, but the record is under a half: held back.
+        tokens += [5]
+        #expect(lookup.propose(tokens, limit: 16).isEmpty)
+        lookup.accepted(0, of: 0)
+        // The model wrote 6, as the held-back guess said: counted (2 of 5), still under a half.
+        tokens += [6]
+        #expect(lookup.propose(tokens, limit: 16).isEmpty)
+        #expect((lookup.freshAccepted, lookup.freshChecked) == (2, 5))
+        lookup.accepted(0, of: 0)
+        // 7, as guessed again: 3 of 6, a half, so the next fresh guess goes into the batch; one
+        // token long, halved after the miss.
+        tokens += [7]
+        #expect(lookup.propose(tokens, limit: 16) == [8])
+        #expect((lookup.freshAccepted, lookup.freshChecked) == (3, 6))
+        #expect(lookup.anchor == 2)
+    }
+
     @Test("llama-swift run: --lookup and -md give plain generation's text and report the guesses; bad flags are errors")
     func cli() async throws {
         let prompt = "Rewrite this sentence exactly: the quick brown fox jumps over the lazy dog, and the lazy dog sleeps."
