@@ -61,6 +61,8 @@ struct MTPFunctions {
         guard let handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD) else {
             throw LlamaError(.unsupported, "MTP drafting could not find the loaded \(path)")
         }
+        // The runtime's own handle keeps the library loaded; this one only looked it up.
+        defer { dlclose(handle) }
         var missing: [String] = []
         func find<T>(_ name: String, _ type: T.Type) -> T? {
             guard let symbol = dlsym(handle, name) else {
@@ -359,9 +361,15 @@ extension LlamaContext {
                        contextLength: Int(c.llama_n_ctx(pointer)), batchCapacity: batchCapacity)
     }
 
-    /// After a decode of `batch` on this context: the drafter follows (`MTPDrafter.process`).
-    func processForMTP(_ drafter: MTPDrafter, _ batch: LlamaBatch, view: [LlamaToken]) async throws(LlamaError) {
+    /// After a decode of `batch` on this context: the drafter follows (`MTPDrafter.process`). The
+    /// target's decode succeeded, so a failure here (or a cancellation) ends drafting for this
+    /// generation, not the generation: plain steps follow, and their output is the same.
+    func processForMTP(_ drafter: MTPDrafter, _ batch: LlamaBatch, view: [LlamaToken]) async {
         guard let first = batch.positions.first else { return }
-        try await drafter.process(tokens: batch.tokens, first: Int(first), view: view)
+        do {
+            try await drafter.process(tokens: batch.tokens, first: Int(first), view: view)
+        } catch {
+            drafter.lost = true
+        }
     }
 }

@@ -36,7 +36,8 @@ struct PromptLookup: Sendable {
     private var aligned = false
     /// The most tokens guessed from a fresh match.
     private(set) var freshLimit = 2
-    /// Fresh guesses' tokens accepted and checked (in the batch or for free), from one of two.
+    /// Fresh guesses' tokens accepted and checked (in the batch or for free), from one of two;
+    /// recent ones count most (``record(_:of:)``).
     private(set) var freshAccepted = 1, freshChecked = 2
     /// A fresh guess held back: the token guessed for index `at`.
     private var heldBack: (token: LlamaToken, at: Int)?
@@ -54,8 +55,7 @@ struct PromptLookup: Sendable {
         let last = tokens.count - 1
         if let guess = heldBack, guess.at < tokens.count {
             heldBack = nil
-            freshChecked += 1
-            if tokens[guess.at] == guess.token { freshAccepted += 1 }
+            record(tokens[guess.at] == guess.token ? 1 : 0, of: 1)
         }
         guard limit > 0, last >= 1 else { return [] }
         guessedAt = tokens.count
@@ -90,8 +90,19 @@ struct PromptLookup: Sendable {
         anchoredAt = guessedAt + accepted
         if !aligned {
             freshLimit = accepted == drafted ? min(maxDraft, freshLimit * 2) : max(1, freshLimit / 2)
-            freshAccepted += accepted
-            freshChecked += drafted
+            record(accepted, of: drafted)
+        }
+    }
+
+    /// Counts fresh guesses' tokens: a recent record, older guesses counting half each time
+    /// more than 16 tokens are on it, so that a long stretch of new text does not keep guessing
+    /// off once the output starts quoting.
+    mutating func record(_ accepted: Int, of checked: Int) {
+        freshAccepted += accepted
+        freshChecked += checked
+        if freshChecked > 16 {
+            freshAccepted = (freshAccepted + 1) / 2
+            freshChecked = (freshChecked + 1) / 2
         }
     }
 

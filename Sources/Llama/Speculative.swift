@@ -261,7 +261,7 @@ extension LlamaContext {
                     var batch = LlamaBatch()
                     batch.add(prompt: Array(chunk), startingAt: Int32(position), outputLast: position + chunk.count == prompt.count)
                     try await run(batch, encode: false)
-                    if let mtp { try await processForMTP(mtp, batch, view: prompt) }
+                    if let mtp { await processForMTP(mtp, batch, view: prompt) }
                     position += chunk.count
                     history = Array(prompt.prefix(position))
                 }
@@ -326,7 +326,7 @@ extension LlamaContext {
         var drafter: MTPDrafter?
         if case .mtp(let d, _) = source {
             drafter = d
-            clearMemory()  // the head needs the target's state at every position of the prompt
+            clearSequence(0)  // the head needs the target's state at every position of the prompt
         }
         let (reused, promptCancelled) = try await evaluatePrompt(prompt, mtp: drafter)
         let promptDone = ContinuousClock.now
@@ -435,13 +435,13 @@ extension LlamaContext {
             for (i, t) in draft.enumerated() { batch.add(t, position: Int32(position + 1 + i), output: true) }
             do {
                 try await run(batch, encode: false)
-                if let drafter { try await processForMTP(drafter, batch, view: view) }
             } catch {
                 reconcileHistory(with: view)
                 guard error.code == .cancelled else { throw error }
                 reason = .cancelled
                 break
             }
+            if let drafter { await processForMTP(drafter, batch, view: view) }
             statistics.decodes += 1
             if !draft.isEmpty {
                 statistics.verifications += 1

@@ -84,6 +84,24 @@ struct MTPTests {
         #expect(stats.acceptedTokens > 200, "drafting goes on after the shifts (stopping at the first would give about 150): \(stats)")
     }
 
+    @Test("a prefix another sequence holds survives an MTP generation (only sequence 0 is evaluated afresh)")
+    func otherSequencesKept() async throws {
+        let model = try Self.withMTP.get()
+        let context = try LlamaContext(model: model, options: ContextOptions(contextLength: 1024, batchSize: 512,
+                                                                             maxSequences: 2, threads: 2))
+        var options = GenerationOptions(maxTokens: 8)
+        options.stopAtEndOfGeneration = false
+        _ = try await context.generate(prompt: Self.prompt, options: options).summary()
+        try await context.copySequence(0, to: 1)
+        let saved = try #require(await context.positions(sequence: 1))
+        options.speculation = .mtp()
+        options.maxTokens = 40
+        let mtp = try await context.generate(prompt: Self.prompt, options: options).summary()
+        #expect(try #require(mtp.speculation).draftedTokens > 0)
+        let after = await context.positions(sequence: 1)
+        #expect(after == saved)
+    }
+
     @Test("refused with a typed error: a model without MTP layers, and one loaded without them")
     func refusals() async throws {
         let smol = try Fixture.model.get()

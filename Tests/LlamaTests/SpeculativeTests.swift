@@ -211,6 +211,11 @@ struct SpeculativeTests {
         #expect(PromptLookup.match([5, 6, 5], n: 2, minN: 1) == 1)
         #expect(PromptLookup.match([5, 6, 5], n: 2, minN: 2) == nil)
         #expect(PromptLookup.match([5], n: 2, minN: 1) == nil)
+        // The longest suffix wins over a later occurrence of a shorter one: "1 2 3" at 0 (then 9),
+        // though "3" alone occurs later (then 8).
+        let longest: [LlamaToken] = [1, 2, 3, 9, 7, 3, 8, 1, 2, 3]
+        #expect(PromptLookup.match(longest, n: 3, minN: 1) == 3)
+        #expect(PromptLookup.match(longest, n: 1, minN: 1) == 6)
         // Without an anchor, the first guess from a fresh match is two tokens, and the limit holds.
         var lookup = PromptLookup(n: 3, minN: 1, maxDraft: 16)
         #expect(lookup.propose(tokens, limit: 9) == [7, 8])
@@ -285,6 +290,36 @@ struct SpeculativeTests {
         other.accepted(1, of: 2)
         #expect(other.freshLimit == 1)       // halved after a miss
         #expect(other.anchor == 11)
+    }
+
+    @Test("after a divergence, prompt lookup guesses from the occurrence nearest its anchor, not the latest")
+    func lookupResynchronisesNear() async throws {
+        // "5 6" occurs at 1, at 8, and in the copy; the copy had reached index 4 when it diverged.
+        var tokens: [LlamaToken] = [20, 5, 6, 1, 21, 22, 23, 24, 5, 6, 2, 25, 20, 5]
+        var lookup = PromptLookup(n: 2, minN: 2, maxDraft: 16)
+        #expect(lookup.propose(tokens, limit: 16) == [6, 1])
+        lookup.accepted(2, of: 2)
+        #expect(lookup.anchor == 4)
+        tokens += [6, 1, 40]
+        #expect(lookup.propose(tokens, limit: 16).isEmpty)
+        tokens += [5, 6]
+        // Too late to align; of the three "5 6", the one at 1 continues nearest the anchor.
+        #expect(lookup.propose(tokens, limit: 16) == [1, 21, 22, 23])
+        #expect(PromptLookup.match(tokens, n: 2, minN: 2) == 15)
+    }
+
+    @Test("prompt lookup's record of fresh guesses is recent: a long miss does not keep guessing off")
+    func lookupRecentRecord() async throws {
+        var lookup = PromptLookup(n: 2, minN: 2, maxDraft: 16)
+        for _ in 0..<300 { lookup.record(0, of: 1) }
+        #expect(2 * lookup.freshAccepted < lookup.freshChecked)
+        var agreeing = 0
+        while 2 * lookup.freshAccepted < lookup.freshChecked, agreeing < 300 {
+            lookup.record(1, of: 1)
+            agreeing += 1
+        }
+        #expect(agreeing <= 16, "\(agreeing) agreeing guesses before guessing resumed")
+        #expect(lookup.freshChecked <= 17)
     }
 
     @Test("prompt lookup holds fresh guesses back while they do not pay, checking them for free")
