@@ -66,6 +66,15 @@ struct SpeculationFlags: ParsableArguments {
         if kind != .draftSimple, draftModel != nil {
             throw ValidationError("--spec-draft-model is used by --spec-type draft-simple, not \(kind.rawValue)")
         }
+        if kind != .ngramSimple, let flag = [("--lookup", lookup), ("--spec-ngram-simple-size-n", ngramSizeN),
+                                              ("--spec-ngram-simple-size-m", ngramSizeM)].first(where: { $0.1 != nil })?.0 {
+            throw ValidationError("\(flag) is used by --spec-type ngram-simple (prompt lookup), not \(kind.rawValue)")
+        }
+        if kind == .ngramSimple, let flag = [("--spec-draft-n-max", draftMax), ("--spec-draft-n-min", draftMin)]
+            .first(where: { $0.1 != nil })?.0 ?? (draftPMin != nil ? "--spec-draft-p-min" : nil) {
+            throw ValidationError("\(flag) is used by a draft model or MTP, not prompt lookup: set its guess length with "
+                + "--spec-ngram-simple-size-m")
+        }
         if lookup != nil, ngramSizeN != nil { throw ValidationError("--lookup and --spec-ngram-simple-size-n both set the n-gram size: pass one") }
         for (name, value) in [("--lookup", lookup), ("--spec-ngram-simple-size-n", ngramSizeN), ("--spec-ngram-simple-size-m", ngramSizeM),
                               ("--spec-draft-n-max", draftMax)] {

@@ -363,6 +363,10 @@ struct SpeculativeTests {
         #expect(!plain.stderr.contains("speculation"))
         CLITests.expectFailure(try await CLITests.cli(args + ["--spec-type", "ngram-mod"]), mentioning: "--spec-type ngram-mod")
         CLITests.expectFailure(try await CLITests.cli(args + ["--spec-type", "draft-simple"]), mentioning: "needs a draft model")
+        CLITests.expectFailure(try await CLITests.cli(args + ["--spec-type", "draft-mtp", "--lookup", "3"]),
+                               mentioning: "--lookup is used by --spec-type ngram-simple")
+        CLITests.expectFailure(try await CLITests.cli(args + ["--lookup", "3", "--draft-max", "8"]),
+                               mentioning: "--spec-draft-n-max is used by a draft model or MTP")
         CLITests.expectFailure(try await CLITests.cli(args + ["--lookup", "0"]), mentioning: "--lookup")
         let vocab = try sourceVocabulary("llama-spm").path
         let mismatch = try await CLITests.cli(args + ["-md", vocab])
