@@ -434,10 +434,14 @@ extension JSONValue: Codable {
         if let d = try? c.decode(Double.self) { self = .double(d); return }
         if let s = try? c.decode(String.self) { self = .string(s); return }
         if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
-        // Keyed containers do not promise key order; decode through the keys as listed.
+        // Keyed containers do not keep the text's key order (Foundation's list them in the hash
+        // order of the process, which changes from run to run): the keys are sorted, so that the
+        // same text decodes to the same object in every process. `JSONValue(parsing:)` keeps the order.
         let keyed = try decoder.container(keyedBy: AnyKey.self)
         var o = JSONObject()
-        for key in keyed.allKeys { o[key.stringValue] = try keyed.decode(JSONValue.self, forKey: key) }
+        for key in keyed.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+            o[key.stringValue] = try keyed.decode(JSONValue.self, forKey: key)
+        }
         self = .object(o)
     }
 

@@ -37,8 +37,11 @@ enum ChatTools {
                 + "{\"name\": ..., \"description\": ..., \"parameters\": {...}}}), or an object with one under \"tools\"")
         }
         return try list.enumerated().map { index, item in
-            do { return try JSONDecoder().decode(ToolDefinition.self, from: Data(item.jsonText.utf8)) } catch {
-                throw ValidationError("--tools: tool \(index) of \(path) has no usable name (or is not an object): \(item.jsonText)")
+            // Read as parsed, in the file's key order: the template prints the schemas, and a
+            // Decodable round trip would order their keys by the process's hash seed (another
+            // prompt in each run, and greedy output that changes with it).
+            do { return try ToolDefinition(json: item) } catch {
+                throw ValidationError("--tools: tool \(index) of \(path): \(error) (\(item.jsonText))")
             }
         }
     }

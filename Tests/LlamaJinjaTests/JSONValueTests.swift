@@ -202,4 +202,20 @@ struct JSONValueTests {
         }
         #expect(failures.isEmpty, "\(failures.count) of \(doubles.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
     }
+
+    @Test("decoded through Codable, an object's keys come sorted: the same in every process, whatever its hash seed")
+    func codableKeyOrder() throws {
+        let keys = ["type", "properties", "required", "description", "zeta", "alpha", "items", "enum"]
+        let text = "{" + keys.enumerated().map { "\"\($0.element)\": {\"b\": \($0.offset), \"a\": [1, {\"y\": 1, \"x\": 2}]}" }
+            .joined(separator: ", ") + "}"
+        let decoded = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        let object = try #require(decoded.objectValue)
+        #expect(object.keys == keys.sorted())
+        #expect(object["type"]?.objectValue?.keys == ["a", "b"])
+        #expect(object["type"]?["a"]?.arrayValue?.last?.objectValue?.keys == ["x", "y"])
+        // Parsing keeps the text's order; the values are the same either way.
+        let parsed = try JSONValue(parsing: text)
+        #expect(parsed.objectValue?.keys == keys)
+        #expect(keys.allSatisfy { decoded[$0]?["b"] != nil && decoded[$0]?["b"] == parsed[$0]?["b"] })
+    }
 }

@@ -87,6 +87,10 @@ struct ChatToolsCLITests {
         try Data(#"{"name": "x"}"#.utf8).write(to: bad)
         CLITests.expectFailure(try await CLITests.cli(["chat", "--tools", bad.path], stdin: "hi\n"),
                                mentioning: "must hold a JSON array of tools")
+        let nameless = f.dir.appendingPathComponent("nameless.json")
+        try Data(#"[{"type": "function", "function": {"description": "no name"}}]"#.utf8).write(to: nameless)
+        CLITests.expectFailure(try await CLITests.cli(["chat", "--tools", nameless.path], stdin: "hi\n"),
+                               mentioning: "--tools: tool 0 of \(nameless.path): a tool needs a \"name\"")
         CLITests.expectFailure(try await CLITests.cli(["chat", "--tools", f.tools.path, "--json"], stdin: "hi\n"),
                                mentioning: "cannot be used with --tools")
     }
